@@ -1,0 +1,225 @@
+// config.toml: its schema, the [env.<name>] overlays, IAPPS_<SECTION>_<KEY> overrides, and the
+// error that names the key path when something is wrong. Imports valibot and smol-toml only.
+
+import { readFileSync } from "node:fs";
+import { parse as parseToml } from "smol-toml";
+import * as v from "valibot";
+import { durationMs } from "./duration.ts";
+
+const duration = (fallback: string) =>
+  v.optional(
+    v.pipe(
+      v.string("expected a duration such as \"30s\""),
+      v.check((s) => durationMs(s) !== null, "expected a duration such as \"200ms\", \"30s\" or \"15m\""),
+      v.transform((s) => durationMs(s)!),
+    ),
+    fallback,
+  );
+const port = (fallback: number) =>
+  v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(65535)), fallback);
+const positiveInt = (fallback: number, max = 1_000_000_000) =>
+  v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(1), v.maxValue(max)), fallback);
+const str = (fallback: string) => v.optional(v.string("expected a string"), fallback);
+const bool = (fallback: boolean) => v.optional(v.boolean("expected true or false"), fallback);
+
+const appSection = v.optional(v.strictObject({ enabled: bool(true) }), {});
+
+export const ConfigSchema = v.strictObject({
+  name: str("ucloud-iapps"),
+  main: str("src/main.ts"),
+  compatibility_date: str("2026-11-28"),
+  vars: v.optional(v.record(v.string(), v.union([v.string(), v.number(), v.boolean()], "expected a string, number or boolean")), {}),
+  server: v.optional(
+    v.strictObject({
+      host: str("0.0.0.0"),
+      port: port(8080),
+    }),
+    {},
+  ),
+  redis: v.optional(
+    v.strictObject({
+      url: v.optional(
+        v.pipe(v.string("expected a string"), v.regex(/^rediss?:\/\//, "expected a redis:// or rediss:// URL")),
+        "redis://127.0.0.1:6379",
+      ),
+      /** Connections reserved for WATCH/MULTI/EXEC transactions, one per transaction in flight. */
+      pool_size: positiveInt(16, 1024),
+      /** How long one Redis command may take before the request answers 503. */
+      command_timeout: duration("1s"),
+    }),
+    {},
+  ),
+  auth: v.optional(
+    v.strictObject({
+      jwt_secret: str(""),
+      jwt_public_key: str(""),
+      jwt_algorithm: v.optional(v.picklist(["RS256", "ES256"], "expected \"RS256\" or \"ES256\""), "RS256"),
+    }),
+    {},
+  ),
+  api: v.optional(
+    v.strictObject({
+      require_etag: bool(false),
+      body_limit: positiveInt(1024 * 1024),
+      /** How long a request waits for another replica that is registering the same record's first job. */
+      job_claim_wait: duration("10s"),
+    }),
+    {},
+  ),
+  ucloud: v.optional(
+    v.strictObject({
+      provider_id: v.optional(
+        v.pipe(v.string("expected a string"), v.regex(/^[A-Za-z0-9._-]+$/, "expected letters, digits, '.', '_' or '-'")),
+        "k8s",
+      ),
+      mode: v.optional(v.picklist(["embedded"], "expected \"embedded\" (\"core\" arrives with the UCloud/Core issue)"), "embedded"),
+    }),
+    {},
+  ),
+  apps: v.optional(
+    v.strictObject({
+      syncthing: appSection,
+      terminal: appSection,
+    }),
+    {},
+  ),
+});
+
+export type Config = v.InferOutput<typeof ConfigSchema>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export interface LoadOptions {
+  /** Path of config.toml; when absent, defaults apply (plus environment overrides). */
+  file?: string;
+  env?: string;
+  environment?: Record<string, string | undefined>;
+}
+
+export function loadConfig(options: LoadOptions = {}): Config {
+  const environment = options.environment ?? process.env;
+  let raw: Record<string, unknown> = {};
+  if (options.file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(options.file, "utf8");
+    } catch (e) {
+      throw new ConfigError(`${options.file}: cannot read the file (${(e as Error).message})`);
+    }
+    try {
+      raw = parseToml(text) as Record<string, unknown>;
+    } catch (e) {
+      throw new ConfigError(`${options.file}: not valid TOML: ${(e as Error).message}`);
+    }
+  }
+  return resolveConfig(raw, { source: options.file ?? "configuration", env: options.env, environment });
+}
+
+export function resolveConfig(
+  raw: Record<string, unknown>,
+  options: { source: string; env?: string; environment: Record<string, string | undefined> },
+): Config {
+  const { env: envTables, ...base } = raw;
+  let merged: Record<string, unknown> = base;
+  if (options.env !== undefined) {
+    const table = isTable(envTables) ? envTables[options.env] : undefined;
+    if (!isTable(table)) {
+      const known = isTable(envTables) ? Object.keys(envTables).join(", ") || "none" : "none";
+      throw new ConfigError(`${options.source}: --env ${options.env}: there is no [env.${options.env}] table (known: ${known})`);
+    }
+    merged = deepMerge(base, table);
+  }
+  merged = applyEnvironment(merged, options.environment);
+  const result = v.safeParse(ConfigSchema, merged);
+  if (!result.success) {
+    const lines = result.issues.map((issue) => {
+      const path = v.getDotPath(issue) ?? "(top level)";
+      return `  ${path}: ${describeIssue(issue)}`;
+    });
+    throw new ConfigError(`${options.source}: invalid configuration\n${lines.join("\n")}`);
+  }
+  return result.output;
+}
+
+function describeIssue(issue: v.BaseIssue<unknown>): string {
+  if (issue.type === "strict_object" && issue.input !== undefined) return "unknown key";
+  return issue.message;
+}
+
+/** Every overridable leaf: its dotted path, the environment variable, and the kind of value it takes. */
+export function overridableKeys(): { path: string[]; variable: string; kind: string }[] {
+  const out: { path: string[]; variable: string; kind: string }[] = [];
+  const walk = (schema: v.GenericSchema, path: string[]) => {
+    const base = unwrap(schema);
+    if (base.type === "strict_object" || base.type === "object") {
+      for (const [key, child] of Object.entries((base as unknown as v.ObjectSchema<v.ObjectEntries, undefined>).entries)) {
+        walk(child as v.GenericSchema, [...path, key]);
+      }
+      return;
+    }
+    if (base.type === "record") return;
+    out.push({ path, variable: `IAPPS_${path.join("_").toUpperCase()}`, kind: base.type });
+  };
+  walk(ConfigSchema, []);
+  return out;
+}
+
+function unwrap(schema: v.GenericSchema): v.GenericSchema {
+  let s = schema as v.GenericSchema & { wrapped?: v.GenericSchema; pipe?: v.GenericSchema[] };
+  for (;;) {
+    if (s.wrapped) s = s.wrapped as typeof s;
+    else if (s.pipe && s.pipe[0] && s.pipe[0] !== s) s = s.pipe[0] as typeof s;
+    else return s;
+  }
+}
+
+function applyEnvironment(config: Record<string, unknown>, environment: Record<string, string | undefined>) {
+  let out = config;
+  for (const key of overridableKeys()) {
+    const value = environment[key.variable];
+    if (value === undefined) continue;
+    out = setPath(out, key.path, coerce(value, key.kind));
+  }
+  return out;
+}
+
+function coerce(value: string, kind: string): unknown {
+  if (kind === "number") return value.trim() === "" || Number.isNaN(Number(value)) ? value : Number(value);
+  if (kind === "boolean") return value === "true" ? true : value === "false" ? false : value;
+  if (kind === "array") {
+    try {
+      return JSON.parse(value);
+    } catch {
+      return value.split(",").map((s) => s.trim()).filter(Boolean);
+    }
+  }
+  return value;
+}
+
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown): Record<string, unknown> {
+  const [head, ...rest] = path;
+  if (head === undefined) return obj;
+  const child = obj[head];
+  return { ...obj, [head]: rest.length === 0 ? value : setPath(isTable(child) ? child : {}, rest, value) };
+}
+
+function deepMerge(base: Record<string, unknown>, overlay: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(overlay)) {
+    const current = out[key];
+    out[key] = isTable(current) && isTable(value) ? deepMerge(current, value) : value;
+  }
+  return out;
+}
+
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
+
+/** The resolved configuration with secrets hidden, for `bun src/main.ts config`. */
+export function redacted(config: Config): Config {
+  const hide = (s: string) => (s === "" ? "" : "<redacted>");
+  return { ...config, auth: { ...config.auth, jwt_secret: hide(config.auth.jwt_secret) } };
+}

@@ -1,0 +1,62 @@
+// Errors are values with an HTTP status and UCloud's error code. Every layer throws these;
+// the HTTP layer maps them to `{statusCode, why, errorCode}` in one place (src/http/errors.ts).
+// Imports nothing.
+
+export type ErrorCode =
+  | "INVALID_REQUEST"
+  | "INVALID_CONFIGURATION"
+  | "UNAUTHORIZED"
+  | "FORBIDDEN"
+  | "UNKNOWN_APPLICATION"
+  | "NOT_FOUND"
+  | "ETAG_MISMATCH"
+  | "PRECONDITION_FAILED"
+  | "PAYLOAD_TOO_LARGE"
+  | "PRECONDITION_REQUIRED"
+  | "UNAVAILABLE"
+  | "INTERNAL_ERROR";
+
+export class AppError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    readonly why: string,
+    options?: { cause?: unknown },
+  ) {
+    super(why, options);
+    this.name = "AppError";
+  }
+
+  toBody() {
+    return { statusCode: this.status, why: this.why, errorCode: this.code };
+  }
+}
+
+export const invalidRequest = (why: string) => new AppError(400, "INVALID_REQUEST", why);
+export const invalidConfiguration = (why: string) => new AppError(400, "INVALID_CONFIGURATION", why);
+export const unauthorized = (why: string) => new AppError(401, "UNAUTHORIZED", why);
+export const forbidden = (why: string) => new AppError(403, "FORBIDDEN", why);
+export const unknownApplication = (app: string) =>
+  new AppError(404, "UNKNOWN_APPLICATION", `There is no integrated application called '${app}' on this provider.`);
+export const notFound = (why: string) => new AppError(404, "NOT_FOUND", why);
+export const etagMismatch = () =>
+  new AppError(
+    409,
+    "ETAG_MISMATCH",
+    "expectedETag: the configuration has changed since you last loaded it. Reload it and try again.",
+  );
+export const preconditionFailed = () =>
+  new AppError(
+    412,
+    "PRECONDITION_FAILED",
+    "If-Match: the configuration has changed since you last loaded it. Reload it and try again.",
+  );
+export const payloadTooLarge = (limit: number) =>
+  new AppError(413, "PAYLOAD_TOO_LARGE", `The request body is larger than the limit of ${limit} bytes.`);
+export const preconditionRequired = () =>
+  new AppError(
+    428,
+    "PRECONDITION_REQUIRED",
+    "expectedETag: this provider requires the ETag of the configuration you are replacing (send expectedETag or an If-Match header).",
+  );
+export const unavailable = (why: string, cause?: unknown) => new AppError(503, "UNAVAILABLE", why, { cause });

@@ -1,0 +1,113 @@
+// The Hono application: routes of spec §2, auth, body limit, conditional requests, and the
+// mapping of errors to UCloud's error shape. Web standards only: runtime adapters live at the
+// edge (src/http/serve.ts). Imports src/service and src/errors.ts, never store or Kubernetes code.
+
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { notFound, payloadTooLarge } from "../errors.ts";
+import { type ConfigService, type Preconditions, type View } from "../service/configs.ts";
+import type { Owner } from "../store/keys.ts";
+import { type AuthOptions, type AuthVariables, authenticate } from "./auth.ts";
+import { errorResponse, routeNotFound, toAppError } from "./errors.ts";
+import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
+import * as req from "./requests.ts";
+
+export interface HttpOptions {
+  service: ConfigService;
+  auth: AuthOptions;
+  providerId: string;
+  bodyLimit: number;
+  log?: (message: string, fields: Record<string, unknown>) => void;
+}
+
+type Env = { Variables: AuthVariables };
+
+export function createHttpApp(options: HttpOptions): Hono<Env> {
+  const { service } = options;
+  const app = new Hono<Env>();
+
+  app.onError((error, c) => errorResponse(c, toAppError(error, options.log)));
+  app.notFound((c) => errorResponse(c, routeNotFound(c.req.method, c.req.path)));
+  app.use(
+    bodyLimit({
+      maxSize: options.bodyLimit,
+      onError: () => {
+        throw payloadTooLarge(options.bodyLimit);
+      },
+    }),
+  );
+
+  // Provider API: UCloud/Core calls these with a service token, naming the owner.
+  const provider = new Hono<Env>();
+  provider.use(authenticate(options.auth, ["SERVICE"]));
+  provider.use("/:app/*", async (c, next) => {
+    if (c.req.param("providerId") !== options.providerId) {
+      throw notFound(`This service is provider '${options.providerId}', not '${c.req.param("providerId")}'.`);
+    }
+    await next();
+  });
+  provider.post("/:app/retrieve", async (c) => {
+    const body = await req.readBody(c, req.ProviderRetrieve);
+    return answerView(c, await service.retrieve(c.req.param("app"), body.principal));
+  });
+  provider.post("/:app/update", async (c) => {
+    const body = await req.readBody(c, req.ProviderUpdate);
+    const { etag } = await service.update(c.req.param("app"), body.principal, body.config, preconditions(c, body.expectedETag));
+    return answerWritten(c, etag);
+  });
+  provider.post("/:app/reset", async (c) => {
+    const body = await req.readBody(c, req.ProviderReset);
+    const { etag } = await service.reset(c.req.param("app"), body.principal, preconditions(c, body.expectedETag));
+    return answerWritten(c, etag);
+  });
+  provider.post("/:app/restart", async (c) => {
+    const body = await req.readBody(c, req.ProviderRestart);
+    const { etag } = await service.restart(c.req.param("app"), body.principal, preconditions(c, null));
+    return answerWritten(c, etag);
+  });
+  app.route("/ucloud/:providerId/iapps", provider);
+
+  // Public API: the UCloud web UI calls these with a user token; the owner is the caller.
+  const publicApi = new Hono<Env>();
+  publicApi.use(authenticate(options.auth, ["USER", "ADMIN"]));
+  const caller = (c: Context<Env>): Owner => ({ createdBy: c.get("principal").username, project: null });
+  publicApi.get("/:app/retrieve", async (c) => {
+    req.check(req.PublicRetrieve, c.req.query(), "query");
+    return answerView(c, await service.retrieve(c.req.param("app"), caller(c)));
+  });
+  publicApi.post("/:app/update", async (c) => {
+    const body = await req.readBody(c, req.PublicUpdate);
+    const { etag } = await service.update(c.req.param("app"), caller(c), body.config, preconditions(c, body.expectedETag));
+    return answerWritten(c, etag);
+  });
+  publicApi.post("/:app/reset", async (c) => {
+    // As in UCloud, the public reset carries no ETag; an If-Match header still counts.
+    await req.readBody(c, req.PublicReset, { emptyIsObject: true });
+    const { etag } = await service.reset(c.req.param("app"), caller(c), preconditions(c, null));
+    return answerWritten(c, etag);
+  });
+  publicApi.post("/:app/restart", async (c) => {
+    await req.readBody(c, req.PublicRestart, { emptyIsObject: true });
+    const { etag } = await service.restart(c.req.param("app"), caller(c), preconditions(c, null));
+    return answerWritten(c, etag);
+  });
+  app.route("/api/iapps", publicApi);
+
+  return app;
+}
+
+function preconditions(c: Context, expectedETag: string | null): Preconditions {
+  return { expectedETag, ifMatch: parseEtagList(c.req.header("if-match")) };
+}
+
+function answerView(c: Context, view: View): Response {
+  const etag = etagHeader(view.etag);
+  if (noneMatch(c.req.header("if-none-match"), view.etag)) {
+    return c.body(null, 304, { ETag: etag });
+  }
+  return c.json(view, 200, { ETag: etag });
+}
+
+function answerWritten(c: Context, etag: string | null): Response {
+  return c.json({}, 200, etag === null ? {} : { ETag: etagHeader(etag) });
+}

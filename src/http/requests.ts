@@ -1,0 +1,60 @@
+// The bodies and queries of the configuration routes (spec §2), as valibot schemas, and the one
+// function that reads and checks a request body. Unknown fields are ignored, as UCloud does.
+
+import type { Context } from "hono";
+import * as v from "valibot";
+import { invalidRequest } from "../errors.ts";
+import { OwnerSchema } from "../service/owner.ts";
+
+const optionalString = v.optional(v.pipe(v.string("expected a string"), v.maxLength(256, "must be at most 256 characters")));
+const expectedETag = v.optional(
+  v.nullable(v.pipe(v.string("expected a string or null"), v.maxLength(256, "must be at most 256 characters"))),
+  null,
+);
+const config = v.pipe(
+  v.unknown(),
+  v.check((value) => value !== undefined, "is required"),
+);
+
+export const ProviderRetrieve = v.object({ productId: optionalString, principal: OwnerSchema });
+export const ProviderUpdate = v.object({ productId: optionalString, principal: OwnerSchema, config, expectedETag });
+export const ProviderReset = v.object({ productId: optionalString, principal: OwnerSchema, expectedETag });
+export const ProviderRestart = v.object({ productId: optionalString, principal: OwnerSchema });
+
+export const PublicRetrieve = v.object({ provider: optionalString, productId: optionalString });
+export const PublicUpdate = v.object({ provider: optionalString, productId: optionalString, config, expectedETag });
+export const PublicReset = v.object({ provider: optionalString, productId: optionalString });
+export const PublicRestart = PublicReset;
+
+/** Parses the JSON body against `schema`; a bad body is a 400 that names the field. */
+export async function readBody<S extends v.GenericSchema>(c: Context, schema: S, options: { emptyIsObject?: boolean } = {}) {
+  const text = await c.req.text();
+  let json: unknown;
+  if (text.trim() === "" && options.emptyIsObject) {
+    json = {};
+  } else {
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw invalidRequest(`The body is not valid JSON (${(e as Error).message}).`);
+    }
+  }
+  return check(schema, json, "body");
+}
+
+export function check<S extends v.GenericSchema>(schema: S, input: unknown, what: string): v.InferOutput<S> {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw invalidRequest(`The ${what} must be a JSON object.`);
+  }
+  const result = v.safeParse(schema, input);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const path = v.getDotPath(issue) ?? what;
+    const reason =
+      issue.message.startsWith("Invalid type") || issue.message.startsWith("Invalid key")
+        ? `expected ${issue.expected}, got ${issue.received}`
+        : issue.message;
+    throw invalidRequest(`${path}: ${reason}`);
+  }
+  return result.output;
+}

@@ -1,0 +1,29 @@
+// The HTTP app of a service context, with the auth settings checked. Runtime-neutral: it answers
+// `fetch(Request)`; src/main.ts hands it to Bun.serve.
+
+import type { Config } from "../config/config.ts";
+import { log } from "../log.ts";
+import type { ServiceContext } from "../service/context.ts";
+import { createHttpApp } from "./app.ts";
+
+export function httpAppFor(context: ServiceContext) {
+  const { config } = context;
+  return createHttpApp({
+    service: context.service,
+    auth: authOptions(config),
+    providerId: config.ucloud.provider_id,
+    bodyLimit: config.api.body_limit,
+    log: (message, fields) => log("error", message, fields),
+  });
+}
+
+export function authOptions(config: Config) {
+  if (config.auth.jwt_secret === "" && config.auth.jwt_public_key === "") {
+    throw new Error("[auth]: set jwt_secret (HS256, local use) or jwt_public_key (RS256/ES256); without one no request can be authenticated");
+  }
+  return {
+    jwtSecret: config.auth.jwt_secret,
+    jwtPublicKey: config.auth.jwt_public_key,
+    jwtAlgorithm: config.auth.jwt_algorithm,
+  };
+}

@@ -1,0 +1,25 @@
+// Tasks for the worker: what they are and how they are named on the queue. The queue itself
+// (leases, retries, dead letters) arrives with the worker issue; producers only need the id.
+// A task id is `<kind>:<app>:<createdBy>[:<project>]`, the same identity as the record's hash tag,
+// so at most one task per (kind, app, owner) can be pending (the dirty set holds the ids).
+// Imports src/store/keys.ts only.
+
+import { type Owner, recordTag } from "../store/keys.ts";
+
+export type TaskKind = "reconcile" | "restart";
+
+export interface Task {
+  kind: TaskKind;
+  app: string;
+  owner: Owner;
+}
+
+export function taskId(kind: TaskKind, app: string, owner: Owner): string {
+  return `${kind}:${recordTag(app, owner)}`;
+}
+
+export function parseTaskId(id: string): Task | null {
+  const [kind, app, createdBy, project, ...rest] = id.split(":");
+  if ((kind !== "reconcile" && kind !== "restart") || !app || !createdBy || rest.length > 0) return null;
+  return { kind, app, owner: { createdBy, project: project ?? null } };
+}

@@ -1,0 +1,295 @@
+// The four configuration operations (retrieve, update, reset, restart) and the rules of spec §3
+// and §4: ETag checks, validation before storing, exactly one job per record, new jobs for
+// detached records. Knows nothing of HTTP or Kubernetes.
+// Imports src/apps, src/store, src/queue/tasks.ts, src/ucloud/jobs.ts and src/errors.ts.
+
+import { randomBytes } from "node:crypto";
+import * as v from "valibot";
+import type { IntegratedApp, JobSpecification } from "../apps/app.ts";
+import type { AppRegistry } from "../apps/registry.ts";
+import {
+  AppError,
+  etagMismatch,
+  invalidConfiguration,
+  notFound,
+  preconditionFailed,
+  preconditionRequired,
+  unavailable,
+  unknownApplication,
+} from "../errors.ts";
+import { type TaskKind, taskId } from "../queue/tasks.ts";
+import type { Owner } from "../store/keys.ts";
+import type { Commit, RecordStore, Snapshot, StoredRecord } from "../store/records.ts";
+import { isRedisUnavailable } from "../store/redis.ts";
+import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
+
+/** The ETag of a configuration that was never stored. */
+export const INITIAL_ETAG = "initial";
+
+/** `If-Match` as parsed by the HTTP layer: `*`, or a list of strong ETags. */
+export type IfMatch = "*" | string[];
+
+export interface Preconditions {
+  /** From the body: a mismatch answers 409. */
+  expectedETag: string | null;
+  /** From the `If-Match` header: a mismatch answers 412. */
+  ifMatch: IfMatch | null;
+}
+
+export const NO_PRECONDITIONS: Preconditions = { expectedETag: null, ifMatch: null };
+
+export interface ConfigServiceOptions {
+  apps: AppRegistry;
+  store: RecordStore;
+  jobs: JobRegistry;
+  providerId: string;
+  requireEtag: boolean;
+  /** How long to wait for another replica registering the same record's first job. */
+  jobClaimWaitMs: number;
+  log?: (level: "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface View {
+  etag: string;
+  config: unknown;
+}
+
+/** What an operation wants to become of the record it read. */
+type Intent =
+  | { kind: "nothing" }
+  | { kind: "write"; config: unknown }
+  | { kind: "restart" };
+
+/** A committed change: the record's ETag afterwards (null: nothing stored), and whether it stored the job this call registered. */
+interface Written {
+  etag: string | null;
+  usedJob?: boolean;
+}
+
+/** Steps the transaction loop takes outside a transaction before trying again. */
+type Detour = "wait-for-claim" | "take-claim" | "register-job";
+
+const MAX_CONFLICT_RETRIES = 100;
+
+export class ConfigService {
+  constructor(private readonly options: ConfigServiceOptions) {}
+
+  /** An app with configuration routes (the terminal has none: it is internal). */
+  configurableApp(name: string): IntegratedApp<unknown> {
+    const app = this.options.apps.get(name);
+    if (!app || app.internal) throw unknownApplication(name);
+    return app;
+  }
+
+  async retrieve(appName: string, owner: Owner): Promise<View> {
+    const app = this.configurableApp(appName);
+    const record = await guard(this.options.store.read(app.name, owner));
+    return record ? { etag: record.etag, config: record.config } : { etag: INITIAL_ETAG, config: app.defaultConfig(owner) };
+  }
+
+  /** Validates `rawConfig` and stores it with a new ETag. Answers the new ETag. */
+  async update(appName: string, owner: Owner, rawConfig: unknown, pre: Preconditions): Promise<{ etag: string }> {
+    const app = this.configurableApp(appName);
+    if (this.options.requireEtag && pre.expectedETag === null && pre.ifMatch === null) throw preconditionRequired();
+    const config = validateConfig(app, rawConfig);
+    const result = await this.change(app, owner, pre, () => ({ kind: "write", config }));
+    return { etag: result.etag! };
+  }
+
+  /** Stores the default configuration with a new ETag; with no record, does nothing. */
+  async reset(appName: string, owner: Owner, pre: Preconditions): Promise<{ etag: string | null }> {
+    const app = this.configurableApp(appName);
+    return this.change(app, owner, pre, (record) =>
+      record === null ? { kind: "nothing" } : { kind: "write", config: app.defaultConfig(owner) },
+    );
+  }
+
+  /** Asks the worker to recreate the job's pod; a record whose job is gone gets a new job. */
+  async restart(appName: string, owner: Owner, pre: Preconditions): Promise<{ etag: string }> {
+    const app = this.configurableApp(appName);
+    const result = await this.change(app, owner, pre, (record) => {
+      if (record === null) throw notFound(`There is no ${app.name} configuration to restart. Save a configuration first.`);
+      return { kind: "restart" };
+    });
+    return { etag: result.etag! };
+  }
+
+  /**
+   * The transaction loop behind every write. Each pass watches the record, decides, and either
+   * commits or names a detour (wait for, take, or act on the job claim) to take before the next
+   * pass. Only the holder of the claim registers a job, so concurrent first updates on any number
+   * of replicas register exactly one.
+   */
+  private async change(
+    app: IntegratedApp<unknown>,
+    owner: Owner,
+    pre: Preconditions,
+    intend: (record: StoredRecord | null) => Intent,
+  ): Promise<{ etag: string | null }> {
+    const { store } = this.options;
+    let claimToken: string | null = null;
+    let unusedJobId: string | null = null;
+    const claimDeadline = Date.now() + this.options.jobClaimWaitMs;
+    try {
+      for (let pass = 0; ; pass++) {
+        const outcome = await guard(
+          store.attempt<Written | Detour>(app.name, owner, (snapshot) =>
+            this.decide(app, owner, pre, intend, snapshot, claimToken, unusedJobId),
+          ),
+        );
+        if (!outcome.committed) {
+          if (pass >= MAX_CONFLICT_RETRIES) throw unavailable("The configuration is being changed by many writers at once; try again.");
+          await sleep(Math.random() * Math.min(2 ** pass, 50));
+          continue;
+        }
+        const value = outcome.value;
+        if (value === "wait-for-claim" || value === "take-claim") {
+          if (Date.now() > claimDeadline) {
+            throw unavailable("Another request is still registering this application's job; try again in a moment.");
+          }
+          if (value === "take-claim") {
+            const token = newEtag();
+            if (await guard(store.claimJob(app.name, owner, token, this.options.jobClaimWaitMs))) claimToken = token;
+          } else {
+            await sleep(10 + Math.random() * 10);
+          }
+          continue;
+        }
+        if (value === "register-job") {
+          unusedJobId = await guard(this.registerJob(app, owner));
+          continue;
+        }
+        if (value.usedJob) unusedJobId = null;
+        return { etag: value.etag };
+      }
+    } finally {
+      await this.cleanUp(app, owner, claimToken, unusedJobId);
+    }
+  }
+
+  private async decide(
+    app: IntegratedApp<unknown>,
+    owner: Owner,
+    pre: Preconditions,
+    intend: (record: StoredRecord | null) => Intent,
+    { record, claim }: Snapshot,
+    claimToken: string | null,
+    registeredJobId: string | null,
+  ): Promise<{ commit: Commit; value: Written } | { commit: null; value: Written | Detour }> {
+    checkPreconditions(record, pre);
+    const intent = intend(record);
+    if (intent.kind === "nothing") return { commit: null, value: { etag: null } };
+
+    const jobAlive = record !== null && record.state === "active" && (await this.jobAlive(record.jobId));
+    if (jobAlive && intent.kind === "restart") {
+      return { commit: { enqueue: taskId("restart", app.name, owner) }, value: { etag: record.etag } };
+    }
+    const config = intent.kind === "restart" ? record!.config : intent.config;
+    const etag = newEtag();
+    const updatedAt = new Date().toISOString();
+    const reconcile = taskId("reconcile" satisfies TaskKind, app.name, owner);
+    if (jobAlive) {
+      return {
+        commit: { record: { config, etag, jobId: record.jobId, state: "active", updatedAt }, enqueue: reconcile },
+        value: { etag },
+      };
+    }
+
+    // No record, a detached one, or one whose job is gone: a new job, registered by one writer only.
+    if (claim !== null && claim !== claimToken) return { commit: null, value: "wait-for-claim" };
+    if (claimToken === null) return { commit: null, value: "take-claim" };
+    if (registeredJobId === null) return { commit: null, value: "register-job" };
+    return {
+      commit: {
+        record: { config, etag, jobId: registeredJobId, state: "active", updatedAt },
+        releaseClaim: true,
+        enqueue: reconcile,
+      },
+      value: { etag, usedJob: true },
+    };
+  }
+
+  private async jobAlive(jobId: string): Promise<boolean> {
+    if (jobId === "") return false;
+    const job = await this.options.jobs.retrieve(jobId);
+    return job !== null && !isFinal(job.state);
+  }
+
+  private async registerJob(app: IntegratedApp<unknown>, owner: Owner): Promise<string> {
+    const base: JobSpecification = {
+      product: { id: app.name, category: app.name, provider: this.options.providerId },
+      application: { name: app.name, version: "latest" },
+      name: app.name,
+      replicas: 1,
+      parameters: {},
+      resources: [],
+    };
+    // Integrated jobs are always registered in the owner's personal workspace (as UCloud does).
+    return this.options.jobs.register(app.mutateJobSpec(owner, base), owner.createdBy, null);
+  }
+
+  /** Gives back a claim this call may still hold (a commit that stored its job already did), and retires a job it registered but never stored. */
+  private async cleanUp(app: IntegratedApp<unknown>, owner: Owner, claimToken: string | null, unusedJobId: string | null) {
+    try {
+      if (claimToken !== null) await this.options.store.releaseJobClaim(app.name, owner, claimToken);
+      if (unusedJobId !== null) {
+        await this.options.jobs.updateState(unusedJobId, "FAILURE", "Registered for a configuration change that did not complete");
+        this.options.log?.("warn", "retired a job registered for a change that did not complete", { app: app.name, owner, jobId: unusedJobId });
+      }
+    } catch (e) {
+      this.options.log?.("error", "could not clean up after an incomplete change", { app: app.name, owner, error: String(e) });
+    }
+  }
+}
+
+/** Validates a configuration against the app's schema and rules; names the field at fault. */
+export function validateConfig(app: IntegratedApp<unknown>, raw: unknown): unknown {
+  const result = v.safeParse(app.configSchema, raw);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const path = v.getDotPath(issue);
+    throw invalidConfiguration(`${formatPath(path)}: ${describe(issue)}`);
+  }
+  const problem = app.validate(result.output);
+  if (problem) throw invalidConfiguration(`config.${problem.path}: ${problem.reason}`);
+  return result.output;
+}
+
+function formatPath(dotPath: string | null): string {
+  if (!dotPath) return "config";
+  return `config.${dotPath.replace(/\.(\d+)(?=\.|$)/g, "[$1]")}`;
+}
+
+function describe(issue: v.BaseIssue<unknown>): string {
+  if (issue.expected && issue.received && /^Invalid (type|key)/.test(issue.message)) {
+    return `expected ${issue.expected}, got ${issue.received}`;
+  }
+  return issue.message;
+}
+
+function checkPreconditions(record: StoredRecord | null, pre: Preconditions) {
+  const current = record?.etag ?? INITIAL_ETAG;
+  if (pre.expectedETag !== null && pre.expectedETag !== current) throw etagMismatch();
+  if (pre.ifMatch !== null) {
+    const matches = pre.ifMatch === "*" ? record !== null : pre.ifMatch.includes(current);
+    if (!matches) throw preconditionFailed();
+  }
+}
+
+/** 128 bits from the system's CSPRNG: never repeats in practice, and never equals "initial". */
+export function newEtag(): string {
+  return randomBytes(16).toString("hex");
+}
+
+/** Turns "Redis is unreachable" into a 503 at the edge of every operation. */
+async function guard<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (e) {
+    if (e instanceof AppError) throw e;
+    if (isRedisUnavailable(e)) throw unavailable("The configuration store cannot be reached right now; try again in a moment.", e);
+    throw e;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

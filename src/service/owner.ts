@@ -1,0 +1,20 @@
+// Owners as requests name them. A username or project id becomes part of Redis keys
+// (`iapps:cfg:{syncthing:alice}`), so the characters that would make two owners share a key
+// (':') or break a hash tag ('{', '}') are refused, as are whitespace and control characters.
+
+import * as v from "valibot";
+
+const identifier = (what: string) =>
+  v.pipe(
+    v.string("expected a string"),
+    v.minLength(1, `${what} must not be empty`),
+    v.maxLength(256, `${what} must be at most 256 characters`),
+    v.regex(/^[^:{}\s\u0000-\u001f\u007f]+$/, `${what} must not contain ':', '{', '}', whitespace or control characters`),
+  );
+
+export const UsernameSchema = identifier("a username");
+
+export const OwnerSchema = v.object({
+  createdBy: UsernameSchema,
+  project: v.optional(v.nullable(identifier("a project id")), null),
+});

@@ -1,0 +1,170 @@
+// Records (the stored configuration of one app and owner) in Redis, and the one way to change
+// them: a WATCH/MULTI/EXEC transaction on a pooled connection of its own.
+//
+// A transaction watches the record and its job claim, lets the caller decide on what it read,
+// and commits the decision atomically: EXEC fails when either key changed in between.
+// Imports ioredis and src/store/* only.
+
+import type { Redis } from "ioredis";
+import { keys, type Owner } from "./keys.ts";
+import { isRedisUnavailable, RedisUnavailableError, type TransactionPool } from "./redis.ts";
+
+export type RecordState = "active" | "detached";
+
+export interface StoredRecord {
+  config: unknown;
+  etag: string;
+  jobId: string;
+  state: RecordState;
+  updatedAt: string;
+}
+
+/** What one transaction read: the record and the job claim, as they were when watched. */
+export interface Snapshot {
+  record: StoredRecord | null;
+  /** The token of whoever is registering this record's first job, or null. */
+  claim: string | null;
+}
+
+/** What a transaction commits. Every part is optional; all of it lands, or none of it. */
+export interface Commit {
+  record?: StoredRecord;
+  /** Delete the job claim (the caller checked it holds it). */
+  releaseClaim?: boolean;
+  /** A task id to put on the queue (see src/queue/tasks.ts). */
+  enqueue?: string;
+}
+
+/** ETags of the latest writes of a record, newest first: how an interrupted EXEC learns its fate. */
+const ETAG_LOG_LENGTH = 64;
+
+// At most one pending task per id: only an id new to the dirty set joins the pending list.
+const ENQUEUE_SCRIPT = `if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then redis.call('RPUSH', KEYS[2], ARGV[1]) end return 1`;
+
+export function decodeRecord(hash: Record<string, string>): StoredRecord | null {
+  if (hash.etag === undefined || hash.config === undefined) return null;
+  return {
+    config: JSON.parse(hash.config),
+    etag: hash.etag,
+    jobId: hash.jobId ?? "",
+    state: hash.state === "detached" ? "detached" : "active",
+    updatedAt: hash.updatedAt ?? "",
+  };
+}
+
+function encodeRecord(record: StoredRecord): Record<string, string> {
+  return {
+    config: JSON.stringify(record.config),
+    etag: record.etag,
+    jobId: record.jobId,
+    state: record.state,
+    updatedAt: record.updatedAt,
+  };
+}
+
+export type Outcome<T> = { committed: true; value: T } | { committed: false };
+
+export class RecordStore {
+  constructor(
+    private readonly commands: Redis,
+    private readonly pool: TransactionPool,
+  ) {}
+
+  async read(app: string, owner: Owner): Promise<StoredRecord | null> {
+    return decodeRecord(await this.commands.hgetall(keys.record(app, owner)));
+  }
+
+  /**
+   * One optimistic attempt: watch, read, let `decide` choose, commit. Returns `committed: false`
+   * when another writer changed the record or claim in between (the caller retries).
+   * `decide` returns `null` for "nothing to write"; it may throw an AppError (409, 404, ...).
+   */
+  async attempt<T>(
+    app: string,
+    owner: Owner,
+    decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
+  ): Promise<Outcome<T>> {
+    const recordKey = keys.record(app, owner);
+    const claimKey = keys.jobClaim(app, owner);
+    return this.pool.with(async (connection) => {
+      // UNWATCH first: whoever borrowed this connection before may have returned it watching.
+      const replies = await connection
+        .pipeline()
+        .unwatch()
+        .watch(recordKey, claimKey)
+        .hgetall(recordKey)
+        .get(claimKey)
+        .exec();
+      const [hash, claim] = [replyOf(replies, 2) as Record<string, string>, replyOf(replies, 3) as string | null];
+      const snapshot: Snapshot = { record: decodeRecord(hash), claim };
+
+      const decision = await decide(snapshot);
+      if (decision.commit === null) return { committed: true, value: decision.value };
+
+      const { record, releaseClaim, enqueue } = decision.commit;
+      const multi = connection.multi();
+      if (record) {
+        const etagLog = keys.etagLog(app, owner);
+        multi.hset(recordKey, encodeRecord(record));
+        multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1);
+      }
+      if (releaseClaim) multi.del(claimKey);
+      if (enqueue !== undefined) multi.eval(ENQUEUE_SCRIPT, 2, keys.queueDirty(), keys.queuePending(), enqueue);
+
+      let results: [Error | null, unknown][] | null;
+      try {
+        results = await multi.exec();
+      } catch (e) {
+        if (!record || !isRedisUnavailable(e)) throw e;
+        // The EXEC may or may not have run before the connection went. The ETag log says which.
+        if (await this.wasCommitted(app, owner, record.etag)) return { committed: true, value: decision.value };
+        throw e;
+      }
+      if (results === null) return { committed: false };
+      for (const [error] of results) if (error) throw error;
+      return { committed: true, value: decision.value };
+    });
+  }
+
+  /** Whether a write that produced `etag` reached Redis (asked on the shared connection). */
+  private async wasCommitted(app: string, owner: Owner, etag: string): Promise<boolean> {
+    const deadline = Date.now() + 2_000;
+    for (;;) {
+      try {
+        return (await this.commands.lpos(keys.etagLog(app, owner), etag)) !== null;
+      } catch (e) {
+        if (!isRedisUnavailable(e) || Date.now() > deadline) {
+          throw new RedisUnavailableError("lost the connection during a write and could not learn whether it landed");
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  }
+
+  /** Takes the job claim for `ttlMs`; true when this caller now holds it. */
+  async claimJob(app: string, owner: Owner, token: string, ttlMs: number): Promise<boolean> {
+    return (await this.commands.set(keys.jobClaim(app, owner), token, "PX", ttlMs, "NX")) === "OK";
+  }
+
+  async claimHolder(app: string, owner: Owner): Promise<string | null> {
+    return this.commands.get(keys.jobClaim(app, owner));
+  }
+
+  /** Gives up a claim only if it is still ours (a claim that expired may be someone else's). */
+  async releaseJobClaim(app: string, owner: Owner, token: string): Promise<void> {
+    await this.commands.eval(
+      `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
+      1,
+      keys.jobClaim(app, owner),
+      token,
+    );
+  }
+}
+
+function replyOf(replies: [Error | null, unknown][] | null, index: number): unknown {
+  const reply = replies?.[index];
+  if (!reply) throw new RedisUnavailableError("Redis answered a transaction's read incompletely");
+  if (reply[0]) throw reply[0];
+  return reply[1];
+}
+

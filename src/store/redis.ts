@@ -1,0 +1,201 @@
+// Redis connections, and the discipline they follow (see architecture.md, "ioredis pitfalls"):
+//
+// - One shared connection for plain commands (reads, job registry). It reconnects by itself,
+//   but never queues commands while disconnected and never re-sends unanswered ones: a request
+//   that meets a Redis outage fails at once with 503 instead of hanging.
+// - A small pool of transaction connections. A WATCH belongs to a connection, so each
+//   WATCH/MULTI/EXEC borrows one for its whole duration. Pool connections never reconnect:
+//   one that has closed once is thrown away, so an EXEC can only ever run on the connection
+//   that holds its WATCH. An interrupted transaction fails; it is never replayed unguarded.
+//
+// Imports ioredis and src/errors.ts only.
+
+import { Redis, type RedisOptions } from "ioredis";
+import { AppError } from "../errors.ts";
+
+export interface RedisSettings {
+  url: string;
+  poolSize: number;
+  /** Upper bound for one command, one connect, and one wait for a pooled connection. */
+  commandTimeoutMs: number;
+  /** Called for connection trouble worth a log line (deduplicated by the caller's logger). */
+  onError?: (message: string) => void;
+}
+
+export class RedisUnavailableError extends Error {
+  override name = "RedisUnavailableError";
+}
+
+const noQueueNoReplay: RedisOptions = {
+  enableOfflineQueue: false,
+  autoResendUnfulfilledCommands: false,
+  maxRetriesPerRequest: 0,
+  enableAutoPipelining: false,
+};
+
+export function createCommandConnection(settings: RedisSettings): Redis {
+  const redis = new Redis(settings.url, {
+    ...noQueueNoReplay,
+    lazyConnect: true,
+    connectTimeout: settings.commandTimeoutMs,
+    commandTimeout: settings.commandTimeoutMs,
+    retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+  });
+  reportErrors(redis, "command connection", settings.onError);
+  redis.connect().catch(() => {
+    // The retry strategy keeps trying; requests meanwhile answer 503.
+  });
+  return redis;
+}
+
+function reportErrors(redis: Redis, what: string, onError?: (message: string) => void) {
+  let lastMessage = "";
+  redis.on("error", (e: Error) => {
+    if (e.message !== lastMessage) onError?.(`redis ${what}: ${e.message}`);
+    lastMessage = e.message;
+  });
+  redis.on("ready", () => {
+    lastMessage = "";
+  });
+}
+
+/** True for errors that mean "Redis cannot be reached right now" rather than a bug. */
+export function isRedisUnavailable(error: unknown): boolean {
+  if (error instanceof RedisUnavailableError) return true;
+  if (!(error instanceof Error)) return false;
+  if (error.name === "MaxRetriesPerRequestError") return true;
+  const message = error.message;
+  return (
+    message.includes("Connection is closed") ||
+    message.includes("Stream isn't writeable") ||
+    message.includes("Command timed out") ||
+    message.includes("connect ECONNREFUSED") ||
+    message.includes("connect ETIMEDOUT") ||
+    message.includes("ECONNRESET") ||
+    message.includes("EPIPE") ||
+    /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/.test(message)
+  );
+}
+
+/** Connections for WATCH/MULTI/EXEC, one transaction per connection at a time. */
+export class TransactionPool {
+  private readonly idle: Redis[] = [];
+  private open = 0;
+  private readonly waiters: { resolve: (r: Redis) => void; reject: (e: Error) => void; timer: Timer }[] = [];
+  private closed = false;
+
+  constructor(private readonly settings: RedisSettings) {}
+
+  /** Runs `body` on a connection of its own; a connection that failed in any way is discarded. */
+  async with<T>(body: (connection: Redis) => Promise<T>): Promise<T> {
+    const connection = await this.acquire();
+    let healthy = false;
+    try {
+      const result = await body(connection);
+      healthy = true;
+      return result;
+    } catch (e) {
+      // An error the caller raised on purpose (a 409, say) leaves the connection sound: the next
+      // borrower starts with UNWATCH. Any other error may have left it mid-transaction: drop it.
+      healthy = e instanceof AppError;
+      throw e;
+    } finally {
+      this.release(connection, healthy);
+    }
+  }
+
+  private async acquire(): Promise<Redis> {
+    if (this.closed) throw new RedisUnavailableError("the Redis pool is closed");
+    while (this.idle.length > 0) {
+      const connection = this.idle.pop()!;
+      if (connection.status === "ready") return connection;
+      this.drop(connection);
+    }
+    if (this.open < this.settings.poolSize) {
+      this.open++;
+      try {
+        return await this.connect();
+      } catch (e) {
+        this.open--;
+        this.handOverCapacity();
+        throw new RedisUnavailableError(`cannot connect to Redis: ${(e as Error).message}`);
+      }
+    }
+    return new Promise<Redis>((resolve, reject) => {
+      const waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const index = this.waiters.indexOf(waiter);
+          if (index >= 0) this.waiters.splice(index, 1);
+          reject(new RedisUnavailableError("no Redis connection became free in time"));
+        }, this.settings.commandTimeoutMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  private async connect(): Promise<Redis> {
+    const connection = new Redis(this.settings.url, {
+      ...noQueueNoReplay,
+      lazyConnect: true,
+      connectTimeout: this.settings.commandTimeoutMs,
+      commandTimeout: this.settings.commandTimeoutMs,
+      retryStrategy: () => null,
+      connectionName: "iapps-tx",
+    });
+    reportErrors(connection, "transaction connection", this.settings.onError);
+    try {
+      await connection.connect();
+    } catch (e) {
+      connection.disconnect();
+      throw e;
+    }
+    return connection;
+  }
+
+  private release(connection: Redis, healthy: boolean) {
+    if (!healthy || connection.status !== "ready" || this.closed) {
+      this.drop(connection);
+      this.handOverCapacity();
+      return;
+    }
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      clearTimeout(waiter.timer);
+      waiter.resolve(connection);
+    } else {
+      this.idle.push(connection);
+    }
+  }
+
+  /** A slot freed by a dropped connection goes to the first waiter, on a new connection. */
+  private handOverCapacity() {
+    const waiter = this.waiters.shift();
+    if (!waiter) return;
+    clearTimeout(waiter.timer);
+    this.open++;
+    this.connect().then(waiter.resolve, (e: Error) => {
+      this.open--;
+      waiter.reject(new RedisUnavailableError(`cannot connect to Redis: ${e.message}`));
+      this.handOverCapacity();
+    });
+  }
+
+  private drop(connection: Redis) {
+    this.open--;
+    connection.disconnect();
+  }
+
+  async close() {
+    this.closed = true;
+    for (const waiter of this.waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new RedisUnavailableError("the Redis pool is closed"));
+    }
+    for (const connection of this.idle.splice(0)) {
+      this.open--;
+      await connection.quit().catch(() => connection.disconnect());
+    }
+  }
+}

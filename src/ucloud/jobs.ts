@@ -1,0 +1,34 @@
+// The job registry: where the dedicated job of each record is registered and its state kept.
+// `embedded` keeps jobs in Redis (src/ucloud/embedded-registry.ts); `core` (a later issue) talks
+// to UCloud/Core. Imports src/apps/app.ts (for JobSpecification) only.
+
+import type { JobSpecification } from "../apps/app.ts";
+
+/** UCloud's JobState. */
+export type JobState = "IN_QUEUE" | "RUNNING" | "CANCELING" | "SUCCESS" | "FAILURE" | "EXPIRED" | "SUSPENDED";
+
+const FINAL_STATES: ReadonlySet<JobState> = new Set(["SUCCESS", "FAILURE", "EXPIRED"]);
+
+export function isFinal(state: JobState): boolean {
+  return FINAL_STATES.has(state);
+}
+
+export interface Job {
+  id: string;
+  specification: JobSpecification;
+  createdBy: string;
+  project: string | null;
+  state: JobState;
+  status: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface JobRegistry {
+  /** Registers one job and answers its id. */
+  register(specification: JobSpecification, createdBy: string, project: string | null): Promise<string>;
+  /** The job, or null when the registry does not know it. */
+  retrieve(jobId: string): Promise<Job | null>;
+  /** Records a new state (and a human-readable status line). */
+  updateState(jobId: string, state: JobState, status?: string): Promise<void>;
+}
