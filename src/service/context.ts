@@ -6,7 +6,7 @@ import { enabledApps } from "../apps/registry.ts";
 import type { Config } from "../config/config.ts";
 import { log } from "../log.ts";
 import { RecordStore } from "../store/records.ts";
-import { createCommandConnection, TransactionPool } from "../store/redis.ts";
+import { createCommandConnection, readyConnection, TransactionPool } from "../store/redis.ts";
 import { EmbeddedJobRegistry } from "../ucloud/embedded-registry.ts";
 import type { JobRegistry } from "../ucloud/jobs.ts";
 import { ConfigService } from "./configs.ts";
@@ -30,8 +30,9 @@ export function createContext(config: Config): ServiceContext {
   };
   const redis = createCommandConnection(settings);
   const pool = new TransactionPool(settings);
-  const store = new RecordStore(redis, pool);
-  const jobs = new EmbeddedJobRegistry(redis);
+  const commands = readyConnection(redis, settings.commandTimeoutMs);
+  const store = new RecordStore(commands, pool);
+  const jobs = new EmbeddedJobRegistry(commands);
   const apps = enabledApps((name) => (config.apps as Record<string, { enabled: boolean } | undefined>)[name]?.enabled ?? false);
   const service = new ConfigService({
     apps,

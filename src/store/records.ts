@@ -3,11 +3,10 @@
 //
 // A transaction watches the record and its job claim, lets the caller decide on what it read,
 // and commits the decision atomically: EXEC fails when either key changed in between.
-// Imports ioredis and src/store/* only.
+// Imports src/store/* only.
 
-import type { Redis } from "ioredis";
 import { keys, type Owner } from "./keys.ts";
-import { isRedisUnavailable, RedisUnavailableError, type TransactionPool } from "./redis.ts";
+import { type CommandConnection, isRedisUnavailable, RedisUnavailableError, type TransactionPool } from "./redis.ts";
 
 export type RecordState = "active" | "detached";
 
@@ -66,12 +65,13 @@ export type Outcome<T> = { committed: true; value: T } | { committed: false };
 
 export class RecordStore {
   constructor(
-    private readonly commands: Redis,
+    private readonly commands: CommandConnection,
     private readonly pool: TransactionPool,
   ) {}
 
   async read(app: string, owner: Owner): Promise<StoredRecord | null> {
-    return decodeRecord(await this.commands.hgetall(keys.record(app, owner)));
+    const redis = await this.commands();
+    return decodeRecord(await redis.hgetall(keys.record(app, owner)));
   }
 
   /**
@@ -131,7 +131,8 @@ export class RecordStore {
     const deadline = Date.now() + 2_000;
     for (;;) {
       try {
-        return (await this.commands.lpos(keys.etagLog(app, owner), etag)) !== null;
+        const redis = await this.commands();
+        return (await redis.lpos(keys.etagLog(app, owner), etag)) !== null;
       } catch (e) {
         if (!isRedisUnavailable(e) || Date.now() > deadline) {
           throw new RedisUnavailableError("lost the connection during a write and could not learn whether it landed");
@@ -143,16 +144,14 @@ export class RecordStore {
 
   /** Takes the job claim for `ttlMs`; true when this caller now holds it. */
   async claimJob(app: string, owner: Owner, token: string, ttlMs: number): Promise<boolean> {
-    return (await this.commands.set(keys.jobClaim(app, owner), token, "PX", ttlMs, "NX")) === "OK";
-  }
-
-  async claimHolder(app: string, owner: Owner): Promise<string | null> {
-    return this.commands.get(keys.jobClaim(app, owner));
+    const redis = await this.commands();
+    return (await redis.set(keys.jobClaim(app, owner), token, "PX", ttlMs, "NX")) === "OK";
   }
 
   /** Gives up a claim only if it is still ours (a claim that expired may be someone else's). */
   async releaseJobClaim(app: string, owner: Owner, token: string): Promise<void> {
-    await this.commands.eval(
+    const redis = await this.commands();
+    await redis.eval(
       `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
       1,
       keys.jobClaim(app, owner),

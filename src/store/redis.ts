@@ -48,6 +48,30 @@ export function createCommandConnection(settings: RedisSettings): Redis {
   return redis;
 }
 
+/** Hands out the shared connection once it is ready: waits through a reconnect for up to `timeoutMs`, then fails. */
+export type CommandConnection = () => Promise<Redis>;
+
+export function readyConnection(redis: Redis, timeoutMs: number): CommandConnection {
+  const ready = Promise.resolve(redis);
+  // One listener for all callers waiting on the same reconnect.
+  let reconnected: Promise<Redis> | null = null;
+  return () => {
+    if (redis.status === "ready") return ready;
+    if (redis.status === "end") return Promise.reject(new RedisUnavailableError("the Redis connection is closed"));
+    reconnected ??= new Promise<Redis>((resolve) =>
+      redis.once("ready", () => {
+        reconnected = null;
+        resolve(redis);
+      }),
+    );
+    let timer: Timer | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    return Promise.race([reconnected, timeout]).finally(() => clearTimeout(timer));
+  };
+}
+
 function reportErrors(redis: Redis, what: string, onError?: (message: string) => void) {
   let lastMessage = "";
   redis.on("error", (e: Error) => {
@@ -129,7 +153,8 @@ export class TransactionPool {
           const index = this.waiters.indexOf(waiter);
           if (index >= 0) this.waiters.splice(index, 1);
           reject(new RedisUnavailableError("no Redis connection became free in time"));
-        }, this.settings.commandTimeoutMs),
+          // Half the command timeout: a request that waited may still need a full one after.
+        }, this.settings.commandTimeoutMs / 2),
       };
       this.waiters.push(waiter);
     });
@@ -144,12 +169,21 @@ export class TransactionPool {
       retryStrategy: () => null,
       connectionName: "iapps-tx",
     });
-    reportErrors(connection, "transaction connection", this.settings.onError);
+    // No error log here: a pooled connection that fails is dropped, and the request that used
+    // it answers 503; the command connection reports the outage once.
+    connection.on("error", () => {});
+    // connectTimeout covers the TCP handshake only; a frozen server would hold the ready check.
+    let timer: Timer | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisUnavailableError("Redis did not accept a connection in time")), this.settings.commandTimeoutMs);
+    });
     try {
-      await connection.connect();
+      await Promise.race([connection.connect(), timeout]);
     } catch (e) {
       connection.disconnect();
       throw e;
+    } finally {
+      clearTimeout(timer);
     }
     return connection;
   }

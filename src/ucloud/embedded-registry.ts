@@ -1,19 +1,20 @@
 // Jobs kept in Redis, for running without a UCloud installation: `[ucloud] mode = "embedded"`.
 // A job is the hash `iapps:job:<id>`; ids come from the counter `iapps:job-seq`.
-// Imports ioredis, src/store/keys.ts and src/ucloud/jobs.ts.
+// Imports src/store/keys.ts, src/store/redis.ts and src/ucloud/jobs.ts.
 
-import type { Redis } from "ioredis";
 import type { JobSpecification } from "../apps/app.ts";
 import { keys } from "../store/keys.ts";
+import type { CommandConnection } from "../store/redis.ts";
 import type { Job, JobRegistry, JobState } from "./jobs.ts";
 
 export class EmbeddedJobRegistry implements JobRegistry {
-  constructor(private readonly redis: Redis) {}
+  constructor(private readonly redis: CommandConnection) {}
 
   async register(specification: JobSpecification, createdBy: string, project: string | null): Promise<string> {
-    const id = String(await this.redis.incr(keys.jobSequence()));
+    const redis = await this.redis();
+    const id = String(await redis.incr(keys.jobSequence()));
     const now = new Date().toISOString();
-    await this.redis.hset(keys.job(id), {
+    await redis.hset(keys.job(id), {
       id,
       specification: JSON.stringify(specification),
       createdBy,
@@ -27,7 +28,8 @@ export class EmbeddedJobRegistry implements JobRegistry {
   }
 
   async retrieve(jobId: string): Promise<Job | null> {
-    const hash = await this.redis.hgetall(keys.job(jobId));
+    const redis = await this.redis();
+    const hash = await redis.hgetall(keys.job(jobId));
     if (hash.id === undefined) return null;
     return {
       id: hash.id,
@@ -43,7 +45,8 @@ export class EmbeddedJobRegistry implements JobRegistry {
 
   async updateState(jobId: string, state: JobState, status = ""): Promise<void> {
     // Only an existing job changes: HSET on a missing key would invent a job without a spec.
-    await this.redis.eval(
+    const redis = await this.redis();
+    await redis.eval(
       `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'state', ARGV[1], 'status', ARGV[2], 'updatedAt', ARGV[3]) end return 1`,
       1,
       keys.job(jobId),

@@ -1,0 +1,129 @@
+// Redis faults, for real: the server killed, frozen, and a transaction's connection cut between
+// its WATCH and its EXEC. Requests answer 503 quickly, nothing is written unguarded, and the
+// service recovers by itself.
+
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { keys } from "../src/store/keys.ts";
+import { TestRedis } from "./support/redis-server.ts";
+import { alice, type Instance, providerCall, publicCall, startInstance, syncthingConfig } from "./support/service.ts";
+
+let redis: TestRedis;
+let api: Instance;
+
+beforeAll(async () => {
+  redis = await TestRedis.start();
+  api = startInstance(redis.url);
+});
+
+afterAll(async () => {
+  await api.close();
+  await redis.close();
+});
+
+beforeEach(async () => {
+  redis.resume();
+  await redis.admin.flushall();
+});
+
+const update = (n: number, expectedETag: string | null = null) =>
+  providerCall(api, "syncthing", "update", { principal: alice, config: syncthingConfig(n), expectedETag });
+const retrieve = () => publicCall(api, "alice", "GET", "syncthing/retrieve");
+
+async function timed(call: () => Promise<Response>): Promise<{ status: number; ms: number; errorCode?: string }> {
+  const started = performance.now();
+  const response = await call();
+  const ms = performance.now() - started;
+  const body = (await response.json().catch(() => ({}))) as { errorCode?: string };
+  return { status: response.status, ms, errorCode: body.errorCode };
+}
+
+async function eventually(check: () => Promise<boolean>, seconds: number) {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`not within ${seconds} s`);
+}
+
+describe("Redis down", () => {
+  test("requests answer 503 UNAVAILABLE within 2 seconds, and the service recovers when Redis returns", async () => {
+    expect((await update(1)).status).toBe(200);
+    await redis.stop();
+    try {
+      for (const call of [retrieve, () => update(2), () => providerCall(api, "syncthing", "restart", { principal: alice })]) {
+        const answer = await timed(call);
+        expect(answer).toMatchObject({ status: 503, errorCode: "UNAVAILABLE" });
+        expect(answer.ms).toBeLessThan(2000);
+      }
+    } finally {
+      await redis.startServer();
+    }
+    // The restarted server is empty (tests run it without persistence): recovery means 200 again.
+    await eventually(async () => (await retrieve()).status === 200, 10);
+    expect((await update(3)).status).toBe(200);
+  }, 30_000);
+
+  test("a frozen Redis (SIGSTOP) answers 503 within 2 seconds instead of hanging", async () => {
+    expect((await update(1)).status).toBe(200);
+    redis.pause();
+    try {
+      const answers = await Promise.all([timed(retrieve), timed(() => update(2)), timed(() => update(3))]);
+      for (const answer of answers) {
+        expect(answer).toMatchObject({ status: 503, errorCode: "UNAVAILABLE" });
+        expect(answer.ms).toBeLessThan(2000);
+      }
+    } finally {
+      redis.resume();
+    }
+    await eventually(async () => (await update(4)).status === 200, 10);
+    const config = JSON.parse((await redis.admin.hget(keys.record("syncthing", alice), "config"))!);
+    expect(config).toEqual(syncthingConfig(4));
+  }, 30_000);
+});
+
+describe("a transaction interrupted by a disconnect", () => {
+  test("fails, and its EXEC never runs without its WATCH", async () => {
+    expect((await update(1)).status).toBe(200);
+    const recordKey = keys.record("syncthing", alice);
+    const attempt = api.context.store.attempt("syncthing", alice, async ({ record }) => {
+      // Between WATCH and EXEC: cut this transaction's connection, then let another writer in.
+      const clients = (await redis.admin.client("LIST")) as string;
+      const ids = clients
+        .split("\n")
+        .filter((line) => line.includes("name=iapps-tx"))
+        .map((line) => /id=(\d+)/.exec(line)![1]!);
+      expect(ids.length).toBeGreaterThan(0);
+      for (const id of ids) await redis.admin.client("KILL", "ID", id);
+      await redis.admin.hset(recordKey, "etag", "written-by-someone-else");
+      await new Promise((r) => setTimeout(r, 100));
+      return {
+        commit: { record: { ...record!, config: syncthingConfig(99), etag: "unguarded-write" } },
+        value: "committed",
+      };
+    });
+    await expect(attempt).rejects.toThrow();
+    // Even once the pool has reconnected and served other requests, the interrupted write is not replayed.
+    await eventually(async () => (await retrieve()).status === 200, 5);
+    expect((await update(2)).status).toBe(200);
+    const etags = await redis.admin.lrange(keys.etagLog("syncthing", alice), 0, -1);
+    expect(etags).not.toContain("unguarded-write");
+    expect(JSON.parse((await redis.admin.hget(recordKey, "config"))!)).toEqual(syncthingConfig(2));
+  });
+
+  test("through the API, writes under connection kills answer 200 or 503, and the stored ETag is the last write that landed", async () => {
+    expect((await update(1)).status).toBe(200);
+    const killer = setInterval(() => redis.admin.client("KILL", "TYPE", "normal").catch(() => {}), 5);
+    let statuses: number[];
+    try {
+      statuses = await Promise.all(Array.from({ length: 50 }, (_, i) => update(i + 10).then((r) => r.status)));
+    } finally {
+      clearInterval(killer);
+    }
+    expect(statuses.every((s) => s === 200 || s === 503)).toBe(true);
+    await eventually(async () => (await retrieve()).status === 200, 5);
+    const view = (await (await retrieve()).json()) as { etag: string; config: unknown };
+    const etags = await redis.admin.lrange(keys.etagLog("syncthing", alice), 0, -1);
+    expect(etags[0]).toBe(view.etag);
+  });
+});

@@ -1,0 +1,88 @@
+// A real redis-server for tests: started on a free port in a temporary directory, stopped and
+// started again on the same port for outage tests, and killed by its PID at the end.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+export class TestRedis {
+  private process: ChildProcess | null = null;
+  private readonly dir = mkdtempSync(join(tmpdir(), "iapps-redis-"));
+  /** An admin connection for assertions and fault injection (CLIENT KILL, FLUSHALL, ...). */
+  admin!: Redis;
+
+  private constructor(readonly port: number) {}
+
+  get url() {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<TestRedis> {
+    const redis = new TestRedis(await freePort());
+    await redis.startServer();
+    redis.admin = new Redis(redis.url, { maxRetriesPerRequest: 3, retryStrategy: (n) => Math.min(n * 50, 500) });
+    redis.admin.on("error", () => {});
+    await redis.admin.ping();
+    return redis;
+  }
+
+  /** Starts redis-server again (after `stop`), on the same port. */
+  async startServer() {
+    const child = spawn(
+      "redis-server",
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    this.process = child;
+    let output = "";
+    child.stdout?.on("data", (d) => (output += d));
+    child.stderr?.on("data", (d) => (output += d));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`redis-server exited at start:\n${output}`);
+      if (output.includes("Ready to accept connections")) return;
+      if (Date.now() > deadline) throw new Error(`redis-server did not start in 10 s:\n${output}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Kills the server (SIGKILL: an outage, not a shutdown) and waits until it is gone. */
+  async stop() {
+    const child = this.process;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+    this.process = null;
+  }
+
+  /** Freezes the server (SIGSTOP): connections stay open, nothing answers. */
+  pause() {
+    this.process?.kill("SIGSTOP");
+  }
+
+  resume() {
+    this.process?.kill("SIGCONT");
+  }
+
+  async close() {
+    this.resume();
+    this.admin?.disconnect();
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
