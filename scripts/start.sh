@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `npm start [-- --env NAME | --config FILE]`: everything a newcomer needs on a fresh Debian
+# machine. Installs dependencies and Redis when missing, makes sure a Redis answers at the
+# configured URL (starting a local one, kept in var/redis, if nothing listens there), and runs
+# role `all` in the foreground. Ctrl-C stops the service and the Redis it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+ensure_node_modules
+bun=node_modules/.bin/bun
+url=$($bun src/main.ts config redis.url "$@")
+
+redis_pid=""
+stop_redis() {
+  if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
+    say "stopping the Redis started for this run (pid $redis_pid)"
+    kill -TERM "$redis_pid" && wait "$redis_pid" 2>/dev/null || true
+  fi
+}
+
+if command -v redis-cli >/dev/null 2>&1 && [ "$(redis-cli -u "$url" ping 2>/dev/null)" = "PONG" ]; then
+  say "using the Redis at $url"
+else
+  hostport=${url#*://}; hostport=${hostport#*@}; hostport=${hostport%%/*}
+  host=${hostport%:*}; port=${hostport##*:}
+  [ "$port" = "$hostport" ] && port=6379
+  case "$host" in
+    127.0.0.1|localhost|"[::1]") ;;
+    *) say "no Redis answers at $url, and it is not on this machine: start it, or set IAPPS_REDIS_URL"; exit 1 ;;
+  esac
+  ensure_debian_package redis-server redis-server
+  mkdir -p var/redis
+  say "starting redis-server on port $port (data in var/redis, append-only file on)"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/var/redis" --appendonly yes --save "" \
+    --logfile "$PWD/var/redis/redis.log" &
+  redis_pid=$!
+  trap stop_redis EXIT
+  for _ in $(seq 1 100); do
+    [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] && break
+    sleep 0.1
+  done
+fi
+
+$bun src/main.ts all "$@" &
+service_pid=$!
+trap 'kill -TERM $service_pid 2>/dev/null; wait $service_pid; stop_redis' INT TERM
+wait $service_pid || true
