@@ -6,11 +6,15 @@ import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
 import { durationMs } from "./duration.ts";
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 const duration = (fallback: string) =>
   v.optional(
     v.pipe(
       v.string("expected a duration such as \"30s\""),
       v.check((s) => durationMs(s) !== null, "expected a duration such as \"200ms\", \"30s\" or \"15m\""),
+      // Timers take at most 2^31-1 ms; a longer one would silently fire after 1 ms.
+      v.check((s) => (durationMs(s) ?? 0) <= MAX_TIMER_MS, "must be at most 24 days"),
       v.transform((s) => durationMs(s)!),
     ),
     fallback,
@@ -132,15 +136,24 @@ export function resolveConfig(
     merged = deepMerge(base, table);
   }
   merged = applyEnvironment(merged, options.environment);
-  const result = v.safeParse(ConfigSchema, merged);
-  if (!result.success) {
-    const lines = result.issues.map((issue) => {
-      const path = v.getDotPath(issue) ?? "(top level)";
-      return `  ${path}: ${describeIssue(issue)}`;
-    });
-    throw new ConfigError(`${options.source}: invalid configuration\n${lines.join("\n")}`);
+  // A mistake in an overlay that is not selected today should not wait for the day it is.
+  if (isTable(envTables)) {
+    for (const [name, table] of Object.entries(envTables)) {
+      if (name === options.env) continue;
+      const overlaid = v.safeParse(ConfigSchema, isTable(table) ? deepMerge(base, table) : table);
+      if (!overlaid.success) {
+        throw invalid(`${options.source}: [env.${name}]`, overlaid.issues);
+      }
+    }
   }
+  const result = v.safeParse(ConfigSchema, merged);
+  if (!result.success) throw invalid(options.source, result.issues);
   return result.output;
+}
+
+function invalid(where: string, issues: readonly v.BaseIssue<unknown>[]): ConfigError {
+  const lines = issues.map((issue) => `  ${v.getDotPath(issue) ?? "(top level)"}: ${describeIssue(issue)}`);
+  return new ConfigError(`${where}: invalid configuration\n${lines.join("\n")}`);
 }
 
 function describeIssue(issue: v.BaseIssue<unknown>): string {

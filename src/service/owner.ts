@@ -9,7 +9,8 @@ const identifier = (what: string) =>
     v.string("expected a string"),
     v.minLength(1, `${what} must not be empty`),
     v.maxLength(256, `${what} must be at most 256 characters`),
-    v.regex(/^[^:{}\s\u0000-\u001f\u007f]+$/, `${what} must not contain ':', '{', '}', whitespace or control characters`),
+    // \p{Cs}: a lone surrogate is not text; Redis would store it as U+FFFD and merge owners.
+    v.regex(/^[^:{}\s\p{Cc}\p{Cs}]+$/u, `${what} must not contain ':', '{', '}', whitespace, control characters or unpaired surrogates`),
   );
 
 export const UsernameSchema = identifier("a username");
