@@ -3,6 +3,8 @@
 //   api      the HTTP API (run as many replicas as you like)
 //   all      everything a newcomer needs in one process (today: the API; the worker and the
 //            Kubernetes simulator join it when they exist)
+//   worker   the task worker (refuses to start until the reconciler exists: see below)
+//   queue    operator commands: `queue stats | dead | replay <id> | purge-dead`
 //   config   print the resolved configuration (secrets hidden), or one value: `config redis.url`
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
 
@@ -13,7 +15,7 @@ import { httpAppFor } from "./http/server.ts";
 import { log } from "./log.ts";
 import { createContext } from "./service/context.ts";
 
-const USAGE = "usage: bun src/main.ts <api|all|config|token> [--config FILE] [--env NAME]";
+const USAGE = "usage: bun src/main.ts <api|all|worker|queue|config|token> [--config FILE] [--env NAME]";
 
 interface Arguments {
   role: string;
@@ -82,6 +84,36 @@ async function serveApi(config: Config, role: string) {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }
 
+async function queueCommand(config: Config, [command, id]: string[]) {
+  const context = createContext(config);
+  try {
+    const { queue } = context;
+    const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    switch (command) {
+      case "stats":
+        print(await queue.stats());
+        break;
+      case "dead":
+        print(await queue.deadLetters());
+        break;
+      case "replay":
+        if (!id) fail("usage: bun src/main.ts queue replay <task id>   (ids: bun src/main.ts queue dead)");
+        if (!(await queue.replay(id))) fail(`queue replay: no dead letter ${id}`);
+        process.stdout.write(`replayed ${id}\n`);
+        break;
+      case "purge-dead":
+        process.stdout.write(`purged ${await queue.purgeDead()} dead letters\n`);
+        break;
+      default:
+        fail("usage: bun src/main.ts queue <stats|dead|replay <id>|purge-dead>");
+    }
+  } catch (e) {
+    fail(`queue ${command}: ${(e as Error).message} (is Redis reachable at ${config.redis.url}?)`);
+  } finally {
+    await context.close();
+  }
+}
+
 async function main() {
   const args = parseArguments(process.argv.slice(2));
   const config = readConfig(args);
@@ -89,6 +121,14 @@ async function main() {
     case "api":
     case "all":
       await serveApi(config, args.role);
+      return;
+    case "worker":
+      // The worker's heart is the reconciler of the Kubernetes issue. Until it exists a worker
+      // would take tasks and do nothing with them, so it does not start (tests run workers with
+      // their own handlers: test/support/worker-process.ts).
+      fail("worker: there is no reconciler yet (it arrives with the Kubernetes issue), so no worker runs; tasks wait in the queue");
+    case "queue":
+      await queueCommand(config, args.rest);
       return;
     case "config": {
       const shown = redacted(config);

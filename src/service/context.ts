@@ -5,6 +5,7 @@ import type { Redis } from "ioredis";
 import { enabledApps } from "../apps/registry.ts";
 import type { Config } from "../config/config.ts";
 import { log } from "../log.ts";
+import { TaskQueue } from "../queue/queue.ts";
 import { RecordStore } from "../store/records.ts";
 import { createCommandConnection, readyConnection, TransactionPool } from "../store/redis.ts";
 import { EmbeddedJobRegistry } from "../ucloud/embedded-registry.ts";
@@ -16,6 +17,9 @@ export interface ServiceContext {
   redis: Redis;
   pool: TransactionPool;
   store: RecordStore;
+  queue: TaskQueue;
+  /** The shared command connection, once ready (waits through reconnects, bounded). */
+  commands: () => Promise<Redis>;
   jobs: JobRegistry;
   service: ConfigService;
   close(): Promise<void>;
@@ -33,6 +37,11 @@ export function createContext(config: Config): ServiceContext {
   const commands = readyConnection(redis, settings.commandTimeoutMs);
   const store = new RecordStore(commands, pool);
   const jobs = new EmbeddedJobRegistry(commands);
+  const queue = new TaskQueue(commands, {
+    maxAttempts: config.worker.max_attempts,
+    backoffBaseMs: config.worker.backoff_base,
+    backoffMaxMs: config.worker.backoff_max,
+  });
   const apps = enabledApps((name) => (config.apps as Record<string, { enabled: boolean } | undefined>)[name]?.enabled ?? false);
   const service = new ConfigService({
     apps,
@@ -48,6 +57,8 @@ export function createContext(config: Config): ServiceContext {
     redis,
     pool,
     store,
+    queue,
+    commands,
     jobs,
     service,
     async close() {

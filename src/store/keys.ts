@@ -16,9 +16,17 @@ export function recordTag(app: string, owner: Owner): string {
   return owner.project === null ? `${app}:${owner.createdBy}` : `${app}:${owner.createdBy}:${owner.project}`;
 }
 
+/** The `<app>:<owner>` tag of a record key, or null for another key. */
+export function recordTagOfKey(key: string): string | null {
+  const match = /^iapps:cfg:\{([^}]+)\}$/.exec(key);
+  return match ? match[1]! : null;
+}
+
 export const keys = {
   /** Hash: config, etag, jobId, state, updatedAt. */
   record: (app: string, owner: Owner) => `${PREFIX}:cfg:{${recordTag(app, owner)}}`,
+  /** SCAN pattern of every record key. */
+  recordPattern: () => `${PREFIX}:cfg:*`,
   /**
    * List of the record's latest ETags, newest first (capped). Written in the same MULTI as the
    * record, so a writer whose connection dropped during EXEC can learn whether the write landed.
@@ -35,19 +43,49 @@ export const keys = {
   /** Counter the embedded registry draws job ids from. */
   jobSequence: () => `${PREFIX}:job-seq`,
 
-  /** List of task ids waiting for a worker, oldest first (RPUSH in, LMOVE out). */
-  queuePending: () => `${PREFIX}:queue:pending`,
-  /** Set of the task ids in `queuePending`: at most one pending task per (kind, app, owner). */
-  queueDirty: () => `${PREFIX}:queue:dirty`,
+  // The task queue (src/queue/queue.ts). Its Lua scripts touch several of these keys at once, so
+  // they share the hash tag `{queue}`.
+  /** List of task ids ready for a worker, oldest first. */
+  queuePending: () => `${PREFIX}:{queue}:pending`,
+  /**
+   * Set of task ids that are pending, or are being processed and were added again meanwhile
+   * (they run once more afterwards): at most one pending task per (kind, app, owner).
+   */
+  queueDirty: () => `${PREFIX}:{queue}:dirty`,
+  /** Sorted set of the task ids being processed, scored by when their lease expires (ms). */
+  queueActive: () => `${PREFIX}:{queue}:active`,
+  /** Hash: task id → the lease token of the worker processing it. */
+  queueLeases: () => `${PREFIX}:{queue}:leases`,
+  /** Sorted set of failed task ids waiting out their backoff, scored by when to retry (ms). */
+  queueDelayed: () => `${PREFIX}:{queue}:delayed`,
+  /** Hash: task id → attempts that failed so far. */
+  queueAttempts: () => `${PREFIX}:{queue}:attempts`,
+  /** Hash: task id → the last error. */
+  queueErrors: () => `${PREFIX}:{queue}:errors`,
+  /** Hash: task id → JSON {id, attempts, error, failedAt} of a task that ran out of attempts. */
+  queueDead: () => `${PREFIX}:{queue}:dead`,
+  /** List of wake-up tokens that idle workers block on (BLPOP), one per task made ready. */
+  queueWake: () => `${PREFIX}:{queue}:wake`,
+  /** String held (SET NX PX) by the worker running the periodic resync. */
+  resyncLock: () => `${PREFIX}:{queue}:resync-lock`,
 } as const;
 
 /** Every key pattern, for documentation and for operators (`redis-cli --scan --pattern`). */
 export const keyPatterns = {
   record: `${PREFIX}:cfg:{<app>:<createdBy>[:<project>]}`,
+  recordPattern: `${PREFIX}:cfg:*`,
   etagLog: `${PREFIX}:etags:{<app>:<createdBy>[:<project>]}`,
   jobClaim: `${PREFIX}:claim:{<app>:<createdBy>[:<project>]}`,
   job: `${PREFIX}:job:<jobId>`,
   jobSequence: `${PREFIX}:job-seq`,
-  queuePending: `${PREFIX}:queue:pending`,
-  queueDirty: `${PREFIX}:queue:dirty`,
+  queuePending: `${PREFIX}:{queue}:pending`,
+  queueDirty: `${PREFIX}:{queue}:dirty`,
+  queueActive: `${PREFIX}:{queue}:active`,
+  queueLeases: `${PREFIX}:{queue}:leases`,
+  queueDelayed: `${PREFIX}:{queue}:delayed`,
+  queueAttempts: `${PREFIX}:{queue}:attempts`,
+  queueErrors: `${PREFIX}:{queue}:errors`,
+  queueDead: `${PREFIX}:{queue}:dead`,
+  queueWake: `${PREFIX}:{queue}:wake`,
+  resyncLock: `${PREFIX}:{queue}:resync-lock`,
 } as const;

@@ -3,8 +3,9 @@
 //
 // A transaction watches the record and its job claim, lets the caller decide on what it read,
 // and commits the decision atomically: EXEC fails when either key changed in between.
-// Imports src/store/* only.
+// Imports src/store/* and src/queue/queue.ts (to enqueue inside the same MULTI).
 
+import { addTaskInTransaction } from "../queue/queue.ts";
 import { keys, type Owner } from "./keys.ts";
 import { type CommandConnection, isRedisUnavailable, RedisUnavailableError, type TransactionPool } from "./redis.ts";
 
@@ -36,9 +37,6 @@ export interface Commit {
 
 /** ETags of the latest writes of a record, newest first: how an interrupted EXEC learns its fate. */
 const ETAG_LOG_LENGTH = 64;
-
-// At most one pending task per id: only an id new to the dirty set joins the pending list.
-const ENQUEUE_SCRIPT = `if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then redis.call('RPUSH', KEYS[2], ARGV[1]) end return 1`;
 
 export function decodeRecord(hash: Record<string, string>): StoredRecord | null {
   if (hash.etag === undefined || hash.config === undefined) return null;
@@ -109,7 +107,7 @@ export class RecordStore {
         multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1);
       }
       if (releaseClaim) multi.del(claimKey);
-      if (enqueue !== undefined) multi.eval(ENQUEUE_SCRIPT, 2, keys.queueDirty(), keys.queuePending(), enqueue);
+      if (enqueue !== undefined) addTaskInTransaction(multi, enqueue);
 
       let results: [Error | null, unknown][] | null;
       try {

@@ -25,14 +25,18 @@ export class TestRedis {
   /** An admin connection for assertions and fault injection (CLIENT KILL, FLUSHALL, ...). */
   admin!: Redis;
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    /** Append-only file fsynced on every write: what was acknowledged survives a SIGKILL. */
+    private readonly persistent: boolean,
+  ) {}
 
   get url() {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort());
+  static async start(options: { persistent?: boolean } = {}): Promise<TestRedis> {
+    const redis = new TestRedis(await freePort(), options.persistent ?? false);
     await redis.startServer();
     redis.admin = new Redis(redis.url, { maxRetriesPerRequest: 3, retryStrategy: (n) => Math.min(n * 50, 500) });
     redis.admin.on("error", () => {});
@@ -44,7 +48,10 @@ export class TestRedis {
   async startServer() {
     const child = spawn(
       "redis-server",
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir],
+      [
+        ...["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--dir", this.dir],
+        ...(this.persistent ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     this.process = child;

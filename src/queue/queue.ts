@@ -1,0 +1,320 @@
+// The durable task queue, in Redis, with the guarantees of client-go's workqueue:
+//
+// - adding a task that is already pending does nothing (the dirty set);
+// - adding a task that is being processed marks it to run once more afterwards;
+// - a task is never processed by two workers at once (a lease token per take);
+// - a task taken by a worker that dies is handed out again when its lease expires;
+// - a failed task is retried with exponential backoff and jitter, then parked as a dead letter.
+//
+// Lists and sorted sets moved by Lua scripts, rather than streams: every transition touches the
+// dirty set, the lease and the retry state together, and a script makes each one atomic and
+// named (add, take, renew, complete, fail, promote). Times come from the Redis server's clock,
+// so workers on machines with skewed clocks agree on leases and backoffs.
+//
+// Imports ioredis and src/store/keys.ts only.
+
+import { createHash } from "node:crypto";
+import type { ChainableCommander, Redis } from "ioredis";
+import { keys } from "../store/keys.ts";
+
+const NOW_MS = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+/** Wake one idle worker; the token list is capped, since one token may start many tasks. */
+const WAKE = `if redis.call('LLEN', KEYS[5]) < 256 then redis.call('RPUSH', KEYS[5], '1') end`;
+
+// KEYS: pending, dirty, active, delayed, wake. ARGV: id.
+const ADD = `
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 2 end
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('RPUSH', KEYS[1], ARGV[1])
+${WAKE}
+return 1`;
+
+// KEYS: pending, dirty, active, leases. ARGV: lease ms, token prefix, how many.
+const TAKE = `
+${NOW_MS}
+local out = {}
+for i = 1, tonumber(ARGV[3]) do
+  local id = redis.call('LPOP', KEYS[1])
+  if not id then break end
+  redis.call('SREM', KEYS[2], id)
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), id)
+  local token = ARGV[2] .. ':' .. i
+  redis.call('HSET', KEYS[4], id, token)
+  out[#out + 1] = id
+  out[#out + 1] = token
+end
+return out`;
+
+// KEYS: active, leases. ARGV: id, token, lease ms.
+const RENEW = `
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+${NOW_MS}
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[3]), ARGV[1])
+return 1`;
+
+// KEYS: pending, dirty, active, leases, wake, attempts, errors. ARGV: id, token.
+const COMPLETE = `
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
+redis.call('HDEL', KEYS[7], ARGV[1])
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  ${WAKE}
+end
+return 1`;
+
+// A failed attempt (also an expired lease): run again now if it was added meanwhile, else back
+// off, or park it as a dead letter once it is out of attempts. Expects NOW_MS, id, error, and
+// the KEYS of FAIL. Returns 1 requeued, 2 dead, 3 delayed.
+const RETRY_OR_BURY = `
+local attempts = redis.call('HINCRBY', KEYS[6], id, 1)
+redis.call('HSET', KEYS[7], id, err)
+if redis.call('SISMEMBER', KEYS[2], id) == 1 then
+  redis.call('RPUSH', KEYS[1], id)
+  ${WAKE}
+  return 1
+end
+if attempts >= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[9], id, cjson.encode({id = id, attempts = attempts, error = err, failedAt = now}))
+  redis.call('HDEL', KEYS[6], id)
+  redis.call('HDEL', KEYS[7], id)
+  return 2
+end
+local delay = math.min(tonumber(ARGV[2]) * 2 ^ (attempts - 1), tonumber(ARGV[3]))
+redis.call('ZADD', KEYS[8], now + math.floor(delay * (0.5 + 0.5 * tonumber(ARGV[4]))), id)
+return 3`;
+
+// KEYS: pending, dirty, active, leases, wake, attempts, errors, delayed, dead.
+// ARGV: max attempts, backoff base ms, backoff max ms, jitter in [0,1), id, token, error.
+const FAIL = `
+if redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then return 0 end
+${NOW_MS}
+local id, err = ARGV[5], ARGV[7]
+redis.call('ZREM', KEYS[3], id)
+redis.call('HDEL', KEYS[4], id)
+${RETRY_OR_BURY}`;
+
+// Moves retries whose backoff is over back to pending, and hands out again the tasks whose lease
+// expired (their worker died or stalled: that counts as a failed attempt).
+// KEYS as FAIL. ARGV: max attempts, backoff base, backoff max, jitter, batch size.
+const PROMOTE = `
+${NOW_MS}
+local promoted, expired = 0, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))) do
+  redis.call('ZREM', KEYS[8], id)
+  if redis.call('SADD', KEYS[2], id) == 1 and not redis.call('ZSCORE', KEYS[3], id) then
+    redis.call('RPUSH', KEYS[1], id)
+    ${WAKE}
+  end
+  promoted = promoted + 1
+end
+-- An expired lease counts as a failed attempt (a task that kills its worker must not loop
+-- forever), but is handed out again at once: the task itself may be fine.
+local function reap(id)
+  local err = 'lease expired: the worker processing it stopped renewing (killed or stalled)'
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('HDEL', KEYS[4], id)
+  local attempts = redis.call('HINCRBY', KEYS[6], id, 1)
+  redis.call('HSET', KEYS[7], id, err)
+  if attempts >= tonumber(ARGV[1]) and redis.call('SISMEMBER', KEYS[2], id) == 0 then
+    redis.call('HSET', KEYS[9], id, cjson.encode({id = id, attempts = attempts, error = err, failedAt = now}))
+    redis.call('HDEL', KEYS[6], id)
+    redis.call('HDEL', KEYS[7], id)
+    return
+  end
+  redis.call('SADD', KEYS[2], id)
+  redis.call('RPUSH', KEYS[1], id)
+  ${WAKE}
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))) do
+  reap(id)
+  expired = expired + 1
+end
+return {promoted, expired}`;
+
+// KEYS: dead, attempts, errors, + ADD's. ARGV: id.
+const REPLAY = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1`;
+
+class Script {
+  readonly sha: string;
+  constructor(readonly source: string) {
+    this.sha = createHash("sha1").update(source).digest("hex");
+  }
+
+  async run(redis: Redis, keyNames: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await redis.evalsha(this.sha, keyNames.length, ...keyNames, ...args);
+    } catch (e) {
+      if (!(e instanceof Error) || !e.message.startsWith("NOSCRIPT")) throw e;
+      return redis.eval(this.source, keyNames.length, ...keyNames, ...args);
+    }
+  }
+}
+
+const scripts = {
+  add: new Script(ADD),
+  take: new Script(TAKE),
+  renew: new Script(RENEW),
+  complete: new Script(COMPLETE),
+  fail: new Script(FAIL),
+  promote: new Script(PROMOTE),
+  replay: new Script(REPLAY),
+};
+
+const addKeys = () => [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueDelayed(), keys.queueWake()];
+const failKeys = () => [
+  keys.queuePending(),
+  keys.queueDirty(),
+  keys.queueActive(),
+  keys.queueLeases(),
+  keys.queueWake(),
+  keys.queueAttempts(),
+  keys.queueErrors(),
+  keys.queueDelayed(),
+  keys.queueDead(),
+];
+
+/** Adds a task inside a caller's MULTI, so it lands atomically with the write that caused it. */
+export function addTaskInTransaction(multi: ChainableCommander, id: string): void {
+  multi.eval(ADD, 5, ...addKeys(), id);
+}
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+}
+
+export interface Lease {
+  id: string;
+  token: string;
+}
+
+export interface DeadLetter {
+  id: string;
+  attempts: number;
+  error: string;
+  failedAt: number;
+}
+
+export interface QueueStats {
+  pending: number;
+  active: number;
+  delayed: number;
+  dead: number;
+}
+
+export class TaskQueue {
+  constructor(
+    private readonly redis: () => Promise<Redis>,
+    private readonly policy: RetryPolicy,
+  ) {}
+
+  /** Adds tasks; answers how many were new (not already pending). */
+  async add(...ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const redis = await this.redis();
+    if (ids.length === 1) return (await scripts.add.run(redis, addKeys(), [ids[0]!])) === 0 ? 0 : 1;
+    const pipeline = redis.pipeline();
+    for (const id of ids) pipeline.eval(ADD, 5, ...addKeys(), id);
+    const replies = (await pipeline.exec()) ?? [];
+    let added = 0;
+    for (const [error, value] of replies) {
+      if (error) throw error;
+      if (value !== 0) added++;
+    }
+    return added;
+  }
+
+  /** Takes up to `count` tasks under a lease of `leaseMs`; `tokenPrefix` must be unique per call. */
+  async take(count: number, leaseMs: number, tokenPrefix: string): Promise<Lease[]> {
+    const redis = await this.redis();
+    const reply = (await scripts.take.run(redis, [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueLeases()], [
+      leaseMs,
+      tokenPrefix,
+      count,
+    ])) as string[];
+    const leases: Lease[] = [];
+    for (let i = 0; i < reply.length; i += 2) leases.push({ id: reply[i]!, token: reply[i + 1]! });
+    return leases;
+  }
+
+  /** Extends a lease; false when the lease is no longer ours (it expired and was handed out). */
+  async renew(lease: Lease, leaseMs: number): Promise<boolean> {
+    const redis = await this.redis();
+    return (await scripts.renew.run(redis, [keys.queueActive(), keys.queueLeases()], [lease.id, lease.token, leaseMs])) === 1;
+  }
+
+  async complete(lease: Lease): Promise<boolean> {
+    const redis = await this.redis();
+    const keyNames = [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueLeases(), keys.queueWake(), keys.queueAttempts(), keys.queueErrors()];
+    return (await scripts.complete.run(redis, keyNames, [lease.id, lease.token])) === 1;
+  }
+
+  /** Records a failed attempt: answers what became of the task. */
+  async fail(lease: Lease, error: string): Promise<"lease-lost" | "requeued" | "dead" | "delayed"> {
+    const redis = await this.redis();
+    const outcome = await scripts.fail.run(redis, failKeys(), [...this.policyArgs(), lease.id, lease.token, error.slice(0, 2000)]);
+    return (["lease-lost", "requeued", "dead", "delayed"] as const)[outcome as number]!;
+  }
+
+  /** Promotes retries that are due and hands out tasks whose lease expired. */
+  async promote(batch = 500): Promise<{ promoted: number; expired: number }> {
+    const redis = await this.redis();
+    const [promoted, expired] = (await scripts.promote.run(redis, failKeys(), [...this.policyArgs(), batch])) as number[];
+    return { promoted: promoted!, expired: expired! };
+  }
+
+  /** Blocks up to `timeoutMs` for a wake-up token, on a connection reserved for blocking. */
+  async waitForWork(blocking: Redis, timeoutMs: number): Promise<void> {
+    await blocking.blpop(keys.queueWake(), Math.max(timeoutMs / 1000, 0.01));
+  }
+
+  async stats(): Promise<QueueStats> {
+    const redis = await this.redis();
+    const replies = await redis
+      .multi()
+      .llen(keys.queuePending())
+      .zcard(keys.queueActive())
+      .zcard(keys.queueDelayed())
+      .hlen(keys.queueDead())
+      .exec();
+    const [pending, active, delayed, dead] = (replies ?? []).map(([, value]) => Number(value));
+    return { pending: pending ?? 0, active: active ?? 0, delayed: delayed ?? 0, dead: dead ?? 0 };
+  }
+
+  async deadLetters(): Promise<DeadLetter[]> {
+    const redis = await this.redis();
+    const all = await redis.hgetall(keys.queueDead());
+    return Object.values(all)
+      .map((json) => JSON.parse(json) as DeadLetter)
+      .sort((a, b) => a.failedAt - b.failedAt);
+  }
+
+  /** Puts a dead letter back on the queue with fresh attempts; false when there is no such letter. */
+  async replay(id: string): Promise<boolean> {
+    const redis = await this.redis();
+    const replayed = await scripts.replay.run(redis, [keys.queueDead(), keys.queueAttempts(), keys.queueErrors()], [id]);
+    if (replayed === 0) return false;
+    await scripts.add.run(redis, addKeys(), [id]);
+    return true;
+  }
+
+  async purgeDead(): Promise<number> {
+    const redis = await this.redis();
+    const count = await redis.hlen(keys.queueDead());
+    await redis.del(keys.queueDead());
+    return count;
+  }
+
+  private policyArgs(): number[] {
+    return [this.policy.maxAttempts, this.policy.backoffBaseMs, this.policy.backoffMaxMs, Math.random()];
+  }
+}

@@ -1,0 +1,12 @@
+// What the worker does with a task: one function per task kind. The reconciler (Kubernetes
+// issue) implements these; until then only tests provide them, and no role runs a worker.
+// Imports src/store/keys.ts (for Owner) only.
+
+import type { Owner } from "../store/keys.ts";
+
+export interface TaskHandlers {
+  /** Level-triggered and idempotent: make the world match the record of (app, owner). */
+  reconcile(app: string, owner: Owner): Promise<void>;
+  /** Delete the rank-0 pod of the record's job so that the reconciler recreates it. */
+  restart(app: string, owner: Owner): Promise<void>;
+}

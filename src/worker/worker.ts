@@ -1,0 +1,165 @@
+// The worker: takes tasks from the queue and calls the task handlers (the reconciler) for them,
+// at most `concurrency` at once, renewing each task's lease while it runs. It also promotes due
+// retries, hands out tasks whose lease expired, and runs the periodic resync. Whatever Redis
+// does, the loop keeps going: errors are logged and retried, never thrown out of the worker.
+//
+// Imports ioredis, src/queue, src/store/keys.ts and src/worker/*.
+
+import { randomBytes } from "node:crypto";
+import type { Redis } from "ioredis";
+import { type Lease, TaskQueue } from "../queue/queue.ts";
+import { parseTaskId } from "../queue/tasks.ts";
+import type { TaskHandlers } from "./handlers.ts";
+import { resyncOnce } from "./resync.ts";
+
+export interface WorkerOptions {
+  queue: TaskQueue;
+  /** The shared command connection, once ready. */
+  redis: () => Promise<Redis>;
+  /** A connection of the worker's own, for the blocking wait on the wake-up list. */
+  blocking: Redis;
+  handlers: TaskHandlers;
+  concurrency: number;
+  leaseMs: number;
+  resyncIntervalMs: number;
+  log: (level: "debug" | "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+}
+
+/** How often a worker promotes due retries and reaps expired leases. */
+const MAINTENANCE_MS = 100;
+
+export class Worker {
+  readonly id = `${process.pid}-${randomBytes(4).toString("hex")}`;
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private stopping = false;
+  private takes = 0;
+  private loop: Promise<void> | null = null;
+  private timers: Timer[] = [];
+  private slotFreed: (() => void) | null = null;
+
+  constructor(private readonly options: WorkerOptions) {}
+
+  start(): void {
+    const { options } = this;
+    this.loop = this.run();
+    this.timers.push(setInterval(() => void this.maintain(), MAINTENANCE_MS));
+    const resync = () =>
+      resyncOnce(options.redis, options.queue, options.resyncIntervalMs, this.id).then(
+        (count) => count !== null && options.log("debug", "resync enqueued a reconcile for every record", { records: count }),
+        (e) => options.log("warn", "resync failed; the next one will try again", { error: String(e) }),
+      );
+    this.timers.push(setInterval(resync, options.resyncIntervalMs));
+    options.log("info", "worker started", { worker: this.id, concurrency: options.concurrency });
+  }
+
+  /** Stops taking tasks and waits (up to `timeoutMs`) for those in flight. True when all finished. */
+  async stop(timeoutMs: number): Promise<boolean> {
+    this.stopping = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.options.blocking.disconnect();
+    this.slotFreed?.();
+    await this.loop;
+    const drained = await Promise.race([
+      Promise.all(this.inFlight.values()).then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs)),
+    ]);
+    if (!drained) {
+      this.options.log("warn", "stopped with tasks still running; their leases expire and another worker takes them", {
+        tasks: [...this.inFlight.keys()],
+      });
+    }
+    return drained;
+  }
+
+  private async run(): Promise<void> {
+    const { queue, concurrency, leaseMs, log } = this.options;
+    let failures = 0;
+    while (!this.stopping) {
+      const free = concurrency - this.inFlight.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => (this.slotFreed = resolve));
+        continue;
+      }
+      try {
+        const leases = await queue.take(free, leaseMs, `${this.id}:${++this.takes}`);
+        failures = 0;
+        if (leases.length === 0) {
+          await queue.waitForWork(this.options.blocking, 1000);
+          continue;
+        }
+        for (const lease of leases) this.process(lease);
+      } catch (e) {
+        if (this.stopping) break;
+        failures++;
+        if (failures === 1) log("warn", "cannot take tasks; retrying", { error: String(e) });
+        await sleep(Math.min(50 * 2 ** failures, 2000));
+      }
+    }
+  }
+
+  private process(lease: Lease) {
+    const task = this.execute(lease).finally(() => {
+      this.inFlight.delete(lease.id);
+      const wake = this.slotFreed;
+      this.slotFreed = null;
+      wake?.();
+    });
+    this.inFlight.set(lease.id, task);
+  }
+
+  private async execute(lease: Lease): Promise<void> {
+    const { queue, handlers, leaseMs, log } = this.options;
+    const renewal = setInterval(() => {
+      queue.renew(lease, leaseMs).then(
+        (held) => held || log("warn", "lost the lease of a running task; another worker may run it", { task: lease.id }),
+        () => {},
+      );
+    }, leaseMs / 3);
+    let error: string | null = null;
+    try {
+      const task = parseTaskId(lease.id);
+      if (!task) throw new Error(`not a task id: ${lease.id}`);
+      await handlers[task.kind](task.app, task.owner);
+    } catch (e) {
+      error = e instanceof Error ? e.message : String(e);
+    } finally {
+      clearInterval(renewal);
+    }
+    // Reporting the outcome must reach Redis; until the lease runs out, keep trying.
+    const deadline = Date.now() + leaseMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (error === null) {
+          await queue.complete(lease);
+        } else {
+          const outcome = await queue.fail(lease, error);
+          log(outcome === "dead" ? "error" : "warn", "task failed", { task: lease.id, error, outcome });
+        }
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) {
+          log("error", "could not report a task's outcome; it will run again when its lease expires", { task: lease.id, error: String(e) });
+          return;
+        }
+        await sleep(Math.min(50 * 2 ** attempt, 1000));
+      }
+    }
+  }
+
+  private maintaining = false;
+
+  private async maintain() {
+    if (this.maintaining || this.stopping) return;
+    this.maintaining = true;
+    try {
+      const { expired } = await this.options.queue.promote();
+      if (expired > 0) this.options.log("warn", "handed out again tasks whose lease expired", { tasks: expired });
+    } catch {
+      // Redis unreachable: the run loop reports it; maintenance resumes with it.
+    } finally {
+      this.maintaining = false;
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

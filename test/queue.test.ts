@@ -1,0 +1,250 @@
+// The durable task queue and its workers (spec §5, issue "The worker"): real Redis, real worker
+// processes, real SIGKILL and SIGTERM, and a Redis restarted under a running worker.
+
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { resolveConfig } from "../src/config/config.ts";
+import { createContext, type ServiceContext } from "../src/service/context.ts";
+import { keys } from "../src/store/keys.ts";
+import { startProcess, eventually, killAll, type Child } from "./support/processes.ts";
+import { TestRedis } from "./support/redis-server.ts";
+import { providerCall, startInstance, syncthingConfig } from "./support/service.ts";
+
+let redis: TestRedis;
+let context: ServiceContext;
+
+beforeAll(async () => {
+  redis = await TestRedis.start({ persistent: true });
+  context = createContext(resolveConfig({ redis: { url: redis.url }, worker: { max_attempts: 3, backoff_base: "20ms" } }, { source: "test", environment: {} }));
+});
+
+afterAll(async () => {
+  await killAll();
+  await context.close();
+  await redis.close();
+});
+
+beforeEach(async () => {
+  await redis.admin.flushall();
+});
+
+afterEach(async () => {
+  await killAll();
+});
+
+function worker(env: Record<string, string> = {}): Child {
+  return startProcess(["test/support/worker-process.ts"], {
+    IAPPS_REDIS_URL: redis.url,
+    IAPPS_WORKER_LEASE: "1s",
+    IAPPS_WORKER_CONCURRENCY: "8",
+    IAPPS_WORKER_RESYNC_INTERVAL: "1h",
+    ...env,
+  });
+}
+
+const task = (i: number | string) => `reconcile:syncthing:user-${i}`;
+const executions = async (id: string) => Number((await redis.admin.hget("test:executions", id)) ?? 0);
+const queueIdle = async () => {
+  const stats = await context.queue.stats();
+  return stats.pending === 0 && stats.active === 0 && stats.delayed === 0;
+};
+
+describe("adding tasks (client-go workqueue rules)", () => {
+  test("adding a task that is already pending does nothing", async () => {
+    expect(await context.queue.add(task(1))).toBe(1);
+    expect(await context.queue.add(task(1), task(1), task(2))).toBe(1);
+    expect(await redis.admin.lrange(keys.queuePending(), 0, -1)).toEqual([task(1), task(2)]);
+  });
+
+  test("a task added while it is processed runs once more afterwards, not at the same time", async () => {
+    await context.queue.add(task(1));
+    const [lease] = await context.queue.take(1, 10_000, "t");
+    expect(await context.queue.add(task(1))).toBe(1);
+    expect(await context.queue.add(task(1))).toBe(0);
+    expect(await context.queue.take(1, 10_000, "u")).toEqual([]);
+    expect(await context.queue.complete(lease!)).toBe(true);
+    expect((await context.queue.take(1, 10_000, "v")).map((l) => l.id)).toEqual([task(1)]);
+  });
+
+  test("a worker whose lease was handed out cannot complete or renew it", async () => {
+    await context.queue.add(task(1));
+    const [lease] = await context.queue.take(1, 1, "old");
+    await new Promise((r) => setTimeout(r, 20));
+    await context.queue.promote();
+    const [next] = await context.queue.take(1, 10_000, "new");
+    expect(next!.id).toBe(task(1));
+    expect(await context.queue.renew(lease!, 10_000)).toBe(false);
+    expect(await context.queue.complete(lease!)).toBe(false);
+    expect(await context.queue.complete(next!)).toBe(true);
+  });
+
+  test("an API update enqueues its reconcile in the same MULTI as the write", async () => {
+    const api = startInstance(redis.url);
+    try {
+      const owner = { createdBy: "alice", project: null };
+      expect((await providerCall(api, "syncthing", "update", { principal: owner, config: syncthingConfig(1) })).status).toBe(200);
+      expect(await redis.admin.lrange(keys.queuePending(), 0, -1)).toEqual(["reconcile:syncthing:alice"]);
+    } finally {
+      await api.close();
+    }
+  });
+});
+
+describe("at-least-once delivery", () => {
+  test("a task whose worker is SIGKILLed mid-task completes on another worker", async () => {
+    const first = worker({ TEST_TASK_MS: "60000", TEST_WORKER_NAME: "first" });
+    await redis.admin.set("test:want:syncthing:user-1", "v1");
+    await context.queue.add(task(1));
+    await eventually(async () => (await redis.admin.lrange("test:started", 0, -1)).includes(task(1)), 20, "the first worker starts the task");
+    first.kill("SIGKILL");
+    await first.exited;
+    // The killed process cannot take its "running" mark back; it is not running any more.
+    await redis.admin.del(`test:running:${task(1)}`);
+    worker({ TEST_TASK_MS: "0", TEST_WORKER_NAME: "second" });
+    await eventually(async () => (await redis.admin.hget("test:finished-by", task(1))) === "second", 20, "the second worker completes it");
+    expect(await redis.admin.get("test:have:syncthing:user-1")).toBe("v1");
+    expect(await redis.admin.get("test:overlaps")).toBeNull();
+  }, 45_000);
+
+  test("Redis restarted under a running worker: the worker reconnects and no accepted task is lost", async () => {
+    worker({ TEST_TASK_MS: "30" });
+    const ids = Array.from({ length: 200 }, (_, i) => task(i));
+    await context.queue.add(...ids.slice(0, 100));
+    await eventually(async () => (await redis.admin.hlen("test:executions")) > 10, 20, "the worker is busy");
+    await redis.stop();
+    await redis.startServer();
+    // Accepted before the restart (fsynced), and accepted after it: all of them must run.
+    await eventually(async () => context.queue.add(...ids.slice(100)).then(() => true, () => false), 20, "Redis answers again");
+    await eventually(async () => (await redis.admin.hlen("test:executions").catch(() => 0)) === ids.length, 40, "every task ran");
+    expect(await redis.admin.get("test:overlaps")).toBeNull();
+  }, 90_000);
+});
+
+describe("many workers", () => {
+  test("10,000 tasks over 3 worker processes: every task's effect happens, and no key runs twice at once", async () => {
+    for (let w = 0; w < 3; w++) worker({ TEST_TASK_MS: "0", IAPPS_WORKER_CONCURRENCY: "16" });
+    const keysCount = 1000;
+    // 10 rounds over 1,000 keys: each round changes every key's wanted value and adds its task,
+    // while the workers are processing the previous rounds.
+    for (let round = 1; round <= 10; round++) {
+      const pipeline = redis.admin.pipeline();
+      for (let i = 0; i < keysCount; i++) pipeline.set(`test:want:syncthing:user-${i}`, `r${round}`);
+      await pipeline.exec();
+      await context.queue.add(...Array.from({ length: keysCount }, (_, i) => task(i)));
+    }
+    await eventually(queueIdle, 120, "the queue drains");
+    const have = await redis.admin.mget(...Array.from({ length: keysCount }, (_, i) => `test:have:syncthing:user-${i}`));
+    expect(have.filter((v) => v !== "r10")).toEqual([]);
+    expect(await redis.admin.get("test:overlaps")).toBeNull();
+    const runs = Object.values(await redis.admin.hgetall("test:executions")).reduce((sum, n) => sum + Number(n), 0);
+    expect(runs).toBeGreaterThanOrEqual(keysCount);
+    expect(runs).toBeLessThanOrEqual(10 * keysCount);
+  }, 150_000);
+
+  test("1,000 enqueues of one key while it is being processed: at most 2 executions", async () => {
+    worker({ TEST_TASK_MS: "1500" });
+    await context.queue.add(task(1));
+    await eventually(async () => (await redis.admin.lrange("test:started", 0, -1)).length === 1, 20, "the task starts");
+    for (let i = 0; i < 1000; i++) await context.queue.add(task(1));
+    await eventually(async () => (await queueIdle()) && (await executions(task(1))) >= 1, 30, "the queue drains");
+    expect(await executions(task(1))).toBe(2);
+  }, 45_000);
+});
+
+describe("failures", () => {
+  test("a task that always fails becomes a dead letter with its error after max_attempts; replay puts it back", async () => {
+    const failing = worker({ TEST_MODE: "fail", IAPPS_WORKER_MAX_ATTEMPTS: "4", IAPPS_WORKER_BACKOFF_BASE: "20ms" });
+    await context.queue.add(task(1));
+    const [letter] = await eventually(async () => {
+      const dead = await context.queue.deadLetters();
+      return dead.length > 0 && dead;
+    }, 30, "the task is parked");
+    expect(letter).toMatchObject({ id: task(1), attempts: 4, error: `${task(1)} always fails` });
+    expect(await context.queue.stats()).toMatchObject({ pending: 0, active: 0, delayed: 0, dead: 1 });
+    failing.kill();
+    await failing.exited;
+    expect(await context.queue.replay(task(1))).toBe(true);
+    expect(await context.queue.replay(task(1))).toBe(false);
+    expect(await redis.admin.lrange(keys.queuePending(), 0, -1)).toEqual([task(1)]);
+    expect(await context.queue.stats()).toMatchObject({ pending: 1, dead: 0 });
+  }, 45_000);
+
+  test("retries back off exponentially with jitter between the base and the cap", async () => {
+    const queue = createContext(resolveConfig({ redis: { url: redis.url }, worker: { max_attempts: 10, backoff_base: "1s", backoff_max: "3s" } }, { source: "t", environment: {} }));
+    try {
+      await queue.queue.add(task(1));
+      const now = Date.now();
+      for (const [attempt, low, high] of [
+        [1, 500, 1000],
+        [2, 1000, 2000],
+        [3, 1500, 3000],
+        [4, 1500, 3000],
+      ] as const) {
+        await redis.admin.zrem(keys.queueDelayed(), task(1));
+        await redis.admin.rpush(keys.queuePending(), task(1));
+        const [lease] = await queue.queue.take(1, 10_000, `a${attempt}`);
+        expect(await queue.queue.fail(lease!, "boom")).toBe("delayed");
+        const due = Number(await redis.admin.zscore(keys.queueDelayed(), task(1)));
+        expect(due - now).toBeGreaterThanOrEqual(low - 100);
+        expect(due - now).toBeLessThanOrEqual(high + 1000);
+      }
+      expect(await redis.admin.hget(keys.queueAttempts(), task(1))).toBe("4");
+      expect(await redis.admin.hget(keys.queueErrors(), task(1))).toBe("boom");
+    } finally {
+      await queue.close();
+    }
+  });
+});
+
+describe("resync and shutdown", () => {
+  test("the periodic resync enqueues a reconcile for every record", async () => {
+    const api = startInstance(redis.url);
+    try {
+      for (let i = 0; i < 30; i++) {
+        await providerCall(api, "syncthing", "update", { principal: { createdBy: `user-${i}`, project: null }, config: syncthingConfig(i) });
+      }
+    } finally {
+      await api.close();
+    }
+    await redis.admin.del(keys.queuePending(), keys.queueDirty());
+    worker({ IAPPS_WORKER_RESYNC_INTERVAL: "300ms" });
+    await eventually(async () => (await redis.admin.hlen("test:executions")) >= 30, 20, "every record reconciled");
+    const ran = Object.keys(await redis.admin.hgetall("test:executions"));
+    expect(ran.sort()).toEqual(Array.from({ length: 30 }, (_, i) => task(i)).sort());
+  }, 30_000);
+
+  test("SIGTERM: the worker stops taking tasks, finishes those in flight, and exits 0", async () => {
+    const child = worker({ TEST_TASK_MS: "1000", IAPPS_WORKER_CONCURRENCY: "2" });
+    await context.queue.add(task(1), task(2), task(3), task(4));
+    await eventually(async () => (await redis.admin.llen("test:started")) === 2, 20, "two tasks start");
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+    expect(Object.keys(await redis.admin.hgetall("test:executions")).sort()).toEqual([task(1), task(2)]);
+    expect(await context.queue.stats()).toMatchObject({ pending: 2, active: 0 });
+  }, 30_000);
+});
+
+describe("operator CLI", () => {
+  test("queue stats, dead, replay and purge-dead", async () => {
+    const cli = async (...args: string[]) => {
+      const child = startProcess(["src/main.ts", "queue", ...args], { IAPPS_REDIS_URL: redis.url });
+      const code = await child.exited;
+      return { code, output: child.output() };
+    };
+    await context.queue.add(task(1));
+    const [lease] = await context.queue.take(1, 10_000, "x");
+    await redis.admin.hset(keys.queueAttempts(), task(1), "2");
+    expect(await context.queue.fail(lease!, "broken")).toBe("dead");
+    expect(JSON.parse((await cli("stats")).output)).toEqual({ pending: 0, active: 0, delayed: 0, dead: 1 });
+    expect(JSON.parse((await cli("dead")).output)).toMatchObject([{ id: task(1), attempts: 3, error: "broken" }]);
+    expect(await cli("replay", task(1))).toMatchObject({ code: 0 });
+    expect(await cli("replay", task(1))).toMatchObject({ code: 2 });
+    expect(JSON.parse((await cli("stats")).output)).toMatchObject({ pending: 1, dead: 0 });
+    expect((await cli("purge-dead")).output).toContain("purged 0");
+  }, 30_000);
+
+  test("the worker role does not pretend: without a reconciler it refuses to start", async () => {
+    const child = startProcess(["src/main.ts", "worker"], { IAPPS_REDIS_URL: redis.url });
+    expect(await child.exited).toBe(2);
+    expect(child.output()).toContain("no reconciler");
+  });
+});

@@ -1,0 +1,53 @@
+// Child processes for tests (service replicas, workers), ended by their PID, never by name.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const BUN = resolve(ROOT, "node_modules/.bin/bun");
+
+export interface Child {
+  process: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+const children = new Set<Child>();
+
+export function startProcess(args: string[], env: Record<string, string>): Child {
+  const child = spawn(BUN, args, { cwd: ROOT, env: { ...process.env, IAPPS_LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.on("data", (d) => (output += d));
+  child.stderr?.on("data", (d) => (output += d));
+  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  const handle: Child = {
+    process: child,
+    output: () => output,
+    exited,
+    kill: (signal = "SIGKILL") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+  };
+  children.add(handle);
+  exited.then(() => children.delete(handle));
+  return handle;
+}
+
+/** Kills every child still running (for afterAll/afterEach). */
+export async function killAll() {
+  const running = [...children];
+  for (const child of running) child.kill("SIGKILL");
+  await Promise.all(running.map((c) => c.exited));
+}
+
+export async function eventually<T>(check: () => Promise<T | false | null | undefined>, seconds: number, what: string): Promise<T> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

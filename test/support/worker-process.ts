@@ -1,0 +1,46 @@
+// A worker process with test handlers, for the queue tests: `bun test/support/worker-process.ts`
+// with IAPPS_* variables for its configuration and TEST_* variables for its behaviour.
+//
+//   TEST_MODE=record  every task: mark itself running (counting overlaps), copy the owner's
+//                     `test:want:<tag>` to `test:have:<tag>` after TEST_TASK_MS, count executions
+//   TEST_MODE=fail    every task throws
+//   TEST_WORKER_NAME  recorded in `test:finished-by` for each task it completed
+
+import { Redis } from "ioredis";
+import { resolveConfig } from "../../src/config/config.ts";
+import { createContext } from "../../src/service/context.ts";
+import type { Owner } from "../../src/store/keys.ts";
+import { type TaskKind, taskId } from "../../src/queue/tasks.ts";
+import { exitOnSignal, startWorker } from "../../src/worker/start.ts";
+import { recordTag } from "../../src/store/keys.ts";
+
+const config = resolveConfig({ auth: { jwt_secret: "unused" } }, { source: "worker-process", environment: process.env });
+const context = createContext(config);
+const redis = new Redis(config.redis.url, { maxRetriesPerRequest: null, retryStrategy: () => 100 });
+redis.on("error", () => {});
+const mode = process.env.TEST_MODE ?? "record";
+const taskMs = Number(process.env.TEST_TASK_MS ?? "0");
+const name = process.env.TEST_WORKER_NAME ?? String(process.pid);
+
+async function run(kind: TaskKind, app: string, owner: Owner) {
+  const id = taskId(kind, app, owner);
+  if (mode === "fail") throw new Error(`${id} always fails`);
+  const tag = recordTag(app, owner);
+  if ((await redis.incr(`test:running:${id}`)) > 1) await redis.incr("test:overlaps");
+  await redis.rpush("test:started", id);
+  try {
+    const want = await redis.get(`test:want:${tag}`);
+    if (taskMs > 0) await new Promise((r) => setTimeout(r, taskMs));
+    if (want !== null) await redis.set(`test:have:${tag}`, want);
+    await redis.hincrby("test:executions", id, 1);
+    await redis.hset("test:finished-by", id, name);
+  } finally {
+    await redis.decr(`test:running:${id}`);
+  }
+}
+
+const worker = startWorker(context, {
+  reconcile: (app, owner) => run("reconcile", app, owner),
+  restart: (app, owner) => run("restart", app, owner),
+});
+exitOnSignal(worker, context);
