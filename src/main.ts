@@ -85,7 +85,7 @@ async function serveApi(config: Config, role: string) {
 }
 
 async function queueCommand(config: Config, [command, id]: string[]) {
-  const context = createContext(config);
+  const context = createContext(config, { cache: false });
   try {
     const { queue } = context;
     const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

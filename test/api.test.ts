@@ -33,6 +33,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await redis.admin.flushall();
+  api.forgetCache();
 });
 
 const recordKey = keys.record("syncthing", alice);

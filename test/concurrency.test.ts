@@ -22,6 +22,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await redis.admin.flushall();
+  for (const instance of instances) instance.forgetCache();
 });
 
 const counterConfig = (n: number) => ({ folders: [], devices: [{ deviceId: DEVICE_A, label: String(n) }] });

@@ -52,7 +52,16 @@ describe("with no file and no environment, every key has its default", () => {
     expect(config.server).toEqual({ host: "0.0.0.0", port: 8080 });
     expect(config.redis).toEqual({ url: "redis://127.0.0.1:6379", pool_size: 16, command_timeout: 1000 });
     expect(config.auth).toEqual({ jwt_secret: "", jwt_public_key: "", jwt_algorithm: "RS256" });
-    expect(config.api).toEqual({ require_etag: false, body_limit: 1048576, job_claim_wait: 10_000 });
+    expect(config.api).toEqual({ require_etag: false, body_limit: 1048576, cache_max_entries: 100_000, job_claim_wait: 10_000 });
+    expect(config.worker).toEqual({
+      concurrency: 8,
+      lease: 30_000,
+      max_attempts: 8,
+      backoff_base: 200,
+      backoff_max: 300_000,
+      resync_interval: 30_000,
+      shutdown_timeout: 25_000,
+    });
     expect(config.ucloud).toEqual({ provider_id: "k8s", mode: "embedded" });
     expect(config.apps).toEqual({ syncthing: { enabled: true }, terminal: { enabled: true } });
     expect(config.vars).toEqual({});

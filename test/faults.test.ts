@@ -23,6 +23,7 @@ afterAll(async () => {
 beforeEach(async () => {
   redis.resume();
   await redis.admin.flushall();
+  api.forgetCache();
 });
 
 const update = (n: number, expectedETag: string | null = null) =>
@@ -49,7 +50,10 @@ async function eventually(check: () => Promise<boolean>, seconds: number) {
 describe("Redis down", () => {
   test("requests answer 503 UNAVAILABLE within 2 seconds, and the service recovers when Redis returns", async () => {
     expect((await update(1)).status).toBe(200);
+    expect((await retrieve()).status).toBe(200);
     await redis.stop();
+    // The replica learns of the outage from its cache subscription and stops trusting its cache.
+    await eventually(async () => !api.context.subscriber?.live, 2);
     try {
       for (const call of [retrieve, () => update(2), () => providerCall(api, "syncthing", "restart", { principal: alice })]) {
         const answer = await timed(call);
@@ -68,11 +72,19 @@ describe("Redis down", () => {
     expect((await update(1)).status).toBe(200);
     redis.pause();
     try {
-      const answers = await Promise.all([timed(retrieve), timed(() => update(2)), timed(() => update(3))]);
+      const answers = await Promise.all([
+        timed(() => update(2)),
+        timed(() => update(3)),
+        timed(() => publicCall(api, "bob", "GET", "syncthing/retrieve")),
+      ]);
       for (const answer of answers) {
         expect(answer).toMatchObject({ status: 503, errorCode: "UNAVAILABLE" });
         expect(answer.ms).toBeLessThan(2000);
       }
+      // A frozen Redis takes no writes, so a record already in the cache is still current.
+      const cached = await timed(retrieve);
+      expect([200, 503]).toContain(cached.status);
+      expect(cached.ms).toBeLessThan(2000);
     } finally {
       redis.resume();
     }

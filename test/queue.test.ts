@@ -228,7 +228,7 @@ describe("operator CLI", () => {
     const cli = async (...args: string[]) => {
       const child = startProcess(["src/main.ts", "queue", ...args], { IAPPS_REDIS_URL: redis.url });
       const code = await child.exited;
-      return { code, output: child.output() };
+      return { code, output: child.stdout() };
     };
     await context.queue.add(task(1));
     const [lease] = await context.queue.take(1, 10_000, "x");

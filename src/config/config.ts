@@ -65,6 +65,11 @@ export const ConfigSchema = v.strictObject({
     v.strictObject({
       require_etag: bool(false),
       body_limit: positiveInt(1024 * 1024),
+      /** Records each replica keeps in memory (least recently used go first); 0 turns the cache off. */
+      cache_max_entries: v.optional(
+        v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(100_000_000)),
+        100_000,
+      ),
       /** How long a request waits for another replica that is registering the same record's first job. */
       job_claim_wait: duration("10s"),
     }),

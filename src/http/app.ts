@@ -7,7 +7,7 @@ import { bodyLimit } from "hono/body-limit";
 import { notFound, payloadTooLarge } from "../errors.ts";
 import { type ConfigService, type Preconditions, type View } from "../service/configs.ts";
 import type { Owner } from "../store/keys.ts";
-import { type AuthOptions, type AuthVariables, authenticate } from "./auth.ts";
+import { type AuthOptions, type AuthVariables, authenticate, TokenVerifier } from "./auth.ts";
 import { errorResponse, routeNotFound, toAppError } from "./errors.ts";
 import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
 import * as req from "./requests.ts";
@@ -24,6 +24,7 @@ type Env = { Variables: AuthVariables };
 
 export function createHttpApp(options: HttpOptions): Hono<Env> {
   const { service } = options;
+  const tokens = new TokenVerifier(options.auth);
   const app = new Hono<Env>();
 
   app.onError((error, c) => errorResponse(c, toAppError(error, options.log)));
@@ -39,7 +40,7 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
 
   // Provider API: UCloud/Core calls these with a service token, naming the owner.
   const provider = new Hono<Env>();
-  provider.use(authenticate(options.auth, ["SERVICE"]));
+  provider.use(authenticate(tokens, ["SERVICE"]));
   provider.use("/:app/*", async (c, next) => {
     if (c.req.param("providerId") !== options.providerId) {
       throw notFound(`This service is provider '${options.providerId}', not '${c.req.param("providerId")}'.`);
@@ -69,7 +70,7 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
 
   // Public API: the UCloud web UI calls these with a user token; the owner is the caller.
   const publicApi = new Hono<Env>();
-  publicApi.use(authenticate(options.auth, ["USER", "ADMIN"]));
+  publicApi.use(authenticate(tokens, ["USER", "ADMIN"]));
   const caller = (c: Context<Env>): Owner => ({ createdBy: c.get("principal").username, project: null });
   publicApi.get("/:app/retrieve", async (c) => {
     req.check(req.PublicRetrieve, c.req.query(), "query");

@@ -28,16 +28,30 @@ const ClaimsSchema = v.object({
 
 export type AuthVariables = { principal: Principal };
 
-export function authenticate(options: AuthOptions, allowed: readonly Role[]): MiddlewareHandler<{ Variables: AuthVariables }> {
-  const [key, algorithm] =
-    options.jwtPublicKey !== "" ? [options.jwtPublicKey, options.jwtAlgorithm] : [options.jwtSecret, "HS256" as const];
-  return async (c, next) => {
-    const header = c.req.header("authorization");
-    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) throw unauthorized("Authorization: send a bearer token (Authorization: Bearer <JWT>).");
+/**
+ * Verifies bearer tokens, remembering the ones it verified until they expire: a signature check
+ * costs more than the rest of a cached retrieve, and clients send the same token many times.
+ */
+export class TokenVerifier {
+  private readonly verified = new Map<string, { principal: Principal; exp: number }>();
+  private readonly key: string;
+  private readonly algorithm: "HS256" | "RS256" | "ES256";
+
+  constructor(
+    options: AuthOptions,
+    private readonly maxRemembered = 10_000,
+  ) {
+    [this.key, this.algorithm] = options.jwtPublicKey !== "" ? [options.jwtPublicKey, options.jwtAlgorithm] : [options.jwtSecret, "HS256"];
+  }
+
+  async principal(token: string): Promise<Principal> {
+    const now = Date.now() / 1000;
+    const known = this.verified.get(token);
+    if (known && known.exp > now) return known.principal;
+    if (known) this.verified.delete(token);
     let payload: unknown;
     try {
-      payload = await verify(match[1]!, key, algorithm);
+      payload = await verify(token, this.key, this.algorithm);
     } catch (e) {
       throw unauthorized(`Authorization: the token was refused (${(e as Error).name.replace(/^Jwt/, "")}).`);
     }
@@ -46,10 +60,23 @@ export function authenticate(options: AuthOptions, allowed: readonly Role[]): Mi
       const issue = claims.issues[0];
       throw unauthorized(`Authorization: the token's ${v.getDotPath(issue) ?? "claims"} claim is missing or invalid.`);
     }
-    if (!allowed.includes(claims.output.role)) {
-      throw forbidden(`This route is for ${allowed.join(" or ")} tokens; yours has role ${claims.output.role}.`);
+    const principal = { username: claims.output.sub, role: claims.output.role };
+    if (this.verified.size >= this.maxRemembered) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, { principal, exp: claims.output.exp });
+    return principal;
+  }
+}
+
+export function authenticate(verifier: TokenVerifier, allowed: readonly Role[]): MiddlewareHandler<{ Variables: AuthVariables }> {
+  return async (c, next) => {
+    const header = c.req.header("authorization");
+    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match) throw unauthorized("Authorization: send a bearer token (Authorization: Bearer <JWT>).");
+    const principal = await verifier.principal(match[1]!);
+    if (!allowed.includes(principal.role)) {
+      throw forbidden(`This route is for ${allowed.join(" or ")} tokens; yours has role ${principal.role}.`);
     }
-    c.set("principal", { username: claims.output.sub, role: claims.output.role });
+    c.set("principal", principal);
     await next();
   };
 }

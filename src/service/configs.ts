@@ -159,7 +159,11 @@ export class ConfigService {
           unusedJobId = await guard(this.registerJob(app, owner));
           continue;
         }
-        if (value.usedJob) unusedJobId = null;
+        if (value.usedJob) {
+          // The commit stored the job and deleted the claim in the same EXEC.
+          unusedJobId = null;
+          claimToken = null;
+        }
         return { etag: value.etag };
       }
     } finally {
@@ -228,7 +232,7 @@ export class ConfigService {
     return this.options.jobs.register(app.mutateJobSpec(owner, base), owner.createdBy, null);
   }
 
-  /** Gives back a claim this call may still hold (a commit that stored its job already did), and retires a job it registered but never stored. */
+  /** Gives back a claim this call still holds, and retires a job it registered but never stored. */
   private async cleanUp(app: IntegratedApp<unknown>, owner: Owner, claimToken: string | null, unusedJobId: string | null) {
     try {
       if (claimToken !== null) await this.options.store.releaseJobClaim(app.name, owner, claimToken);

@@ -5,6 +5,8 @@ import type { Redis } from "ioredis";
 import { enabledApps } from "../apps/registry.ts";
 import type { Config } from "../config/config.ts";
 import { log } from "../log.ts";
+import { RecordCache } from "../cache/record-cache.ts";
+import { InvalidationSubscriber } from "../cache/subscriber.ts";
 import { TaskQueue } from "../queue/queue.ts";
 import { RecordStore } from "../store/records.ts";
 import { createCommandConnection, readyConnection, TransactionPool } from "../store/redis.ts";
@@ -17,6 +19,9 @@ export interface ServiceContext {
   redis: Redis;
   pool: TransactionPool;
   store: RecordStore;
+  /** This replica's record cache and its subscription, when `[api] cache_max_entries` > 0. */
+  cache: RecordCache | null;
+  subscriber: InvalidationSubscriber | null;
   queue: TaskQueue;
   /** The shared command connection, once ready (waits through reconnects, bounded). */
   commands: () => Promise<Redis>;
@@ -25,7 +30,14 @@ export interface ServiceContext {
   close(): Promise<void>;
 }
 
-export function createContext(config: Config): ServiceContext {
+export interface ContextOptions {
+  /** Keep a record cache (API replicas). Workers and the CLI read Redis directly. Default true. */
+  cache?: boolean;
+  /** Test hook: runs between a cache fill's Redis read and its insert. */
+  afterFillRead?: (key: string) => Promise<void>;
+}
+
+export function createContext(config: Config, options: ContextOptions = {}): ServiceContext {
   const settings = {
     url: config.redis.url,
     poolSize: config.redis.pool_size,
@@ -35,7 +47,9 @@ export function createContext(config: Config): ServiceContext {
   const redis = createCommandConnection(settings);
   const pool = new TransactionPool(settings);
   const commands = readyConnection(redis, settings.commandTimeoutMs);
-  const store = new RecordStore(commands, pool);
+  const cache = options.cache !== false && config.api.cache_max_entries > 0 ? new RecordCache(config.api.cache_max_entries) : null;
+  const subscriber = cache ? new InvalidationSubscriber(config.redis.url, cache, settings.commandTimeoutMs, log) : null;
+  const store = new RecordStore(commands, pool, { cache, afterFillRead: options.afterFillRead });
   const jobs = new EmbeddedJobRegistry(commands);
   const queue = new TaskQueue(commands, {
     maxAttempts: config.worker.max_attempts,
@@ -57,11 +71,14 @@ export function createContext(config: Config): ServiceContext {
     redis,
     pool,
     store,
+    cache,
+    subscriber,
     queue,
     commands,
     jobs,
     service,
     async close() {
+      await subscriber?.close();
       await pool.close();
       await redis.quit().catch(() => redis.disconnect());
     },

@@ -38,6 +38,9 @@ export const keys = {
    */
   jobClaim: (app: string, owner: Owner) => `${PREFIX}:claim:{${recordTag(app, owner)}}`,
 
+  /** Pub/sub channel: every write publishes `{app, owner, etag}` here; every API replica applies it to its cache. */
+  invalidations: () => `${PREFIX}:invalidations`,
+
   /** Hash of one job in the embedded job registry: id, spec, createdBy, project, state, status, createdAt, updatedAt. */
   job: (jobId: string) => `${PREFIX}:job:${jobId}`,
   /** Counter the embedded registry draws job ids from. */
@@ -76,6 +79,7 @@ export const keyPatterns = {
   recordPattern: `${PREFIX}:cfg:*`,
   etagLog: `${PREFIX}:etags:{<app>:<createdBy>[:<project>]}`,
   jobClaim: `${PREFIX}:claim:{<app>:<createdBy>[:<project>]}`,
+  invalidations: `${PREFIX}:invalidations`,
   job: `${PREFIX}:job:<jobId>`,
   jobSequence: `${PREFIX}:job-seq`,
   queuePending: `${PREFIX}:{queue}:pending`,

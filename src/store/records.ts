@@ -3,9 +3,13 @@
 //
 // A transaction watches the record and its job claim, lets the caller decide on what it read,
 // and commits the decision atomically: EXEC fails when either key changed in between.
-// Imports src/store/* and src/queue/queue.ts (to enqueue inside the same MULTI).
+// Reads go through the replica's cache when there is one; every write publishes its
+// invalidation in its own MULTI and updates this replica's cache at once.
+// Imports src/store/*, src/queue/queue.ts (to enqueue inside the same MULTI) and the cache's type.
 
+import type { RecordCache } from "../cache/record-cache.ts";
 import { addTaskInTransaction } from "../queue/queue.ts";
+import { encodeInvalidation } from "./invalidations.ts";
 import { keys, type Owner } from "./keys.ts";
 import { type CommandConnection, isRedisUnavailable, RedisUnavailableError, type TransactionPool } from "./redis.ts";
 
@@ -61,15 +65,45 @@ function encodeRecord(record: StoredRecord): Record<string, string> {
 
 export type Outcome<T> = { committed: true; value: T } | { committed: false };
 
+export interface RecordStoreOptions {
+  /** This replica's cache, or null to read Redis every time. */
+  cache?: RecordCache | null;
+  /** Test hook: runs between a cache fill's Redis read and its insert. */
+  afterFillRead?: (key: string) => Promise<void>;
+}
+
 export class RecordStore {
+  private readonly cache: RecordCache | null;
+
   constructor(
     private readonly commands: CommandConnection,
     private readonly pool: TransactionPool,
-  ) {}
+    private readonly options: RecordStoreOptions = {},
+  ) {
+    this.cache = options.cache && options.cache.maxEntries > 0 ? options.cache : null;
+  }
 
+  /** The record, from this replica's cache when it can be trusted, else from Redis. */
   async read(app: string, owner: Owner): Promise<StoredRecord | null> {
+    const key = keys.record(app, owner);
+    const cache = this.cache;
+    if (!cache) return this.readFromRedis(key);
+    const cached = cache.get(key);
+    if (cached !== undefined) return cached;
+    const ticket = cache.open(key);
+    let record: StoredRecord | null | undefined;
+    try {
+      record = await this.readFromRedis(key);
+      await this.options.afterFillRead?.(key);
+      return record;
+    } finally {
+      cache.close(ticket, record);
+    }
+  }
+
+  private async readFromRedis(key: string): Promise<StoredRecord | null> {
     const redis = await this.commands();
-    return decodeRecord(await redis.hgetall(keys.record(app, owner)));
+    return decodeRecord(await redis.hgetall(key));
   }
 
   /**
@@ -105,22 +139,32 @@ export class RecordStore {
         const etagLog = keys.etagLog(app, owner);
         multi.hset(recordKey, encodeRecord(record));
         multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1);
+        multi.publish(keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
       }
       if (releaseClaim) multi.del(claimKey);
       if (enqueue !== undefined) addTaskInTransaction(multi, enqueue);
 
-      let results: [Error | null, unknown][] | null;
+      // Write-through: this replica shows the new record at once, unless a newer write's
+      // invalidation passes before EXEC answers.
+      const ticket = record && this.cache ? this.cache.open(recordKey, record.etag) : null;
+      let landed = false;
       try {
-        results = await multi.exec();
-      } catch (e) {
-        if (!record || !isRedisUnavailable(e)) throw e;
-        // The EXEC may or may not have run before the connection went. The ETag log says which.
-        if (await this.wasCommitted(app, owner, record.etag)) return { committed: true, value: decision.value };
-        throw e;
+        let results: [Error | null, unknown][] | null;
+        try {
+          results = await multi.exec();
+        } catch (e) {
+          if (!record || !isRedisUnavailable(e)) throw e;
+          // The EXEC may or may not have run before the connection went. The ETag log says which.
+          if (!(await this.wasCommitted(app, owner, record.etag))) throw e;
+          results = [];
+        }
+        if (results === null) return { committed: false };
+        for (const [error] of results) if (error) throw error;
+        landed = true;
+        return { committed: true, value: decision.value };
+      } finally {
+        if (ticket) this.cache!.close(ticket, landed ? record : undefined);
       }
-      if (results === null) return { committed: false };
-      for (const [error] of results) if (error) throw error;
-      return { committed: true, value: decision.value };
     });
   }
 

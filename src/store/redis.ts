@@ -56,7 +56,13 @@ export function readyConnection(redis: Redis, timeoutMs: number): CommandConnect
   // One listener for all callers waiting on the same reconnect.
   let reconnected: Promise<Redis> | null = null;
   return () => {
-    if (redis.status === "ready") return ready;
+    if (redis.status === "ready") {
+      if (redis.stream?.writable !== false) return ready;
+      // The socket is gone but ioredis has not handled its close event yet. A command sent now
+      // fails at once, and a caller that retries in a loop would never let that event through:
+      // yield to the event loop first.
+      return new Promise((resolve) => setTimeout(() => resolve(redis), 1));
+    }
     if (redis.status === "end") return Promise.reject(new RedisUnavailableError("the Redis connection is closed"));
     reconnected ??= new Promise<Redis>((resolve) =>
       redis.once("ready", () => {
@@ -132,7 +138,7 @@ export class TransactionPool {
     if (this.closed) throw new RedisUnavailableError("the Redis pool is closed");
     while (this.idle.length > 0) {
       const connection = this.idle.pop()!;
-      if (connection.status === "ready") return connection;
+      if (connection.status === "ready" && connection.stream?.writable !== false) return connection;
       this.drop(connection);
     }
     if (this.open < this.settings.poolSize) {

@@ -11,6 +11,8 @@ export class EmbeddedJobRegistry implements JobRegistry {
   constructor(private readonly redis: CommandConnection) {}
 
   async register(specification: JobSpecification, createdBy: string, project: string | null): Promise<string> {
+    // Two round trips rather than one script: a script may only touch the keys it declares, and
+    // the job's key depends on the id (Redis Cluster would refuse it). Registration is rare.
     const redis = await this.redis();
     const id = String(await redis.incr(keys.jobSequence()));
     const now = new Date().toISOString();

@@ -8,7 +8,9 @@ export const BUN = resolve(ROOT, "node_modules/.bin/bun");
 
 export interface Child {
   process: ChildProcess;
+  /** stdout and stderr together. */
   output(): string;
+  stdout(): string;
   /** Resolves with the exit code (or the signal's name). */
   exited: Promise<number | string>;
   kill(signal?: NodeJS.Signals): void;
@@ -19,12 +21,17 @@ const children = new Set<Child>();
 export function startProcess(args: string[], env: Record<string, string>): Child {
   const child = spawn(BUN, args, { cwd: ROOT, env: { ...process.env, IAPPS_LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
-  child.stdout?.on("data", (d) => (output += d));
+  let stdout = "";
+  child.stdout?.on("data", (d) => {
+    output += d;
+    stdout += d;
+  });
   child.stderr?.on("data", (d) => (output += d));
   const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
   const handle: Child = {
     process: child,
     output: () => output,
+    stdout: () => stdout,
     exited,
     kill: (signal = "SIGKILL") => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

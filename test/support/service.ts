@@ -5,7 +5,7 @@
 import { sign } from "hono/jwt";
 import { resolveConfig, type Config } from "../../src/config/config.ts";
 import { httpAppFor } from "../../src/http/server.ts";
-import { createContext, type ServiceContext } from "../../src/service/context.ts";
+import { type ContextOptions, createContext, type ServiceContext } from "../../src/service/context.ts";
 import type { Owner } from "../../src/store/keys.ts";
 
 export const SECRET = "test-secret-0123456789abcdef";
@@ -13,7 +13,18 @@ export const SECRET = "test-secret-0123456789abcdef";
 export interface Instance {
   context: ServiceContext;
   request(path: string, init?: RequestInit): Promise<Response>;
+  /** Empties the replica cache: for tests that FLUSHALL behind its back. */
+  forgetCache(): void;
   close(): Promise<void>;
+}
+
+/** Waits until the instance's cache subscription is confirmed (no-op with the cache off). */
+export async function cacheLive(instance: Instance, seconds = 10) {
+  const deadline = Date.now() + seconds * 1000;
+  while (instance.context.subscriber && !instance.context.subscriber.live) {
+    if (Date.now() > deadline) throw new Error("the cache subscription did not come up");
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 export function testConfig(redisUrl: string, overrides: Record<string, unknown> = {}): Config {
@@ -21,12 +32,13 @@ export function testConfig(redisUrl: string, overrides: Record<string, unknown> 
   return resolveConfig(raw, { source: "test", environment: {} });
 }
 
-export function startInstance(redisUrl: string, overrides: Record<string, unknown> = {}): Instance {
-  const context = createContext(testConfig(redisUrl, overrides));
+export function startInstance(redisUrl: string, overrides: Record<string, unknown> = {}, options: ContextOptions = {}): Instance {
+  const context = createContext(testConfig(redisUrl, overrides), options);
   const app = httpAppFor(context);
   return {
     context,
     request: async (path, init) => app.request(path, init),
+    forgetCache: () => context.cache?.clear(),
     close: () => context.close(),
   };
 }

@@ -15,7 +15,7 @@ import { exitOnSignal, startWorker } from "../../src/worker/start.ts";
 import { recordTag } from "../../src/store/keys.ts";
 
 const config = resolveConfig({ auth: { jwt_secret: "unused" } }, { source: "worker-process", environment: process.env });
-const context = createContext(config);
+const context = createContext(config, { cache: false });
 const redis = new Redis(config.redis.url, { maxRetriesPerRequest: null, retryStrategy: () => 100 });
 redis.on("error", () => {});
 const mode = process.env.TEST_MODE ?? "record";

@@ -1,0 +1,108 @@
+// A replica's in-memory cache of records, bounded (least recently used goes first), kept coherent
+// by invalidations that every write publishes (src/cache/invalidations.ts).
+//
+// The race that matters: a fill reads a record from Redis, a write replaces it and its
+// invalidation passes, and only then does the fill insert what it read. To never install that
+// older record, every fill (and every local write-through) holds a *ticket* from before its
+// Redis read until its insert. An invalidation of the same key marks the key's open tickets
+// stale, unless it announces the very ETag the ticket is about to insert; a stale ticket
+// inserts nothing. Dropping the subscription marks every ticket stale. (Tickets rather than
+// version numbers: ETags are random, so records carry no order to compare.)
+//
+// Imports nothing but the record type.
+
+import type { StoredRecord } from "../store/records.ts";
+
+/** A cached answer: the record, or null for "no record" (the app's default applies). */
+export type CachedRecord = StoredRecord | null;
+
+export interface Ticket {
+  readonly key: string;
+  /** The ETag this ticket will insert, when known before the read (a write-through). */
+  readonly etag: string | undefined;
+  stale: boolean;
+}
+
+export class RecordCache {
+  private readonly entries = new Map<string, CachedRecord>();
+  private readonly tickets = new Map<string, Set<Ticket>>();
+  /** False while the subscription is down or not yet confirmed: nothing is served or inserted. */
+  private live = false;
+  hits = 0;
+  misses = 0;
+
+  constructor(readonly maxEntries: number) {}
+
+  get enabled(): boolean {
+    return this.maxEntries > 0 && this.live;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The cached answer, or undefined on a miss (or while the cache is not trusted). */
+  get(key: string): CachedRecord | undefined {
+    if (!this.enabled) return undefined;
+    const entry = this.entries.get(key);
+    if (entry === undefined) {
+      this.misses++;
+      return undefined;
+    }
+    // Re-insert: Map keeps insertion order, so the first key is always the least recently used.
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    this.hits++;
+    return entry;
+  }
+
+  /** Take before reading Redis (or before EXEC, for a write-through). */
+  open(key: string, etag?: string): Ticket {
+    const ticket: Ticket = { key, etag, stale: !this.enabled };
+    let open = this.tickets.get(key);
+    if (!open) this.tickets.set(key, (open = new Set()));
+    open.add(ticket);
+    return ticket;
+  }
+
+  /** Inserts what the ticket's read found, unless an invalidation passed meanwhile. */
+  close(ticket: Ticket, value: CachedRecord | undefined): void {
+    const open = this.tickets.get(ticket.key);
+    open?.delete(ticket);
+    if (open?.size === 0) this.tickets.delete(ticket.key);
+    if (value === undefined || ticket.stale || !this.enabled) return;
+    this.entries.delete(ticket.key);
+    this.entries.set(ticket.key, value);
+    if (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+  }
+
+  /** A write elsewhere (or here) produced `etag` for `key`: drop anything older. */
+  invalidate(key: string, etag: string | null): void {
+    const entry = this.entries.get(key);
+    if (entry !== undefined && (entry === null || entry.etag !== etag)) this.entries.delete(key);
+    for (const ticket of this.tickets.get(key) ?? []) {
+      if (ticket.etag === undefined || ticket.etag !== etag) ticket.stale = true;
+    }
+  }
+
+  /** Forgets everything, including what fills in flight would insert. */
+  clear(): void {
+    this.entries.clear();
+    for (const open of this.tickets.values()) for (const ticket of open) ticket.stale = true;
+  }
+
+  /** The subscription dropped: trust nothing until it is back and the cache cleared. */
+  suspend(): void {
+    this.live = false;
+    this.clear();
+  }
+
+  /** The subscription is confirmed: start from an empty cache. */
+  resume(): void {
+    this.clear();
+    this.live = true;
+  }
+}

@@ -1,0 +1,66 @@
+// Keeps a replica's cache coherent: subscribes to `iapps:invalidations` and applies every
+// message. The cache is trusted only while the subscription is confirmed: when the connection
+// drops it is suspended at once (and emptied), and it resumes, empty, only after SUBSCRIBE has
+// been answered on the new connection. `ready` alone is not enough: messages published between
+// the reconnect and the SUBSCRIBE are lost, and the cache may have missed them.
+// Imports ioredis, src/store/keys.ts, src/store/invalidations.ts and src/cache/record-cache.ts.
+
+import { Redis } from "ioredis";
+import { decodeInvalidation } from "../store/invalidations.ts";
+import { keys } from "../store/keys.ts";
+import type { RecordCache } from "./record-cache.ts";
+
+export class InvalidationSubscriber {
+  private readonly redis: Redis;
+  invalidations = 0;
+
+  constructor(
+    url: string,
+    private readonly cache: RecordCache,
+    timeoutMs: number,
+    private readonly log: (level: "info" | "warn", message: string) => void,
+  ) {
+    this.redis = new Redis(url, {
+      // We resubscribe ourselves, so that we know when the subscription is back.
+      autoResubscribe: false,
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: timeoutMs,
+      retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+      connectionName: "iapps-invalidations",
+      lazyConnect: true,
+    });
+    this.redis.on("error", () => {});
+    this.redis.on("close", () => {
+      if (this.cache.enabled) this.log("warn", "cache invalidations lost their connection; serving from Redis until resubscribed");
+      this.cache.suspend();
+    });
+    this.redis.on("ready", () => void this.subscribe());
+    this.redis.on("message", (_channel: string, message: string) => {
+      const invalidation = decodeInvalidation(message);
+      if (!invalidation) return;
+      this.invalidations++;
+      this.cache.invalidate(invalidation.key, invalidation.etag);
+    });
+    this.redis.connect().catch(() => {});
+  }
+
+  get live(): boolean {
+    return this.cache.enabled;
+  }
+
+  private async subscribe() {
+    try {
+      await this.redis.subscribe(keys.invalidations());
+      this.cache.resume();
+    } catch {
+      // The connection went again; the next `ready` tries again.
+    }
+  }
+
+  async close() {
+    this.cache.suspend();
+    this.redis.disconnect();
+  }
+}
