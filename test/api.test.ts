@@ -480,3 +480,50 @@ describe("errors (spec §2, the error table)", () => {
     expect(await storedKeys()).toEqual([]);
   });
 });
+
+describe("production tokens signed with a private key (RS256, ES256)", () => {
+  for (const [algorithm, type, options] of [
+    ["RS256", "rsa", { modulusLength: 2048 }],
+    ["ES256", "ec", { namedCurve: "P-256" }],
+  ] as const) {
+    test(`${algorithm}: tokens verify with [auth] jwt_public_key; the HS256 secret no longer opens the door`, async () => {
+      const { generateKeyPairSync } = await import("node:crypto");
+      const pair = generateKeyPairSync(type as "rsa", {
+        ...(options as { modulusLength: number }),
+        publicKeyEncoding: { type: "spki", format: "pem" },
+        privateKeyEncoding: { type: "pkcs8", format: "pem" },
+      });
+      const production = startInstance(redis.url, { auth: { jwt_secret: "", jwt_public_key: pair.publicKey, jwt_algorithm: algorithm } });
+      try {
+        const exp = Math.floor(Date.now() / 1000) + 60;
+        const good = await sign({ sub: "_UCloud", role: "SERVICE", exp }, pair.privateKey, algorithm);
+        const call = (jwt: string) =>
+          production.request("/ucloud/k8s/iapps/syncthing/retrieve", {
+            method: "POST",
+            headers: { authorization: `Bearer ${jwt}` },
+            body: JSON.stringify({ principal: alice }),
+          });
+        expect((await call(good)).status).toBe(200);
+        await expectError(await call(await token("_UCloud", "SERVICE")), 401, "UNAUTHORIZED");
+        const other = generateKeyPairSync(type as "rsa", {
+          ...(options as { modulusLength: number }),
+          publicKeyEncoding: { type: "spki", format: "pem" },
+          privateKeyEncoding: { type: "pkcs8", format: "pem" },
+        });
+        await expectError(await call(await sign({ sub: "_UCloud", role: "SERVICE", exp }, other.privateKey, algorithm)), 401, "UNAUTHORIZED");
+      } finally {
+        await production.close();
+      }
+    });
+  }
+});
+
+describe("remembered tokens", () => {
+  test("a verified token stops working when it expires", async () => {
+    const shortLived = await token("alice", "USER", { exp: Math.floor(Date.now() / 1000) + 2 });
+    const call = () => api.request("/api/iapps/syncthing/retrieve", { headers: { authorization: `Bearer ${shortLived}` } });
+    expect((await call()).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 2100));
+    await expectError(await call(), 401, "UNAUTHORIZED");
+  });
+});

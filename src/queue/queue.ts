@@ -30,7 +30,7 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 ${WAKE}
 return 1`;
 
-// KEYS: pending, dirty, active, leases. ARGV: lease ms, token prefix, how many.
+// KEYS: pending, dirty, active, leases, wake. ARGV: lease ms, token prefix, how many.
 const TAKE = `
 ${NOW_MS}
 local out = {}
@@ -44,6 +44,9 @@ for i = 1, tonumber(ARGV[3]) do
   out[#out + 1] = id
   out[#out + 1] = token
 end
+-- Wake-up tokens only say "something is pending"; with nothing pending they would make idle
+-- workers spin through empty takes.
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[5]) end
 return out`;
 
 // KEYS: active, leases. ARGV: id, token, lease ms.
@@ -236,7 +239,8 @@ export class TaskQueue {
   /** Takes up to `count` tasks under a lease of `leaseMs`; `tokenPrefix` must be unique per call. */
   async take(count: number, leaseMs: number, tokenPrefix: string): Promise<Lease[]> {
     const redis = await this.redis();
-    const reply = (await scripts.take.run(redis, [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueLeases()], [
+    const keyNames = [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueLeases(), keys.queueWake()];
+    const reply = (await scripts.take.run(redis, keyNames, [
       leaseMs,
       tokenPrefix,
       count,
@@ -274,6 +278,19 @@ export class TaskQueue {
 
   /** Blocks up to `timeoutMs` for a wake-up token, on a connection reserved for blocking. */
   async waitForWork(blocking: Redis, timeoutMs: number): Promise<void> {
+    if (blocking.status !== "ready") {
+      // Starting up or reconnecting: wait for the connection rather than fail on it.
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          blocking.off("ready", done);
+          resolve();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        blocking.once("ready", done);
+      });
+      return;
+    }
     await blocking.blpop(keys.queueWake(), Math.max(timeoutMs / 1000, 0.01));
   }
 

@@ -1,6 +1,7 @@
 // Redis connections, and the discipline they follow (see architecture.md, "ioredis pitfalls"):
 //
-// - One shared connection for plain commands (reads, job registry). It reconnects by itself,
+// - One shared connection for plain commands (reads, job registry, the queue), auto-pipelined.
+//   It reconnects by itself,
 //   but never queues commands while disconnected and never re-sends unanswered ones: a request
 //   that meets a Redis outage fails at once with 503 instead of hanging.
 // - A small pool of transaction connections. A WATCH belongs to a connection, so each
@@ -36,6 +37,9 @@ const noQueueNoReplay: RedisOptions = {
 export function createCommandConnection(settings: RedisSettings): Redis {
   const redis = new Redis(settings.url, {
     ...noQueueNoReplay,
+    // Commands issued in the same tick by concurrent requests (or by a worker finishing many
+    // tasks) share one socket write. Safe here: this connection never holds a WATCH.
+    enableAutoPipelining: true,
     lazyConnect: true,
     connectTimeout: settings.commandTimeoutMs,
     commandTimeout: settings.commandTimeoutMs,
