@@ -2,10 +2,12 @@
 
 type Level = "debug" | "info" | "warn" | "error";
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-const threshold = ORDER[(process.env.IAPPS_LOG_LEVEL as Level) ?? "info"] ?? ORDER.info;
+
+/** Read at each call, so a script or test may set the level after importing this module. */
+const threshold = () => ORDER[process.env.IAPPS_LOG_LEVEL as Level] ?? ORDER.info;
 
 export function log(level: Level, message: string, fields: Record<string, unknown> = {}) {
-  if (ORDER[level] < threshold) return;
+  if (ORDER[level] < threshold()) return;
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, message, ...fields })}\n`);
 }
 

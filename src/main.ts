@@ -1,9 +1,9 @@
 // The entry point: `bun src/main.ts <role> [--config FILE] [--env NAME]`.
 //
-//   api      the HTTP API (run as many replicas as you like)
-//   all      everything a newcomer needs in one process (today: the API; the worker and the
-//            Kubernetes simulator join it when they exist)
-//   worker   the task worker (refuses to start until the reconciler exists: see below)
+//   api       the HTTP API (run as many replicas as you like)
+//   worker    the task worker: the reconciler, the pod watch and the periodic resync
+//   kube-sim  the embedded Kubernetes API simulator alone
+//   all       everything a newcomer needs in one process: simulator (embedded mode), API, worker
 //   queue    operator commands: `queue stats | dead | replay <id> | purge-dead`
 //   config   print the resolved configuration (secrets hidden), or one value: `config redis.url`
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
@@ -13,9 +13,11 @@ import { sign } from "hono/jwt";
 import { type Config, ConfigError, loadConfig, redacted } from "./config/config.ts";
 import { httpAppFor } from "./http/server.ts";
 import { log } from "./log.ts";
+import { startSimulator } from "./kubernetes/simulator.ts";
 import { createContext } from "./service/context.ts";
+import { startReconcilingWorker } from "./worker/start.ts";
 
-const USAGE = "usage: bun src/main.ts <api|all|worker|queue|config|token> [--config FILE] [--env NAME]";
+const USAGE = "usage: bun src/main.ts <api|worker|kube-sim|all|queue|config|token> [--config FILE] [--env NAME]";
 
 interface Arguments {
   role: string;
@@ -59,7 +61,23 @@ function readConfig(args: Arguments): Config {
   }
 }
 
-async function serveApi(config: Config, role: string) {
+/** Parts of a role that must stop, in order, when it is told to. */
+type Stopper = () => Promise<unknown>;
+
+function stopOnSignal(stoppers: Stopper[]) {
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log("info", "shutting down", { signal });
+    for (const stop of stoppers) await stop().catch((e) => log("warn", "while shutting down", { error: String(e) }));
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+async function serveApi(config: Config, role: string): Promise<Stopper> {
   const context = createContext(config);
   let app: ReturnType<typeof httpAppFor>;
   try {
@@ -74,14 +92,37 @@ async function serveApi(config: Config, role: string) {
     redis: config.redis.url,
     provider: config.ucloud.provider_id,
   });
-  const shutdown = async (signal: string) => {
-    log("info", "shutting down", { signal });
+  return async () => {
     await server.stop();
     await context.close();
-    process.exit(0);
   };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+async function runSimulator(config: Config): Promise<{ url: string; stop: Stopper }> {
+  const simulator = await startSimulator({ port: config.kubernetes.simulator_port, startDelayMs: config.kubernetes.simulator_start_delay });
+  log("info", "Kubernetes simulator listening", {
+    url: simulator.url,
+    try: `kubectl --server ${simulator.url} get pods -n ${config.kubernetes.namespace}`,
+  });
+  return { url: simulator.url, stop: () => simulator.stop() };
+}
+
+function runWorker(config: Config, simulatorUrl: string | undefined): Stopper {
+  // The worker reads records straight from Redis: a cache would only add a way to be stale.
+  const context = createContext(config, { cache: false });
+  const reconciling = startReconcilingWorker(context, simulatorUrl);
+  return async () => {
+    await reconciling.stop();
+    await context.close();
+  };
+}
+
+function embeddedSimulatorUrl(config: Config): string | undefined {
+  if (config.kubernetes.mode !== "embedded") return undefined;
+  if (config.kubernetes.simulator_port === 0) {
+    fail("worker: [kubernetes] simulator_port is 0; name the port of the simulator that role all or kube-sim runs");
+  }
+  return `http://127.0.0.1:${config.kubernetes.simulator_port}`;
 }
 
 async function queueCommand(config: Config, [command, id]: string[]) {
@@ -119,14 +160,24 @@ async function main() {
   const config = readConfig(args);
   switch (args.role) {
     case "api":
-    case "all":
-      await serveApi(config, args.role);
+      stopOnSignal([await serveApi(config, args.role)]);
       return;
     case "worker":
-      // The worker's heart is the reconciler of the Kubernetes issue. Until it exists a worker
-      // would take tasks and do nothing with them, so it does not start (tests run workers with
-      // their own handlers: test/support/worker-process.ts).
-      fail("worker: there is no reconciler yet (it arrives with the Kubernetes issue), so no worker runs; tasks wait in the queue");
+      stopOnSignal([runWorker(config, embeddedSimulatorUrl(config))]);
+      return;
+    case "kube-sim": {
+      const simulator = await runSimulator(config);
+      stopOnSignal([simulator.stop]);
+      return;
+    }
+    case "all": {
+      // In embedded mode the simulator comes first: the worker reaches it over HTTP like a cluster.
+      const simulator = config.kubernetes.mode === "embedded" ? await runSimulator(config) : null;
+      const api = await serveApi(config, args.role);
+      const worker = runWorker(config, simulator?.url);
+      stopOnSignal([api, worker, ...(simulator ? [simulator.stop] : [])]);
+      return;
+    }
     case "queue":
       await queueCommand(config, args.rest);
       return;

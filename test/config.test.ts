@@ -63,7 +63,17 @@ describe("with no file and no environment, every key has its default", () => {
       shutdown_timeout: 25_000,
     });
     expect(config.ucloud).toEqual({ provider_id: "k8s", mode: "embedded" });
-    expect(config.apps).toEqual({ syncthing: { enabled: true }, terminal: { enabled: true } });
+    expect(config.apps).toEqual({
+      syncthing: { enabled: true, image: "dreg.cloud.sdu.dk/ucloud/syncthing-go", image_version: "1.0.0" },
+      terminal: { enabled: true, image: "docker.io/library/alpine", image_version: "3" },
+    });
+    expect(config.kubernetes).toEqual({
+      mode: "embedded",
+      kubeconfig: "~/.kube/config",
+      namespace: "ucloud-apps",
+      simulator_port: 6443,
+      simulator_start_delay: 200,
+    });
     expect(config.vars).toEqual({});
   });
 

@@ -242,9 +242,9 @@ describe("operator CLI", () => {
     expect((await cli("purge-dead")).output).toContain("purged 0");
   }, 30_000);
 
-  test("the worker role does not pretend: without a reconciler it refuses to start", async () => {
-    const child = startProcess(["src/main.ts", "worker"], { IAPPS_REDIS_URL: redis.url });
+  test("the worker role names what is missing instead of starting half-configured", async () => {
+    const child = startProcess(["src/main.ts", "worker"], { IAPPS_REDIS_URL: redis.url, IAPPS_KUBERNETES_SIMULATOR_PORT: "0" });
     expect(await child.exited).toBe(2);
-    expect(child.output()).toContain("no reconciler");
+    expect(child.output()).toContain("simulator_port");
   });
 });

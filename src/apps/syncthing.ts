@@ -1,6 +1,7 @@
 // Syncthing: file synchronisation between UCloud drives and the user's own devices (spec §7).
-// This module holds its configuration rules and job specification; the runtime side (ports,
-// state folder, pod shape) arrives with the Kubernetes and apps issues.
+// This module holds its configuration rules, job specification and pod image. The rest of its
+// runtime side (storage access, ports, state folder files, env and mounts) arrives with the
+// storage model of the apps issue.
 
 import { createHash } from "node:crypto";
 import * as v from "valibot";
@@ -72,6 +73,17 @@ export const syncthing = defineApp<SyncthingConfig>({
     }
     return null;
   },
+  version: (settings) => settings.image_version,
+  // Spec §7: it runs with at least one accessible folder and one device. Until the storage model
+  // exists (apps issue) every configured folder counts as accessible.
+  shouldRun: ({ config }) => config.folders.length > 0 && config.devices.length > 0,
+  podMatches: () => true,
+  mutatePod(pod, { settings }) {
+    const container = pod.spec!.containers[0]!;
+    container.image = `${settings.image}:${settings.image_version}`;
+  },
+  mutateService: () => {},
+  mutateNetworkPolicy: () => {},
   mutateJobSpec: (owner, spec) => ({
     ...spec,
     application: { name: "syncthing", version: "1" },

@@ -30,6 +30,20 @@ export const terminal = defineApp<TerminalConfig>({
     }
     return null;
   },
+  version: () => undefined,
+  // Spec §8: it runs only while its inactivity lease is alive. The lease (and the open and
+  // activity routes that refresh it) arrive with the apps issue; without one it never runs.
+  shouldRun: () => false,
+  podMatches: () => true,
+  mutatePod(pod, { settings }) {
+    const container = pod.spec!.containers[0]!;
+    container.image = `${settings.image}:${settings.image_version}`;
+    container.command = ["sleep", "inf"];
+    container.resources = { requests: { cpu: "500m", memory: "2000000000" }, limits: { cpu: "1000m", memory: "2000000000" } };
+    pod.spec!.terminationGracePeriodSeconds = 0;
+  },
+  mutateService: () => {},
+  mutateNetworkPolicy: () => {},
   mutateJobSpec: (_owner, spec) => ({
     ...spec,
     name: "Integrated terminal",

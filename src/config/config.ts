@@ -26,7 +26,17 @@ const positiveInt = (fallback: number, max = 1_000_000_000) =>
 const str = (fallback: string) => v.optional(v.string("expected a string"), fallback);
 const bool = (fallback: boolean) => v.optional(v.boolean("expected true or false"), fallback);
 
-const appSection = v.optional(v.strictObject({ enabled: bool(true) }), {});
+const appSection = (image: string, imageVersion: string) =>
+  v.optional(
+    v.strictObject({
+      enabled: bool(true),
+      /** Container image of the app's pod, without its tag. */
+      image: str(image),
+      /** The image tag; also the pod's `ucloud.dk/iapp-version` where the app has a version. */
+      image_version: str(imageVersion),
+    }),
+    {},
+  );
 
 export const ConfigSchema = v.strictObject({
   name: str("ucloud-iapps"),
@@ -92,6 +102,22 @@ export const ConfigSchema = v.strictObject({
     }),
     {},
   ),
+  kubernetes: v.optional(
+    v.strictObject({
+      /** `embedded` runs the simulator (role all or kube-sim); `kubeconfig` or `in-cluster` for a real cluster. */
+      mode: v.optional(v.picklist(["embedded", "kubeconfig", "in-cluster"], "expected \"embedded\", \"kubeconfig\" or \"in-cluster\""), "embedded"),
+      kubeconfig: str("~/.kube/config"),
+      namespace: v.optional(
+        v.pipe(v.string("expected a string"), v.regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "expected a Kubernetes namespace name")),
+        "ucloud-apps",
+      ),
+      /** Where the embedded simulator listens (127.0.0.1); 0 picks a free port. */
+      simulator_port: port(6443),
+      /** How long a simulated pod stays Pending before it runs. */
+      simulator_start_delay: duration("200ms"),
+    }),
+    {},
+  ),
   ucloud: v.optional(
     v.strictObject({
       provider_id: v.optional(
@@ -104,8 +130,8 @@ export const ConfigSchema = v.strictObject({
   ),
   apps: v.optional(
     v.strictObject({
-      syncthing: appSection,
-      terminal: appSection,
+      syncthing: appSection("dreg.cloud.sdu.dk/ucloud/syncthing-go", "1.0.0"),
+      terminal: appSection("docker.io/library/alpine", "3"),
     }),
     {},
   ),

@@ -2,7 +2,8 @@
 // a configuration, and closes them again. Roles (src/main.ts) and tests start from here.
 
 import type { Redis } from "ioredis";
-import { enabledApps } from "../apps/registry.ts";
+import type { AppSettings } from "../apps/app.ts";
+import { type AppRegistry, enabledApps } from "../apps/registry.ts";
 import type { Config } from "../config/config.ts";
 import { log } from "../log.ts";
 import { RecordCache } from "../cache/record-cache.ts";
@@ -16,6 +17,9 @@ import { ConfigService } from "./configs.ts";
 
 export interface ServiceContext {
   config: Config;
+  apps: AppRegistry;
+  /** `[apps.<name>]` of the configuration. */
+  appSettings(name: string): AppSettings;
   redis: Redis;
   pool: TransactionPool;
   store: RecordStore;
@@ -56,7 +60,8 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     backoffBaseMs: config.worker.backoff_base,
     backoffMaxMs: config.worker.backoff_max,
   });
-  const apps = enabledApps((name) => (config.apps as Record<string, { enabled: boolean } | undefined>)[name]?.enabled ?? false);
+  const appSettings = (name: string) => (config.apps as Record<string, AppSettings>)[name]!;
+  const apps = enabledApps((name) => appSettings(name)?.enabled ?? false);
   const service = new ConfigService({
     apps,
     store,
@@ -68,6 +73,8 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   });
   return {
     config,
+    apps,
+    appSettings,
     redis,
     pool,
     store,

@@ -168,6 +168,21 @@ export class RecordStore {
     });
   }
 
+  /**
+   * Marks the record detached when its job is `jobId` and it is still active (the reconciler
+   * found the job gone or final). Published like any write. True when this call detached it.
+   */
+  async detach(app: string, owner: Owner, jobId: string): Promise<boolean> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const outcome = await this.attempt(app, owner, async ({ record }) => {
+        if (!record || record.jobId !== jobId || record.state === "detached") return { commit: null, value: false };
+        return { commit: { record: { ...record, state: "detached" as const, updatedAt: new Date().toISOString() } }, value: true };
+      });
+      if (outcome.committed) return outcome.value;
+    }
+    throw new RedisUnavailableError("could not detach the record: it kept changing");
+  }
+
   /** Whether a write that produced `etag` reached Redis (asked on the shared connection). */
   private async wasCommitted(app: string, owner: Owner, etag: string): Promise<boolean> {
     const deadline = Date.now() + 2_000;

@@ -1,5 +1,5 @@
-// What the worker does with a task: one function per task kind. The reconciler (Kubernetes
-// issue) implements these; until then only tests provide them, and no role runs a worker.
+// What the worker does with a task: one function per task kind. The reconciler
+// (src/reconciler/reconciler.ts) implements them; tests of the queue provide their own.
 // Imports src/store/keys.ts (for Owner) only.
 
 import type { Owner } from "../store/keys.ts";

@@ -1,8 +1,12 @@
-// Starts a worker for a service context with the given task handlers.
-// Imports ioredis, src/service/context.ts and src/worker/*.
+// Starts a worker for a service context: with given task handlers (tests), or with the
+// reconciler and a pod watch (roles worker and all).
+// Imports ioredis, src/service/context.ts, src/kubernetes, src/reconciler and src/worker/*.
 
 import { Redis } from "ioredis";
+import { KubernetesGateway } from "../kubernetes/gateway.ts";
 import { log } from "../log.ts";
+import { ANNOTATIONS, LABELS } from "../reconciler/objects.ts";
+import { Reconciler } from "../reconciler/reconciler.ts";
 import type { ServiceContext } from "../service/context.ts";
 import type { TaskHandlers } from "./handlers.ts";
 import { Worker } from "./worker.ts";
@@ -48,4 +52,52 @@ export function exitOnSignal(worker: Worker, context: ServiceContext): void {
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+export interface ReconcilingWorker {
+  worker: Worker;
+  gateway: KubernetesGateway;
+  /** Stops the pod watch and the worker (finishing tasks in flight, bounded). */
+  stop(): Promise<boolean>;
+}
+
+/**
+ * A worker whose handlers are the reconciler, plus a watch of the app pods whose every event
+ * enqueues a reconcile of the pod's record: a pod that stops or vanishes is dealt with in
+ * milliseconds, not at the next resync. Several workers watching enqueue the same task, which
+ * the queue keeps once.
+ */
+export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: string): ReconcilingWorker {
+  const { config } = context;
+  const gateway = KubernetesGateway.fromSettings({ ...config.kubernetes, simulatorUrl });
+  const reconciler = new Reconciler({
+    store: context.store,
+    jobs: context.jobs,
+    apps: context.apps,
+    settings: context.appSettings,
+    gateway,
+    log,
+  });
+  const worker = startWorker(context, reconciler);
+  let watchTrouble = false;
+  const stopWatch = gateway.watchPods(
+    LABELS.app,
+    (_type, pod) => {
+      watchTrouble = false;
+      const tag = pod.metadata?.annotations?.[ANNOTATIONS.owner];
+      if (tag) context.queue.add(`reconcile:${tag}`).catch(() => {});
+    },
+    (error) => {
+      if (!watchTrouble) log("warn", "the pod watch failed; retrying (the resync still converges meanwhile)", { error: String(error) });
+      watchTrouble = true;
+    },
+  );
+  return {
+    worker,
+    gateway,
+    async stop() {
+      stopWatch();
+      return worker.stop(config.worker.shutdown_timeout);
+    },
+  };
 }

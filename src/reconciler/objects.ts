@@ -1,0 +1,89 @@
+// The generic Kubernetes objects of a record's job (spec §6), before the app shapes them:
+// pod `j-<jobId>-job-0`, headless service `j-<jobId>` and network policy `policy-<jobId>`.
+// Imports Kubernetes object types and src/apps/app.ts only.
+
+import type { V1NetworkPolicy, V1OwnerReference, V1Pod, V1Service } from "@kubernetes/client-node";
+import type { IntegratedApp, PodContext } from "../apps/app.ts";
+
+export const LABELS = {
+  jobId: "ucloud.dk/jobId",
+  rank: "ucloud.dk/rank",
+  /** Ours, not UCloud's: lets the worker watch exactly the pods of integrated apps. */
+  app: "ucloud.dk/iapp-name",
+} as const;
+
+export const ANNOTATIONS = {
+  etag: "ucloud.dk/iapp-etag",
+  name: "ucloud.dk/iapp-name",
+  version: "ucloud.dk/iapp-version",
+  /** Ours: the record (`<app>:<createdBy>[:<project>]`) a pod belongs to, so its events find it. */
+  owner: "ucloud.dk/iapp-owner",
+} as const;
+
+export const podName = (jobId: string) => `j-${jobId}-job-0`;
+export const serviceName = (jobId: string) => `j-${jobId}`;
+export const policyName = (jobId: string) => `policy-${jobId}`;
+
+export function buildPod(app: IntegratedApp<unknown>, context: PodContext<unknown>, recordTag: string): V1Pod {
+  const version = app.version(context.settings);
+  const pod: V1Pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: podName(context.jobId),
+      labels: { [LABELS.jobId]: context.jobId, [LABELS.rank]: "0", [LABELS.app]: app.name },
+      annotations: {
+        [ANNOTATIONS.etag]: context.etag,
+        [ANNOTATIONS.name]: app.name,
+        ...(version === undefined ? {} : { [ANNOTATIONS.version]: version }),
+        [ANNOTATIONS.owner]: recordTag,
+      },
+    },
+    spec: {
+      restartPolicy: "Never",
+      containers: [{ name: "user-job", image: `${context.settings.image}:${context.settings.image_version}` }],
+      nodeSelector: { "ucloud.dk/machine": app.name },
+    },
+  };
+  app.mutatePod(pod, context);
+  return pod;
+}
+
+function ownedBy(pod: V1Pod): V1OwnerReference[] {
+  return [{ apiVersion: "v1", kind: "Pod", name: pod.metadata!.name!, uid: pod.metadata!.uid!, blockOwnerDeletion: true }];
+}
+
+/** Headless: it gives the job's pods DNS names; the app may add ports. */
+export function buildService(app: IntegratedApp<unknown>, context: PodContext<unknown>, pod: V1Pod): V1Service {
+  const service: V1Service = {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name: serviceName(context.jobId), labels: { [LABELS.jobId]: context.jobId }, ownerReferences: ownedBy(pod) },
+    spec: { clusterIP: "None", selector: { [LABELS.jobId]: context.jobId } },
+  };
+  app.mutateService(service, context);
+  return service;
+}
+
+/** Pods of one job may talk to each other; the app adds what else may reach it. */
+export function buildNetworkPolicy(app: IntegratedApp<unknown>, context: PodContext<unknown>, pod: V1Pod): V1NetworkPolicy {
+  const sameJob = { podSelector: { matchLabels: { [LABELS.jobId]: context.jobId } } };
+  const policy: V1NetworkPolicy = {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name: policyName(context.jobId), labels: { [LABELS.jobId]: context.jobId }, ownerReferences: ownedBy(pod) },
+    spec: {
+      podSelector: { matchLabels: { [LABELS.jobId]: context.jobId } },
+      policyTypes: ["Ingress"],
+      // The client's model names the field `_from`; it is sent as `from`.
+      ingress: [{ _from: [sameJob] }],
+    },
+  };
+  app.mutateNetworkPolicy(policy, context);
+  return policy;
+}
+
+/** Whether an object is owned by this very pod (not by an earlier pod of the same name). */
+export function ownedByPod(object: { metadata?: { ownerReferences?: V1OwnerReference[] } }, pod: V1Pod): boolean {
+  return (object.metadata?.ownerReferences ?? []).some((ref) => ref.uid === pod.metadata?.uid);
+}

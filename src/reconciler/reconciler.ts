@@ -1,0 +1,135 @@
+// The reconciler: one level-triggered, idempotent function per (app, owner) that reads the
+// record, its job and its pod, and closes the difference (spec §5). Running it twice in a row
+// changes nothing the second time. Restart is a pod deletion followed by a reconcile.
+// Imports src/apps, src/store, src/ucloud/jobs.ts, src/kubernetes/gateway.ts and this folder.
+
+import type { V1Pod } from "@kubernetes/client-node";
+import type { AppSettings, IntegratedApp, PodContext } from "../apps/app.ts";
+import type { AppRegistry } from "../apps/registry.ts";
+import { type KubernetesGateway, statusOf } from "../kubernetes/gateway.ts";
+import { type Owner, recordTag } from "../store/keys.ts";
+import type { RecordStore } from "../store/records.ts";
+import { isFinal, type Job, type JobRegistry, type JobState } from "../ucloud/jobs.ts";
+import type { TaskHandlers } from "../worker/handlers.ts";
+import { ANNOTATIONS, buildNetworkPolicy, buildPod, buildService, ownedByPod, podName, policyName, serviceName } from "./objects.ts";
+
+export interface ReconcilerOptions {
+  store: RecordStore;
+  jobs: JobRegistry;
+  apps: AppRegistry;
+  settings: (app: string) => AppSettings;
+  gateway: KubernetesGateway;
+  log: (level: "debug" | "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+}
+
+export class Reconciler implements TaskHandlers {
+  constructor(private readonly options: ReconcilerOptions) {}
+
+  async reconcile(appName: string, owner: Owner): Promise<void> {
+    const { store, jobs, apps, gateway } = this.options;
+    const app = apps.get(appName);
+    if (!app) return; // a disabled app's records are left as they are
+    const record = await store.read(appName, owner);
+    if (!record || record.jobId === "") return;
+    const name = podName(record.jobId);
+    let pod = await gateway.getPod(name);
+
+    const job = record.state === "active" ? await jobs.retrieve(record.jobId) : null;
+    if (!job || isFinal(job.state)) {
+      if (record.state === "active") {
+        await store.detach(appName, owner, record.jobId);
+        this.options.log("info", "detached a record whose job is gone or final", { app: appName, owner, jobId: record.jobId });
+      }
+      if (pod) await gateway.deletePod(name);
+      return;
+    }
+
+    const context: PodContext<unknown> = {
+      owner,
+      jobId: record.jobId,
+      etag: record.etag,
+      config: record.config,
+      settings: this.options.settings(appName),
+    };
+    const shouldRun = app.shouldRun(context);
+
+    if (pod) {
+      // A pod on its way out: its DELETED event brings us back.
+      if (pod.metadata?.deletionTimestamp) return;
+      const phase = pod.status?.phase;
+      const outdated = this.outdated(app, pod, context);
+      if (outdated === null && shouldRun && phase !== "Succeeded" && phase !== "Failed") {
+        await this.ensureCompanions(app, context, pod);
+        await this.setState(job, phase === "Running" ? "RUNNING" : "IN_QUEUE");
+        return;
+      }
+      await gateway.deletePod(name);
+      await this.setState(job, "SUSPENDED");
+      this.options.log("info", "deleted a pod", { app: appName, owner, pod: name, why: outdated ?? (shouldRun ? `phase ${phase}` : "should not run") });
+      // Where deletion is immediate the new pod follows now; elsewhere its DELETED event brings us back.
+      pod = await gateway.getPod(name);
+      if (pod) return;
+    }
+
+    if (!shouldRun) {
+      await this.setState(job, "SUSPENDED");
+      return;
+    }
+    let created: V1Pod;
+    try {
+      created = await gateway.createPod(buildPod(app, context, recordTag(appName, owner)));
+    } catch (e) {
+      // Another worker (a restart racing a reconcile) created it first: its events bring us back.
+      if (statusOf(e) === 409) return;
+      throw e;
+    }
+    await this.ensureCompanions(app, context, created);
+    await this.setState(job, "IN_QUEUE");
+  }
+
+  /** Deletes the rank-0 pod (grace period 0, background propagation); the reconcile recreates it. */
+  async restart(appName: string, owner: Owner): Promise<void> {
+    const record = await this.options.store.read(appName, owner);
+    if (!record || record.state !== "active" || record.jobId === "") return;
+    await this.options.gateway.deletePod(podName(record.jobId));
+    await this.reconcile(appName, owner);
+  }
+
+  /** Why a running pod no longer fits its record, or null when it does. */
+  private outdated(app: IntegratedApp<unknown>, pod: V1Pod, context: PodContext<unknown>): string | null {
+    const annotations = pod.metadata?.annotations ?? {};
+    if (annotations[ANNOTATIONS.etag] !== context.etag) return "its ETag is outdated";
+    if (annotations[ANNOTATIONS.version] !== app.version(context.settings)) return "its version is outdated";
+    if (!app.podMatches(pod, context)) return "it no longer matches the configuration";
+    return null;
+  }
+
+  /** The pod's service and network policy exist, and belong to this pod (not an earlier one). */
+  private async ensureCompanions(app: IntegratedApp<unknown>, context: PodContext<unknown>, pod: V1Pod) {
+    const { gateway } = this.options;
+    const service = await gateway.getService(serviceName(context.jobId));
+    if (!service || !ownedByPod(service, pod)) {
+      if (service) await gateway.deleteService(serviceName(context.jobId));
+      await createOrKeep(() => gateway.createService(buildService(app, context, pod)));
+    }
+    const policy = await gateway.getNetworkPolicy(policyName(context.jobId));
+    if (!policy || !ownedByPod(policy, pod)) {
+      if (policy) await gateway.deleteNetworkPolicy(policyName(context.jobId));
+      await createOrKeep(() => gateway.createNetworkPolicy(buildNetworkPolicy(app, context, pod)));
+    }
+  }
+
+  private async setState(job: Job, state: JobState) {
+    if (job.state === state) return;
+    await this.options.jobs.updateState(job.id, state);
+    job.state = state;
+  }
+}
+
+async function createOrKeep(create: () => Promise<unknown>) {
+  try {
+    await create();
+  } catch (e) {
+    if (statusOf(e) !== 409) throw e;
+  }
+}

@@ -1,0 +1,257 @@
+// The reconciler against the embedded Kubernetes simulator, through the real client over HTTP
+// (spec §4.5, §5, §6): pods, services and network policies follow the records.
+
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import type { V1Pod } from "@kubernetes/client-node";
+import { resolveConfig } from "../src/config/config.ts";
+import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
+import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
+import { ANNOTATIONS, podName, policyName, serviceName } from "../src/reconciler/objects.ts";
+import { Reconciler } from "../src/reconciler/reconciler.ts";
+import { createContext, type ServiceContext } from "../src/service/context.ts";
+import { keys } from "../src/store/keys.ts";
+import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
+import { eventually, killAll, startProcess } from "./support/processes.ts";
+import { freePort, TestRedis } from "./support/redis-server.ts";
+import { alice, type Instance, providerCall, SECRET, startInstance, syncthingConfig, token } from "./support/service.ts";
+
+const NAMESPACE = "iapps-test";
+let redis: TestRedis;
+let simulator: RunningSimulator;
+let api: Instance;
+let gateway: KubernetesGateway;
+
+const settings = () => ({
+  redis: { url: redis.url },
+  kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "50ms" },
+  worker: { lease: "1s", resync_interval: "1h" },
+});
+const workerContext = () => createContext(resolveConfig(settings(), { source: "test", environment: {} }), { cache: false });
+
+beforeAll(async () => {
+  redis = await TestRedis.start();
+  simulator = await startSimulator({ port: 0, startDelayMs: 50 });
+  api = startInstance(redis.url, { kubernetes: { namespace: NAMESPACE } });
+  gateway = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
+});
+
+afterAll(async () => {
+  await killAll();
+  await api.close();
+  await simulator.stop();
+  await redis.close();
+});
+
+let running: { worker: ReconcilingWorker; context: ServiceContext } | null = null;
+
+function startWorkerInProcess() {
+  const context = workerContext();
+  running = { worker: startReconcilingWorker(context, simulator.url), context };
+  return running;
+}
+
+afterEach(async () => {
+  if (running) {
+    await running.worker.stop();
+    await running.context.close();
+    running = null;
+  }
+  await killAll();
+});
+
+beforeEach(async () => {
+  await redis.admin.flushall();
+  api.forgetCache();
+  for (const pod of await gateway.listPods("ucloud.dk/iapp-name")) await gateway.deletePod(pod.metadata!.name!);
+});
+
+const aliceRecord = () => redis.admin.hgetall(keys.record("syncthing", alice));
+
+async function update(n: number) {
+  const response = await providerCall(api, "syncthing", "update", { principal: alice, config: syncthingConfig(n) });
+  expect(response.status).toBe(200);
+  return response.headers.get("etag")!.slice(1, -1);
+}
+
+/** The running pod of alice's record once it carries `etag`. */
+async function runningPod(etag: string): Promise<V1Pod> {
+  return eventually(
+    async () => {
+      const record = await aliceRecord();
+      const pod = await gateway.getPod(podName(record.jobId!));
+      return pod?.metadata?.annotations?.[ANNOTATIONS.etag] === etag && pod.status?.phase === "Running" && !pod.metadata.deletionTimestamp && pod;
+    },
+    10,
+    `a running pod with ETag ${etag}`,
+  );
+}
+
+const jobState = async (jobId: string) => redis.admin.hget(keys.job(jobId), "state");
+
+describe("pods follow the records (spec §5, §6)", () => {
+  test("an update makes a pod with the record's ETag, its headless service and network policy", async () => {
+    startWorkerInProcess();
+    const etag = await update(1);
+    const pod = await runningPod(etag);
+    const { jobId } = await aliceRecord();
+    expect(pod.metadata!.name).toBe(`j-${jobId}-job-0`);
+    expect(pod.metadata!.labels).toMatchObject({ "ucloud.dk/jobId": jobId, "ucloud.dk/rank": "0" });
+    expect(pod.metadata!.annotations).toMatchObject({
+      "ucloud.dk/iapp-etag": etag,
+      "ucloud.dk/iapp-name": "syncthing",
+      "ucloud.dk/iapp-version": "1.0.0",
+    });
+    expect(pod.spec!.restartPolicy).toBe("Never");
+    expect(pod.spec!.containers[0]!.name).toBe("user-job");
+    expect(pod.spec!.nodeSelector).toEqual({ "ucloud.dk/machine": "syncthing" });
+    const service = await gateway.getService(serviceName(jobId!));
+    expect(service?.spec?.clusterIP).toBe("None");
+    expect(service?.metadata?.ownerReferences?.[0]?.uid).toBe(pod.metadata!.uid!);
+    const policy = await gateway.getNetworkPolicy(policyName(jobId!));
+    expect(policy?.metadata?.ownerReferences?.[0]?.uid).toBe(pod.metadata!.uid!);
+    await eventually(async () => (await jobState(jobId!)) === "RUNNING", 5, "the job is RUNNING");
+  });
+
+  test("another update replaces the pod with one carrying the new ETag", async () => {
+    startWorkerInProcess();
+    const first = await runningPod(await update(1));
+    const etag = await update(2);
+    const second = await runningPod(etag);
+    expect(second.metadata!.uid).not.toBe(first.metadata!.uid);
+    const { jobId } = await aliceRecord();
+    const service = await gateway.getService(serviceName(jobId!));
+    expect(service?.metadata?.ownerReferences?.[0]?.uid).toBe(second.metadata!.uid!);
+  });
+
+  test("restart deletes the pod and a new one (new uid) comes back with the same ETag", async () => {
+    startWorkerInProcess();
+    const etag = await update(1);
+    const before = await runningPod(etag);
+    expect((await providerCall(api, "syncthing", "restart", { principal: alice })).status).toBe(200);
+    const after = await eventually(
+      async () => {
+        const pod = await runningPod(etag);
+        return pod.metadata!.uid !== before.metadata!.uid && pod;
+      },
+      10,
+      "a new pod",
+    );
+    expect(after.metadata!.annotations![ANNOTATIONS.etag]).toBe(etag);
+    expect((await aliceRecord()).etag).toBe(etag);
+  });
+
+  test("a pod deleted behind the worker's back is recreated from the pod watch, without waiting for a resync", async () => {
+    startWorkerInProcess();
+    const etag = await update(1);
+    const before = await runningPod(etag);
+    await gateway.deletePod(before.metadata!.name!);
+    const after = await eventually(async () => {
+      const pod = await gateway.getPod(before.metadata!.name!);
+      return pod && pod.metadata!.uid !== before.metadata!.uid && pod;
+    }, 5, "the pod is back");
+    expect(after.metadata!.annotations![ANNOTATIONS.etag]).toBe(etag);
+  });
+
+  test("a configuration that should not run has no pod, and its job is SUSPENDED", async () => {
+    startWorkerInProcess();
+    await update(1);
+    await runningPod((await aliceRecord()).etag!);
+    const response = await providerCall(api, "syncthing", "update", { principal: alice, config: { folders: [], devices: [] } });
+    expect(response.status).toBe(200);
+    const { jobId } = await aliceRecord();
+    await eventually(async () => (await gateway.getPod(podName(jobId!))) === null, 5, "the pod is gone");
+    await eventually(async () => (await jobState(jobId!)) === "SUSPENDED", 5, "the job is SUSPENDED");
+  });
+});
+
+describe("jobs that end (spec §4.3, §5)", () => {
+  test("a job marked final detaches the record; the next update registers a new job with that update's config", async () => {
+    startWorkerInProcess();
+    await runningPod(await update(1));
+    const { jobId: firstJob } = await aliceRecord();
+    await api.context.jobs.updateState(firstJob!, "SUCCESS");
+    await running!.context.queue.add("reconcile:syncthing:alice");
+    await eventually(async () => (await aliceRecord()).state === "detached", 5, "the record is detached");
+    await eventually(async () => (await gateway.getPod(podName(firstJob!))) === null, 5, "the old pod is gone");
+    const etag = await update(7);
+    const record = await aliceRecord();
+    expect(record.jobId).not.toBe(firstJob);
+    expect(JSON.parse(record.config!)).toEqual(syncthingConfig(7));
+    const pod = await runningPod(etag);
+    expect(pod.metadata!.name).toBe(`j-${record.jobId}-job-0`);
+  });
+});
+
+describe("idempotence (level-triggered)", () => {
+  test("reconciling twice in a row makes no Kubernetes call that changes anything", async () => {
+    const context = workerContext();
+    try {
+      const counting = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
+      const reconciler = new Reconciler({ store: context.store, jobs: context.jobs, apps: context.apps, settings: context.appSettings, gateway: counting, log: () => {} });
+      await update(1);
+      await reconciler.reconcile("syncthing", alice);
+      expect(counting.changingCalls()).toBe(3); // pod, service, network policy
+      await reconciler.reconcile("syncthing", alice);
+      expect(counting.changingCalls()).toBe(3);
+      await runningPod((await aliceRecord()).etag!);
+      await reconciler.reconcile("syncthing", alice);
+      await reconciler.reconcile("syncthing", alice);
+      expect(counting.changingCalls()).toBe(3);
+      expect(await jobState((await aliceRecord()).jobId!)).toBe("RUNNING");
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe("a worker killed mid-restart", () => {
+  test("killed between deleting and recreating a pod: after a worker restarts, the pod is there", async () => {
+    const env = {
+      IAPPS_REDIS_URL: redis.url,
+      IAPPS_KUBERNETES_NAMESPACE: NAMESPACE,
+      IAPPS_KUBERNETES_SIMULATOR_PORT: String(simulator.port),
+      IAPPS_WORKER_LEASE: "1s",
+      IAPPS_WORKER_RESYNC_INTERVAL: "1h",
+      TEST_SIMULATOR_URL: simulator.url,
+    };
+    const crashing = startProcess(["test/support/reconciler-process.ts"], { ...env, TEST_CRASH_AFTER_POD_DELETE: "1" });
+    const etag = await update(1);
+    const before = await runningPod(etag);
+    expect((await providerCall(api, "syncthing", "restart", { principal: alice })).status).toBe(200);
+    expect(await crashing.exited).toBe("SIGKILL");
+    expect(await gateway.getPod(before.metadata!.name!)).toBeNull();
+    startProcess(["test/support/reconciler-process.ts"], env);
+    const after = await eventually(async () => {
+      const pod = await runningPod(etag);
+      return pod.metadata!.uid !== before.metadata!.uid && pod;
+    }, 15, "the pod is back");
+    expect(after.metadata!.annotations![ANNOTATIONS.etag]).toBe(etag);
+  }, 30_000);
+});
+
+describe("role all, as a newcomer runs it", () => {
+  test("one process serves the API, runs the simulator and a worker: an update makes a running pod", async () => {
+    const [port, simulatorPort] = [await freePort(), await freePort()];
+    const all = startProcess(["src/main.ts", "all"], {
+      IAPPS_REDIS_URL: redis.url,
+      IAPPS_SERVER_PORT: String(port),
+      IAPPS_SERVER_HOST: "127.0.0.1",
+      IAPPS_KUBERNETES_SIMULATOR_PORT: String(simulatorPort),
+      IAPPS_KUBERNETES_NAMESPACE: "newcomer",
+      IAPPS_AUTH_JWT_SECRET: SECRET,
+    });
+    const user = await token("alice");
+    const call = () =>
+      fetch(`http://127.0.0.1:${port}/api/iapps/syncthing/update`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${user}` },
+        body: JSON.stringify({ config: syncthingConfig(1), expectedETag: null }),
+      }).then((r) => r.status, () => 0);
+    await eventually(async () => (await call()) === 200, 20, "the API answers");
+    const cluster = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: "newcomer", simulatorUrl: `http://127.0.0.1:${simulatorPort}` });
+    const jobId = (await aliceRecord()).jobId!;
+    await eventually(async () => (await cluster.getPod(podName(jobId)))?.status?.phase === "Running", 15, "the pod runs");
+    all.kill("SIGTERM");
+    expect(await all.exited).toBe(0);
+  }, 40_000);
+});

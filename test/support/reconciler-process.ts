@@ -1,0 +1,20 @@
+// A real reconciling worker in its own process (as `bun src/main.ts worker` runs it), with one
+// fault to inject for tests: TEST_CRASH_AFTER_POD_DELETE=1 makes the process SIGKILL itself
+// right after it has deleted a pod, before anything can recreate it.
+
+import { resolveConfig } from "../../src/config/config.ts";
+import { createContext } from "../../src/service/context.ts";
+import { exitOnSignal, startReconcilingWorker } from "../../src/worker/start.ts";
+
+const config = resolveConfig({ auth: { jwt_secret: "unused" } }, { source: "reconciler-process", environment: process.env });
+const context = createContext(config, { cache: false });
+const reconciling = startReconcilingWorker(context, process.env.TEST_SIMULATOR_URL);
+if (process.env.TEST_CRASH_AFTER_POD_DELETE === "1") {
+  const deletePod = reconciling.gateway.deletePod.bind(reconciling.gateway);
+  reconciling.gateway.deletePod = async (name: string) => {
+    const deleted = await deletePod(name);
+    if (deleted) process.kill(process.pid, "SIGKILL");
+    return deleted;
+  };
+}
+exitOnSignal(reconciling.worker, context);
