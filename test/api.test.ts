@@ -1,7 +1,7 @@
 // The HTTP API as spec §2-§4 describe it: routes, errors, ETags, the lifecycle of a record and
 // its job. Real Redis; requests through the same fetch handler the server runs.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { sign } from "hono/jwt";
 import { keys } from "../src/store/keys.ts";
 import { TestRedis } from "./support/redis-server.ts";
@@ -17,6 +17,10 @@ import {
   syncthingConfig,
   token,
 } from "./support/service.ts";
+
+// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
+// bun does not kill the test's child processes for overrunning).
+setDefaultTimeout(30_000);
 
 let redis: TestRedis;
 let api: Instance;
@@ -525,5 +529,21 @@ describe("remembered tokens", () => {
     expect((await call()).status).toBe(200);
     await new Promise((r) => setTimeout(r, 2100));
     await expectError(await call(), 401, "UNAUTHORIZED");
+  });
+});
+
+describe("the embedded job registry", () => {
+  test("a final state is final: a late state update does not bring the job back", async () => {
+    await update(syncthingConfig(1), null);
+    const jobId = (await redis.admin.hget(recordKey, "jobId"))!;
+    await api.context.jobs.updateState(jobId, "RUNNING");
+    await api.context.jobs.updateState(jobId, "SUCCESS");
+    await api.context.jobs.updateState(jobId, "RUNNING");
+    expect((await api.context.jobs.retrieve(jobId))?.state).toBe("SUCCESS");
+  });
+
+  test("updating a job that does not exist invents nothing", async () => {
+    await api.context.jobs.updateState("12345", "RUNNING");
+    expect(await api.context.jobs.retrieve("12345")).toBeNull();
   });
 });

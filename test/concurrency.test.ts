@@ -2,10 +2,14 @@
 // share one Redis, and many clients race retrieve → update with expectedETag on one record,
 // first calmly, then while a chaos loop kills every normal client connection every 100 ms.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { keys } from "../src/store/keys.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, DEVICE_A, type Instance, providerCall, startInstance, syncthingConfig } from "./support/service.ts";
+
+// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
+// bun does not kill the test's child processes for overrunning).
+setDefaultTimeout(30_000);
 
 let redis: TestRedis;
 let instances: Instance[];

@@ -2,10 +2,14 @@
 // its WATCH and its EXEC. Requests answer 503 quickly, nothing is written unguarded, and the
 // service recovers by itself.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { keys } from "../src/store/keys.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, providerCall, publicCall, startInstance, syncthingConfig } from "./support/service.ts";
+
+// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
+// bun does not kill the test's child processes for overrunning).
+setDefaultTimeout(30_000);
 
 let redis: TestRedis;
 let api: Instance;

@@ -2,7 +2,7 @@
 // a rejected request changes nothing, every error has UCloud's shape, and an update with the
 // current ETag answers 200 exactly when the configuration is valid.
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import fc from "fast-check";
 import { sign } from "hono/jwt";
 import { withCheckCharacters } from "../src/apps/syncthing-device-id.ts";
@@ -21,6 +21,10 @@ import {
   startInstance,
   syncthingConfig,
 } from "./support/service.ts";
+
+// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
+// bun does not kill the test's child processes for overrunning).
+setDefaultTimeout(30_000);
 
 const RUNS = 250;
 const TIMEOUT = 60_000; // a bound for the whole property, not an assertion on speed

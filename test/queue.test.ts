@@ -1,13 +1,17 @@
 // The durable task queue and its workers (spec §5, issue "The worker"): real Redis, real worker
 // processes, real SIGKILL and SIGTERM, and a Redis restarted under a running worker.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { resolveConfig } from "../src/config/config.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import { startProcess, eventually, killAll, type Child } from "./support/processes.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { providerCall, startInstance, syncthingConfig } from "./support/service.ts";
+
+// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
+// bun does not kill the test's child processes for overrunning).
+setDefaultTimeout(30_000);
 
 let redis: TestRedis;
 let context: ServiceContext;

@@ -1,7 +1,7 @@
 // The reconciler against the embedded Kubernetes simulator, through the real client over HTTP
 // (spec §4.5, §5, §6): pods, services and network policies follow the records.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { V1Pod } from "@kubernetes/client-node";
 import { resolveConfig } from "../src/config/config.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
@@ -14,6 +14,10 @@ import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/st
 import { eventually, killAll, startProcess } from "./support/processes.ts";
 import { freePort, TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, providerCall, SECRET, startInstance, syncthingConfig, token } from "./support/service.ts";
+
+// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
+// bun does not kill the test's child processes for overrunning).
+setDefaultTimeout(30_000);
 
 const NAMESPACE = "iapps-test";
 let redis: TestRedis;

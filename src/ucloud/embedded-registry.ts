@@ -46,10 +46,15 @@ export class EmbeddedJobRegistry implements JobRegistry {
   }
 
   async updateState(jobId: string, state: JobState, status = ""): Promise<void> {
-    // Only an existing job changes: HSET on a missing key would invent a job without a spec.
+    // Only an existing job changes (HSET on a missing key would invent a job without a spec),
+    // and a final state is final: a reconciler that read the job just before it ended must not
+    // bring it back to life with a late RUNNING.
     const redis = await this.redis();
     await redis.eval(
-      `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'state', ARGV[1], 'status', ARGV[2], 'updatedAt', ARGV[3]) end return 1`,
+      `local current = redis.call('HGET', KEYS[1], 'state')
+       if not current or current == 'SUCCESS' or current == 'FAILURE' or current == 'EXPIRED' then return 0 end
+       redis.call('HSET', KEYS[1], 'state', ARGV[1], 'status', ARGV[2], 'updatedAt', ARGV[3])
+       return 1`,
       1,
       keys.job(jobId),
       state,
