@@ -64,9 +64,18 @@ describe("with no file and no environment, every key has its default", () => {
     });
     expect(config.ucloud).toEqual({ provider_id: "k8s", mode: "embedded" });
     expect(config.apps).toEqual({
-      syncthing: { enabled: true, image: "dreg.cloud.sdu.dk/ucloud/syncthing-go", image_version: "1.0.0" },
-      terminal: { enabled: true, image: "docker.io/library/alpine", image_version: "3" },
+      syncthing: {
+        enabled: true,
+        image: "dreg.cloud.sdu.dk/ucloud/syncthing-go",
+        image_version: "1.0.0",
+        port_min: 21000,
+        port_max: 21100,
+        ip_address: "127.0.0.1",
+        relays: true,
+      },
+      terminal: { enabled: true, image: "docker.io/library/alpine", image_version: "3", inactivity: 900_000 },
     });
+    expect(config.storage).toEqual({ root: "./var/storage" });
     expect(config.kubernetes).toEqual({
       mode: "embedded",
       kubeconfig: "~/.kube/config",

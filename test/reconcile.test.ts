@@ -2,6 +2,9 @@
 // (spec §4.5, §5, §6): pods, services and network policies follow the records.
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
 import { resolveConfig } from "../src/config/config.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
@@ -25,8 +28,13 @@ let simulator: RunningSimulator;
 let api: Instance;
 let gateway: KubernetesGateway;
 
+// Drives for the Syncthing folders: alice's home drive, with the folders the tests configure.
+const storageRoot = mkdtempSync(join(tmpdir(), "iapps-storage-"));
+for (let n = 0; n < 10; n++) mkdirSync(join(storageRoot, "home-alice", `folder-${n}`), { recursive: true });
+
 const settings = () => ({
   redis: { url: redis.url },
+  storage: { root: storageRoot },
   kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "50ms" },
   worker: { lease: "1s", resync_interval: "1h" },
 });
@@ -35,7 +43,7 @@ const workerContext = () => createContext(resolveConfig(settings(), { source: "t
 beforeAll(async () => {
   redis = await TestRedis.start();
   simulator = await startSimulator({ port: 0, startDelayMs: 50 });
-  api = startInstance(redis.url, { kubernetes: { namespace: NAMESPACE } });
+  api = startInstance(redis.url, { kubernetes: { namespace: NAMESPACE }, storage: { root: storageRoot } });
   gateway = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
 });
 
@@ -44,6 +52,7 @@ afterAll(async () => {
   await api.close();
   await simulator.stop();
   await redis.close();
+  rmSync(storageRoot, { recursive: true, force: true });
 });
 
 let running: { worker: ReconcilingWorker; context: ServiceContext } | null = null;
@@ -191,16 +200,25 @@ describe("idempotence (level-triggered)", () => {
     const context = workerContext();
     try {
       const counting = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
-      const reconciler = new Reconciler({ store: context.store, jobs: context.jobs, apps: context.apps, settings: context.appSettings, gateway: counting, log: () => {} });
+      const reconciler = new Reconciler({
+        store: context.store,
+        jobs: context.jobs,
+        apps: context.apps,
+        settings: context.appSettings,
+        gateway: counting,
+        runtime: context.runtime,
+        queue: context.queue,
+        log: () => {},
+      });
       await update(1);
       await reconciler.reconcile("syncthing", alice);
-      expect(counting.changingCalls()).toBe(3); // pod, service, network policy
+      expect(counting.changingCalls()).toBe(4); // pod, headless service, Syncthing's service, network policy
       await reconciler.reconcile("syncthing", alice);
-      expect(counting.changingCalls()).toBe(3);
+      expect(counting.changingCalls()).toBe(4);
       await runningPod((await aliceRecord()).etag!);
       await reconciler.reconcile("syncthing", alice);
       await reconciler.reconcile("syncthing", alice);
-      expect(counting.changingCalls()).toBe(3);
+      expect(counting.changingCalls()).toBe(4);
       expect(await jobState((await aliceRecord()).jobId!)).toBe("RUNNING");
     } finally {
       await context.close();
@@ -217,6 +235,7 @@ describe("a worker killed mid-restart", () => {
       IAPPS_WORKER_LEASE: "1s",
       IAPPS_WORKER_RESYNC_INTERVAL: "1h",
       TEST_SIMULATOR_URL: simulator.url,
+      IAPPS_STORAGE_ROOT: storageRoot,
     };
     const crashing = startProcess(["test/support/reconciler-process.ts"], { ...env, TEST_CRASH_AFTER_POD_DELETE: "1" });
     const etag = await update(1);
@@ -242,6 +261,7 @@ describe("role all, as a newcomer runs it", () => {
       IAPPS_SERVER_HOST: "127.0.0.1",
       IAPPS_KUBERNETES_SIMULATOR_PORT: String(simulatorPort),
       IAPPS_KUBERNETES_NAMESPACE: "newcomer",
+      IAPPS_STORAGE_ROOT: storageRoot,
       IAPPS_AUTH_JWT_SECRET: SECRET,
     });
     const user = await token("alice");

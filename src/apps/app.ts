@@ -7,6 +7,7 @@
 import type { V1NetworkPolicy, V1Pod, V1Service } from "@kubernetes/client-node";
 import type * as v from "valibot";
 import type { Owner } from "../store/keys.ts";
+import type { AppRuntime } from "./runtime.ts";
 
 /** UCloud's JobSpecification, the fields this service fills in (see spec §4.2). */
 export interface JobSpecification {
@@ -25,23 +26,30 @@ export interface ConfigProblem {
   reason: string;
 }
 
-/** `[apps.<name>]` of config.toml. */
+/** `[apps.<name>]` of config.toml: what every app has, and the keys of particular apps. */
 export interface AppSettings {
   enabled: boolean;
   image: string;
   image_version: string;
+  port_min?: number;
+  port_max?: number;
+  ip_address?: string;
+  relays?: boolean;
+  inactivity?: number;
 }
 
 /** What the pod hooks know of the record they shape a pod for. */
-export interface PodContext<Config> {
+export interface PodContext<Config, Facts = unknown> {
   owner: Owner;
   jobId: string;
   etag: string;
   config: Config;
   settings: AppSettings;
+  /** What `observe` found out for this reconcile (folder access, leases, the port held). */
+  facts: Facts;
 }
 
-export interface IntegratedApp<Config = unknown> {
+export interface IntegratedApp<Config = unknown, Facts = unknown> {
   readonly name: string;
   /** Internal apps (the terminal) have no configuration routes; the service changes them itself. */
   readonly internal: boolean;
@@ -55,16 +63,31 @@ export interface IntegratedApp<Config = unknown> {
 
   /** Written to the pod annotation `ucloud.dk/iapp-version`; a pod with another one is replaced. */
   version(settings: AppSettings): string | undefined;
+  /** Reads what the other runtime hooks depend on, once per reconcile (folder access, leases). */
+  observe(context: Omit<PodContext<Config, Facts>, "facts">, runtime: AppRuntime): Promise<Facts>;
   /** Whether the app should have a running pod now. */
-  shouldRun(context: PodContext<Config>): boolean;
+  shouldRun(context: PodContext<Config, Facts>): boolean;
   /** Whether a running pod still fits the configuration (beyond its ETag and version). */
-  podMatches(pod: V1Pod, context: PodContext<Config>): boolean;
+  podMatches(pod: V1Pod, context: PodContext<Config, Facts>): boolean;
+  /**
+   * Before a pod is created: applies the configuration's side effects (state files) and claims
+   * what the pod needs (a port). Answers why the pod cannot start now, or null.
+   */
+  prepareStart(context: PodContext<Config, Facts>, runtime: AppRuntime): Promise<string | null>;
+  /** The job has no pod any more and will not get one now: give back what prepareStart claimed. */
+  release(jobId: string, runtime: AppRuntime): Promise<void>;
   /** Shapes the generic pod (spec §6) before it is created. */
-  mutatePod(pod: V1Pod, context: PodContext<Config>): void;
-  mutateService(service: V1Service, context: PodContext<Config>): void;
-  mutateNetworkPolicy(policy: V1NetworkPolicy, context: PodContext<Config>): void;
+  mutatePod(pod: V1Pod, context: PodContext<Config, Facts>): void;
+  mutateService(service: V1Service, context: PodContext<Config, Facts>): void;
+  mutateNetworkPolicy(policy: V1NetworkPolicy, context: PodContext<Config, Facts>): void;
+  /** Services beyond the job's headless one (owned by the pod, like it). */
+  extraServices(context: PodContext<Config, Facts>): V1Service[];
+  /** When `shouldRun` will change by itself (a lease running out): in how many ms, or null. */
+  recheckAfter(context: PodContext<Config, Facts>): number | null;
+  /** After a reset was stored: side effects of a reset (Syncthing wipes its state folder). */
+  reset(owner: Owner, runtime: AppRuntime): Promise<void>;
 }
 
-export function defineApp<Config>(app: IntegratedApp<Config>): IntegratedApp<Config> {
+export function defineApp<Config, Facts>(app: IntegratedApp<Config, Facts>): IntegratedApp<Config, Facts> {
   return app;
 }

@@ -1,11 +1,13 @@
-// Syncthing: file synchronisation between UCloud drives and the user's own devices (spec §7).
-// This module holds its configuration rules, job specification and pod image. The rest of its
-// runtime side (storage access, ports, state folder files, env and mounts) arrives with the
-// storage model of the apps issue.
+// Syncthing: file synchronisation between UCloud drives and the user's own devices (spec §7):
+// its configuration rules, job specification, and runtime: which folders it may use, its port,
+// the state files it starts from, and the shape of its pod, services and network policy.
 
 import { createHash } from "node:crypto";
 import * as v from "valibot";
-import { defineApp } from "./app.ts";
+import { join } from "node:path";
+import type { FolderAccess } from "../storage/storage.ts";
+import { type AppSettings, defineApp } from "./app.ts";
+import type { PortRange } from "./runtime.ts";
 import { deviceIdProblem } from "./syncthing-device-id.ts";
 import { homeDrivePath, ucloudPath } from "./paths.ts";
 
@@ -47,7 +49,43 @@ export function folderId(folder: { ucloudPath: string; id?: string }): string {
 /** Syncthing ignores dashes, spaces and case in device IDs, so duplicates are found that way too. */
 const canonicalDeviceId = (id: string) => id.replace(/[-\s]/g, "").toUpperCase();
 
-export const syncthing = defineApp<SyncthingConfig>({
+/** A folder Syncthing may use: its access as storage found it, and its id filled in. */
+export interface SyncthingFolderAccess extends FolderAccess {
+  id: string;
+  path?: string;
+}
+
+export interface SyncthingFacts {
+  /** The accessible folders (the owner may write them); the others are left out. */
+  folders: SyncthingFolderAccess[];
+  /** The internal path of the owner's home drive; the state folder is `<home>/Syncthing`. */
+  home: string;
+  /** The port the job holds, or null (claimed by prepareStart). */
+  port: number | null;
+}
+
+export const PORT_POOL = "syncthing";
+/** UCloud's UCX port: never handed out as a Syncthing port. */
+export const UCX_PORT = 8435;
+const STATE_MOUNT = "/syncthing-state";
+
+export const SYNCTHING_ANNOTATIONS = {
+  port: "ucloud.dk/syncthingPort",
+  folders: "ucloud.dk/syncthingFolders",
+  ucxVersion: "ucloud.dk/syncthingUcxVersion",
+} as const;
+
+/** SHA-256 hex of the JSON array of the sorted accessible UCloud paths (spec §7). */
+export function foldersHash(folders: { ucloudPath: string }[]): string {
+  const paths = folders.map((f) => f.ucloudPath).sort();
+  return createHash("sha256").update(JSON.stringify(paths)).digest("hex");
+}
+
+function portRange(settings: AppSettings): PortRange {
+  return { min: settings.port_min ?? 21000, max: settings.port_max ?? 21100, exclude: [UCX_PORT] };
+}
+
+export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
   name: "syncthing",
   internal: false,
   configSchema: SyncthingConfigSchema,
@@ -74,16 +112,103 @@ export const syncthing = defineApp<SyncthingConfig>({
     return null;
   },
   version: (settings) => settings.image_version,
-  // Spec §7: it runs with at least one accessible folder and one device. Until the storage model
-  // exists (apps issue) every configured folder counts as accessible.
-  shouldRun: ({ config }) => config.folders.length > 0 && config.devices.length > 0,
-  podMatches: () => true,
-  mutatePod(pod, { settings }) {
-    const container = pod.spec!.containers[0]!;
+
+  async observe({ owner, jobId, config }, { storage, ports }) {
+    const folders: SyncthingFolderAccess[] = [];
+    for (const folder of config.folders) {
+      const found = await storage.access(owner, folder.ucloudPath);
+      // Spec §7: accessible means the owner may write it; the rest is left out of what it runs with.
+      if (found.access === "write") folders.push({ ...found, id: folderId(folder), path: folder.path });
+    }
+    return { folders, home: await storage.homeDrive(owner), port: await ports.portOf(PORT_POOL, jobId) };
+  },
+  shouldRun: ({ config, facts }) => facts.folders.length > 0 && config.devices.length > 0,
+  // A change of folder access (a drive locked, a member removed) must restart the pod.
+  podMatches: (pod, { facts }) => pod.metadata?.annotations?.[SYNCTHING_ANNOTATIONS.folders] === foldersHash(facts.folders),
+
+  async prepareStart(context, { storage, ports }) {
+    const { settings, facts, jobId, config } = context;
+    const range = portRange(settings);
+    facts.port = await ports.allocate(PORT_POOL, jobId, range);
+    if (facts.port === null) {
+      return `No free Syncthing port: every port in [${range.min}, ${range.max}) is taken. Widen [apps.syncthing] port_min/port_max.`;
+    }
+    // What the container reads at start: the folders it may use (ids filled in), the devices.
+    const stateFolder = join(facts.home, "Syncthing");
+    const runtimeConfig = {
+      folders: facts.folders.map(({ id, ucloudPath, path }) => ({ id, ucloudPath, ...(path === undefined ? {} : { path }) })),
+      devices: config.devices,
+    };
+    await storage.writeFileAtomic(join(stateFolder, "ucloud_config.json"), `${JSON.stringify(runtimeConfig, null, 2)}\n`);
+    await storage.writeFileAtomic(join(stateFolder, "job_id.txt"), `${jobId}\n`);
+    return null;
+  },
+  release: (jobId, { ports }) => ports.release(PORT_POOL, jobId),
+
+  mutatePod(pod, { settings, facts }) {
+    const spec = pod.spec!;
+    const container = spec.containers[0]!;
+    const port = facts.port!;
     container.image = `${settings.image}:${settings.image_version}`;
+    container.env = [
+      { name: "SYNCTHING_PORT", value: String(port) },
+      { name: "SYNCTHING_RELAYS", value: String(settings.relays ?? true) },
+      { name: "STATE_DIR", value: STATE_MOUNT },
+    ];
+    container.resources = { requests: { cpu: "400m", memory: "2000000000" } };
+    spec.volumes = [{ name: "syncthing-state", hostPath: { path: join(facts.home, "Syncthing"), type: "DirectoryOrCreate" } }];
+    container.volumeMounts = [{ name: "syncthing-state", mountPath: STATE_MOUNT }];
+    for (const [index, folder] of facts.folders.entries()) {
+      const mountPath = `/work/${index}`;
+      spec.volumes.push({ name: `folder-${index}`, hostPath: { path: folder.internalPath, type: "Directory" } });
+      container.volumeMounts.push({ name: `folder-${index}`, mountPath, readOnly: false });
+      // The container finds each folder through f<id> (as UCloud's syncthing-go does).
+      if (/^[A-Za-z_.-][A-Za-z0-9_.-]*$/.test(`f${folder.id}`)) container.env.push({ name: `f${folder.id}`, value: mountPath });
+    }
+    container.ports = [
+      { name: "syncthing", containerPort: port, protocol: "TCP" },
+      { name: "ucx", containerPort: UCX_PORT, protocol: "TCP" },
+    ];
+    pod.metadata!.annotations = {
+      ...pod.metadata!.annotations,
+      [SYNCTHING_ANNOTATIONS.port]: String(port),
+      [SYNCTHING_ANNOTATIONS.folders]: foldersHash(facts.folders),
+      [SYNCTHING_ANNOTATIONS.ucxVersion]: "1",
+    };
   },
   mutateService: () => {},
-  mutateNetworkPolicy: () => {},
+  mutateNetworkPolicy(policy, { facts }) {
+    // Devices connect from anywhere: to the Syncthing port, and to UCX.
+    policy.spec!.ingress = [
+      ...(policy.spec!.ingress ?? []),
+      {
+        _from: [{ ipBlock: { cidr: "0.0.0.0/0" } }],
+        ports: [
+          { protocol: "TCP", port: facts.port! },
+          { protocol: "TCP", port: UCX_PORT },
+        ],
+      },
+    ];
+  },
+  extraServices: ({ jobId, settings, facts }) => [
+    {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: `j-${jobId}-syncthing`, labels: { "ucloud.dk/jobId": jobId } },
+      spec: {
+        type: "ClusterIP",
+        externalIPs: [settings.ip_address ?? "127.0.0.1"],
+        ports: [{ name: "syncthing", protocol: "TCP", port: facts.port!, targetPort: facts.port! }],
+        selector: { "ucloud.dk/jobId": jobId },
+      },
+    },
+  ],
+  recheckAfter: () => null,
+  // Spec §7: a reset wipes the state folder (devices, keys, Syncthing's own state), not user data.
+  async reset(owner, { storage }) {
+    await storage.recreateFolder(join(await storage.homeDrive(owner), "Syncthing"));
+  },
+
   mutateJobSpec: (owner, spec) => ({
     ...spec,
     application: { name: "syncthing", version: "1" },

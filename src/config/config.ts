@@ -26,17 +26,13 @@ const positiveInt = (fallback: number, max = 1_000_000_000) =>
 const str = (fallback: string) => v.optional(v.string("expected a string"), fallback);
 const bool = (fallback: boolean) => v.optional(v.boolean("expected true or false"), fallback);
 
-const appSection = (image: string, imageVersion: string) =>
-  v.optional(
-    v.strictObject({
-      enabled: bool(true),
-      /** Container image of the app's pod, without its tag. */
-      image: str(image),
-      /** The image tag; also the pod's `ucloud.dk/iapp-version` where the app has a version. */
-      image_version: str(imageVersion),
-    }),
-    {},
-  );
+const appEntries = (image: string, imageVersion: string) => ({
+  enabled: bool(true),
+  /** Container image of the app's pod, without its tag. */
+  image: str(image),
+  /** The image tag; also the pod's `ucloud.dk/iapp-version` where the app has a version. */
+  image_version: str(imageVersion),
+});
 
 export const ConfigSchema = v.strictObject({
   name: str("ucloud-iapps"),
@@ -118,6 +114,13 @@ export const ConfigSchema = v.strictObject({
     }),
     {},
   ),
+  storage: v.optional(
+    v.strictObject({
+      /** Where drives live: `<root>/<driveId>` (see src/storage). */
+      root: str("./var/storage"),
+    }),
+    {},
+  ),
   ucloud: v.optional(
     v.strictObject({
       provider_id: v.optional(
@@ -130,8 +133,27 @@ export const ConfigSchema = v.strictObject({
   ),
   apps: v.optional(
     v.strictObject({
-      syncthing: appSection("dreg.cloud.sdu.dk/ucloud/syncthing-go", "1.0.0"),
-      terminal: appSection("docker.io/library/alpine", "3"),
+      syncthing: v.optional(
+        v.strictObject({
+          ...appEntries("dreg.cloud.sdu.dk/ucloud/syncthing-go", "1.0.0"),
+          /** Ports handed to Syncthing pods: [port_min, port_max), never 8435. */
+          port_min: port(21000),
+          port_max: port(21100),
+          /** The external IP of the Syncthing services (`externalIPs`). */
+          ip_address: str("127.0.0.1"),
+          /** Whether Syncthing may use the public relays (`SYNCTHING_RELAYS`). */
+          relays: bool(true),
+        }),
+        {},
+      ),
+      terminal: v.optional(
+        v.strictObject({
+          ...appEntries("docker.io/library/alpine", "3"),
+          /** A terminal runs while it had activity within this long. */
+          inactivity: duration("15m"),
+        }),
+        {},
+      ),
     }),
     {},
   ),

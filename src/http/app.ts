@@ -47,6 +47,18 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
     }
     await next();
   });
+  // The terminal (spec §2, §8): no configuration routes (the `/:app/...` routes answer 404 for
+  // it), but an open, which mounts a folder's drive, and a key press, which keeps it alive.
+  provider.post("/terminal/open", async (c) => {
+    const body = await req.readBody(c, req.TerminalOpen);
+    const opened = await service.openTerminal(body.principal, body.folder);
+    return c.json(opened, 200, { ETag: etagHeader(opened.etag) });
+  });
+  provider.post("/terminal/activity", async (c) => {
+    const body = await req.readBody(c, req.TerminalActivity);
+    await service.terminalActivity(body.principal);
+    return c.json({}, 200);
+  });
   provider.post("/:app/retrieve", async (c) => {
     const body = await req.readBody(c, req.ProviderRetrieve);
     return answerView(c, await service.retrieve(c.req.param("app"), body.principal));

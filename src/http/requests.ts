@@ -1,8 +1,11 @@
-// The bodies and queries of the configuration routes (spec §2), as valibot schemas, and the one
-// function that reads and checks a request body. Unknown fields are ignored, as UCloud does.
+// The bodies and queries of the configuration routes and the terminal's routes (spec §2), as
+// valibot schemas, and the one function that reads and checks a request body. Unknown fields are
+// ignored, as UCloud does.
 
 import type { Context } from "hono";
 import * as v from "valibot";
+import { ucloudPath } from "../apps/paths.ts";
+import { drivePathOf } from "../apps/terminal.ts";
 import { invalidRequest } from "../errors.ts";
 import { OwnerSchema } from "../service/owner.ts";
 
@@ -20,6 +23,16 @@ export const ProviderRetrieve = v.object({ productId: optionalString, principal:
 export const ProviderUpdate = v.object({ productId: optionalString, principal: OwnerSchema, config, expectedETag });
 export const ProviderReset = v.object({ productId: optionalString, principal: OwnerSchema, expectedETag });
 export const ProviderRestart = v.object({ productId: optionalString, principal: OwnerSchema });
+
+/** The terminal's open: the folder whose drive it mounts. */
+export const TerminalOpen = v.object({
+  principal: OwnerSchema,
+  folder: v.pipe(
+    ucloudPath,
+    v.check((path) => drivePathOf(path) !== null, 'expected a UCloud path naming a drive, such as "/home-alice/Documents"'),
+  ),
+});
+export const TerminalActivity = v.object({ principal: OwnerSchema });
 
 export const PublicRetrieve = v.object({ provider: optionalString, productId: optionalString });
 export const PublicUpdate = v.object({ provider: optionalString, productId: optionalString, config, expectedETag });

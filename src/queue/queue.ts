@@ -138,6 +138,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0
 end
 return {promoted, expired}`;
 
+// KEYS: delayed, dirty. ARGV: id, delay ms. Keeps the earlier time when one is already set.
+const ADD_AFTER = `
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
+${NOW_MS}
+redis.call('ZADD', KEYS[1], 'LT', now + tonumber(ARGV[2]), ARGV[1])
+return 1`;
+
 // KEYS: dead, attempts, errors, + ADD's. ARGV: id.
 const REPLAY = `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -169,6 +176,7 @@ const scripts = {
   fail: new Script(FAIL),
   promote: new Script(PROMOTE),
   replay: new Script(REPLAY),
+  addAfter: new Script(ADD_AFTER),
 };
 
 const addKeys = () => [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueDelayed(), keys.queueWake()];
@@ -234,6 +242,12 @@ export class TaskQueue {
       if (value !== 0) added++;
     }
     return added;
+  }
+
+  /** Adds a task to run in `delayMs` (unless it is pending anyway): a check at a known time. */
+  async addAfter(id: string, delayMs: number): Promise<void> {
+    const redis = await this.redis();
+    await scripts.addAfter.run(redis, [keys.queueDelayed(), keys.queueDirty()], [id, Math.max(0, Math.ceil(delayMs))]);
   }
 
   /** Takes up to `count` tasks under a lease of `leaseMs`; `tokenPrefix` must be unique per call. */

@@ -83,6 +83,11 @@ export function buildNetworkPolicy(app: IntegratedApp<unknown>, context: PodCont
   return policy;
 }
 
+/** An app's extra service, owned by the pod like the job's own. */
+export function ownedService(service: V1Service, pod: V1Pod): V1Service {
+  return { ...service, metadata: { ...service.metadata, ownerReferences: ownedBy(pod) } };
+}
+
 /** Whether an object is owned by this very pod (not by an earlier pod of the same name). */
 export function ownedByPod(object: { metadata?: { ownerReferences?: V1OwnerReference[] } }, pod: V1Pod): boolean {
   return (object.metadata?.ownerReferences ?? []).some((ref) => ref.uid === pod.metadata?.uid);

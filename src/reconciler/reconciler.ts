@@ -6,12 +6,15 @@
 import type { V1Pod } from "@kubernetes/client-node";
 import type { AppSettings, IntegratedApp, PodContext } from "../apps/app.ts";
 import type { AppRegistry } from "../apps/registry.ts";
+import type { AppRuntime } from "../apps/runtime.ts";
+import type { TaskQueue } from "../queue/queue.ts";
+import { taskId } from "../queue/tasks.ts";
 import { type KubernetesGateway, statusOf } from "../kubernetes/gateway.ts";
 import { type Owner, recordTag } from "../store/keys.ts";
 import type { RecordStore } from "../store/records.ts";
 import { isFinal, type Job, type JobRegistry, type JobState } from "../ucloud/jobs.ts";
 import type { TaskHandlers } from "../worker/handlers.ts";
-import { ANNOTATIONS, buildNetworkPolicy, buildPod, buildService, ownedByPod, podName, policyName, serviceName } from "./objects.ts";
+import { ANNOTATIONS, buildNetworkPolicy, buildPod, buildService, ownedByPod, ownedService, podName, policyName } from "./objects.ts";
 
 export interface ReconcilerOptions {
   store: RecordStore;
@@ -19,6 +22,10 @@ export interface ReconcilerOptions {
   apps: AppRegistry;
   settings: (app: string) => AppSettings;
   gateway: KubernetesGateway;
+  /** Storage, ports and leases for the apps' runtime hooks. */
+  runtime: AppRuntime;
+  /** For checks at a known time (a terminal's lease running out). */
+  queue: TaskQueue;
   log: (level: "debug" | "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -41,17 +48,15 @@ export class Reconciler implements TaskHandlers {
         this.options.log("info", "detached a record whose job is gone or final", { app: appName, owner, jobId: record.jobId });
       }
       if (pod) await gateway.deletePod(name);
+      await app.release(record.jobId, this.options.runtime);
       return;
     }
 
-    const context: PodContext<unknown> = {
-      owner,
-      jobId: record.jobId,
-      etag: record.etag,
-      config: record.config,
-      settings: this.options.settings(appName),
-    };
+    const base = { owner, jobId: record.jobId, etag: record.etag, config: record.config, settings: this.options.settings(appName) };
+    const context: PodContext<unknown> = { ...base, facts: await app.observe(base, this.options.runtime) };
     const shouldRun = app.shouldRun(context);
+    const recheck = app.recheckAfter(context);
+    if (recheck !== null) await this.options.queue.addAfter(taskId("reconcile", appName, owner), recheck + 50);
 
     if (pod) {
       // A pod on its way out: its DELETED event brings us back.
@@ -72,7 +77,15 @@ export class Reconciler implements TaskHandlers {
     }
 
     if (!shouldRun) {
+      await app.release(record.jobId, this.options.runtime);
       await this.setState(job, "SUSPENDED");
+      return;
+    }
+    const blocked = await app.prepareStart(context, this.options.runtime);
+    if (blocked !== null) {
+      // Reported where operators and users look, and left for the resync to try again: no retry storm.
+      if (job.status !== blocked) this.options.log("warn", "a pod cannot start", { app: appName, owner, jobId: record.jobId, why: blocked });
+      await this.setState(job, "SUSPENDED", blocked);
       return;
     }
     let created: V1Pod;
@@ -104,13 +117,15 @@ export class Reconciler implements TaskHandlers {
     return null;
   }
 
-  /** The pod's service and network policy exist, and belong to this pod (not an earlier one). */
+  /** The pod's services and network policy exist, and belong to this pod (not an earlier one). */
   private async ensureCompanions(app: IntegratedApp<unknown>, context: PodContext<unknown>, pod: V1Pod) {
     const { gateway } = this.options;
-    const service = await gateway.getService(serviceName(context.jobId));
-    if (!service || !ownedByPod(service, pod)) {
-      if (service) await gateway.deleteService(serviceName(context.jobId));
-      await createOrKeep(() => gateway.createService(buildService(app, context, pod)));
+    for (const wanted of [buildService(app, context, pod), ...app.extraServices(context).map((s) => ownedService(s, pod))]) {
+      const name = wanted.metadata!.name!;
+      const service = await gateway.getService(name);
+      if (service && ownedByPod(service, pod)) continue;
+      if (service) await gateway.deleteService(name);
+      await createOrKeep(() => gateway.createService(wanted));
     }
     const policy = await gateway.getNetworkPolicy(policyName(context.jobId));
     if (!policy || !ownedByPod(policy, pod)) {
@@ -119,10 +134,11 @@ export class Reconciler implements TaskHandlers {
     }
   }
 
-  private async setState(job: Job, state: JobState) {
-    if (job.state === state) return;
-    await this.options.jobs.updateState(job.id, state);
+  private async setState(job: Job, state: JobState, status = "") {
+    if (job.state === state && job.status === status) return;
+    await this.options.jobs.updateState(job.id, state, status);
     job.state = state;
+    job.status = status;
   }
 }
 

@@ -1,16 +1,21 @@
 // The four configuration operations (retrieve, update, reset, restart) and the rules of spec §3
 // and §4: ETag checks, validation before storing, exactly one job per record, new jobs for
-// detached records. Knows nothing of HTTP or Kubernetes.
-// Imports src/apps, src/store, src/queue/tasks.ts, src/ucloud/jobs.ts and src/errors.ts.
+// detached records; and the terminal's open and activity (spec §2, §8), through the same
+// transaction loop. Knows nothing of HTTP or Kubernetes.
+// Imports src/apps, src/store, src/storage/storage.ts (types), src/queue/tasks.ts,
+// src/ucloud/jobs.ts and src/errors.ts.
 
 import { randomBytes } from "node:crypto";
 import * as v from "valibot";
 import type { IntegratedApp, JobSpecification } from "../apps/app.ts";
 import type { AppRegistry } from "../apps/registry.ts";
+import type { AppRuntime } from "../apps/runtime.ts";
+import { drivePathOf, type TerminalConfig } from "../apps/terminal.ts";
 import {
   AppError,
   etagMismatch,
   invalidConfiguration,
+  invalidRequest,
   notFound,
   preconditionFailed,
   preconditionRequired,
@@ -21,6 +26,7 @@ import { type TaskKind, taskId } from "../queue/tasks.ts";
 import type { Owner } from "../store/keys.ts";
 import type { Commit, RecordStore, Snapshot, StoredRecord } from "../store/records.ts";
 import { isRedisUnavailable } from "../store/redis.ts";
+import type { FolderAccess } from "../storage/storage.ts";
 import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
 
 /** The ETag of a configuration that was never stored. */
@@ -46,6 +52,13 @@ export interface ConfigServiceOptions {
   requireEtag: boolean;
   /** How long to wait for another replica registering the same record's first job. */
   jobClaimWaitMs: number;
+  /**
+   * Storage, ports and leases: for the terminal's open and activity (required by them) and for
+   * an app's reset side effects (skipped without it).
+   */
+  runtime?: AppRuntime;
+  /** `[apps.terminal] inactivity`: how long an open or activity keeps the terminal alive. Default 15 minutes. */
+  terminalInactivityMs?: number;
   log?: (level: "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -58,13 +71,33 @@ export interface View {
 type Intent =
   | { kind: "nothing" }
   | { kind: "write"; config: unknown }
-  | { kind: "restart" };
+  | { kind: "restart" }
+  /**
+   * Keep the configuration and its ETag, and have the worker look at the record again (a
+   * terminal's lease came back). A record whose job is gone gets a new job and ETag, as a restart.
+   */
+  | { kind: "touch" };
 
-/** A committed change: the record's ETag afterwards (null: nothing stored), and whether it stored the job this call registered. */
+/**
+ * A committed change: the record's ETag and job afterwards (null: nothing stored), and whether it
+ * stored the job this call registered.
+ */
 interface Written {
   etag: string | null;
+  jobId: string | null;
   usedJob?: boolean;
 }
+
+/** What a terminal open answers (spec §2). */
+export interface TerminalOpened {
+  jobId: string;
+  etag: string;
+  /** Why folders were not added, or were taken out of the terminal, in words a user can act on. */
+  warnings: string[];
+}
+
+const TERMINAL = "terminal";
+const DEFAULT_TERMINAL_INACTIVITY_MS = 15 * 60_000;
 
 /** Steps the transaction loop takes outside a transaction before trying again. */
 type Detour = "wait-for-claim" | "take-claim" | "register-job";
@@ -99,9 +132,13 @@ export class ConfigService {
   /** Stores the default configuration with a new ETag; with no record, does nothing. */
   async reset(appName: string, owner: Owner, pre: Preconditions): Promise<{ etag: string | null }> {
     const app = this.configurableApp(appName);
-    return this.change(app, owner, pre, (record) =>
+    const result = await this.change(app, owner, pre, (record) =>
       record === null ? { kind: "nothing" } : { kind: "write", config: app.defaultConfig(owner) },
     );
+    // The reset is stored; its side effects (Syncthing wipes its state folder) follow. Should they
+    // fail, the stored default still stands and the error says what to retry.
+    if (result.etag !== null && this.options.runtime) await app.reset(owner, this.options.runtime);
+    return { etag: result.etag };
   }
 
   /** Asks the worker to recreate the job's pod; a record whose job is gone gets a new job. */
@@ -115,6 +152,99 @@ export class ConfigService {
   }
 
   /**
+   * Opens the owner's terminal on `folder` (spec §2, §8): adds the folder's drive `/<driveId>` to
+   * the terminal's folder list (deduplicated, order kept), refreshes the inactivity lease, and
+   * answers the job, the ETag and why folders were left out.
+   *
+   * - A drive the owner cannot use (storage access "none") is not added; the open still succeeds
+   *   and says why in `warnings`. A folder already in the list that became unusable (drive locked,
+   *   membership gone) is taken out the same way: it would keep the terminal from running at all.
+   * - An idle terminal (its lease ran out, so it has no pod) starts afresh with the drive opened
+   *   now, as UCloud does: otherwise the list only grows, and every drive ever opened stays mounted.
+   * - A changed list is a write: new ETag, reconcile (the pod is replaced with the new mounts).
+   *   An unchanged list keeps the ETag, because the ETag is the pod's identity and a new one would
+   *   replace a running terminal under the user's open shells; it still enqueues a reconcile, so
+   *   a pod that went with an expired lease comes back. A record whose job is gone gets a new job
+   *   and a new ETag, as a restart does. The first open registers the terminal's job.
+   * - The lease is refreshed before the record's transaction, so the reconcile that transaction
+   *   enqueues finds it alive.
+   */
+  async openTerminal(owner: Owner, folder: string): Promise<TerminalOpened> {
+    const app = this.terminalApp();
+    const { storage, leases } = this.terminalRuntime();
+    const drive = drivePathOf(folder);
+    if (drive === null) throw invalidRequest(`folder: expected a UCloud path naming a drive, such as "/home-${owner.createdBy}"`);
+
+    const [seen, leaseMs] = await guard(Promise.all([this.options.store.read(app.name, owner), leases.remaining(app.name, owner)]));
+    const idle = leaseMs === 0;
+    const listed = seen === null || idle ? [] : (seen.config as TerminalConfig).folders;
+    const toCheck = [...new Set([...listed, drive])];
+    const access = new Map<string, FolderAccess>();
+    const checked = await Promise.all(toCheck.map((path) => storage.access(owner, path)));
+    toCheck.forEach((path, index) => access.set(path, checked[index]!));
+
+    await guard(leases.refresh(app.name, owner, this.terminalInactivityMs));
+
+    let warnings: string[] = [];
+    const result = await this.change(app, owner, NO_PRECONDITIONS, (record) => {
+      const stored = record === null ? [] : (record.config as TerminalConfig).folders;
+      // Start afresh only from the list that was judged idle: a concurrent open may have just added to it.
+      const base = idle && record?.etag === seen?.etag ? [] : stored;
+      const folders: string[] = [];
+      warnings = [];
+      for (const path of [...base, drive]) {
+        if (folders.includes(path)) continue;
+        const found = access.get(path);
+        if (found?.access === "none") {
+          const why = found.why ?? "it cannot be used";
+          warnings.push(path === drive ? `${path} was not added to the terminal: ${why}.` : `${path} was taken out of the terminal: ${why}.`);
+          continue;
+        }
+        folders.push(path);
+      }
+      if (record !== null && sameList(folders, stored)) return { kind: "touch" };
+      return { kind: "write", config: validateConfig(app, { folders }) };
+    });
+    return { jobId: result.jobId!, etag: result.etag!, warnings };
+  }
+
+  /**
+   * A key press in the owner's terminal: refreshes its inactivity lease. When the lease had run
+   * out (the pod is gone or going), the worker is asked to look again at once rather than at the
+   * next resync. No record: 404.
+   */
+  async terminalActivity(owner: Owner): Promise<void> {
+    const app = this.terminalApp();
+    const { leases } = this.terminalRuntime();
+    const noTerminal = () => notFound("There is no terminal to keep alive: open one first.");
+    if ((await guard(this.options.store.read(app.name, owner))) === null) throw noTerminal();
+    const left = await guard(leases.remaining(app.name, owner));
+    await guard(leases.refresh(app.name, owner, this.terminalInactivityMs));
+    if (left === 0) {
+      await this.change(app, owner, NO_PRECONDITIONS, (record) => {
+        if (record === null) throw noTerminal();
+        return { kind: "touch" };
+      });
+    }
+  }
+
+  private terminalApp(): IntegratedApp<unknown> {
+    const app = this.options.apps.get(TERMINAL);
+    if (!app) throw unknownApplication(TERMINAL);
+    return app;
+  }
+
+  private terminalRuntime(): AppRuntime {
+    const { runtime } = this.options;
+    if (!runtime) throw new Error("ConfigService: the terminal needs the `runtime` option");
+    return runtime;
+  }
+
+  private get terminalInactivityMs(): number {
+    return this.options.terminalInactivityMs ?? DEFAULT_TERMINAL_INACTIVITY_MS;
+  }
+
+  /**
    * The transaction loop behind every write. Each pass watches the record, decides, and either
    * commits or names a detour (wait for, take, or act on the job claim) to take before the next
    * pass. Only the holder of the claim registers a job, so concurrent first updates on any number
@@ -125,7 +255,7 @@ export class ConfigService {
     owner: Owner,
     pre: Preconditions,
     intend: (record: StoredRecord | null) => Intent,
-  ): Promise<{ etag: string | null }> {
+  ): Promise<{ etag: string | null; jobId: string | null }> {
     const { store } = this.options;
     let claimToken: string | null = null;
     let unusedJobId: string | null = null;
@@ -164,7 +294,7 @@ export class ConfigService {
           unusedJobId = null;
           claimToken = null;
         }
-        return { etag: value.etag };
+        return { etag: value.etag, jobId: value.jobId };
       }
     } finally {
       await this.cleanUp(app, owner, claimToken, unusedJobId);
@@ -182,20 +312,23 @@ export class ConfigService {
   ): Promise<{ commit: Commit; value: Written } | { commit: null; value: Written | Detour }> {
     checkPreconditions(record, pre);
     const intent = intend(record);
-    if (intent.kind === "nothing") return { commit: null, value: { etag: null } };
+    if (intent.kind === "nothing") return { commit: null, value: { etag: null, jobId: null } };
 
     const jobAlive = record !== null && record.state === "active" && (await this.jobAlive(record.jobId));
+    const reconcile = taskId("reconcile" satisfies TaskKind, app.name, owner);
     if (jobAlive && intent.kind === "restart") {
-      return { commit: { enqueue: taskId("restart", app.name, owner) }, value: { etag: record.etag } };
+      return { commit: { enqueue: taskId("restart", app.name, owner) }, value: { etag: record.etag, jobId: record.jobId } };
     }
-    const config = intent.kind === "restart" ? record!.config : intent.config;
+    if (jobAlive && intent.kind === "touch") {
+      return { commit: { enqueue: reconcile }, value: { etag: record.etag, jobId: record.jobId } };
+    }
+    const config = intent.kind === "restart" || intent.kind === "touch" ? record!.config : intent.config;
     const etag = newEtag();
     const updatedAt = new Date().toISOString();
-    const reconcile = taskId("reconcile" satisfies TaskKind, app.name, owner);
     if (jobAlive) {
       return {
         commit: { record: { config, etag, jobId: record.jobId, state: "active", updatedAt }, enqueue: reconcile },
-        value: { etag },
+        value: { etag, jobId: record.jobId },
       };
     }
 
@@ -209,7 +342,7 @@ export class ConfigService {
         releaseClaim: true,
         enqueue: reconcile,
       },
-      value: { etag, usedJob: true },
+      value: { etag, jobId: registeredJobId, usedJob: true },
     };
   }
 
@@ -269,6 +402,10 @@ function describe(issue: v.BaseIssue<unknown>): string {
     return `expected ${issue.expected}, got ${issue.received}`;
   }
   return issue.message;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((item, index) => item === b[index]);
 }
 
 function checkPreconditions(record: StoredRecord | null, pre: Preconditions) {

@@ -3,12 +3,16 @@
 
 import type { Redis } from "ioredis";
 import type { AppSettings } from "../apps/app.ts";
+import type { AppRuntime } from "../apps/runtime.ts";
 import { type AppRegistry, enabledApps } from "../apps/registry.ts";
 import type { Config } from "../config/config.ts";
 import { log } from "../log.ts";
 import { RecordCache } from "../cache/record-cache.ts";
 import { InvalidationSubscriber } from "../cache/subscriber.ts";
 import { TaskQueue } from "../queue/queue.ts";
+import { LocalStorage } from "../storage/local.ts";
+import { RedisActivityLeases } from "../store/leases.ts";
+import { RedisPortAllocator } from "../store/ports.ts";
 import { RecordStore } from "../store/records.ts";
 import { createCommandConnection, readyConnection, TransactionPool } from "../store/redis.ts";
 import { EmbeddedJobRegistry } from "../ucloud/embedded-registry.ts";
@@ -30,6 +34,8 @@ export interface ServiceContext {
   /** The shared command connection, once ready (waits through reconnects, bounded). */
   commands: () => Promise<Redis>;
   jobs: JobRegistry;
+  /** Users' drives and folder access (`[storage] root`), ports and inactivity leases (Redis): what the apps' runtime hooks use. */
+  runtime: AppRuntime;
   service: ConfigService;
   close(): Promise<void>;
 }
@@ -62,6 +68,11 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   });
   const appSettings = (name: string) => (config.apps as Record<string, AppSettings>)[name]!;
   const apps = enabledApps((name) => appSettings(name)?.enabled ?? false);
+  const runtime: AppRuntime = {
+    storage: new LocalStorage(config.storage.root),
+    ports: new RedisPortAllocator(commands),
+    leases: new RedisActivityLeases(commands),
+  };
   const service = new ConfigService({
     apps,
     store,
@@ -69,6 +80,8 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     providerId: config.ucloud.provider_id,
     requireEtag: config.api.require_etag,
     jobClaimWaitMs: config.api.job_claim_wait,
+    runtime,
+    terminalInactivityMs: config.apps.terminal.inactivity,
     log: (level, message, fields) => log(level, message, fields),
   });
   return {
@@ -83,6 +96,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     queue,
     commands,
     jobs,
+    runtime,
     service,
     async close() {
       await subscriber?.close();

@@ -37,9 +37,19 @@ export const keys = {
    * (SET NX PX). Lives in the record's slot so the final write can WATCH it.
    */
   jobClaim: (app: string, owner: Owner) => `${PREFIX}:claim:{${recordTag(app, owner)}}`,
+  /**
+   * String (the time of the last activity, ISO 8601) that lives as long as the owner's
+   * inactivity lease: set with PX on every open and activity; PTTL is what is left (the terminal).
+   */
+  activityLease: (app: string, owner: Owner) => `${PREFIX}:lease:{${recordTag(app, owner)}}`,
 
   /** Pub/sub channel: every write publishes `{app, owner, etag}` here; every API replica applies it to its cache. */
   invalidations: () => `${PREFIX}:invalidations`,
+
+  /** Hash: port → the job holding it, for one pool of ports (e.g. `syncthing`). */
+  portsByPort: (pool: string) => `${PREFIX}:{ports}:${pool}:by-port`,
+  /** Hash: job → the port it holds, the same allocation seen from the other side. */
+  portsByJob: (pool: string) => `${PREFIX}:{ports}:${pool}:by-job`,
 
   /** Hash of one job in the embedded job registry: id, spec, createdBy, project, state, status, createdAt, updatedAt. */
   job: (jobId: string) => `${PREFIX}:job:${jobId}`,
@@ -79,7 +89,10 @@ export const keyPatterns = {
   recordPattern: `${PREFIX}:cfg:*`,
   etagLog: `${PREFIX}:etags:{<app>:<createdBy>[:<project>]}`,
   jobClaim: `${PREFIX}:claim:{<app>:<createdBy>[:<project>]}`,
+  activityLease: `${PREFIX}:lease:{<app>:<createdBy>[:<project>]}`,
   invalidations: `${PREFIX}:invalidations`,
+  portsByPort: `${PREFIX}:{ports}:<pool>:by-port`,
+  portsByJob: `${PREFIX}:{ports}:<pool>:by-job`,
   job: `${PREFIX}:job:<jobId>`,
   jobSequence: `${PREFIX}:job-seq`,
   queuePending: `${PREFIX}:{queue}:pending`,

@@ -76,6 +76,8 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
     apps: context.apps,
     settings: context.appSettings,
     gateway,
+    runtime: context.runtime,
+    queue: context.queue,
     log,
   });
   const worker = startWorker(context, reconciler);

@@ -1,0 +1,283 @@
+// Syncthing, complete (spec §7): the folders it may use, its state files, its port, and the shape
+// of its pod, services and network policy; with real Redis, real storage folders, the simulator
+// and real reconciling workers.
+
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { V1Pod } from "@kubernetes/client-node";
+import { foldersHash } from "../src/apps/syncthing.ts";
+import { resolveConfig } from "../src/config/config.ts";
+import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
+import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
+import { podName, policyName } from "../src/reconciler/objects.ts";
+import { createContext, type ServiceContext } from "../src/service/context.ts";
+import { keys, type Owner } from "../src/store/keys.ts";
+import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
+import { eventually, killAll, startProcess } from "./support/processes.ts";
+import { TestRedis } from "./support/redis-server.ts";
+import { DEVICE_A, DEVICE_B, type Instance, providerCall, startInstance } from "./support/service.ts";
+
+setDefaultTimeout(60_000);
+
+const NAMESPACE = "syncthing-test";
+let redis: TestRedis;
+let simulator: RunningSimulator;
+let api: Instance;
+let cluster: KubernetesGateway;
+let root: string;
+
+const appSettings = { port_min: 30000, port_max: 30300, ip_address: "10.20.30.40", relays: false, image: "example/syncthing", image_version: "7" };
+const settings = () => ({
+  redis: { url: redis.url },
+  storage: { root },
+  apps: { syncthing: appSettings },
+  kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "20ms" },
+  worker: { lease: "2s", resync_interval: "1h" },
+});
+
+beforeAll(async () => {
+  redis = await TestRedis.start();
+  simulator = await startSimulator({ port: 0, startDelayMs: 20 });
+  root = mkdtempSync(join(tmpdir(), "iapps-syncthing-"));
+  api = startInstance(redis.url, { storage: { root }, apps: { syncthing: appSettings } });
+  cluster = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
+});
+
+afterAll(async () => {
+  await killAll();
+  await api.close();
+  await simulator.stop();
+  await redis.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+let running: { worker: ReconcilingWorker; context: ServiceContext } | null = null;
+function startWorker() {
+  const context = createContext(resolveConfig(settings(), { source: "test", environment: {} }), { cache: false });
+  running = { worker: startReconcilingWorker(context, simulator.url), context };
+}
+
+beforeEach(async () => {
+  await redis.admin.flushall();
+  api.forgetCache();
+  for (const pod of await cluster.listPods("ucloud.dk/iapp-name")) await cluster.deletePod(pod.metadata!.name!);
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+});
+
+afterEach(async () => {
+  if (running) {
+    await running.worker.stop();
+    await running.context.close();
+    running = null;
+  }
+  await killAll();
+});
+
+const owner = (name: string): Owner => ({ createdBy: name, project: null });
+const folder = (user: string, name: string) => {
+  mkdirSync(join(root, `home-${user}`, name), { recursive: true });
+  return `/home-${user}/${name}`;
+};
+const sharedDrive = (id: string, drive: { owner: string; members?: Record<string, "read" | "write">; locked?: boolean }) => {
+  mkdirSync(join(root, id, "data"), { recursive: true });
+  writeFileSync(join(root, id, ".drive.json"), JSON.stringify({ members: {}, locked: false, ...drive }));
+  return `/${id}/data`;
+};
+
+async function update(user: string, config: unknown) {
+  const response = await providerCall(api, "syncthing", "update", { principal: owner(user), config });
+  expect(response.status).toBe(200);
+  return response.headers.get("etag")!.slice(1, -1);
+}
+
+const record = (user: string) => redis.admin.hgetall(keys.record("syncthing", owner(user)));
+
+async function runningPod(user: string, etag: string, check: (pod: V1Pod) => boolean = () => true): Promise<V1Pod> {
+  return eventually(
+    async () => {
+      const { jobId } = await record(user);
+      const pod = jobId ? await cluster.getPod(podName(jobId)) : null;
+      return pod?.metadata?.annotations?.["ucloud.dk/iapp-etag"] === etag && pod.status?.phase === "Running" && check(pod) && pod;
+    },
+    15,
+    `a running Syncthing pod for ${user}`,
+  );
+}
+
+describe("which folders it runs with (spec §7)", () => {
+  test("only folders the owner may write: the rest are left out; with none, or no device, it does not run", async () => {
+    startWorker();
+    const mine = folder("alice", "Documents");
+    const readOnly = sharedDrive("proj-read", { owner: "bob", members: { alice: "read" } });
+    const writable = sharedDrive("proj-write", { owner: "bob", members: { alice: "write" } });
+    const config = {
+      folders: [
+        { ucloudPath: mine, id: "docs" },
+        { ucloudPath: readOnly, id: "ro" },
+        { ucloudPath: writable, id: "rw" },
+        { ucloudPath: "/home-alice/missing", id: "gone" },
+      ],
+      devices: [{ deviceId: DEVICE_A, label: "laptop" }],
+    };
+    const etag = await update("alice", config);
+    const pod = await runningPod("alice", etag);
+    expect(pod.metadata!.annotations!["ucloud.dk/syncthingFolders"]).toBe(foldersHash([{ ucloudPath: mine }, { ucloudPath: writable }]));
+    const mounts = pod.spec!.containers[0]!.volumeMounts!.map((m) => m.mountPath);
+    expect(mounts).toEqual(["/syncthing-state", "/work/0", "/work/1"]);
+
+    const { jobId } = await record("alice");
+    await update("alice", { folders: [{ ucloudPath: readOnly, id: "ro" }], devices: config.devices });
+    await eventually(async () => (await cluster.getPod(podName(jobId!))) === null, 10, "no pod without a writable folder");
+    await update("alice", { folders: [{ ucloudPath: mine, id: "docs" }], devices: [] });
+    await eventually(async () => (await redis.admin.hget(keys.job(jobId!), "state")) === "SUSPENDED", 10, "no pod without a device");
+    expect(await cluster.getPod(podName(jobId!))).toBeNull();
+  });
+
+  test("a folder's drive locked after the pod runs: the pod is replaced without it, or stopped when none remain", async () => {
+    startWorker();
+    const shared = sharedDrive("proj-1", { owner: "alice" });
+    const mine = folder("alice", "Photos");
+    const devices = [{ deviceId: DEVICE_A, label: "laptop" }];
+    const etag = await update("alice", { folders: [{ ucloudPath: shared, id: "p" }, { ucloudPath: mine, id: "m" }], devices });
+    const before = await runningPod("alice", etag);
+
+    writeFileSync(join(root, "proj-1", ".drive.json"), JSON.stringify({ owner: "alice", members: {}, locked: true }));
+    await running!.context.queue.add("reconcile:syncthing:alice"); // what the periodic resync does
+    const after = await runningPod("alice", etag, (pod) => pod.metadata!.uid !== before.metadata!.uid);
+    expect(after.metadata!.annotations!["ucloud.dk/syncthingFolders"]).toBe(foldersHash([{ ucloudPath: mine }]));
+
+    writeFileSync(join(root, "home-alice", ".drive.json"), JSON.stringify({ owner: "alice", members: {}, locked: true }));
+    await running!.context.queue.add("reconcile:syncthing:alice");
+    const { jobId } = await record("alice");
+    await eventually(async () => (await cluster.getPod(podName(jobId!))) === null, 10, "the pod stops");
+  });
+});
+
+describe("state folder (spec §7)", () => {
+  test("ucloud_config.json (accessible folders, ids filled in, devices) and job_id.txt, written atomically", async () => {
+    startWorker();
+    const a = folder("alice", "A");
+    const b = folder("alice", "B");
+    const devices = [{ deviceId: DEVICE_A, label: "laptop" }, { deviceId: DEVICE_B, label: "phone" }];
+    const etag = await update("alice", { folders: [{ ucloudPath: a, id: "" }, { ucloudPath: b, id: "b", path: "/some/where" }, { ucloudPath: "/nope/x", id: "n" }], devices });
+    await runningPod("alice", etag);
+    const state = join(root, "home-alice", "Syncthing");
+    const written = JSON.parse(readFileSync(join(state, "ucloud_config.json"), "utf8"));
+    expect(written.folders).toEqual([
+      { id: foldersId(a), ucloudPath: a },
+      { id: "b", ucloudPath: b, path: "/some/where" },
+    ]);
+    expect(written.devices).toEqual(devices);
+    expect(readFileSync(join(state, "job_id.txt"), "utf8").trim()).toBe((await record("alice")).jobId!);
+    expect(readdirSync(state).sort()).toEqual(["job_id.txt", "ucloud_config.json"]);
+  });
+
+  test("reset deletes and recreates the state folder", async () => {
+    startWorker();
+    const etag = await update("alice", { folders: [{ ucloudPath: folder("alice", "A"), id: "a" }], devices: [{ deviceId: DEVICE_A, label: "x" }] });
+    await runningPod("alice", etag);
+    const state = join(root, "home-alice", "Syncthing");
+    writeFileSync(join(state, "config.xml"), "<syncthing-keys/>");
+    expect((await providerCall(api, "syncthing", "reset", { principal: owner("alice") })).status).toBe(200);
+    expect(existsSync(state)).toBe(true);
+    expect(readdirSync(state)).not.toContain("config.xml");
+  });
+});
+
+function foldersId(ucloudPath: string) {
+  return new Bun.CryptoHasher("sha256").update(ucloudPath).digest("hex").slice(0, 16);
+}
+
+describe("the pod, its services and network policy (spec §7)", () => {
+  test("env, mounts, requests, annotations, image; the extra service with externalIPs; ingress rules", async () => {
+    startWorker();
+    const etag = await update("alice", { folders: [{ ucloudPath: folder("alice", "A"), id: "a" }], devices: [{ deviceId: DEVICE_A, label: "x" }] });
+    const pod = await runningPod("alice", etag);
+    const container = pod.spec!.containers[0]!;
+    const port = Number(pod.metadata!.annotations!["ucloud.dk/syncthingPort"]);
+    expect(port).toBeGreaterThanOrEqual(30000);
+    expect(port).toBeLessThan(30300);
+    expect(container.image).toBe("example/syncthing:7");
+    expect(pod.metadata!.annotations).toMatchObject({ "ucloud.dk/iapp-version": "7", "ucloud.dk/syncthingUcxVersion": "1" });
+    expect(container.env).toEqual(
+      expect.arrayContaining([
+        { name: "SYNCTHING_PORT", value: String(port) },
+        { name: "SYNCTHING_RELAYS", value: "false" },
+        { name: "STATE_DIR", value: "/syncthing-state" },
+      ]),
+    );
+    expect(container.resources).toEqual({ requests: { cpu: "400m", memory: "2000000000" } });
+    const volumes = Object.fromEntries(pod.spec!.volumes!.map((v) => [v.name, v.hostPath?.path]));
+    expect(volumes["syncthing-state"]).toBe(join(root, "home-alice", "Syncthing"));
+    expect(volumes["folder-0"]).toBe(join(root, "home-alice", "A"));
+    expect(container.volumeMounts!.find((m) => m.name === "folder-0")?.readOnly).toBe(false);
+
+    const { jobId } = await record("alice");
+    const service = await cluster.getService(`j-${jobId}-syncthing`);
+    expect(service?.spec).toMatchObject({ type: "ClusterIP", externalIPs: ["10.20.30.40"], selector: { "ucloud.dk/jobId": jobId } });
+    expect(service?.spec?.ports).toEqual([expect.objectContaining({ name: "syncthing", protocol: "TCP", port, targetPort: port })]);
+    expect(service?.metadata?.ownerReferences?.[0]?.uid).toBe(pod.metadata!.uid!);
+    const policy = await cluster.getNetworkPolicy(policyName(jobId!));
+    const open = policy!.spec!.ingress!.find((rule) => rule._from?.some((peer) => peer.ipBlock?.cidr === "0.0.0.0/0"));
+    expect(open?.ports?.map((p) => p.port).sort()).toEqual([8435, port].sort());
+  });
+});
+
+describe("ports (spec §7)", () => {
+  test("never 8435, and freed when the pod goes", async () => {
+    const around = { ...appSettings, port_min: 8434, port_max: 8437 };
+    const config = { ...settings(), apps: { syncthing: around } };
+    const context = createContext(resolveConfig(config, { source: "t", environment: {} }), { cache: false });
+    running = { worker: startReconcilingWorker(context, simulator.url), context };
+    const devices = [{ deviceId: DEVICE_A, label: "x" }];
+    const ports: number[] = [];
+    for (const user of ["u1", "u2"]) {
+      const etag = await update(user, { folders: [{ ucloudPath: folder(user, "A"), id: "a" }], devices });
+      ports.push(Number((await runningPod(user, etag)).metadata!.annotations!["ucloud.dk/syncthingPort"]));
+    }
+    expect(ports.sort()).toEqual([8434, 8436]);
+    // The range is exhausted: a third owner's pod waits, with the reason on its job, and no retry storm.
+    await update("u3", { folders: [{ ucloudPath: folder("u3", "A"), id: "a" }], devices });
+    const { jobId } = await record("u3");
+    await eventually(async () => ((await redis.admin.hget(keys.job(jobId!), "status")) ?? "").includes("No free Syncthing port"), 10, "the job says why");
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await running.context.queue.stats()).toMatchObject({ pending: 0, delayed: 0, dead: 0 });
+    expect(await cluster.getPod(podName(jobId!))).toBeNull();
+    // u1 stops running (no devices): its port is freed, and u3 gets it at the next reconcile.
+    await update("u1", { folders: [], devices: [] });
+    const u1Job = (await record("u1")).jobId!;
+    await eventually(async () => (await redis.admin.hget(keys.portsByJob("syncthing"), u1Job)) === null, 10, "u1's port is freed");
+    await running.context.queue.add("reconcile:syncthing:u3");
+    const u3 = await runningPod("u3", (await record("u3")).etag!);
+    expect([8434, 8436]).toContain(Number(u3.metadata!.annotations!["ucloud.dk/syncthingPort"]));
+  });
+
+  test("3 workers, 200 owners updated at once: all ports distinct and in range", async () => {
+    const env = {
+      IAPPS_REDIS_URL: redis.url,
+      IAPPS_STORAGE_ROOT: root,
+      IAPPS_KUBERNETES_NAMESPACE: NAMESPACE,
+      IAPPS_KUBERNETES_SIMULATOR_PORT: String(simulator.port),
+      IAPPS_APPS_SYNCTHING_PORT_MIN: "30000",
+      IAPPS_APPS_SYNCTHING_PORT_MAX: "30300",
+      IAPPS_WORKER_RESYNC_INTERVAL: "1h",
+      TEST_SIMULATOR_URL: simulator.url,
+    };
+    for (let w = 0; w < 3; w++) startProcess(["test/support/reconciler-process.ts"], env);
+    const users = Array.from({ length: 200 }, (_, i) => `user${i}`);
+    const devices = [{ deviceId: DEVICE_A, label: "x" }];
+    const answers = await Promise.all(users.map((u) => providerCall(api, "syncthing", "update", { principal: owner(u), config: { folders: [{ ucloudPath: folder(u, "A"), id: "a" }], devices } })));
+    expect(answers.every((r) => r.status === 200)).toBe(true);
+    const pods = await eventually(async () => {
+      const all = (await cluster.listPods("ucloud.dk/iapp-name=syncthing")).filter((p) => p.status?.phase === "Running");
+      return all.length === 200 && all;
+    }, 45, "200 running pods");
+    const ports = pods.map((p) => Number(p.metadata!.annotations!["ucloud.dk/syncthingPort"]));
+    expect(new Set(ports).size).toBe(200);
+    expect(ports.every((p) => p >= 30000 && p < 30300 && p !== 8435)).toBe(true);
+    expect(await redis.admin.hlen(keys.portsByPort("syncthing"))).toBe(200);
+  });
+});
