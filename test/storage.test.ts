@@ -388,3 +388,25 @@ describe("recreateFolder empties a folder", () => {
     expect(readdirSync(root)).toEqual(["stays"]);
   });
 });
+
+describe("a folder of the service's own in a home drive", () => {
+  test("is created when missing, and refused when the user made it a symlink or a file", async () => {
+    const [write, remove] = [writeFileSync, rmSync];
+    const base = mkdtempSync(join(tmpdir(), "iapps-service-folder-"));
+    try {
+      const storage = new LocalStorage(base);
+      const alice = { createdBy: "alice", project: null };
+      const created = await storage.serviceFolder(alice, "Syncthing");
+      expect(created).toBe(join(realpathSync(base), "home-alice", "Syncthing"));
+      remove(created, { recursive: true });
+      symlinkSync("/", created);
+      await expect(storage.serviceFolder(alice, "Syncthing")).rejects.toThrow("not a plain folder");
+      remove(created);
+      write(created, "a file");
+      await expect(storage.serviceFolder(alice, "Syncthing")).rejects.toThrow("not a plain folder");
+      await expect(storage.serviceFolder(alice, "../x")).rejects.toThrow("not a folder name");
+    } finally {
+      remove(base, { recursive: true, force: true });
+    }
+  });
+});

@@ -381,6 +381,9 @@ describe("the terminal's runtime hooks (spec §8)", () => {
         return access(path, levels[path] ?? "none");
       },
       homeDrive: async () => "/storage/home-alice",
+      serviceFolder: async () => {
+        throw new Error("the terminal keeps no folder of its own");
+      },
       writeFileAtomic: async () => {
         throw new Error("the terminal writes no files");
       },

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import * as v from "valibot";
 import { join } from "node:path";
 import type { FolderAccess } from "../storage/storage.ts";
+import type { Owner } from "../store/keys.ts";
 import { type AppSettings, defineApp } from "./app.ts";
 import type { PortRange } from "./runtime.ts";
 import { deviceIdProblem } from "./syncthing-device-id.ts";
@@ -58,8 +59,8 @@ export interface SyncthingFolderAccess extends FolderAccess {
 export interface SyncthingFacts {
   /** The accessible folders (the owner may write them); the others are left out. */
   folders: SyncthingFolderAccess[];
-  /** The internal path of the owner's home drive; the state folder is `<home>/Syncthing`. */
-  home: string;
+  /** The state folder, `<home drive>/Syncthing` (a plain folder, never a symlink). */
+  stateFolder: string;
   /** The port the job holds, or null (claimed by prepareStart). */
   port: number | null;
 }
@@ -79,6 +80,11 @@ export const SYNCTHING_ANNOTATIONS = {
 export function foldersHash(folders: { ucloudPath: string }[]): string {
   const paths = folders.map((f) => f.ucloudPath).sort();
   return createHash("sha256").update(JSON.stringify(paths)).digest("hex");
+}
+
+/** `Syncthing` in the owner's home drive; an owner in a project gets a folder of its own beside it. */
+export function stateFolderName(owner: Owner): string {
+  return owner.project === null ? "Syncthing" : `Syncthing-${owner.project}`;
 }
 
 function portRange(settings: AppSettings): PortRange {
@@ -120,7 +126,7 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
       // Spec §7: accessible means the owner may write it; the rest is left out of what it runs with.
       if (found.access === "write") folders.push({ ...found, id: folderId(folder), path: folder.path });
     }
-    return { folders, home: await storage.homeDrive(owner), port: await ports.portOf(PORT_POOL, jobId) };
+    return { folders, stateFolder: await storage.serviceFolder(owner, stateFolderName(owner)), port: await ports.portOf(PORT_POOL, jobId) };
   },
   shouldRun: ({ config, facts }) => facts.folders.length > 0 && config.devices.length > 0,
   // A change of folder access (a drive locked, a member removed) must restart the pod.
@@ -134,7 +140,7 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
       return `No free Syncthing port: every port in [${range.min}, ${range.max}) is taken. Widen [apps.syncthing] port_min/port_max.`;
     }
     // What the container reads at start: the folders it may use (ids filled in), the devices.
-    const stateFolder = join(facts.home, "Syncthing");
+    const { stateFolder } = facts;
     const runtimeConfig = {
       folders: facts.folders.map(({ id, ucloudPath, path }) => ({ id, ucloudPath, ...(path === undefined ? {} : { path }) })),
       devices: config.devices,
@@ -156,7 +162,7 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
       { name: "STATE_DIR", value: STATE_MOUNT },
     ];
     container.resources = { requests: { cpu: "400m", memory: "2000000000" } };
-    spec.volumes = [{ name: "syncthing-state", hostPath: { path: join(facts.home, "Syncthing"), type: "DirectoryOrCreate" } }];
+    spec.volumes = [{ name: "syncthing-state", hostPath: { path: facts.stateFolder, type: "Directory" } }];
     container.volumeMounts = [{ name: "syncthing-state", mountPath: STATE_MOUNT }];
     for (const [index, folder] of facts.folders.entries()) {
       const mountPath = `/work/${index}`;
@@ -206,7 +212,7 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
   recheckAfter: () => null,
   // Spec §7: a reset wipes the state folder (devices, keys, Syncthing's own state), not user data.
   async reset(owner, { storage }) {
-    await storage.recreateFolder(join(await storage.homeDrive(owner), "Syncthing"));
+    await storage.recreateFolder(await storage.serviceFolder(owner, stateFolderName(owner)));
   },
 
   mutateJobSpec: (owner, spec) => ({

@@ -73,6 +73,8 @@ export class RecordCache {
     if (value === undefined || ticket.stale || !this.enabled) return;
     this.entries.delete(ticket.key);
     this.entries.set(ticket.key, value);
+    // A write-through is the newest there is: fills that read before it must not overwrite it.
+    if (ticket.etag !== undefined) for (const other of open ?? []) other.stale = true;
     if (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);

@@ -93,6 +93,27 @@ export class LocalStorage implements Storage {
     return await realpath(folder);
   }
 
+  async serviceFolder(owner: Owner, name: string): Promise<string> {
+    if (name === "" || name === "." || name === ".." || /[/\\\0]/.test(name)) throw new Error(`not a folder name: '${name}'`);
+    const folder = join(await this.homeDrive(owner), name);
+    let found;
+    try {
+      found = await lstat(folder);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      await mkdir(folder).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== "EEXIST") throw error;
+      });
+      found = await lstat(folder);
+    }
+    // The user owns the home drive: a symlink here could point the service's writes (and the
+    // pod's mount) anywhere on the host.
+    if (found.isSymbolicLink() || !found.isDirectory()) {
+      throw new Error(`${folder} is not a plain folder (a symlink or a file); remove it so that it can be recreated`);
+    }
+    return folder;
+  }
+
   async access(owner: Owner, ucloudPath: string): Promise<FolderAccess> {
     const none = (why: string, driveId = ""): FolderAccess => ({
       ucloudPath: String(ucloudPath),

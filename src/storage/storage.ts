@@ -32,6 +32,12 @@ export interface Storage {
   access(owner: Owner, ucloudPath: string): Promise<FolderAccess>;
   /** The internal path of the owner's home drive `home-<username>`, created on first need. */
   homeDrive(owner: Owner): Promise<string>;
+  /**
+   * A folder of the service's own in the owner's home drive (Syncthing's state), created when
+   * missing. Refused (throws) when it is a symlink or not a directory: the user owns the drive,
+   * and a symlink there could point the service's writes, and a pod's mount, anywhere.
+   */
+  serviceFolder(owner: Owner, name: string): Promise<string>;
   /** Writes a file atomically: a temporary file in the same folder, then a rename. */
   writeFileAtomic(internalPath: string, contents: string): Promise<void>;
   /** Deletes a folder and everything in it, and creates it again, empty. */
