@@ -1,46 +1,89 @@
-// Throughput of the configuration API against two baselines, in one run:
+// Throughput of the configuration API against baselines, in one run, plus the replica cache's
+// propagation latency and memory cost:
 //
-//   retrieve   GET /api/iapps/syncthing/retrieve (USER token, owner has a stored record)
-//      vs      a bare Hono route answering a constant small JSON body        goal: ratio >= 0.5
+// (1) Throughput, interleaved slices (bare, warm, cache off, bare+HGETALL, update new, update
+//     existing, raw, bare, ...), every target a separate child process, one autocannon:
+//
+//   retrieve, warm cache   GET /api/iapps/syncthing/retrieve (USER token, owner has a stored record)
+//                          on a service with the cache on; the record is in its cache before the
+//                          first slice (checked: a retrieve makes no HGETALL in Redis), and every
+//                          slice counts the HGETALLs Redis saw meanwhile
+//      vs      a bare Hono route answering the same JSON body and ETag as a constant   goal >= 0.85
+//   retrieve, cache off    the same GET on a second service process with
+//                          IAPPS_API_CACHE_MAX_ENTRIES=0 (same Redis, same record)
+//      vs      a bare Hono route doing one HGETALL of the record's key with one ioredis client
+//              (the options of the service's command connection), answering the same JSON
+//                                                                                  goal >= 0.9
 //   update     POST /ucloud/k8s/iapps/syncthing/update (SERVICE token), every request a new
 //              owner (`principal.createdBy` never repeats), so no two requests contend
 //      vs      a raw ioredis loop: WATCH k; GET k; MULTI; HSET k ...; EXEC, a new k each time,
-//              at the same concurrency (one loop per connection)             goal: ratio >= 0.6
+//              at the same concurrency (one loop per connection)                    goal >= 0.6
 //
-// plus, for information, updates of records that already exist (distinct owners, round robin):
-// a first update also takes the job claim and registers the job, a later one does not.
+//   plus, for information, updates of records that already exist (distinct owners, round robin):
+//   a first update also takes the job claim and registers the job, a later one does not.
 //
-// Why the comparison is fair: every target is a separate child process on the same runtime (the
-// Bun binary running this script) against the same fresh redis-server (the raw loop writes to
-// database 1, so its keys stay apart from the service's). The HTTP targets are
-// loaded by the same autocannon in this process with the same connections and the same time; the
-// bare route receives the same request headers as the service. The raw loop keeps as many
+// (2) Propagation: three fresh service processes (cache on, the throughput targets stopped),
+//     --prop-owners owners seeded and warm in every replica's cache (checked as above), then
+//     open-loop updates at --prop-rate per second for --prop-seconds (scheduled by the clock, never
+//     waiting for answers), round robin over owners and replicas. For every --prop-sample-th write,
+//     as soon as it is answered, this process polls the OTHER two replicas back to back (provider
+//     retrieve, SERVICE token) until each serves the write's ETag or a later one; the time from
+//     the write's answer to the answer of that GET is the propagation time. Each pair therefore
+//     includes the latency of the one GET that saw it (up to one request's latency; the table
+//     shows how many pairs were already served on the first GET). "A later one": a write to the
+//     same owner committed after it (the order comes from the record's ETag log in Redis, read
+//     afterwards). The writer is also read once at once: it must serve its own write. Owners
+//     default to 200 so that each owner is written only every 200 ms at 1,000/s: sampled writes
+//     rarely overlap on one owner, and the ETag log (64 entries) keeps each owner's whole history.
+//     The load and the polls come from this one process (Bun fetch): its event loop is part of
+//     every number.
+//
+// (3) Memory: scripts/bench-cache-memory.ts, alone in its own process, fills a real service
+//     context's cache through RecordStore.read with --memory-records realistic records (database 2
+//     of the same Redis) and reports (RSS after - RSS before) / N and the heapUsed delta / N after
+//     Bun.gc(true).
+//
+// Why the throughput comparison is fair: every target is a separate child process on the same
+// runtime (the Bun binary running this script) against the same fresh redis-server (the raw loop
+// writes to database 1, so its keys stay apart from the service's). The HTTP targets are loaded by
+// the same autocannon in this process with the same connections and the same time; the bare
+// routes receive the same request headers as the service. The raw loop keeps as many
 // transactions in flight as autocannon keeps requests. Each target's time is cut into slices run
-// in turn (bare, retrieve, update, update-existing, raw, bare, ...), so background noise on a
-// shared machine hits every target alike. What the raw loop does NOT pay is the HTTP round trip
-// and the load generator's CPU (on 2 cores autocannon, target and Redis share them; the bare
-// route shows autocannon's ceiling, several times the service's rates): that overhead is part of
-// what the update / raw ratio measures.
+// in turn, so background noise on a shared machine hits every target alike. What the raw loop
+// does NOT pay is the HTTP round trip and the load generator's CPU (on 2 cores autocannon, target
+// and Redis share them; the bare route shows autocannon's ceiling, several times the service's
+// update rates): that overhead is part of what the update / raw ratio measures.
 //
 // Usage: bun scripts/bench-api.ts [--duration S] [--connections N] [--warmup S] [--rounds R]
-//        (or BENCH_DURATION, BENCH_CONNECTIONS, BENCH_WARMUP, BENCH_ROUNDS; defaults 10, 32, 2, 5:
-//        per target 2 s of warm-up, then 10 s measured as 5 slices of 2 s; about 65 s in all)
-// The service reads config.toml plus IAPPS_* overrides as usual (e.g. IAPPS_REDIS_POOL_SIZE);
-// this script sets only the Redis URL, port, host, JWT secret, provider id and require_etag.
-// Internal roles (the script starts itself): --role bare --port P
+//          [--only throughput,propagation,memory]
+//          [--prop-seconds S] [--prop-rate R] [--prop-owners N] [--prop-sample K] [--memory-records N]
+//        (or BENCH_DURATION, BENCH_CONNECTIONS, BENCH_WARMUP, BENCH_ROUNDS, BENCH_ONLY,
+//        BENCH_PROP_SECONDS, BENCH_PROP_RATE, BENCH_PROP_OWNERS, BENCH_PROP_SAMPLE,
+//        BENCH_MEMORY_RECORDS; defaults 10, 32, 2, 5, all, 5, 1000, 200, 10, 100000:
+//        per target 2 s of warm-up, then 10 s measured as 5 slices of 2 s, 7 targets: about 90 s;
+//        propagation about 10 s, memory about 10 s; about 2 minutes in all.
+//        Shorter: --duration 4 --rounds 2 --warmup 1 (about 40 s of throughput).
+//        --prop-seconds 0 or --memory-records 0 skip that part.)
+// The services read config.toml plus IAPPS_* overrides as usual (e.g. IAPPS_REDIS_POOL_SIZE);
+// this script sets only the Redis URL, port, host, JWT secret, provider id and require_etag, and
+// cache_max_entries where it matters (0 for the cache-off service; 100000 should a cache-on service
+// resolve to 0).
+// Internal roles (the script starts itself): --role bare --port P --etag E
+//                                            --role bare-hgetall --port P --redis URL --key K
 //                                            --role raw-tx --redis URL --connections N
 // (raw-tx reads "<seconds>" lines on stdin and answers each with one JSON line).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { Hono } from "hono";
 import { sign } from "hono/jwt";
 import { Redis } from "ioredis";
+import { keys } from "../src/store/keys.ts";
 
 // autocannon ships no type declarations; these are the parts of it this script uses.
 interface AutocannonResult {
@@ -72,6 +115,15 @@ const SECRET = "bench-secret-0123456789abcdef0123";
 const PROVIDER = "k8s";
 const APP = "syncthing";
 const EMPTY_CONFIG = { folders: [], devices: [] };
+const DEVICE = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2";
+/** What the propagation writes store: two folders and one device, as a user would. */
+const propConfig = (owner: string, n: number) => ({
+  folders: [
+    { ucloudPath: `/home-${owner}/Syncthing`, id: "" },
+    { ucloudPath: `/home-${owner}/Documents/folder-${n % 10}`, id: `docs-${n % 10}` },
+  ],
+  devices: [{ deviceId: DEVICE, label: "laptop" }],
+});
 
 /** The runtime running this script, for every child (or node_modules/.bin/bun, should an install replace the binary meanwhile). */
 function bun(): string {
@@ -96,23 +148,59 @@ function option(name: string, envName: string, fallback: number): number {
   return value;
 }
 
-function stringOption(name: string): string | undefined {
+function stringOption(name: string, envName?: string): string | undefined {
   const argv = process.argv.slice(2);
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
+  let raw = envName === undefined ? undefined : process.env[envName];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === `--${name}`) raw = argv[i + 1];
+    else if (argv[i]!.startsWith(`--${name}=`)) raw = argv[i]!.slice(name.length + 3);
+  }
+  return raw;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Child roles
 
-/** The bare baseline: one Hono route, the body and ETag header of a retrieve, no auth, no Redis. */
-function serveBare(port: number) {
+/** The bare baseline: one Hono route, the body and ETag header of a retrieve (of the record with `etag`), no auth, no Redis. */
+function serveBare(port: number, etag: string) {
   const app = new Hono();
-  const body = { etag: "x", config: EMPTY_CONFIG };
-  app.get(`/api/iapps/${APP}/retrieve`, (c) => c.json(body, 200, { ETag: '"x"' }));
+  const body = { etag, config: EMPTY_CONFIG };
+  app.get(`/api/iapps/${APP}/retrieve`, (c) => c.json(body, 200, { ETag: `"${etag}"` }));
   Bun.serve({ hostname: "127.0.0.1", port, fetch: app.fetch });
   process.on("SIGTERM", () => process.exit(0));
   process.on("SIGINT", () => process.exit(0));
+}
+
+/**
+ * The cache-off baseline: one Hono route doing one HGETALL of `key` on one ioredis client (the
+ * options of the service's command connection: no offline queue, no replay, no auto-pipelining,
+ * a command timeout), answering the same JSON body and ETag header as a retrieve. No auth.
+ */
+async function serveBareHgetall(port: number, url: string, key: string) {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    enableAutoPipelining: false,
+    lazyConnect: true,
+    connectTimeout: 1000,
+    commandTimeout: 1000,
+  });
+  redis.on("error", () => {});
+  await redis.connect();
+  const app = new Hono();
+  app.get(`/api/iapps/${APP}/retrieve`, async (c) => {
+    const hash = await redis.hgetall(key);
+    if (hash.etag === undefined || hash.config === undefined) return c.json({ etag: "initial", config: EMPTY_CONFIG }, 200, { ETag: '"initial"' });
+    return c.json({ etag: hash.etag, config: JSON.parse(hash.config) as unknown }, 200, { ETag: `"${hash.etag}"` });
+  });
+  Bun.serve({ hostname: "127.0.0.1", port, fetch: app.fetch });
+  const exit = () => {
+    redis.disconnect();
+    process.exit(0);
+  };
+  process.on("SIGTERM", exit);
+  process.on("SIGINT", exit);
 }
 
 interface RawResult {
@@ -311,6 +399,8 @@ interface Slice {
   p50?: number;
   p99?: number;
   note?: string;
+  /** HGETALL calls Redis counted during the slice (targets that read records). */
+  redisReads?: number;
 }
 
 interface Target {
@@ -318,6 +408,8 @@ interface Target {
   unit: string;
   run(seconds: number): Promise<Slice>;
   slices: Slice[];
+  /** Count Redis HGETALLs during each slice (INFO commandstats). */
+  countReads?: boolean;
 }
 
 function httpTarget(name: string, url: string, connections: number, request: AutocannonRequest | (() => AutocannonRequest)): Target {
@@ -385,6 +477,8 @@ function summarize(target: Target): Summary {
   const p50s = target.slices.map((s) => s.p50).filter((p) => p !== undefined).sort((a, b) => a - b);
   const p99s = target.slices.map((s) => s.p99).filter((p) => p !== undefined);
   const notes = [...new Set(target.slices.map((s) => s.note).filter(Boolean))];
+  if (target.countReads) notes.push(`HGETALLs Redis counted meanwhile: ${sum((s) => s.redisReads ?? 0)}`);
+  notes.push(`per slice ${target.slices.map((s) => (s.ok / s.seconds).toFixed(0)).join(" ")}`);
   return {
     name: target.name,
     unit: target.unit,
@@ -408,6 +502,76 @@ async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
   return keys;
 }
 
+/** HGETALL calls Redis has executed so far (all databases, all clients). */
+async function hgetallCalls(redis: Redis): Promise<number> {
+  const info = await redis.info("commandstats");
+  return Number(/cmdstat_hgetall:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+/**
+ * Runs `read` until one whole run of it makes Redis execute no HGETALL: then the records it reads
+ * are served from the cache. Answers how many runs that took.
+ */
+async function untilWarm(what: string, inspect: Redis, read: () => Promise<void>, timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    const before = await hgetallCalls(inspect);
+    await read();
+    const reads = (await hgetallCalls(inspect)) - before;
+    if (reads === 0) return attempt;
+    if (Date.now() > deadline) throw new Error(`${what}: still ${reads} HGETALL(s) per pass after ${timeoutMs} ms: the cache does not warm up`);
+    await Bun.sleep(20);
+  }
+}
+
+/** New warn/error (or non-JSON) lines of a service since `from`. */
+function complaintsOf(child: Child, from: number): string[] {
+  return child.output.slice(from).filter((line) => line.trim() !== "" && (!line.startsWith("{") || /"level":"(warn|error)"/.test(line)));
+}
+
+const quantile = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]! : NaN);
+const ms = (value: number) => (Number.isFinite(value) ? value.toFixed(2) : "-");
+
+/** CPU seconds a process has used so far (Linux /proc; NaN elsewhere). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+/** Busy and total CPU seconds of the whole machine so far (all cores). */
+function machineSeconds(): { busy: number; total: number } {
+  try {
+    const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = cpu[3]! + cpu[4]!; // idle + iowait
+    return { busy: (total - idle) / CLOCK_TICKS, total: total / CLOCK_TICKS };
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+}
+/** CPU (in cores) used by the machine, and by everything outside `pids` and this process, between two snapshots. */
+function cpuSnapshot(pids: (number | undefined)[]) {
+  const machine = machineSeconds();
+  const self = process.cpuUsage();
+  const ours = pids.reduce<number>((n, pid) => n + cpuSeconds(pid), (self.user + self.system) / 1e6);
+  const at = performance.now();
+  return () => {
+    const seconds = (performance.now() - at) / 1000;
+    const m = machineSeconds();
+    const now = process.cpuUsage();
+    const oursNow = pids.reduce<number>((n, pid) => n + cpuSeconds(pid), (now.user + now.system) / 1e6);
+    const busy = (m.busy - machine.busy) / seconds;
+    return { busy, outside: busy - (oursNow - ours) / seconds };
+  };
+}
+const cores = (value: number) => (Number.isFinite(value) ? value.toFixed(2) : "?");
+
+const CLOCK_TICKS = Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout?.toString().trim()) || 100;
+
 // ---------------------------------------------------------------------------------------------
 
 const began = performance.now();
@@ -416,141 +580,247 @@ const log = (message: string) => process.stdout.write(`${message}\n`);
 const step = (message: string) => log(`${elapsed()} ${message}`);
 const loud = (message: string) => process.stdout.write(`\n!!!!!!!! ${message}\n\n`);
 
+/** What every phase shares. */
+interface Bench {
+  redisUrl: string;
+  redisPid: number | undefined;
+  inspect: Redis;
+  userToken: string;
+  serviceToken: string;
+  /** Environment of every service process (without its port). */
+  env: Record<string, string>;
+  /** Added for a cache-on service: empty, or cache_max_entries when the configuration turns the cache off. */
+  cacheOn: Record<string, string>;
+  /** api.cache_max_entries of a cache-on service. */
+  cacheMaxEntries: number;
+  problems: string[];
+  /** Printed at the end, in order. */
+  reports: (() => void)[];
+}
+
 async function main() {
   process.chdir(join(import.meta.dir, "..")); // config.toml and src/main.ts are found from here
   const duration = option("duration", "BENCH_DURATION", 10);
   const connections = Math.max(1, Math.round(option("connections", "BENCH_CONNECTIONS", 32)));
   const warmup = option("warmup", "BENCH_WARMUP", 2);
   const rounds = Math.max(1, Math.round(option("rounds", "BENCH_ROUNDS", 5)));
-  log(`bench-api: ${connections} connections; per target ${warmup} s warm-up, then ${duration} s in ${rounds} interleaved slices; Bun ${Bun.version}`);
-  log("every target is a separate child process (bun ...); the load comes from autocannon in this process");
+  const propSeconds = option("prop-seconds", "BENCH_PROP_SECONDS", 5);
+  const propRate = option("prop-rate", "BENCH_PROP_RATE", 1000);
+  const propOwners = Math.max(1, Math.round(option("prop-owners", "BENCH_PROP_OWNERS", 200)));
+  const propSample = Math.max(1, Math.round(option("prop-sample", "BENCH_PROP_SAMPLE", 10)));
+  const memoryRecords = Math.round(option("memory-records", "BENCH_MEMORY_RECORDS", 100_000));
+  const only = new Set((stringOption("only", "BENCH_ONLY") ?? "throughput,propagation,memory").split(",").map((p) => p.trim()));
+  for (const part of only) if (!["throughput", "propagation", "memory"].includes(part)) throw new Error(`--only: unknown part '${part}'`);
 
-  const problems: string[] = [];
+  log(`bench-api: Bun ${Bun.version}; every target is a separate child process (bun ...)`);
+  if (only.has("throughput")) {
+    log(`throughput: ${connections} connections from autocannon in this process; per target ${warmup} s warm-up, then ${duration} s in ${rounds} interleaved slices`);
+  }
+  if (only.has("propagation") && propSeconds > 0) {
+    log(`propagation: 3 replicas, ${propOwners} owners, ${propRate} updates/s open-loop for ${propSeconds} s, every ${propSample}th write followed on the other replicas`);
+  }
+  if (only.has("memory") && memoryRecords > 0) log(`memory: ${memoryRecords} records in one replica's cache`);
+
   const redis = await startRedis();
-  const inspect = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   const hour = () => Math.floor(Date.now() / 1000) + 3600;
-  const userToken = await sign({ sub: "bench-reader", role: "USER", exp: hour() }, SECRET, "HS256");
-  const serviceToken = await sign({ sub: "_UCloud", role: "SERVICE", exp: hour() }, SECRET, "HS256");
-
-  try {
-    // (a) the bare Hono route
-    const barePort = await freePort();
-    await startHttp("bare hono", [import.meta.path, "--role", "bare", "--port", String(barePort)], {}, barePort);
-
-    // (b) the service
-    const port = await freePort();
-    const env = {
+  const bench: Bench = {
+    redisUrl: redis.url,
+    redisPid: redis.child.process.pid,
+    inspect: new Redis(redis.url, { maxRetriesPerRequest: 1 }),
+    userToken: await sign({ sub: "bench-reader", role: "USER", exp: hour() }, SECRET, "HS256"),
+    serviceToken: await sign({ sub: "_UCloud", role: "SERVICE", exp: hour() }, SECRET, "HS256"),
+    env: {
       IAPPS_REDIS_URL: redis.url,
-      IAPPS_SERVER_PORT: String(port),
       IAPPS_SERVER_HOST: "127.0.0.1",
       IAPPS_AUTH_JWT_SECRET: SECRET,
       IAPPS_UCLOUD_PROVIDER_ID: PROVIDER,
       IAPPS_API_REQUIRE_ETAG: "false",
-    };
-    const poolSize = Bun.spawnSync([bun(), "src/main.ts", "config", "redis.pool_size"], { env: { ...process.env, ...env } });
-    log(`service: bun src/main.ts api, redis.pool_size = ${poolSize.stdout.toString().trim() || "?"}\n`);
-    const service = await startHttp("service", ["src/main.ts", "api"], env, port);
-    const base = `http://127.0.0.1:${port}`;
+    },
+    cacheOn: {},
+    cacheMaxEntries: 100_000,
+    problems: [],
+    reports: [],
+  };
+  const resolved = (key: string) =>
+    Bun.spawnSync([bun(), "src/main.ts", "config", key], { env: { ...process.env, ...bench.env } }).stdout.toString().trim() || "?";
+  const cacheEntries = resolved("api.cache_max_entries");
+  if (cacheEntries === "0") bench.cacheOn = { IAPPS_API_CACHE_MAX_ENTRIES: "100000" };
+  else if (Number(cacheEntries) > 0) bench.cacheMaxEntries = Number(cacheEntries);
+  log(
+    `services: bun src/main.ts api, redis.pool_size = ${resolved("redis.pool_size")}, api.cache_max_entries = ${cacheEntries}` +
+      (cacheEntries === "0" ? " (cache-on services get 100000)" : "") +
+      "\n",
+  );
 
-    // The reader's record, created through the API.
-    const seed = await fetch(`${base}/api/iapps/${APP}/update`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${userToken}`, "content-type": "application/json" },
-      body: JSON.stringify({ config: EMPTY_CONFIG, expectedETag: null }),
-    });
-    if (seed.status !== 200) throw new Error(`seeding the reader's record: ${seed.status} ${await seed.text()}`);
-    const check = await fetch(`${base}/api/iapps/${APP}/retrieve`, { headers: { authorization: `Bearer ${userToken}` } });
-    const view = (await check.json()) as { etag?: string };
-    if (check.status !== 200 || !view.etag || view.etag === "initial") {
-      throw new Error(`the reader's record was not stored: ${check.status} ${JSON.stringify(view)}`);
-    }
-
-    // (c) the raw transaction loop, in database 1 of the same Redis
-    const raw = start("raw-tx", bun(), [import.meta.path, "--role", "raw-tx", "--redis", `${redis.url}/1`, "--connections", String(connections)]);
-
-    const retrieve: AutocannonRequest = {
-      method: "GET",
-      path: `/api/iapps/${APP}/retrieve`,
-      headers: { authorization: `Bearer ${userToken}` },
-    };
-    const updateOf = (createdBy: string): AutocannonRequest => ({
-      method: "POST",
-      path: `/ucloud/${PROVIDER}/iapps/${APP}/update`,
-      headers: { authorization: `Bearer ${serviceToken}`, "content-type": "application/json" },
-      body: JSON.stringify({ principal: { createdBy, project: null }, config: EMPTY_CONFIG, expectedETag: null }),
-    });
-    let created = 0; // owners named so far: bench-0, bench-1, ... (each used once)
-    let owners: string[] = []; // owners with a stored record, for the existing-record updates
-    let next = 0;
-    const refreshOwners = async () => {
-      const pattern = new RegExp(`\\{${APP}:(bench-\\d+)\\}`);
-      owners = (await scanKeys(inspect, "iapps:cfg:*")).map((key) => pattern.exec(key)?.[1]).filter((o) => o !== undefined);
-    };
-
-    const bare = httpTarget("bare Hono route (GET)", `http://127.0.0.1:${barePort}`, connections, retrieve);
-    const targets = [
-      bare,
-      httpTarget("service retrieve (GET, stored record)", base, connections, retrieve),
-      httpTarget("service update (distinct new owners)", base, connections, () => updateOf(`bench-${created++}`)),
-      httpTarget("service update (distinct existing owners)", base, connections, () => updateOf(owners[next++ % owners.length]!)),
-      rawTarget(raw),
-    ];
-    const [, retrieveTarget, updateNew, updateExisting, rawLoop] = targets as [Target, Target, Target, Target, Target];
-
-    let serviceLines = service.output.length;
-    const runSlice = async (target: Target, seconds: number, measured: boolean) => {
-      if (target === updateExisting) await refreshOwners();
-      const slice = await target.run(seconds);
-      if (measured) target.slices.push(slice);
-      const complaints = service.output
-        .slice(serviceLines)
-        .filter((line) => line.trim() !== "" && (!line.startsWith("{") || /"level":"(warn|error)"/.test(line)));
-      serviceLines = service.output.length;
-      if (complaints.length > 0) {
-        problems.push(`${target.name}: the service logged ${complaints.length} warn/error line(s), e.g.\n    ${complaints.slice(0, 3).join("\n    ")}`);
+  try {
+    try {
+      if (only.has("throughput")) await throughput(bench, { duration, connections, warmup, rounds });
+      if (only.has("propagation") && propSeconds > 0) {
+        await propagation(bench, { seconds: propSeconds, rate: propRate, owners: propOwners, sampleEvery: propSample, timeoutMs: 2000 });
       }
-      if (slice.failures > 0) problems.push(`${target.name}: ${slice.failures} failures in one slice: ${JSON.stringify(slice.counts)}`);
-    };
-
-    if (warmup > 0) {
-      step("warm-up");
-      for (const target of targets) await runSlice(target, warmup, false);
+      if (only.has("memory") && memoryRecords > 0) await memory(bench, memoryRecords);
+    } finally {
+      // What was measured before a failure is still printed.
+      for (const report of bench.reports) report();
+      for (const problem of bench.problems) loud(problem);
     }
-    for (let round = 0; round < rounds; round++) {
-      step(`round ${round + 1}/${rounds}`);
-      for (const target of targets) await runSlice(target, duration / rounds, true);
-    }
-
-    // Exactly one job per record: more jobs than records means first updates registered jobs they
-    // did not keep. Requests still in flight when autocannon stopped finish on their own: wait until the counts settle.
-    let records = -1;
-    let jobs = -1;
-    for (let i = 0, stable = 0; i < 20 && stable < 2; i++) {
-      const now = [(await scanKeys(inspect, "iapps:cfg:*")).length, Number((await inspect.get("iapps:job-seq")) ?? 0)] as const;
-      stable = now[0] === records && now[1] === jobs ? stable + 1 : 0;
-      [records, jobs] = now;
-      await Bun.sleep(200);
-    }
-    step(`done: ${records} records and ${jobs} jobs in Redis, ${created} new-owner update requests built`);
-    if (jobs !== records) problems.push(`jobs registered (${jobs}) != records stored (${records}): some first updates registered a job they did not keep`);
-
-    report(
-      targets.map(summarize),
-      [
-        { name: "retrieve / bare", numerator: retrieveTarget, denominator: bare, goal: 0.5 },
-        { name: "update (distinct new owners) / raw transaction loop", numerator: updateNew, denominator: rawLoop, goal: 0.6 },
-        { name: "update (existing records) / raw transaction loop [info]", numerator: updateExisting, denominator: rawLoop, goal: 0.6 },
-      ],
-      problems,
-    );
   } finally {
-    inspect.disconnect();
+    bench.inspect.disconnect();
     await stopAll();
   }
   log(`\ntotal ${elapsed()}`);
 }
 
-function report(rows: Summary[], ratios: { name: string; numerator: Target; denominator: Target; goal: number }[], problems: string[]) {
+// ---------------------------------------------------------------------------------------------
+// (1) Throughput
+
+async function throughput(bench: Bench, o: { duration: number; connections: number; warmup: number; rounds: number }) {
+  const { inspect, userToken, serviceToken, problems } = bench;
+  const { duration, connections, warmup, rounds } = o;
+
+  // (a) the service, cache on
+  const port = await freePort();
+  const service = await startHttp("service (cache on)", ["src/main.ts", "api"], { ...bench.env, ...bench.cacheOn, IAPPS_SERVER_PORT: String(port) }, port);
+  const base = `http://127.0.0.1:${port}`;
+  // (b) the service, cache off
+  const offPort = await freePort();
+  const serviceOff = await startHttp(
+    "service (cache off)",
+    ["src/main.ts", "api"],
+    { ...bench.env, IAPPS_API_CACHE_MAX_ENTRIES: "0", IAPPS_SERVER_PORT: String(offPort) },
+    offPort,
+  );
+  const offBase = `http://127.0.0.1:${offPort}`;
+
+  // The reader's record, created through the API.
+  const seed = await fetch(`${base}/api/iapps/${APP}/update`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${userToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ config: EMPTY_CONFIG, expectedETag: null }),
+  });
+  if (seed.status !== 200) throw new Error(`seeding the reader's record: ${seed.status} ${await seed.text()}`);
+  const readAt = async (url: string) => {
+    const response = await fetch(`${url}/api/iapps/${APP}/retrieve`, { headers: { authorization: `Bearer ${userToken}` } });
+    return { status: response.status, etag: response.headers.get("etag"), body: await response.text() };
+  };
+  const stored = await readAt(base);
+  const etag = (JSON.parse(stored.body) as { etag?: string }).etag;
+  if (stored.status !== 200 || !etag || etag === "initial") throw new Error(`the reader's record was not stored: ${stored.status} ${stored.body}`);
+  const warmPasses = await untilWarm("service (cache on)", inspect, async () => void (await readAt(base)));
+
+  // (c) the bare route (the same body), (d) the bare route with one HGETALL, (e) the raw transaction loop in database 1
+  const barePort = await freePort();
+  const bareChild = await startHttp("bare hono", [import.meta.path, "--role", "bare", "--port", String(barePort), "--etag", etag], {}, barePort);
+  const hgetallPort = await freePort();
+  const readerKey = keys.record(APP, { createdBy: "bench-reader", project: null });
+  const hgetallChild = await startHttp(
+    "bare hono + HGETALL",
+    [import.meta.path, "--role", "bare-hgetall", "--port", String(hgetallPort), "--redis", bench.redisUrl, "--key", readerKey],
+    {},
+    hgetallPort,
+  );
+  const raw = start("raw-tx", bun(), [import.meta.path, "--role", "raw-tx", "--redis", `${bench.redisUrl}/1`, "--connections", String(connections)]);
+
+  // Every retrieve target answers the same bytes.
+  for (const [name, url] of [["service (cache off)", offBase], ["bare hono", `http://127.0.0.1:${barePort}`], ["bare hono + HGETALL", `http://127.0.0.1:${hgetallPort}`]] as const) {
+    const other = await readAt(url);
+    if (other.status !== 200 || other.body !== stored.body || other.etag !== stored.etag) {
+      throw new Error(`${name} answers ${other.status} ${other.etag} ${other.body}, the service ${stored.status} ${stored.etag} ${stored.body}`);
+    }
+  }
+  log(`reader's record ${readerKey}: ETag ${stored.etag}, body ${stored.body}; warm in the cache-on service after ${warmPasses} pass(es) of retrieve`);
+
+  const retrieve: AutocannonRequest = {
+    method: "GET",
+    path: `/api/iapps/${APP}/retrieve`,
+    headers: { authorization: `Bearer ${userToken}` },
+  };
+  const updateOf = (createdBy: string): AutocannonRequest => ({
+    method: "POST",
+    path: `/ucloud/${PROVIDER}/iapps/${APP}/update`,
+    headers: { authorization: `Bearer ${serviceToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ principal: { createdBy, project: null }, config: EMPTY_CONFIG, expectedETag: null }),
+  });
+  let created = 0; // owners named so far: bench-0, bench-1, ... (each used once)
+  let owners: string[] = []; // owners with a stored record, for the existing-record updates
+  let next = 0;
+  const refreshOwners = async () => {
+    const pattern = new RegExp(`\\{${APP}:(bench-\\d+)\\}`);
+    owners = (await scanKeys(inspect, "iapps:cfg:*")).map((key) => pattern.exec(key)?.[1]).filter((o) => o !== undefined);
+  };
+
+  const bare = httpTarget("bare Hono route (GET, constant body)", `http://127.0.0.1:${barePort}`, connections, retrieve);
+  const warm = { ...httpTarget("service retrieve (GET, warm cache)", base, connections, retrieve), countReads: true };
+  const off = { ...httpTarget("service retrieve (GET, cache off)", offBase, connections, retrieve), countReads: true };
+  const bareHgetall = { ...httpTarget("bare Hono route + one HGETALL (GET)", `http://127.0.0.1:${hgetallPort}`, connections, retrieve), countReads: true };
+  const updateNew = httpTarget("service update (distinct new owners)", base, connections, () => updateOf(`bench-${created++}`));
+  const updateExisting = httpTarget("service update (distinct existing owners)", base, connections, () => updateOf(owners[next++ % owners.length]!));
+  const rawLoop = rawTarget(raw);
+  // bare before warm: nothing from the previous slice can reach Redis during a warm-cache slice.
+  const targets: Target[] = [bare, warm, off, bareHgetall, updateNew, updateExisting, rawLoop];
+
+  const watched = [service, serviceOff].map((child) => ({ child, from: child.output.length }));
+  const cpuSince = cpuSnapshot([service, serviceOff, bareChild, hgetallChild, raw].map((c) => c.process.pid).concat(bench.redisPid));
+  const runSlice = async (target: Target, seconds: number, measured: boolean) => {
+    if (target === updateExisting) await refreshOwners();
+    const readsBefore = target.countReads ? await hgetallCalls(inspect) : 0;
+    const slice = await target.run(seconds);
+    if (target.countReads) slice.redisReads = (await hgetallCalls(inspect)) - readsBefore;
+    if (measured) target.slices.push(slice);
+    for (const w of watched) {
+      const complaints = complaintsOf(w.child, w.from);
+      w.from = w.child.output.length;
+      if (complaints.length > 0) {
+        problems.push(`${target.name}: ${w.child.name} logged ${complaints.length} warn/error line(s), e.g.\n    ${complaints.slice(0, 3).join("\n    ")}`);
+      }
+    }
+    if (slice.failures > 0) problems.push(`${target.name}: ${slice.failures} failures in one slice: ${JSON.stringify(slice.counts)}`);
+  };
+
+  if (warmup > 0) {
+    step("throughput: warm-up");
+    for (const target of targets) await runSlice(target, warmup, false);
+  }
+  for (let round = 0; round < rounds; round++) {
+    step(`throughput: round ${round + 1}/${rounds}`);
+    for (const target of targets) await runSlice(target, duration / rounds, true);
+  }
+
+  // Exactly one job per record: more jobs than records means first updates registered jobs they
+  // did not keep. Requests still in flight when autocannon stopped finish on their own: wait until the counts settle.
+  let records = -1;
+  let jobs = -1;
+  for (let i = 0, stable = 0; i < 20 && stable < 2; i++) {
+    const now = [(await scanKeys(inspect, "iapps:cfg:*")).length, Number((await inspect.get("iapps:job-seq")) ?? 0)] as const;
+    stable = now[0] === records && now[1] === jobs ? stable + 1 : 0;
+    [records, jobs] = now;
+    await Bun.sleep(200);
+  }
+  const cpu = cpuSince();
+  step(`throughput done: ${records} records and ${jobs} jobs in Redis, ${created} new-owner update requests built`);
+  if (jobs !== records) problems.push(`jobs registered (${jobs}) != records stored (${records}): some first updates registered a job they did not keep`);
+  const warmReads = warm.slices.reduce((n, s) => n + (s.redisReads ?? 0), 0);
+  if (warmReads > 0) problems.push(`warm cache: Redis counted ${warmReads} HGETALL(s) during the warm-cache slices (expected 0: fills or an evicted entry)`);
+
+  // The throughput targets go: the propagation replicas should not share the CPU with them.
+  for (const child of [raw, bareChild, hgetallChild, serviceOff, service]) await stop(child);
+
+  const rows = targets.map(summarize);
+  const cachedOthers = Math.min(records - 1, bench.cacheMaxEntries - 1);
+  bench.reports.push(() => {
+    report(rows, [
+      { name: "retrieve, warm cache / bare Hono route", numerator: warm, denominator: bare, goal: 0.85 },
+      { name: "retrieve, cache off / bare Hono route + one HGETALL", numerator: off, denominator: bareHgetall, goal: 0.9 },
+      { name: "retrieve, cache off / retrieve, warm cache [info]", numerator: off, denominator: warm },
+      { name: "update (distinct new owners) / raw transaction loop", numerator: updateNew, denominator: rawLoop, goal: 0.6 },
+      { name: "update (existing records) / raw transaction loop [info]", numerator: updateExisting, denominator: rawLoop, goal: 0.6 },
+    ]);
+    log(`(by the end the cache-on service's cache also held about ${cachedOthers} other records, written through by its update slices)`);
+    log(`(CPU in use on average, in cores of ${availableParallelism()}: ${cores(cpu.busy)} in all, ${cores(cpu.outside)} of it outside this benchmark's processes)`);
+  });
+}
+
+function report(rows: Summary[], ratios: { name: string; numerator: Target; denominator: Target; goal?: number }[]) {
   const width = Math.max(...rows.map((row) => row.name.length));
   log("");
   log(`${"target".padEnd(width)}  ${"rate".padStart(9)}        ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)}  failures`);
@@ -562,19 +832,355 @@ function report(rows: Summary[], ratios: { name: string; numerator: Target; deno
   const rate = (target: Target) => rows.find((row) => row.name === target.name)!.rate;
   for (const ratio of ratios) {
     const value = rate(ratio.numerator) / rate(ratio.denominator);
-    log(`${ratio.name.padEnd(56)} ${value.toFixed(2)}  (goal >= ${ratio.goal}: ${value >= ratio.goal ? "ok" : "BELOW GOAL"})`);
+    const verdict = ratio.goal === undefined ? "" : `  (goal >= ${ratio.goal}: ${value >= ratio.goal ? "ok" : "BELOW GOAL"})`;
+    log(`${ratio.name.padEnd(56)} ${value.toFixed(2)}${verdict}`);
   }
   log("");
   for (const row of rows) log(`${row.name}: ${row.detail}`);
   for (const row of rows) if (row.failures > 0) loud(`${row.name}: ${row.failures} FAILED REQUESTS (must be 0): ${row.detail}`);
-  for (const problem of problems) loud(problem);
+}
+
+// ---------------------------------------------------------------------------------------------
+// (2) Propagation
+
+interface Served {
+  /** When the GET was sent (performance.now()). */
+  sentAt: number;
+  /** When the answer's headers arrived. */
+  at: number;
+  status: number;
+  etag: string | null;
+}
+
+interface Write {
+  etag: string;
+  sentAt: number;
+  answeredAt: number;
+}
+
+interface Sample {
+  owner: string;
+  etag: string;
+  writer: number;
+  answeredAt: number;
+  /** The writer's own first read after the answer. */
+  own: Served;
+  /** Per other replica: its GETs, in order, until it served this write or a later one (or the timeout). */
+  polls: { replica: number; served: Served[] }[];
+}
+
+async function propagation(
+  bench: Bench,
+  o: { seconds: number; rate: number; owners: number; sampleEvery: number; timeoutMs: number },
+) {
+  const { inspect, problems } = bench;
+  const ports: number[] = [];
+  for (let i = 0; i < 3; i++) ports.push(await freePort());
+  step("propagation: starting 3 replicas");
+  const replicas = await Promise.all(
+    ports.map((port, i) =>
+      startHttp(`replica ${i + 1}`, ["src/main.ts", "api"], { ...bench.env, ...bench.cacheOn, IAPPS_SERVER_PORT: String(port) }, port),
+    ),
+  );
+  const watched = replicas.map((child) => ({ child, from: child.output.length }));
+
+  const headers = { authorization: `Bearer ${bench.serviceToken}`, "content-type": "application/json" };
+  const url = (port: number, op: string) => `http://127.0.0.1:${port}/ucloud/${PROVIDER}/iapps/${APP}/${op}`;
+  const owners = Array.from({ length: o.owners }, (_, i) => `prop-${i}`);
+  const retrieveBody = new Map(owners.map((owner) => [owner, JSON.stringify({ principal: { createdBy: owner, project: null } })]));
+  const unquote = (header: string | null) => (header && header.length >= 2 ? header.slice(1, -1) : null);
+  const served = async (replica: number, owner: string): Promise<Served> => {
+    const sentAt = performance.now();
+    const response = await fetch(url(ports[replica]!, "retrieve"), { method: "POST", headers, body: retrieveBody.get(owner)! });
+    const at = performance.now();
+    await response.arrayBuffer();
+    return { sentAt, at, status: response.status, etag: unquote(response.headers.get("etag")) };
+  };
+  const update = async (replica: number, owner: string, n: number) => {
+    const sentAt = performance.now();
+    const response = await fetch(url(ports[replica]!, "update"), {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ principal: { createdBy: owner, project: null }, config: propConfig(owner, n), expectedETag: null }),
+    });
+    const answeredAt = performance.now();
+    const text = await response.text();
+    return { sentAt, answeredAt, status: response.status, etag: unquote(response.headers.get("etag")), text };
+  };
+  const inParallel = async <T>(items: T[], width: number, each: (item: T) => Promise<void>) => {
+    let next = 0;
+    await Promise.all(Array.from({ length: width }, async () => {
+      while (next < items.length) await each(items[next++]!);
+    }));
+  };
+
+  // Seed (first updates register the jobs), then warm every replica's cache for every owner.
+  const seeded = new Map<string, string>();
+  await inParallel(owners, 16, async (owner) => {
+    const r = await update(owners.indexOf(owner) % 3, owner, 0);
+    if (r.status !== 200 || !r.etag) throw new Error(`seeding ${owner}: ${r.status} ${r.text}`);
+    seeded.set(owner, r.etag);
+  });
+  const pairs = replicas.flatMap((_, replica) => owners.map((owner) => ({ replica, owner })));
+  const passes = await untilWarm("propagation replicas", inspect, () =>
+    inParallel(pairs, 16, async ({ replica, owner }) => {
+      const r = await served(replica, owner);
+      if (r.status !== 200 || r.etag !== seeded.get(owner)) throw new Error(`warming replica ${replica + 1} for ${owner}: ${r.status} ${r.etag}`);
+    }),
+  );
+  step(`propagation: ${owners.length} owners seeded, warm in all 3 caches after ${passes} pass(es); ${o.rate}/s for ${o.seconds} s`);
+
+  // The open-loop load.
+  const total = Math.round(o.rate * o.seconds);
+  const writes = new Map<string, Write[]>(owners.map((owner) => [owner, []]));
+  const statuses: Record<string, number> = {};
+  const sendLag: number[] = [];
+  const writeLatency: number[] = [];
+  const samples: Sample[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let firstError = "";
+  let lastSend = 0;
+  let lastAnswer = 0;
+  // When each invalidation reaches a subscriber in this process: how early a replica can know.
+  const published = new Map<string, number>();
+  const listener = new Redis(bench.redisUrl, { maxRetriesPerRequest: 1 });
+  listener.on("message", (_channel: string, message: string) => {
+    const at = performance.now();
+    const etag = (JSON.parse(message) as { etag?: string }).etag;
+    if (etag) published.set(etag, at);
+  });
+  await listener.subscribe(keys.invalidations());
+  const readsBefore = await hgetallCalls(inspect);
+  const pids = [...replicas.map((child) => child.process.pid), bench.redisPid];
+  const cpuBefore = pids.map(cpuSeconds);
+  const selfBefore = process.cpuUsage();
+  const machineBefore = machineSeconds();
+  const cpuSince = cpuSnapshot(pids);
+
+  /** A write to `owner` sent after `answeredAt` commits after the write answered then: it is newer. */
+  const newer = (owner: string, answeredAt: number, etag: string | null) =>
+    etag !== null && writes.get(owner)!.some((w) => w.sentAt > answeredAt && w.etag === etag);
+
+  const follow = async (sample: Sample, replica: number) => {
+    const list: Served[] = [];
+    sample.polls.push({ replica, served: list });
+    for (;;) {
+      const r = await served(replica, sample.owner);
+      list.push(r);
+      if (r.etag === sample.etag || newer(sample.owner, sample.answeredAt, r.etag)) return;
+      if (r.at - sample.answeredAt > o.timeoutMs) return;
+    }
+  };
+
+  const fire = async (i: number) => {
+    const owner = owners[i % owners.length]!;
+    const writer = (i + Math.floor(i / owners.length)) % 3;
+    try {
+      const r = await update(writer, owner, i);
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+      lastAnswer = Math.max(lastAnswer, r.answeredAt);
+      if (r.status !== 200 || !r.etag) {
+        firstError ||= `${r.status} ${r.text.slice(0, 200)}`;
+        return;
+      }
+      writeLatency.push(r.answeredAt - r.sentAt);
+      writes.get(owner)!.push({ etag: r.etag, sentAt: r.sentAt, answeredAt: r.answeredAt });
+      if (i % o.sampleEvery !== 0) return;
+      const sample: Sample = { owner, etag: r.etag, writer, answeredAt: r.answeredAt, own: { sentAt: 0, at: 0, status: 0, etag: null }, polls: [] };
+      samples.push(sample);
+      await Promise.all([
+        served(writer, owner).then((own) => void (sample.own = own)),
+        ...[0, 1, 2].filter((replica) => replica !== writer).map((replica) => follow(sample, replica)),
+      ]);
+    } catch (e) {
+      statuses.error = (statuses.error ?? 0) + 1;
+      firstError ||= String(e);
+    }
+  };
+
+  const t0 = performance.now();
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) * o.rate) / 1000) + 1);
+    while (sent < due) {
+      const i = sent++;
+      const now = performance.now();
+      sendLag.push(now - (t0 + (i * 1000) / o.rate));
+      lastSend = now;
+      const promise = fire(i).finally(() => inFlight.delete(promise));
+      inFlight.add(promise);
+    }
+    await Bun.sleep(1);
+  }
+  while (inFlight.size > 0) await Promise.all([...inFlight]);
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const selfCpu = process.cpuUsage(selfBefore);
+  const cpu = [...pids.map((pid, i) => cpuSeconds(pid) - cpuBefore[i]!), (selfCpu.user + selfCpu.system) / 1e6];
+  const machineAfter = machineSeconds();
+  const outside = cpuSince().outside;
+  const machineBusy = (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total);
+  const loadReads = (await hgetallCalls(inspect)) - readsBefore;
+  listener.disconnect();
+  step("propagation: load done, classifying");
+
+  // Commit order per owner, newest first, from the ETag log each write appends to in its MULTI.
+  const order = new Map<string, Map<string, number>>();
+  let trimmed = 0;
+  for (const owner of owners) {
+    const log = await inspect.lrange(keys.etagLog(APP, { createdBy: owner, project: null }), 0, -1);
+    order.set(owner, new Map(log.map((etag, position) => [etag, position])));
+    if (log.length >= 64 && writes.get(owner)!.length + 1 > log.length) trimmed++;
+  }
+  const atOrAfter = (owner: string, etag: string | null, target: string) => {
+    const positions = order.get(owner)!;
+    const p = etag === null ? undefined : positions.get(etag);
+    const t = positions.get(target);
+    return p !== undefined && t !== undefined && p <= t;
+  };
+  const delays: number[] = [];
+  let firstGet = 0;
+  let superseded = 0;
+  let notSeen = 0;
+  let unknown = 0;
+  let pollErrors = 0;
+  let ownStale = 0;
+  const getLatency: number[] = [];
+  const pubsubDelay: number[] = [];
+  const notSeenExamples: string[] = [];
+  for (const sample of samples) {
+    if (!order.get(sample.owner)!.has(sample.etag)) {
+      unknown += sample.polls.length;
+      continue;
+    }
+    if (!atOrAfter(sample.owner, sample.own.etag, sample.etag)) ownStale++;
+    const message = published.get(sample.etag);
+    if (message !== undefined) pubsubDelay.push(message - sample.answeredAt);
+    for (const { replica, served: list } of sample.polls) {
+      pollErrors += list.filter((r) => r.status !== 200).length;
+      for (const r of list) getLatency.push(r.at - r.sentAt);
+      const k = list.findIndex((r) => atOrAfter(sample.owner, r.etag, sample.etag));
+      if (k < 0) {
+        notSeen++;
+        if (notSeenExamples.length < 3) {
+          notSeenExamples.push(`${sample.owner} ${sample.etag} (writer ${sample.writer + 1}): replica ${replica + 1} served ${[...new Set(list.map((r) => r.etag))].join(", ")} over ${list.length} GETs`);
+        }
+        continue;
+      }
+      if (k === 0) firstGet++;
+      if (list[k]!.etag !== sample.etag) superseded++;
+      delays.push(list[k]!.at - sample.answeredAt);
+    }
+  }
+  delays.sort((a, b) => a - b);
+  sendLag.sort((a, b) => a - b);
+  writeLatency.sort((a, b) => a - b);
+  getLatency.sort((a, b) => a - b);
+  pubsubDelay.sort((a, b) => a - b);
+  const answered = statuses["200"] ?? 0;
+
+  // Afterwards every replica serves every owner's latest ETag.
+  const diverged: string[] = [];
+  await inParallel(pairs, 16, async ({ replica, owner }) => {
+    const latest = await inspect.hget(keys.record(APP, { createdBy: owner, project: null }), "etag");
+    const r = await served(replica, owner);
+    if (r.etag !== latest) diverged.push(`replica ${replica + 1} serves ${owner} ${r.etag}, Redis has ${latest}`);
+  });
+
+  for (const w of watched) {
+    const complaints = complaintsOf(w.child, w.from);
+    if (complaints.length > 0) problems.push(`propagation: ${w.child.name} logged ${complaints.length} warn/error line(s), e.g.\n    ${complaints.slice(0, 3).join("\n    ")}`);
+  }
+  const failed = total - answered;
+  if (failed > 0) problems.push(`propagation: ${failed} of ${total} updates not answered 200: ${JSON.stringify(statuses)} (first: ${firstError})`);
+  if (notSeen > 0) problems.push(`propagation: ${notSeen} replica(s) did not serve a sampled write (or a later one) within ${o.timeoutMs} ms, e.g.\n    ${notSeenExamples.join("\n    ")}`);
+  if (ownStale > 0) problems.push(`propagation: ${ownStale} sampled write(s) not served by their own writer on the first read after the answer`);
+  if (pollErrors > 0) problems.push(`propagation: ${pollErrors} polling GET(s) not answered 200`);
+  if (diverged.length > 0) problems.push(`propagation: after the load ${diverged.length} replica/owner pair(s) serve a stale ETag, e.g.\n    ${diverged.slice(0, 3).join("\n    ")}`);
+  if (trimmed > 0 || unknown > 0) problems.push(`propagation: ${trimmed} owner(s) wrote more than the ETag log keeps; ${unknown} pair(s) could not be classified (use more --prop-owners)`);
+
+  for (const child of replicas) await stop(child);
+
+  const pairsMeasured = delays.length;
+  const p99 = quantile(delays, 0.99);
+  bench.reports.push(() => {
+    log("");
+    log(`propagation: 3 replicas (cache on), ${o.owners} owners warm in every cache, open-loop updates over all replicas`);
+    log(`  updates sent       ${sent} in ${((lastSend - t0) / 1000).toFixed(2)} s = ${((sent * 1000) / Math.max(1, lastSend - t0)).toFixed(0)}/s (scheduled ${o.rate}/s); send lag behind schedule p50 ${ms(quantile(sendLag, 0.5))} ms, p99 ${ms(quantile(sendLag, 0.99))} ms, max ${ms(sendLag.at(-1) ?? NaN)} ms`);
+    log(`  updates answered   ${answered} x 200 by ${((lastAnswer - t0) / 1000).toFixed(2)} s = ${((answered * 1000) / Math.max(1, lastAnswer - t0)).toFixed(0)}/s achieved; statuses ${JSON.stringify(statuses)}`);
+    log(`  update latency     p50 ${ms(quantile(writeLatency, 0.5))} ms, p99 ${ms(quantile(writeLatency, 0.99))} ms, max ${ms(writeLatency.at(-1) ?? NaN)} ms`);
+    log(`  sampled writes     ${samples.length} (every ${o.sampleEvery}th), ${pairsMeasured} (write, other replica) pairs measured`);
+    log(`  answer -> served   p50 ${ms(quantile(delays, 0.5))} ms, p90 ${ms(quantile(delays, 0.9))} ms, p99 ${ms(p99)} ms, max ${ms(delays.at(-1) ?? NaN)} ms  (goal p99 <= 5 ms: ${p99 <= 5 ? "ok" : "BELOW GOAL"})`);
+    log(`                     each includes the one GET that saw it: ${firstGet} of ${pairsMeasured} pairs were already served on the first GET`);
+    log(`                     (${superseded} first served a later write's ETag); a polling GET took p50 ${ms(quantile(getLatency, 0.5))} ms, p99 ${ms(quantile(getLatency, 0.99))} ms`);
+    log(`  invalidation       reached a subscriber in this process p50 ${ms(quantile(pubsubDelay, 0.5))} ms, p99 ${ms(quantile(pubsubDelay, 0.99))} ms after the write's answer (< 0: before it)`);
+    log(`  not served within ${o.timeoutMs} ms: ${notSeen}; writer's own first read stale: ${ownStale}; replicas stale afterwards: ${diverged.length}`);
+    const share = (seconds: number) => (Number.isFinite(seconds) ? `${((seconds / loadSeconds) * 100).toFixed(0)}%` : "?");
+    log(`  CPU during the load (${loadSeconds.toFixed(1)} s; 100% = one core, ${availableParallelism()} cores): replicas ${cpu.slice(0, 3).map(share).join(" / ")}, redis-server ${share(cpu[3]!)}, this process (load + polls) ${share(cpu[4]!)}; machine ${Number.isFinite(machineBusy) ? `${(machineBusy * 100).toFixed(0)}% busy` : "?"}, ${share(outside * loadSeconds)} of a core outside this benchmark's processes`);
+    log(`  HGETALLs in Redis during the load: ${loadReads} (each update reads its record under WATCH and its job; the rest are cache fills)`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// (3) Memory
+
+interface MemoryResult {
+  records: number;
+  maxEntries: number;
+  size: number;
+  fills: number;
+  missing: number;
+  stillCached: boolean;
+  fillSeconds: number;
+  before: { rss: number; heapUsed: number; extra: number };
+  after: { rss: number; heapUsed: number; extra: number };
+  cleared: { rss: number; heapUsed: number; extra: number };
+  rssPerRecord: number;
+  heapPerRecord: number;
+  extraPerRecord: number;
+  storedBytes: number;
+}
+
+async function memory(bench: Bench, records: number) {
+  const script = join(import.meta.dir, "bench-cache-memory.ts");
+  const url = `${bench.redisUrl}/2`;
+  step(`memory: writing ${records} records to database 2`);
+  const populate = start("memory populate", bun(), [script, "--role", "populate", "--redis", url, "--records", String(records)]);
+  const populated = await populate.closed;
+  await stop(populate);
+  if (populated !== 0) throw new Error(`memory populate exited ${populated}:\n${populate.output.join("\n")}`);
+  step("memory: filling one service context's cache");
+  const measure = start("memory measure", bun(), [script, "--records", String(records)], { ...bench.env, IAPPS_REDIS_URL: url, IAPPS_LOG_LEVEL: "warn" });
+  const code = await measure.closed;
+  await stop(measure);
+  const line = measure.output.find((l) => l.startsWith('{"records"'));
+  if (code !== 0 || !line) throw new Error(`memory measure exited ${code}:\n${measure.output.join("\n")}`);
+  const r = JSON.parse(line) as MemoryResult;
+  const flush = new Redis(url, { maxRetriesPerRequest: 1 });
+  await flush.flushdb();
+  flush.disconnect();
+  const complaints = measure.output.filter((l) => l !== line && l.trim() !== "");
+  if (complaints.length > 0) bench.problems.push(`memory: the measuring process printed:\n    ${complaints.slice(0, 3).join("\n    ")}`);
+  if (r.size !== records || r.fills !== records || r.missing !== 0 || !r.stillCached) {
+    bench.problems.push(`memory: expected ${records} cached records from ${records} fills, got size ${r.size}, fills ${r.fills}, missing ${r.missing}, stillCached ${r.stillCached}`);
+  }
+  const mb = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MB`;
+  bench.reports.push(() => {
+    log("");
+    log(`memory: one service context's cache (cache_max_entries ${r.maxEntries}) filled through RecordStore.read with ${r.records} records in ${r.fillSeconds.toFixed(1)} s`);
+    log(`  (syncthing config with 2 folders and 1 device, 32-hex ETag, numeric jobId, ISO updatedAt; ${r.storedBytes} bytes of key + fields in Redis)`);
+    log(`  RSS       ${mb(r.before.rss)} -> ${mb(r.after.rss)}  = ${r.rssPerRecord.toFixed(0)} bytes per record   (after clearing the cache: ${mb(r.cleared.rss)})`);
+    log(`  heapUsed  ${mb(r.before.heapUsed)} -> ${mb(r.after.heapUsed)}  = ${r.heapPerRecord.toFixed(0)} bytes per record   (JSC extra memory: ${r.extraPerRecord.toFixed(0)} bytes per record)`);
+    log("  (after Bun.gc(true), a 300 ms pause and Bun.gc(true) again, each time)");
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 
 const role = stringOption("role");
 if (role === "bare") {
-  serveBare(Number(stringOption("port")));
+  serveBare(Number(stringOption("port")), stringOption("etag") ?? "x");
+} else if (role === "bare-hgetall") {
+  await serveBareHgetall(Number(stringOption("port")), stringOption("redis")!, stringOption("key")!);
 } else if (role === "raw-tx") {
   await serveRawTransactions(stringOption("redis")!, Number(stringOption("connections")));
   process.exit(0);

@@ -69,6 +69,34 @@ describe("adding tasks (client-go workqueue rules)", () => {
     expect((await context.queue.take(1, 10_000, "v")).map((l) => l.id)).toEqual([task(1)]);
   });
 
+  test("a restart and a reconcile of one owner never run at once: the second waits for the first", async () => {
+    const restart = "restart:syncthing:user-1";
+    await context.queue.add(task(1), restart, task(2));
+    const taken = await context.queue.take(3, 10_000, "t");
+    expect(taken.map((l) => l.id)).toEqual([task(1), task(2)]);
+    expect(await redis.admin.hget(keys.queueParked(), "syncthing:user-1")).toBe(restart);
+    expect(await context.queue.add(restart)).toBe(0);
+    expect(await context.queue.complete(taken[0]!)).toBe(true);
+    expect((await context.queue.take(3, 10_000, "u")).map((l) => l.id)).toEqual([restart]);
+  });
+
+  test("with workers running, tasks of one owner never overlap, and every task runs", async () => {
+    for (let w = 0; w < 2; w++) worker({ TEST_TASK_MS: "50", IAPPS_WORKER_CONCURRENCY: "8" });
+    for (let round = 0; round < 5; round++) {
+      await context.queue.add(...Array.from({ length: 20 }, (_, i) => [task(i), `restart:syncthing:user-${i}`]).flat());
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    await eventually(queueIdle, 60, "the queue drains");
+    expect(await redis.admin.get("test:owner-overlaps")).toBeNull();
+    const ran = await redis.admin.hgetall("test:executions");
+    for (let i = 0; i < 20; i++) {
+      expect(Number(ran[task(i)])).toBeGreaterThanOrEqual(1);
+      expect(Number(ran[`restart:syncthing:user-${i}`])).toBeGreaterThanOrEqual(1);
+    }
+    expect(await redis.admin.hlen(keys.queueBusy())).toBe(0);
+    expect(await redis.admin.hlen(keys.queueParked())).toBe(0);
+  });
+
   test("a worker whose lease was handed out cannot complete or renew it", async () => {
     await context.queue.add(task(1));
     const [lease] = await context.queue.take(1, 1, "old");
@@ -110,7 +138,9 @@ describe("at-least-once delivery", () => {
   }, 45_000);
 
   test("Redis restarted under a running worker: the worker reconnects and no accepted task is lost", async () => {
-    worker({ TEST_TASK_MS: "30" });
+    // A lease longer than the outage: a worker that cannot renew for longer than its lease has
+    // lost it, and then another run of the same task is what at-least-once means.
+    worker({ TEST_TASK_MS: "30", IAPPS_WORKER_LEASE: "5s" });
     const ids = Array.from({ length: 200 }, (_, i) => task(i));
     await context.queue.add(...ids.slice(0, 100));
     await eventually(async () => (await redis.admin.hlen("test:executions")) > 10, 20, "the worker is busy");
@@ -139,6 +169,7 @@ describe("many workers", () => {
     const have = await redis.admin.mget(...Array.from({ length: keysCount }, (_, i) => `test:have:syncthing:user-${i}`));
     expect(have.filter((v) => v !== "r10")).toEqual([]);
     expect(await redis.admin.get("test:overlaps")).toBeNull();
+    expect(await redis.admin.get("test:owner-overlaps")).toBeNull();
     const runs = Object.values(await redis.admin.hgetall("test:executions")).reduce((sum, n) => sum + Number(n), 0);
     expect(runs).toBeGreaterThanOrEqual(keysCount);
     expect(runs).toBeLessThanOrEqual(10 * keysCount);

@@ -17,7 +17,7 @@ export interface HttpOptions {
   auth: AuthOptions;
   providerId: string;
   bodyLimit: number;
-  log?: (message: string, fields: Record<string, unknown>) => void;
+  log?: (level: "warn" | "error", message: string, fields: Record<string, unknown>) => void;
 }
 
 type Env = { Variables: AuthVariables };
@@ -27,7 +27,17 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
   const tokens = new TokenVerifier(options.auth);
   const app = new Hono<Env>();
 
-  app.onError((error, c) => errorResponse(c, toAppError(error, options.log)));
+  let lastUnavailableLog = 0;
+  app.onError((error, c) => {
+    const appError = toAppError(error, (message, fields) => options.log?.("error", message, fields));
+    // A 503 is the service's own trouble: say why in the log, at most once a second.
+    if (appError.status === 503 && Date.now() - lastUnavailableLog > 1000) {
+      lastUnavailableLog = Date.now();
+      const cause = appError.cause instanceof Error ? appError.cause.message : undefined;
+      options.log?.("warn", "answering 503", { route: c.req.path, why: appError.why, cause });
+    }
+    return errorResponse(c, appError);
+  });
   app.notFound((c) => errorResponse(c, routeNotFound(c.req.method, c.req.path)));
   app.use(
     bodyLimit({

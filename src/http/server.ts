@@ -13,7 +13,7 @@ export function httpAppFor(context: ServiceContext) {
     auth: authOptions(config),
     providerId: config.ucloud.provider_id,
     bodyLimit: config.api.body_limit,
-    log: (message, fields) => log("error", message, fields),
+    log: (level, message, fields) => log(level, message, fields),
   });
 }
 

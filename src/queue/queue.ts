@@ -2,7 +2,8 @@
 //
 // - adding a task that is already pending does nothing (the dirty set);
 // - adding a task that is being processed marks it to run once more afterwards;
-// - a task is never processed by two workers at once (a lease token per take);
+// - a task is never processed by two workers at once (a lease token per take), nor are two tasks
+//   of one (app, owner) (a restart waits for a running reconcile, and the other way round);
 // - a task taken by a worker that dies is handed out again when its lease expires;
 // - a failed task is retried with exponential backoff and jitter, then parked as a dead letter.
 //
@@ -21,6 +22,26 @@ const NOW_MS = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 +
 /** Wake one idle worker; the token list is capped, since one token may start many tasks. */
 const WAKE = `if redis.call('LLEN', KEYS[5]) < 256 then redis.call('RPUSH', KEYS[5], '1') end`;
 
+/** The (app, owner) part of a task id: tasks of one tag never run at once, whatever their kind. */
+const TAG_OF = `local function tagOf(id) local at = string.find(id, ':', 1, true) return at and string.sub(id, at + 1) or id end`;
+
+/**
+ * A task leaves the active set: its (app, owner) is free again, and a task of it that had to
+ * wait (parked at take) goes back to pending. Expects TAG_OF, WAKE's KEYS[5] = wake, and the
+ * indices of pending, busy and parked.
+ */
+const FREE = (busy: number, parked: number) => `
+local function free(id)
+  local tag = tagOf(id)
+  if redis.call('HGET', KEYS[${busy}], tag) == id then redis.call('HDEL', KEYS[${busy}], tag) end
+  local waiting = redis.call('HGET', KEYS[${parked}], tag)
+  if waiting then
+    redis.call('HDEL', KEYS[${parked}], tag)
+    redis.call('RPUSH', KEYS[1], waiting)
+    ${WAKE}
+  end
+end`;
+
 // KEYS: pending, dirty, active, delayed, wake. ARGV: id.
 const ADD = `
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
@@ -30,19 +51,30 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 ${WAKE}
 return 1`;
 
-// KEYS: pending, dirty, active, leases, wake. ARGV: lease ms, token prefix, how many.
+// KEYS: pending, dirty, active, leases, wake, busy, parked. ARGV: lease ms, token prefix, how many.
+// A task whose (app, owner) is busy with another task (a restart while a reconcile runs) is
+// parked, still dirty, until that one leaves: spec §5, never two workers on one (app, owner).
 const TAKE = `
 ${NOW_MS}
+${TAG_OF}
 local out = {}
-for i = 1, tonumber(ARGV[3]) do
+local taken = 0
+while taken < tonumber(ARGV[3]) do
   local id = redis.call('LPOP', KEYS[1])
   if not id then break end
-  redis.call('SREM', KEYS[2], id)
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), id)
-  local token = ARGV[2] .. ':' .. i
-  redis.call('HSET', KEYS[4], id, token)
-  out[#out + 1] = id
-  out[#out + 1] = token
+  local tag = tagOf(id)
+  if redis.call('HEXISTS', KEYS[6], tag) == 1 then
+    redis.call('HSET', KEYS[7], tag, id)
+  else
+    taken = taken + 1
+    redis.call('SREM', KEYS[2], id)
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), id)
+    local token = ARGV[2] .. ':' .. taken
+    redis.call('HSET', KEYS[4], id, token)
+    redis.call('HSET', KEYS[6], tag, id)
+    out[#out + 1] = id
+    out[#out + 1] = token
+  end
 end
 -- Wake-up tokens only say "something is pending"; with nothing pending they would make idle
 -- workers spin through empty takes.
@@ -56,13 +88,16 @@ ${NOW_MS}
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[3]), ARGV[1])
 return 1`;
 
-// KEYS: pending, dirty, active, leases, wake, attempts, errors. ARGV: id, token.
+// KEYS: pending, dirty, active, leases, wake, attempts, errors, busy, parked. ARGV: id, token.
 const COMPLETE = `
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
+${TAG_OF}
+${FREE(8, 9)}
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[7], ARGV[1])
+free(ARGV[1])
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   redis.call('RPUSH', KEYS[1], ARGV[1])
   ${WAKE}
@@ -90,14 +125,17 @@ local delay = math.min(tonumber(ARGV[2]) * 2 ^ (attempts - 1), tonumber(ARGV[3])
 redis.call('ZADD', KEYS[8], now + math.floor(delay * (0.5 + 0.5 * tonumber(ARGV[4]))), id)
 return 3`;
 
-// KEYS: pending, dirty, active, leases, wake, attempts, errors, delayed, dead.
+// KEYS: pending, dirty, active, leases, wake, attempts, errors, delayed, dead, busy, parked.
 // ARGV: max attempts, backoff base ms, backoff max ms, jitter in [0,1), id, token, error.
 const FAIL = `
 if redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then return 0 end
 ${NOW_MS}
+${TAG_OF}
+${FREE(10, 11)}
 local id, err = ARGV[5], ARGV[7]
 redis.call('ZREM', KEYS[3], id)
 redis.call('HDEL', KEYS[4], id)
+free(id)
 ${RETRY_OR_BURY}`;
 
 // Moves retries whose backoff is over back to pending, and hands out again the tasks whose lease
@@ -105,6 +143,8 @@ ${RETRY_OR_BURY}`;
 // KEYS as FAIL. ARGV: max attempts, backoff base, backoff max, jitter, batch size.
 const PROMOTE = `
 ${NOW_MS}
+${TAG_OF}
+${FREE(10, 11)}
 local promoted, expired = 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))) do
   redis.call('ZREM', KEYS[8], id)
@@ -120,6 +160,7 @@ local function reap(id)
   local err = 'lease expired: the worker processing it stopped renewing (killed or stalled)'
   redis.call('ZREM', KEYS[3], id)
   redis.call('HDEL', KEYS[4], id)
+  free(id)
   local attempts = redis.call('HINCRBY', KEYS[6], id, 1)
   redis.call('HSET', KEYS[7], id, err)
   if attempts >= tonumber(ARGV[1]) and redis.call('SISMEMBER', KEYS[2], id) == 0 then
@@ -190,6 +231,8 @@ const failKeys = () => [
   keys.queueErrors(),
   keys.queueDelayed(),
   keys.queueDead(),
+  keys.queueBusy(),
+  keys.queueParked(),
 ];
 
 /** Adds a task inside a caller's MULTI, so it lands atomically with the write that caused it. */
@@ -253,7 +296,7 @@ export class TaskQueue {
   /** Takes up to `count` tasks under a lease of `leaseMs`; `tokenPrefix` must be unique per call. */
   async take(count: number, leaseMs: number, tokenPrefix: string): Promise<Lease[]> {
     const redis = await this.redis();
-    const keyNames = [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueLeases(), keys.queueWake()];
+    const keyNames = [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueLeases(), keys.queueWake(), keys.queueBusy(), keys.queueParked()];
     const reply = (await scripts.take.run(redis, keyNames, [
       leaseMs,
       tokenPrefix,
@@ -272,7 +315,17 @@ export class TaskQueue {
 
   async complete(lease: Lease): Promise<boolean> {
     const redis = await this.redis();
-    const keyNames = [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueLeases(), keys.queueWake(), keys.queueAttempts(), keys.queueErrors()];
+    const keyNames = [
+      keys.queuePending(),
+      keys.queueDirty(),
+      keys.queueActive(),
+      keys.queueLeases(),
+      keys.queueWake(),
+      keys.queueAttempts(),
+      keys.queueErrors(),
+      keys.queueBusy(),
+      keys.queueParked(),
+    ];
     return (await scripts.complete.run(redis, keyNames, [lease.id, lease.token])) === 1;
   }
 

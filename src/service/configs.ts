@@ -25,7 +25,7 @@ import {
 import { type TaskKind, taskId } from "../queue/tasks.ts";
 import type { Owner } from "../store/keys.ts";
 import type { Commit, RecordStore, Snapshot, StoredRecord } from "../store/records.ts";
-import { isRedisUnavailable } from "../store/redis.ts";
+import { isRedisUnavailable, PoolExhaustedError } from "../store/redis.ts";
 import type { FolderAccess } from "../storage/storage.ts";
 import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
 
@@ -428,6 +428,9 @@ async function guard<T>(promise: Promise<T>): Promise<T> {
     return await promise;
   } catch (e) {
     if (e instanceof AppError) throw e;
+    if (e instanceof PoolExhaustedError) {
+      throw unavailable("This replica has too many changes in flight right now; try again in a moment.", e);
+    }
     if (isRedisUnavailable(e)) throw unavailable("The configuration store cannot be reached right now; try again in a moment.", e);
     throw e;
   }

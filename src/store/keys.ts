@@ -67,6 +67,10 @@ export const keys = {
   queueDirty: () => `${PREFIX}:{queue}:dirty`,
   /** Sorted set of the task ids being processed, scored by when their lease expires (ms). */
   queueActive: () => `${PREFIX}:{queue}:active`,
+  /** Hash: `<app>:<owner>` → the task id running for it (one at a time per app and owner). */
+  queueBusy: () => `${PREFIX}:{queue}:busy`,
+  /** Hash: `<app>:<owner>` → a task id taken while another task of it ran; pending again once that one ends. */
+  queueParked: () => `${PREFIX}:{queue}:parked`,
   /** Hash: task id → the lease token of the worker processing it. */
   queueLeases: () => `${PREFIX}:{queue}:leases`,
   /** Sorted set of failed task ids waiting out their backoff, scored by when to retry (ms). */
@@ -98,6 +102,8 @@ export const keyPatterns = {
   queuePending: `${PREFIX}:{queue}:pending`,
   queueDirty: `${PREFIX}:{queue}:dirty`,
   queueActive: `${PREFIX}:{queue}:active`,
+  queueBusy: `${PREFIX}:{queue}:busy`,
+  queueParked: `${PREFIX}:{queue}:parked`,
   queueLeases: `${PREFIX}:{queue}:leases`,
   queueDelayed: `${PREFIX}:{queue}:delayed`,
   queueAttempts: `${PREFIX}:{queue}:attempts`,

@@ -27,6 +27,11 @@ export class RedisUnavailableError extends Error {
   override name = "RedisUnavailableError";
 }
 
+/** Redis is fine, but every transaction connection of this process stayed busy: overload. */
+export class PoolExhaustedError extends RedisUnavailableError {
+  override name = "PoolExhaustedError";
+}
+
 const noQueueNoReplay: RedisOptions = {
   enableOfflineQueue: false,
   autoResendUnfulfilledCommands: false,
@@ -162,7 +167,7 @@ export class TransactionPool {
         timer: setTimeout(() => {
           const index = this.waiters.indexOf(waiter);
           if (index >= 0) this.waiters.splice(index, 1);
-          reject(new RedisUnavailableError("no Redis connection became free in time"));
+          reject(new PoolExhaustedError(`all ${this.settings.poolSize} transaction connections stayed busy ([redis] pool_size)`));
           // Half the command timeout: a request that waited may still need a full one after.
         }, this.settings.commandTimeoutMs / 2),
       };

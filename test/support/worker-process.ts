@@ -27,6 +27,8 @@ async function run(kind: TaskKind, app: string, owner: Owner) {
   if (mode === "fail") throw new Error(`${id} always fails`);
   const tag = recordTag(app, owner);
   if ((await redis.incr(`test:running:${id}`)) > 1) await redis.incr("test:overlaps");
+  // Spec §5: never two workers on one (app, owner), whatever the task kinds.
+  if ((await redis.incr(`test:running-owner:${tag}`)) > 1) await redis.incr("test:owner-overlaps");
   await redis.rpush("test:started", id);
   try {
     const want = await redis.get(`test:want:${tag}`);
@@ -36,6 +38,7 @@ async function run(kind: TaskKind, app: string, owner: Owner) {
     await redis.hset("test:finished-by", id, name);
   } finally {
     await redis.decr(`test:running:${id}`);
+    await redis.decr(`test:running-owner:${tag}`);
   }
 }
 
