@@ -244,3 +244,21 @@ describe("three replicas in separate processes", () => {
     expect(await redis.admin.hget(keys.record("syncthing", alice), "etag")).toBe(latest);
   }, 60_000);
 });
+
+describe("a subscription that dies without a word", () => {
+  test("a frozen Redis stops the cache within about a health check, and it comes back after", async () => {
+    const api = startInstance(redis.url);
+    try {
+      await cacheLive(api);
+      redis.pause();
+      try {
+        await eventually(async () => !api.context.subscriber!.live, 5, "the replica stops trusting its cache");
+      } finally {
+        redis.resume();
+      }
+      await cacheLive(api);
+    } finally {
+      await api.close();
+    }
+  });
+});

@@ -195,6 +195,28 @@ describe("jobs that end (spec §4.3, §5)", () => {
   });
 });
 
+describe("pods of earlier jobs", () => {
+  test("a record that got a new job before its old pod was gone: the old pod goes, and its port with it", async () => {
+    startWorkerInProcess();
+    await runningPod(await update(1));
+    const { jobId: oldJob } = await aliceRecord();
+    await running!.worker.stop();
+    await running!.context.close();
+    running = null;
+    // The old job ends and, before any worker notices, an update registers a new one.
+    await api.context.jobs.updateState(oldJob!, "FAILURE");
+    const etag = await update(2);
+    const { jobId: newJob } = await aliceRecord();
+    expect(newJob).not.toBe(oldJob);
+    expect(await gateway.getPod(podName(oldJob!))).not.toBeNull();
+    startWorkerInProcess();
+    await runningPod(etag);
+    await eventually(async () => (await gateway.getPod(podName(oldJob!))) === null, 10, "the old pod goes");
+    expect(await redis.admin.hget(keys.portsByJob("syncthing"), oldJob!)).toBeNull();
+    expect(await redis.admin.hget(keys.portsByJob("syncthing"), newJob!)).not.toBeNull();
+  });
+});
+
 describe("idempotence (level-triggered)", () => {
   test("reconciling twice in a row makes no Kubernetes call that changes anything", async () => {
     const context = workerContext();

@@ -10,8 +10,12 @@ import { decodeInvalidation } from "../store/invalidations.ts";
 import { keys } from "../store/keys.ts";
 import type { RecordCache } from "./record-cache.ts";
 
+/** How often a live subscription is checked with PING. */
+const HEALTH_CHECK_MS = 1000;
+
 export class InvalidationSubscriber {
   private readonly redis: Redis;
+  private readonly healthCheck: Timer;
   invalidations = 0;
 
   constructor(
@@ -30,6 +34,8 @@ export class InvalidationSubscriber {
       retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
       connectionName: "iapps-invalidations",
       lazyConnect: true,
+      // For the health check's PING: a connection that stopped answering is a dead subscription.
+      commandTimeout: timeoutMs,
     });
     this.redis.on("error", () => {});
     this.redis.on("close", () => {
@@ -44,6 +50,16 @@ export class InvalidationSubscriber {
       this.cache.invalidate(invalidation.key, invalidation.etag);
     });
     this.redis.connect().catch(() => {});
+    // A connection can die without a word (a NAT table flushed, a failover without RST): without
+    // this check the cache would go on trusting a subscription that hears nothing.
+    this.healthCheck = setInterval(() => {
+      if (this.redis.status !== "ready") return;
+      this.redis.ping().catch(() => {
+        if (this.cache.enabled) this.log("warn", "cache invalidations stopped answering; serving from Redis until resubscribed");
+        this.cache.suspend();
+        this.redis.disconnect(true);
+      });
+    }, HEALTH_CHECK_MS);
   }
 
   get live(): boolean {
@@ -60,6 +76,7 @@ export class InvalidationSubscriber {
   }
 
   async close() {
+    clearInterval(this.healthCheck);
     this.cache.suspend();
     this.redis.disconnect();
   }

@@ -2,6 +2,7 @@
 // pod `j-<jobId>-job-0`, headless service `j-<jobId>` and network policy `policy-<jobId>`.
 // Imports Kubernetes object types and src/apps/app.ts only.
 
+import { createHash } from "node:crypto";
 import type { V1NetworkPolicy, V1OwnerReference, V1Pod, V1Service } from "@kubernetes/client-node";
 import type { IntegratedApp, PodContext } from "../apps/app.ts";
 
@@ -10,7 +11,14 @@ export const LABELS = {
   rank: "ucloud.dk/rank",
   /** Ours, not UCloud's: lets the worker watch exactly the pods of integrated apps. */
   app: "ucloud.dk/iapp-name",
+  /** Ours: a hash of the record a pod belongs to, so a record finds pods of its earlier jobs too. */
+  owner: "ucloud.dk/iapp-owner",
 } as const;
+
+/** A label value for a record (`<app>:<createdBy>[:<project>]` may hold characters labels may not). */
+export function ownerLabel(recordTag: string): string {
+  return createHash("sha256").update(recordTag).digest("hex").slice(0, 32);
+}
 
 export const ANNOTATIONS = {
   etag: "ucloud.dk/iapp-etag",
@@ -31,7 +39,7 @@ export function buildPod(app: IntegratedApp<unknown>, context: PodContext<unknow
     kind: "Pod",
     metadata: {
       name: podName(context.jobId),
-      labels: { [LABELS.jobId]: context.jobId, [LABELS.rank]: "0", [LABELS.app]: app.name },
+      labels: { [LABELS.jobId]: context.jobId, [LABELS.rank]: "0", [LABELS.app]: app.name, [LABELS.owner]: ownerLabel(recordTag) },
       annotations: {
         [ANNOTATIONS.etag]: context.etag,
         [ANNOTATIONS.name]: app.name,

@@ -14,7 +14,7 @@ import { type Owner, recordTag } from "../store/keys.ts";
 import type { RecordStore } from "../store/records.ts";
 import { isFinal, type Job, type JobRegistry, type JobState } from "../ucloud/jobs.ts";
 import type { TaskHandlers } from "../worker/handlers.ts";
-import { ANNOTATIONS, buildNetworkPolicy, buildPod, buildService, ownedByPod, ownedService, podName, policyName } from "./objects.ts";
+import { ANNOTATIONS, buildNetworkPolicy, buildPod, buildService, LABELS, ownedByPod, ownedService, ownerLabel, podName, policyName } from "./objects.ts";
 
 export interface ReconcilerOptions {
   store: RecordStore;
@@ -39,7 +39,17 @@ export class Reconciler implements TaskHandlers {
     const record = await store.read(appName, owner);
     if (!record || record.jobId === "") return;
     const name = podName(record.jobId);
-    let pod = await gateway.getPod(name);
+    const tag = recordTag(appName, owner);
+    // One list finds the job's pod and any pod left from an earlier job of this record (a new job
+    // registered before the old one's pod was gone): those go, with what they held.
+    const pods = await gateway.listPods(`${LABELS.owner}=${ownerLabel(tag)}`);
+    for (const orphan of pods.filter((p) => p.metadata?.name !== name)) {
+      await gateway.deletePod(orphan.metadata!.name!);
+      const orphanJob = orphan.metadata?.labels?.[LABELS.jobId];
+      if (orphanJob) await app.release(orphanJob, this.options.runtime);
+      this.options.log("info", "deleted the pod of an earlier job", { app: appName, owner, pod: orphan.metadata!.name });
+    }
+    let pod = pods.find((p) => p.metadata?.name === name) ?? null;
 
     const job = record.state === "active" ? await jobs.retrieve(record.jobId) : null;
     if (!job || isFinal(job.state)) {
@@ -90,7 +100,7 @@ export class Reconciler implements TaskHandlers {
     }
     let created: V1Pod;
     try {
-      created = await gateway.createPod(buildPod(app, context, recordTag(appName, owner)));
+      created = await gateway.createPod(buildPod(app, context, tag));
     } catch (e) {
       // Another worker (a restart racing a reconcile) created it first: its events bring us back.
       if (statusOf(e) === 409) return;

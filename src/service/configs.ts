@@ -25,7 +25,7 @@ import {
 import { type TaskKind, taskId } from "../queue/tasks.ts";
 import type { Owner } from "../store/keys.ts";
 import type { Commit, RecordStore, Snapshot, StoredRecord } from "../store/records.ts";
-import { isRedisUnavailable, PoolExhaustedError } from "../store/redis.ts";
+import { AmbiguousCommitError, isRedisUnavailable, PoolExhaustedError } from "../store/redis.ts";
 import type { FolderAccess } from "../storage/storage.ts";
 import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
 
@@ -265,7 +265,11 @@ export class ConfigService {
         const outcome = await guard(
           store.attempt<Written | Detour>(app.name, owner, (snapshot) =>
             this.decide(app, owner, pre, intend, snapshot, claimToken, unusedJobId),
-          ),
+          ).catch((e: unknown) => {
+            // The record may now point at the job we registered: never retire it then.
+            if (e instanceof AmbiguousCommitError) unusedJobId = null;
+            throw e;
+          }),
         );
         if (!outcome.committed) {
           if (pass >= MAX_CONFLICT_RETRIES) throw unavailable("The configuration is being changed by many writers at once; try again.");

@@ -11,7 +11,8 @@ import type { RecordCache } from "../cache/record-cache.ts";
 import { addTaskInTransaction } from "../queue/queue.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { keys, type Owner } from "./keys.ts";
-import { type CommandConnection, isRedisUnavailable, RedisUnavailableError, type TransactionPool } from "./redis.ts";
+import type { Redis } from "ioredis";
+import { AmbiguousCommitError, type CommandConnection, isRedisUnavailable, RedisUnavailableError, type TransactionPool } from "./redis.ts";
 
 export type RecordState = "active" | "detached";
 
@@ -154,7 +155,9 @@ export class RecordStore {
           results = await multi.exec();
         } catch (e) {
           if (!record || !isRedisUnavailable(e)) throw e;
-          // The EXEC may or may not have run before the connection went. The ETag log says which.
+          // The EXEC may or may not have run. First make sure it never will (a timed-out EXEC may
+          // still sit in the server's input buffer), then the ETag log says which.
+          await this.fence(connection);
           if (!(await this.wasCommitted(app, owner, record.etag))) throw e;
           results = [];
         }
@@ -183,6 +186,20 @@ export class RecordStore {
     throw new RedisUnavailableError("could not detach the record: it kept changing");
   }
 
+  /** Closes a transaction connection on the server's side, so nothing more it sent can run. */
+  private async fence(connection: Redis): Promise<void> {
+    const id = this.pool.clientIdOf(connection);
+    connection.disconnect();
+    if (id === undefined) return;
+    try {
+      const redis = await this.commands();
+      await redis.client("KILL", "ID", String(id));
+    } catch {
+      // Already gone (the usual case: the connection dropped), or Redis is unreachable, and
+      // then the ETag log cannot be read either.
+    }
+  }
+
   /** Whether a write that produced `etag` reached Redis (asked on the shared connection). */
   private async wasCommitted(app: string, owner: Owner, etag: string): Promise<boolean> {
     const deadline = Date.now() + 2_000;
@@ -192,7 +209,7 @@ export class RecordStore {
         return (await redis.lpos(keys.etagLog(app, owner), etag)) !== null;
       } catch (e) {
         if (!isRedisUnavailable(e) || Date.now() > deadline) {
-          throw new RedisUnavailableError("lost the connection during a write and could not learn whether it landed");
+          throw new AmbiguousCommitError("lost the connection during a write and could not learn whether it landed");
         }
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

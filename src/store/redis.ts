@@ -27,6 +27,11 @@ export class RedisUnavailableError extends Error {
   override name = "RedisUnavailableError";
 }
 
+/** A write whose EXEC may or may not have run: its outcome could not be learned. */
+export class AmbiguousCommitError extends RedisUnavailableError {
+  override name = "AmbiguousCommitError";
+}
+
 /** Redis is fine, but every transaction connection of this process stayed busy: overload. */
 export class PoolExhaustedError extends RedisUnavailableError {
   override name = "PoolExhaustedError";
@@ -122,6 +127,7 @@ export class TransactionPool {
   private open = 0;
   private readonly waiters: { resolve: (r: Redis) => void; reject: (e: Error) => void; timer: Timer }[] = [];
   private closed = false;
+  private readonly clientIds = new WeakMap<Redis, number>();
 
   constructor(private readonly settings: RedisSettings) {}
 
@@ -194,6 +200,8 @@ export class TransactionPool {
     });
     try {
       await Promise.race([connection.connect(), timeout]);
+      // Known up front, so that a transaction whose fate is unclear can be fenced (CLIENT KILL ID).
+      this.clientIds.set(connection, Number(await Promise.race([connection.client("ID"), timeout])));
     } catch (e) {
       connection.disconnect();
       throw e;
@@ -201,6 +209,11 @@ export class TransactionPool {
       clearTimeout(timer);
     }
     return connection;
+  }
+
+  /** The server-side id of a pooled connection (for CLIENT KILL ID). */
+  clientIdOf(connection: Redis): number | undefined {
+    return this.clientIds.get(connection);
   }
 
   private release(connection: Redis, healthy: boolean) {
