@@ -11,6 +11,9 @@
 //
 // Usage: bun scripts/bench-reconcile.ts [--updates N] [--owners N]   (defaults 500, 100)
 
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { sign } from "hono/jwt";
 import { resolveConfig } from "../src/config/config.ts";
 import { httpAppFor } from "../src/http/server.ts";
@@ -34,8 +37,12 @@ const DEVICE = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD"
 process.env.IAPPS_LOG_LEVEL ??= "error";
 const redis = await TestRedis.start();
 const simulator = await startSimulator({ port: 0, startDelayMs: 0 });
+// Syncthing runs only over folders its owner may write: one per update, in each owner's home drive.
+const storageRoot = mkdtempSync(join(tmpdir(), "iapps-bench-storage-"));
+for (let i = 0; i < UPDATES; i++) mkdirSync(join(storageRoot, `home-user-${i % OWNERS}`, `f${i}`), { recursive: true });
 const settings = {
   redis: { url: redis.url },
+  storage: { root: storageRoot },
   auth: { jwt_secret: SECRET },
   kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "0ms" },
   worker: { resync_interval: "1h" },
@@ -124,4 +131,5 @@ try {
   await apiContext.close();
   await simulator.stop();
   await redis.close();
+  rmSync(storageRoot, { recursive: true, force: true });
 }
