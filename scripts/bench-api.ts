@@ -76,13 +76,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { Hono } from "hono";
 import { sign } from "hono/jwt";
 import { Redis } from "ioredis";
+import { freePort } from "../test/support/redis-server.ts";
 import { keys } from "../src/store/keys.ts";
 
 // autocannon ships no type declarations; these are the parts of it this script uses.
@@ -348,17 +348,6 @@ process.on("exit", () => {
   }
   if (tempDir) rmSync(tempDir, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 async function waitFor(child: Child, what: string, ready: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
   const deadline = Date.now() + timeoutMs;

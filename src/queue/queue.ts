@@ -88,11 +88,11 @@ ${NOW_MS}
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[3]), ARGV[1])
 return 1`;
 
-// KEYS: pending, dirty, active, leases, wake, attempts, errors, busy, parked. ARGV: id, token.
+// KEYS as FAIL. ARGV: id, token.
 const COMPLETE = `
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
 ${TAG_OF}
-${FREE(8, 9)}
+${FREE(10, 11)}
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
@@ -221,7 +221,8 @@ const scripts = {
 };
 
 const addKeys = () => [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueDelayed(), keys.queueWake()];
-const failKeys = () => [
+/** The keys of the scripts that move a taken task on (complete, fail, promote), in their order. */
+const taskKeys = () => [
   keys.queuePending(),
   keys.queueDirty(),
   keys.queueActive(),
@@ -315,31 +316,21 @@ export class TaskQueue {
 
   async complete(lease: Lease): Promise<boolean> {
     const redis = await this.redis();
-    const keyNames = [
-      keys.queuePending(),
-      keys.queueDirty(),
-      keys.queueActive(),
-      keys.queueLeases(),
-      keys.queueWake(),
-      keys.queueAttempts(),
-      keys.queueErrors(),
-      keys.queueBusy(),
-      keys.queueParked(),
-    ];
+    const keyNames = taskKeys();
     return (await scripts.complete.run(redis, keyNames, [lease.id, lease.token])) === 1;
   }
 
   /** Records a failed attempt: answers what became of the task. */
   async fail(lease: Lease, error: string): Promise<"lease-lost" | "requeued" | "dead" | "delayed"> {
     const redis = await this.redis();
-    const outcome = await scripts.fail.run(redis, failKeys(), [...this.policyArgs(), lease.id, lease.token, error.slice(0, 2000)]);
+    const outcome = await scripts.fail.run(redis, taskKeys(), [...this.policyArgs(), lease.id, lease.token, error.slice(0, 2000)]);
     return (["lease-lost", "requeued", "dead", "delayed"] as const)[outcome as number]!;
   }
 
   /** Promotes retries that are due and hands out tasks whose lease expired. */
   async promote(batch = 500): Promise<{ promoted: number; expired: number }> {
     const redis = await this.redis();
-    const [promoted, expired] = (await scripts.promote.run(redis, failKeys(), [...this.policyArgs(), batch])) as number[];
+    const [promoted, expired] = (await scripts.promote.run(redis, taskKeys(), [...this.policyArgs(), batch])) as number[];
     return { promoted: promoted!, expired: expired! };
   }
 
