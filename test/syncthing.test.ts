@@ -181,9 +181,26 @@ describe("state folder (spec §7)", () => {
     await runningPod("alice", etag);
     const state = join(root, "home-alice", "Syncthing");
     writeFileSync(join(state, "config.xml"), "<syncthing-keys/>");
+    const { jobId } = await record("alice");
     expect((await providerCall(api, "syncthing", "reset", { principal: owner("alice") })).status).toBe(200);
-    expect(existsSync(state)).toBe(true);
-    expect(readdirSync(state)).not.toContain("config.xml");
+    // The worker wipes it once the old pod is gone (the default configuration does not run).
+    await eventually(async () => existsSync(state) && !readdirSync(state).includes("config.xml") && state, 10, "the state folder is wiped");
+    expect(await cluster.getPod(podName(jobId!))).toBeNull();
+    expect(await redis.admin.exists(keys.resetPending("syncthing", owner("alice")))).toBe(0);
+  });
+
+  test("a reset's wipe waits until no pod runs: a running pod is never wiped under", async () => {
+    // No worker yet: the reset is stored and its wipe owed.
+    const etag = await update("alice", { folders: [{ ucloudPath: folder("alice", "A"), id: "a" }], devices: [{ deviceId: DEVICE_A, label: "x" }] });
+    expect(etag).toBeTruthy();
+    const state = join(root, "home-alice", "Syncthing");
+    mkdirSync(state, { recursive: true });
+    writeFileSync(join(state, "config.xml"), "<syncthing-keys/>");
+    expect((await providerCall(api, "syncthing", "reset", { principal: owner("alice") })).status).toBe(200);
+    expect(readdirSync(state)).toContain("config.xml");
+    expect(await redis.admin.get(keys.resetPending("syncthing", owner("alice")))).toBe((await record("alice")).etag!);
+    startWorker();
+    await eventually(async () => !readdirSync(state).includes("config.xml") && state, 10, "the worker wipes it");
   });
 });
 

@@ -86,6 +86,14 @@ export class Reconciler implements TaskHandlers {
       if (pod) return;
     }
 
+    // No pod of this job runs now: a reset's side effects can be done without a pod undoing them.
+    const reset = await store.resetPending(appName, owner);
+    if (reset !== null) {
+      await app.reset(owner, this.options.runtime);
+      await store.resetDone(appName, owner, reset);
+      this.options.log("info", "did a reset's side effects", { app: appName, owner });
+    }
+
     if (!shouldRun) {
       await app.release(record.jobId, this.options.runtime);
       await this.setState(job, "SUSPENDED");

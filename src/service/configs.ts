@@ -52,10 +52,7 @@ export interface ConfigServiceOptions {
   requireEtag: boolean;
   /** How long to wait for another replica registering the same record's first job. */
   jobClaimWaitMs: number;
-  /**
-   * Storage, ports and leases: for the terminal's open and activity (required by them) and for
-   * an app's reset side effects (skipped without it).
-   */
+  /** Storage, ports and leases: for the terminal's open and activity (required by them). */
   runtime?: AppRuntime;
   /** `[apps.terminal] inactivity`: how long an open or activity keeps the terminal alive. Default 15 minutes. */
   terminalInactivityMs?: number;
@@ -70,7 +67,8 @@ export interface View {
 /** What an operation wants to become of the record it read. */
 type Intent =
   | { kind: "nothing" }
-  | { kind: "write"; config: unknown }
+  /** `reset`: the app's reset side effects (Syncthing's state wipe) are owed once the old pod is gone. */
+  | { kind: "write"; config: unknown; reset?: boolean }
   | { kind: "restart" }
   /**
    * Keep the configuration and its ETag, and have the worker look at the record again (a
@@ -132,12 +130,11 @@ export class ConfigService {
   /** Stores the default configuration with a new ETag; with no record, does nothing. */
   async reset(appName: string, owner: Owner, pre: Preconditions): Promise<{ etag: string | null }> {
     const app = this.configurableApp(appName);
+    // The side effects (Syncthing wipes its state folder) are the worker's, once the old pod is
+    // gone: a pod still running could write its state again right after a wipe done here.
     const result = await this.change(app, owner, pre, (record) =>
-      record === null ? { kind: "nothing" } : { kind: "write", config: app.defaultConfig(owner) },
+      record === null ? { kind: "nothing" } : { kind: "write", config: app.defaultConfig(owner), reset: true },
     );
-    // The reset is stored; its side effects (Syncthing wipes its state folder) follow. Should they
-    // fail, the stored default still stands and the error says what to retry.
-    if (result.etag !== null && this.options.runtime) await app.reset(owner, this.options.runtime);
     return { etag: result.etag };
   }
 
@@ -329,9 +326,10 @@ export class ConfigService {
     const config = intent.kind === "restart" || intent.kind === "touch" ? record!.config : intent.config;
     const etag = newEtag();
     const updatedAt = new Date().toISOString();
+    const resetMarker = intent.kind === "write" && intent.reset ? etag : undefined;
     if (jobAlive) {
       return {
-        commit: { record: { config, etag, jobId: record.jobId, state: "active", updatedAt }, enqueue: reconcile },
+        commit: { record: { config, etag, jobId: record.jobId, state: "active", updatedAt }, enqueue: reconcile, resetMarker },
         value: { etag, jobId: record.jobId },
       };
     }
@@ -345,6 +343,7 @@ export class ConfigService {
         record: { config, etag, jobId: registeredJobId, state: "active", updatedAt },
         releaseClaim: true,
         enqueue: reconcile,
+        resetMarker,
       },
       value: { etag, jobId: registeredJobId, usedJob: true },
     };

@@ -43,6 +43,8 @@ export const keys = {
    */
   activityLease: (app: string, owner: Owner) => `${PREFIX}:lease:{${recordTag(app, owner)}}`,
 
+  /** String, present while a reset's side effects (Syncthing's state wipe) are owed: the reset's ETag. */
+  resetPending: (app: string, owner: Owner) => `${PREFIX}:reset:{${recordTag(app, owner)}}`,
   /** Pub/sub channel: every write publishes `{app, owner, etag}` here; every API replica applies it to its cache. */
   invalidations: () => `${PREFIX}:invalidations`,
 
@@ -94,6 +96,7 @@ export const keyPatterns = {
   etagLog: `${PREFIX}:etags:{<app>:<createdBy>[:<project>]}`,
   jobClaim: `${PREFIX}:claim:{<app>:<createdBy>[:<project>]}`,
   activityLease: `${PREFIX}:lease:{<app>:<createdBy>[:<project>]}`,
+  resetPending: `${PREFIX}:reset:{<app>:<createdBy>[:<project>]}`,
   invalidations: `${PREFIX}:invalidations`,
   portsByPort: `${PREFIX}:{ports}:<pool>:by-port`,
   portsByJob: `${PREFIX}:{ports}:<pool>:by-job`,

@@ -38,6 +38,8 @@ export interface Commit {
   releaseClaim?: boolean;
   /** A task id to put on the queue (see src/queue/tasks.ts). */
   enqueue?: string;
+  /** Note that a reset's side effects are owed (the value is the reset's ETag). */
+  resetMarker?: string;
 }
 
 /** ETags of the latest writes of a record, newest first: how an interrupted EXEC learns its fate. */
@@ -134,7 +136,7 @@ export class RecordStore {
       const decision = await decide(snapshot);
       if (decision.commit === null) return { committed: true, value: decision.value };
 
-      const { record, releaseClaim, enqueue } = decision.commit;
+      const { record, releaseClaim, enqueue, resetMarker } = decision.commit;
       const multi = connection.multi();
       if (record) {
         const etagLog = keys.etagLog(app, owner);
@@ -143,6 +145,7 @@ export class RecordStore {
         multi.publish(keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
       }
       if (releaseClaim) multi.del(claimKey);
+      if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
       if (enqueue !== undefined) addTaskInTransaction(multi, enqueue);
 
       // Write-through: this replica shows the new record at once, unless a newer write's
@@ -214,6 +217,23 @@ export class RecordStore {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
+  }
+
+  /** The ETag of a reset whose side effects are still owed, or null. */
+  async resetPending(app: string, owner: Owner): Promise<string | null> {
+    const redis = await this.commands();
+    return redis.get(keys.resetPending(app, owner));
+  }
+
+  /** The owed reset side effects are done (unless a newer reset came meanwhile). */
+  async resetDone(app: string, owner: Owner, marker: string): Promise<void> {
+    const redis = await this.commands();
+    await redis.eval(
+      `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
+      1,
+      keys.resetPending(app, owner),
+      marker,
+    );
   }
 
   /** Takes the job claim for `ttlMs`; true when this caller now holds it. */
