@@ -230,6 +230,39 @@ describe("failures", () => {
   });
 });
 
+describe("a lost lease", () => {
+  test("a task whose lease another worker took is told to stop (its signal aborts)", async () => {
+    const { startWorker } = await import("../src/worker/start.ts");
+    const local = createContext(resolveConfig({ redis: { url: redis.url }, worker: { lease: "300ms", resync_interval: "1h" } }, { source: "t", environment: {} }), { cache: false });
+    let aborted = null as string | null;
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const handler = async (_app: string, _owner: unknown, signal?: AbortSignal) => {
+      started();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 5000);
+        signal?.addEventListener("abort", () => {
+          aborted = String(signal.reason);
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    };
+    const worker = startWorker(local, { reconcile: handler, restart: handler });
+    try {
+      await local.queue.add(task(1));
+      await running;
+      // Another worker's lease now (as after an expiry and a redelivery).
+      await redis.admin.hset(keys.queueLeases(), task(1), "someone-else:1");
+      await eventually(async () => aborted !== null, 5, "the handler is told to stop");
+      expect(aborted).toContain("lease");
+    } finally {
+      await worker.stop(1000);
+      await local.close();
+    }
+  });
+});
+
 describe("resync and shutdown", () => {
   test("the periodic resync enqueues a reconcile for every record", async () => {
     const api = startInstance(redis.url);

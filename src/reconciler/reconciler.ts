@@ -32,7 +32,9 @@ export interface ReconcilerOptions {
 export class Reconciler implements TaskHandlers {
   constructor(private readonly options: ReconcilerOptions) {}
 
-  async reconcile(appName: string, owner: Owner): Promise<void> {
+  async reconcile(appName: string, owner: Owner, signal?: AbortSignal): Promise<void> {
+    // Before every change to the world: a task whose lease was lost stops here.
+    const stop = () => signal?.throwIfAborted();
     const { store, jobs, apps, gateway } = this.options;
     const app = apps.get(appName);
     if (!app) return; // a disabled app's records are left as they are
@@ -44,6 +46,7 @@ export class Reconciler implements TaskHandlers {
     // registered before the old one's pod was gone): those go, with what they held.
     const pods = await gateway.listPods(`${LABELS.owner}=${ownerLabel(tag)}`);
     for (const orphan of pods.filter((p) => p.metadata?.name !== name)) {
+      stop();
       await gateway.deletePod(orphan.metadata!.name!);
       const orphanJob = orphan.metadata?.labels?.[LABELS.jobId];
       if (orphanJob) await app.release(orphanJob, this.options.runtime);
@@ -54,9 +57,11 @@ export class Reconciler implements TaskHandlers {
     const job = record.state === "active" ? await jobs.retrieve(record.jobId) : null;
     if (!job || isFinal(job.state)) {
       if (record.state === "active") {
+        stop();
         await store.detach(appName, owner, record.jobId);
         this.options.log("info", "detached a record whose job is gone or final", { app: appName, owner, jobId: record.jobId });
       }
+      stop();
       if (pod) await gateway.deletePod(name);
       await app.release(record.jobId, this.options.runtime);
       return;
@@ -74,10 +79,12 @@ export class Reconciler implements TaskHandlers {
       const phase = pod.status?.phase;
       const outdated = this.outdated(app, pod, context);
       if (outdated === null && shouldRun && phase !== "Succeeded" && phase !== "Failed") {
+        stop();
         await this.ensureCompanions(app, context, pod);
         await this.setState(job, phase === "Running" ? "RUNNING" : "IN_QUEUE");
         return;
       }
+      stop();
       await gateway.deletePod(name);
       await this.setState(job, "SUSPENDED");
       this.options.log("info", "deleted a pod", { app: appName, owner, pod: name, why: outdated ?? (shouldRun ? `phase ${phase}` : "should not run") });
@@ -89,16 +96,19 @@ export class Reconciler implements TaskHandlers {
     // No pod of this job runs now: a reset's side effects can be done without a pod undoing them.
     const reset = await store.resetPending(appName, owner);
     if (reset !== null) {
+      stop();
       await app.reset(owner, this.options.runtime);
       await store.resetDone(appName, owner, reset);
       this.options.log("info", "did a reset's side effects", { app: appName, owner });
     }
 
     if (!shouldRun) {
+      stop();
       await app.release(record.jobId, this.options.runtime);
       await this.setState(job, "SUSPENDED");
       return;
     }
+    stop();
     const blocked = await app.prepareStart(context, this.options.runtime);
     if (blocked !== null) {
       // Reported where operators and users look, and left for the resync to try again: no retry storm.
@@ -108,22 +118,25 @@ export class Reconciler implements TaskHandlers {
     }
     let created: V1Pod;
     try {
+      stop();
       created = await gateway.createPod(buildPod(app, context, tag));
     } catch (e) {
       // Another worker (a restart racing a reconcile) created it first: its events bring us back.
       if (statusOf(e) === 409) return;
       throw e;
     }
+    stop();
     await this.ensureCompanions(app, context, created);
     await this.setState(job, "IN_QUEUE");
   }
 
   /** Deletes the rank-0 pod (grace period 0, background propagation); the reconcile recreates it. */
-  async restart(appName: string, owner: Owner): Promise<void> {
+  async restart(appName: string, owner: Owner, signal?: AbortSignal): Promise<void> {
     const record = await this.options.store.read(appName, owner);
     if (!record || record.state !== "active" || record.jobId === "") return;
+    signal?.throwIfAborted();
     await this.options.gateway.deletePod(podName(record.jobId));
-    await this.reconcile(appName, owner);
+    await this.reconcile(appName, owner, signal);
   }
 
   /** Why a running pod no longer fits its record, or null when it does. */

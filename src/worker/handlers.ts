@@ -5,8 +5,11 @@
 import type { Owner } from "../store/keys.ts";
 
 export interface TaskHandlers {
-  /** Level-triggered and idempotent: make the world match the record of (app, owner). */
-  reconcile(app: string, owner: Owner): Promise<void>;
+  /**
+   * Level-triggered and idempotent: make the world match the record of (app, owner). `signal`
+   * aborts when the task's lease is lost: stop before the next change to the world.
+   */
+  reconcile(app: string, owner: Owner, signal?: AbortSignal): Promise<void>;
   /** Delete the rank-0 pod of the record's job so that the reconciler recreates it. */
-  restart(app: string, owner: Owner): Promise<void>;
+  restart(app: string, owner: Owner, signal?: AbortSignal): Promise<void>;
 }

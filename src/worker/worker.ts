@@ -109,17 +109,30 @@ export class Worker {
 
   private async execute(lease: Lease): Promise<void> {
     const { queue, handlers, leaseMs, log } = this.options;
+    // A task whose lease is gone (or could not be renewed for as long as a lease lasts) may be
+    // running on another worker already: the handler is told to stop at its next step.
+    const abort = new AbortController();
+    let renewedAt = Date.now();
     const renewal = setInterval(() => {
       queue.renew(lease, leaseMs).then(
-        (held) => held || log("warn", "lost the lease of a running task; another worker may run it", { task: lease.id }),
-        () => {},
+        (held) => {
+          if (held) {
+            renewedAt = Date.now();
+          } else if (!abort.signal.aborted) {
+            log("warn", "lost the lease of a running task; stopping it", { task: lease.id });
+            abort.abort(new Error("the task's lease was lost"));
+          }
+        },
+        () => {
+          if (Date.now() - renewedAt >= leaseMs && !abort.signal.aborted) abort.abort(new Error("the task's lease could not be renewed"));
+        },
       );
     }, leaseMs / 3);
     let error: string | null = null;
     try {
       const task = parseTaskId(lease.id);
       if (!task) throw new Error(`not a task id: ${lease.id}`);
-      await handlers[task.kind](task.app, task.owner);
+      await handlers[task.kind](task.app, task.owner, abort.signal);
     } catch (e) {
       error = e instanceof Error ? e.message : String(e);
     } finally {
