@@ -22,13 +22,28 @@ const mode = process.env.TEST_MODE ?? "record";
 const taskMs = Number(process.env.TEST_TASK_MS ?? "0");
 const name = process.env.TEST_WORKER_NAME ?? String(process.pid);
 
+let runs = 0;
+
+/** Marks `key` as running with `token`; finding another run's mark there is an overlap. */
+async function mark(key: string, token: string, overlaps: string) {
+  if ((await redis.set(key, token, "NX")) === "OK") return;
+  if ((await redis.get(key)) !== token) await redis.incr(overlaps);
+}
+
+async function unmark(key: string, token: string) {
+  await redis.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`, 1, key, token);
+}
+
 async function run(kind: TaskKind, app: string, owner: Owner) {
   const id = taskId(kind, app, owner);
   if (mode === "fail") throw new Error(`${id} always fails`);
   const tag = recordTag(app, owner);
-  if ((await redis.incr(`test:running:${id}`)) > 1) await redis.incr("test:overlaps");
+  // Marks that say "running", each with a token of this run. Not counters: across a Redis crash
+  // this client re-sends commands whose replies were lost, and a re-sent INCR would count twice.
+  const token = `${name}:${++runs}`;
+  await mark(`test:running:${id}`, token, "test:overlaps");
   // Spec §5: never two workers on one (app, owner), whatever the task kinds.
-  if ((await redis.incr(`test:running-owner:${tag}`)) > 1) await redis.incr("test:owner-overlaps");
+  await mark(`test:running-owner:${tag}`, token, "test:owner-overlaps");
   await redis.rpush("test:started", id);
   try {
     const want = await redis.get(`test:want:${tag}`);
@@ -37,8 +52,8 @@ async function run(kind: TaskKind, app: string, owner: Owner) {
     await redis.hincrby("test:executions", id, 1);
     await redis.hset("test:finished-by", id, name);
   } finally {
-    await redis.decr(`test:running:${id}`);
-    await redis.decr(`test:running-owner:${tag}`);
+    await unmark(`test:running:${id}`, token);
+    await unmark(`test:running-owner:${tag}`, token);
   }
 }
 
