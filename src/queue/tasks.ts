@@ -1,5 +1,5 @@
-// Tasks for the worker: what they are and how they are named on the queue. The queue itself
-// (leases, retries, dead letters) arrives with the worker issue; producers only need the id.
+// Tasks for the worker: what they are and how they are named on the queue (the queue itself,
+// with its leases, retries and dead letters, is src/queue/queue.ts).
 // A task id is `<kind>:<app>:<createdBy>[:<project>]`, the same identity as the record's hash tag,
 // so at most one task per (kind, app, owner) can be pending (the dirty set holds the ids).
 // Imports src/store/keys.ts only.
