@@ -1,6 +1,7 @@
 // The Hono application: routes of spec §2, auth, body limit, conditional requests, and the
 // mapping of errors to UCloud's error shape. Web standards only: runtime adapters live at the
-// edge (today src/main.ts hands `app.fetch` to Bun.serve). Imports src/service and src/errors.ts, never store or Kubernetes code.
+// edge (today src/main.ts hands `app.fetch` to Bun.serve). Imports src/service and
+// src/errors.ts, never store or Kubernetes code.
 
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
