@@ -84,6 +84,7 @@ import { sign } from "hono/jwt";
 import { Redis } from "ioredis";
 import { freePort } from "../test/support/redis-server.ts";
 import { keys } from "../src/store/keys.ts";
+import { option } from "./options.ts";
 
 // autocannon ships no type declarations; these are the parts of it this script uses.
 interface AutocannonResult {
@@ -134,19 +135,6 @@ function bun(): string {
 
 // ---------------------------------------------------------------------------------------------
 // Options
-
-function option(name: string, envName: string, fallback: number): number {
-  const argv = process.argv.slice(2);
-  let raw: string | undefined = process.env[envName];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === `--${name}`) raw = argv[i + 1];
-    else if (argv[i]!.startsWith(`--${name}=`)) raw = argv[i]!.slice(name.length + 3);
-  }
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} / ${envName}: expected a number, got '${raw}'`);
-  return value;
-}
 
 function stringOption(name: string, envName?: string): string | undefined {
   const argv = process.argv.slice(2);

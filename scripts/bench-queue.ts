@@ -41,6 +41,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue as BullQueue, Worker as BullWorker } from "bullmq";
 import { Redis } from "ioredis";
+import { option } from "./options.ts";
 
 // src/log.ts reads the level when it is loaded: set it before importing the service.
 process.env.IAPPS_LOG_LEVEL ??= "warn";
@@ -54,19 +55,6 @@ type Owner = import("../src/store/keys.ts").Owner;
 
 // ---------------------------------------------------------------------------------------------
 // Options
-
-function option(name: string, envName: string, fallback: number): number {
-  const argv = process.argv.slice(2);
-  let raw: string | undefined = process.env[envName];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === `--${name}`) raw = argv[i + 1];
-    else if (argv[i]!.startsWith(`--${name}=`)) raw = argv[i]!.slice(name.length + 3);
-  }
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} / ${envName}: expected a number, got '${raw}'`);
-  return value;
-}
 
 const settings = {
   tasks: Math.max(1, Math.round(option("tasks", "BENCH_TASKS", 20_000))),

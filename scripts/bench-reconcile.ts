@@ -23,13 +23,10 @@ import { ANNOTATIONS, LABELS } from "../src/reconciler/objects.ts";
 import { createContext } from "../src/service/context.ts";
 import { startReconcilingWorker } from "../src/worker/start.ts";
 import { TestRedis } from "../test/support/redis-server.ts";
+import { option } from "./options.ts";
 
-const option = (name: string, fallback: number) => {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? Number(process.argv[index + 1]) : fallback;
-};
-const UPDATES = option("updates", 500);
-const OWNERS = option("owners", 100);
+const UPDATES = option("updates", "BENCH_UPDATES", 500);
+const OWNERS = option("owners", "BENCH_OWNERS", 100);
 const SECRET = "bench-reconcile-secret-0123456789";
 const NAMESPACE = "bench";
 const DEVICE = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD";
