@@ -62,7 +62,7 @@ describe("with no file and no environment, every key has its default", () => {
       resync_interval: 30_000,
       shutdown_timeout: 25_000,
     });
-    expect(config.ucloud).toEqual({ provider_id: "k8s", mode: "embedded" });
+    expect(config.ucloud).toEqual({ provider_id: "k8s", mode: "embedded", core_url: "", refresh_token: "", core_timeout: 10_000 });
     expect(config.apps).toEqual({
       syncthing: {
         enabled: true,

@@ -127,7 +127,21 @@ export const ConfigSchema = v.strictObject({
         v.pipe(v.string("expected a string"), v.regex(/^[A-Za-z0-9._-]+$/, "expected letters, digits, '.', '_' or '-'")),
         "k8s",
       ),
-      mode: v.optional(v.picklist(["embedded"], "expected \"embedded\" (\"core\" arrives with the UCloud/Core issue)"), "embedded"),
+      /** `embedded`: jobs kept in Redis. `core`: jobs registered with and read from UCloud/Core. */
+      mode: v.optional(v.picklist(["embedded", "core"], "expected \"embedded\" or \"core\""), "embedded"),
+      /** UCloud/Core's base address (mode core), such as "https://cloud.example.org". */
+      core_url: v.optional(
+        v.pipe(
+          v.string("expected a string"),
+          v.check((s) => s === "" || /^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(s), "expected an http:// or https:// address"),
+          v.transform((s) => s.replace(/\/+$/, "")),
+        ),
+        "",
+      ),
+      /** The provider's refresh token (mode core); set it with IAPPS_UCLOUD_REFRESH_TOKEN, not in a file. */
+      refresh_token: str(""),
+      /** How long one call to Core may take before it counts as unanswered (503 / retry). */
+      core_timeout: duration("10s"),
     }),
     {},
   ),
@@ -218,7 +232,22 @@ export function resolveConfig(
   }
   const result = v.safeParse(ConfigSchema, merged);
   if (!result.success) throw invalid(options.source, result.issues);
+  checkCoreMode(options.source, result.output);
   return result.output;
+}
+
+/** Core mode needs Core's address, the provider's refresh token, and Core's public key. */
+function checkCoreMode(source: string, config: Config) {
+  if (config.ucloud.mode !== "core") return;
+  const missing: string[] = [];
+  if (config.ucloud.core_url === "") missing.push("  ucloud.core_url: required when ucloud.mode is \"core\"");
+  if (config.ucloud.refresh_token === "") {
+    missing.push("  ucloud.refresh_token: required when ucloud.mode is \"core\" (set IAPPS_UCLOUD_REFRESH_TOKEN)");
+  }
+  if (config.auth.jwt_public_key === "") {
+    missing.push("  auth.jwt_public_key: required when ucloud.mode is \"core\" (the PEM public key Core signs its calls with)");
+  }
+  if (missing.length > 0) throw new ConfigError(`${source}: invalid configuration\n${missing.join("\n")}`);
 }
 
 function invalid(where: string, issues: readonly v.BaseIssue<unknown>[]): ConfigError {
@@ -304,5 +333,9 @@ function isTable(value: unknown): value is Record<string, unknown> {
 /** The resolved configuration with secrets hidden, for `bun src/main.ts config`. */
 export function redacted(config: Config): Config {
   const hide = (s: string) => (s === "" ? "" : "<redacted>");
-  return { ...config, auth: { ...config.auth, jwt_secret: hide(config.auth.jwt_secret) } };
+  return {
+    ...config,
+    auth: { ...config.auth, jwt_secret: hide(config.auth.jwt_secret) },
+    ucloud: { ...config.ucloud, refresh_token: hide(config.ucloud.refresh_token) },
+  };
 }
