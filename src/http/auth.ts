@@ -9,6 +9,9 @@ import { UsernameSchema } from "../service/owner.ts";
 
 export type Role = "USER" | "ADMIN" | "SERVICE";
 
+/** The subject UCloud/Core signs its calls to providers with (role SERVICE). */
+export const CORE_SUBJECT = "_UCloud";
+
 export interface Principal {
   username: string;
   role: Role;
@@ -75,6 +78,9 @@ export function authenticate(verifier: TokenVerifier, allowed: readonly Role[]):
     const principal = await verifier.principal(match[1]!);
     if (!allowed.includes(principal.role)) {
       throw forbidden(`This route is for ${allowed.join(" or ")} tokens; yours has role ${principal.role}.`);
+    }
+    if (principal.role === "SERVICE" && principal.username !== CORE_SUBJECT) {
+      throw forbidden(`SERVICE tokens are UCloud/Core's: the token's sub must be "${CORE_SUBJECT}", not "${principal.username}".`);
     }
     c.set("principal", principal);
     await next();
