@@ -15,6 +15,8 @@ import { RedisActivityLeases } from "../store/leases.ts";
 import { RedisPortAllocator } from "../store/ports.ts";
 import { RecordStore } from "../store/records.ts";
 import { createCommandConnection, readyConnection, TransactionPool } from "../store/redis.ts";
+import { CoreClient } from "../ucloud/core-client.ts";
+import { CoreJobRegistry } from "../ucloud/core-registry.ts";
 import { EmbeddedJobRegistry } from "../ucloud/embedded-registry.ts";
 import type { JobRegistry } from "../ucloud/jobs.ts";
 import { ConfigService } from "./configs.ts";
@@ -60,7 +62,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   const cache = options.cache !== false && config.api.cache_max_entries > 0 ? new RecordCache(config.api.cache_max_entries) : null;
   const subscriber = cache ? new InvalidationSubscriber(config.redis.url, cache, settings.commandTimeoutMs, log) : null;
   const store = new RecordStore(commands, pool, { cache, afterFillRead: options.afterFillRead });
-  const jobs = new EmbeddedJobRegistry(commands);
+  const jobs = jobRegistryFor(config, commands);
   const queue = new TaskQueue(commands, {
     maxAttempts: config.worker.max_attempts,
     backoffBaseMs: config.worker.backoff_base,
@@ -99,9 +101,21 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     runtime,
     service,
     async close() {
+      await jobs.close?.();
       await subscriber?.close();
       await pool.close();
       await redis.quit().catch(() => redis.disconnect());
     },
   };
+}
+
+function jobRegistryFor(config: Config, commands: () => Promise<Redis>): JobRegistry {
+  if (config.ucloud.mode === "embedded") return new EmbeddedJobRegistry(commands);
+  const core = new CoreClient({
+    coreUrl: config.ucloud.core_url,
+    refreshToken: config.ucloud.refresh_token,
+    timeoutMs: config.ucloud.core_timeout,
+    log: (level, message, fields) => log(level, message, fields),
+  });
+  return new CoreJobRegistry(core, { log: (level, message, fields) => log(level, message, fields) });
 }

@@ -1,11 +1,11 @@
 // The job registry: where the dedicated job of each record is registered and its state kept.
-// `embedded` keeps jobs in Redis (src/ucloud/embedded-registry.ts); `core` (a later issue) talks
-// to UCloud/Core. Imports src/apps/app.ts (for JobSpecification) only.
+// `embedded` keeps jobs in Redis (src/ucloud/embedded-registry.ts); `core` talks to UCloud/Core
+// (src/ucloud/core-registry.ts). Imports src/apps/app.ts (for JobSpecification) only.
 
 import type { JobSpecification } from "../apps/app.ts";
 
-/** UCloud's JobState. */
-export type JobState = "IN_QUEUE" | "RUNNING" | "CANCELING" | "SUCCESS" | "FAILURE" | "EXPIRED" | "SUSPENDED";
+/** UCloud's JobState (orchestrators/jobs.go). */
+export type JobState = "IN_QUEUE" | "RUNNING" | "SUCCESS" | "FAILURE" | "EXPIRED" | "SUSPENDED";
 
 const FINAL_STATES: ReadonlySet<JobState> = new Set(["SUCCESS", "FAILURE", "EXPIRED"]);
 
@@ -31,4 +31,6 @@ export interface JobRegistry {
   retrieve(jobId: string): Promise<Job | null>;
   /** Records a new state (and a human-readable status line). */
   updateState(jobId: string, state: JobState, status?: string): Promise<void>;
+  /** Sends what is still queued (state updates sent in batches). */
+  close?(): Promise<void>;
 }
