@@ -14,42 +14,23 @@ import type { RecordCache } from "./record-cache.ts";
 const HEALTH_CHECK_MS = 1000;
 
 export class InvalidationSubscriber {
-  private readonly redis: Redis;
+  private redis!: Redis;
   private readonly healthCheck: Timer;
+  private next = 0;
+  private closed = false;
   invalidations = 0;
 
+  /**
+   * `urls`: where to subscribe. On a Redis Cluster every node hears every publish, so the
+   * subscription may live on any node: when one cannot be reached, the next is tried.
+   */
   constructor(
-    url: string,
+    private readonly urls: string[],
     private readonly cache: RecordCache,
-    timeoutMs: number,
+    private readonly timeoutMs: number,
     private readonly log: (level: "info" | "warn", message: string) => void,
   ) {
-    this.redis = new Redis(url, {
-      // We resubscribe ourselves, so that we know when the subscription is back.
-      autoResubscribe: false,
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-      connectTimeout: timeoutMs,
-      retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
-      connectionName: "iapps-invalidations",
-      lazyConnect: true,
-      // For the health check's PING: a connection that stopped answering is a dead subscription.
-      commandTimeout: timeoutMs,
-    });
-    this.redis.on("error", () => {});
-    this.redis.on("close", () => {
-      if (this.cache.enabled) this.log("warn", "cache invalidations lost their connection; serving from Redis until resubscribed");
-      this.cache.suspend();
-    });
-    this.redis.on("ready", () => void this.subscribe());
-    this.redis.on("message", (_channel: string, message: string) => {
-      const invalidation = decodeInvalidation(message);
-      if (!invalidation) return;
-      this.invalidations++;
-      this.cache.invalidate(invalidation.key, invalidation.etag);
-    });
-    this.redis.connect().catch(() => {});
+    this.connect();
     // A connection can die without a word (a NAT table flushed, a failover without RST): without
     // this check the cache would go on trusting a subscription that hears nothing.
     this.healthCheck = setInterval(() => {
@@ -62,13 +43,49 @@ export class InvalidationSubscriber {
     }, HEALTH_CHECK_MS);
   }
 
+  private connect() {
+    const url = this.urls[this.next++ % this.urls.length]!;
+    const single = this.urls.length === 1;
+    const redis = new Redis(url, {
+      // We resubscribe ourselves, so that we know when the subscription is back.
+      autoResubscribe: false,
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: this.timeoutMs,
+      // With several nodes to choose from, a node that stays away is left for the next one.
+      retryStrategy: (attempt) => (single || attempt <= 3 ? Math.min(50 * attempt, 1000) : null),
+      connectionName: "iapps-invalidations",
+      lazyConnect: true,
+      // For the health check's PING: a connection that stopped answering is a dead subscription.
+      commandTimeout: this.timeoutMs,
+    });
+    this.redis = redis;
+    redis.on("error", () => {});
+    redis.on("close", () => {
+      if (this.cache.enabled) this.log("warn", "cache invalidations lost their connection; serving from Redis until resubscribed");
+      this.cache.suspend();
+    });
+    redis.on("end", () => {
+      if (!this.closed && this.redis === redis) this.connect();
+    });
+    redis.on("ready", () => void this.subscribe(redis));
+    redis.on("message", (_channel: string, message: string) => {
+      const invalidation = decodeInvalidation(message);
+      if (!invalidation) return;
+      this.invalidations++;
+      this.cache.invalidate(invalidation.key, invalidation.etag);
+    });
+    redis.connect().catch(() => {});
+  }
+
   get live(): boolean {
     return this.cache.enabled;
   }
 
-  private async subscribe() {
+  private async subscribe(redis: Redis) {
     try {
-      await this.redis.subscribe(keys.invalidations());
+      await redis.subscribe(keys.invalidations());
       this.cache.resume();
     } catch {
       // The connection went again; the next `ready` tries again.
@@ -76,6 +93,7 @@ export class InvalidationSubscriber {
   }
 
   async close() {
+    this.closed = true;
     clearInterval(this.healthCheck);
     this.cache.suspend();
     this.redis.disconnect();

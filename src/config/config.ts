@@ -52,6 +52,19 @@ export const ConfigSchema = v.strictObject({
         v.pipe(v.string("expected a string"), v.regex(/^rediss?:\/\//, "expected a redis:// or rediss:// URL")),
         "redis://127.0.0.1:6379",
       ),
+      /**
+       * Seed nodes of a Redis Cluster (`redis://host:port`); when given, `url` is not used. A few
+       * of the nodes are enough: the rest are discovered.
+       */
+      cluster: v.optional(
+        v.array(v.pipe(v.string("expected a string"), v.regex(/^redis:\/\/[^/?#\s]+:\d+\/?$/, "expected redis://host:port")), "expected a list of redis://host:port"),
+        [],
+      ),
+      /**
+       * Replicas that must have a write before it is acknowledged (WAIT); 0 acknowledges once the
+       * master has it. With 1, a master that dies after a 200 loses nothing its replica had.
+       */
+      wait_replicas: v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(16)), 0),
       /** Connections reserved for WATCH/MULTI/EXEC transactions, one per transaction in flight. */
       pool_size: positiveInt(16, 1024),
       /** How long one Redis command may take before the request answers 503. */

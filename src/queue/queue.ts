@@ -15,7 +15,7 @@
 // Imports ioredis and src/store/keys.ts only.
 
 import { createHash } from "node:crypto";
-import type { ChainableCommander, Redis } from "ioredis";
+import type { CommandConnection, RedisClient } from "../store/redis.ts";
 import { keys } from "../store/keys.ts";
 
 const NOW_MS = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
@@ -199,7 +199,7 @@ class Script {
     this.sha = createHash("sha1").update(source).digest("hex");
   }
 
-  async run(redis: Redis, keyNames: string[], args: (string | number)[]): Promise<unknown> {
+  async run(redis: RedisClient, keyNames: string[], args: (string | number)[]): Promise<unknown> {
     try {
       return await redis.evalsha(this.sha, keyNames.length, ...keyNames, ...args);
     } catch (e) {
@@ -236,10 +236,6 @@ const taskKeys = () => [
   keys.queueParked(),
 ];
 
-/** Adds a task inside a caller's MULTI, so it lands atomically with the write that caused it. */
-export function addTaskInTransaction(multi: ChainableCommander, id: string): void {
-  multi.eval(ADD, 5, ...addKeys(), id);
-}
 
 export interface RetryPolicy {
   maxAttempts: number;
@@ -268,7 +264,7 @@ export interface QueueStats {
 
 export class TaskQueue {
   constructor(
-    private readonly redis: () => Promise<Redis>,
+    private readonly redis: CommandConnection,
     private readonly policy: RetryPolicy,
   ) {}
 
@@ -335,7 +331,7 @@ export class TaskQueue {
   }
 
   /** Blocks up to `timeoutMs` for a wake-up token, on a connection reserved for blocking. */
-  async waitForWork(blocking: Redis, timeoutMs: number): Promise<void> {
+  async waitForWork(blocking: RedisClient, timeoutMs: number): Promise<void> {
     if (blocking.status !== "ready") {
       // Starting up or reconnecting: wait for the connection rather than fail on it.
       await new Promise<void>((resolve) => {

@@ -1,7 +1,7 @@
 // The composition root: builds Redis connections, store, job registry, apps and the service from
 // a configuration, and closes them again. Roles (src/main.ts) and tests start from here.
 
-import type { Redis } from "ioredis";
+import { Cluster } from "ioredis";
 import type { AppSettings } from "../apps/app.ts";
 import type { AppRuntime } from "../apps/runtime.ts";
 import { type AppRegistry, enabledApps } from "../apps/registry.ts";
@@ -14,7 +14,16 @@ import { LocalStorage } from "../storage/local.ts";
 import { RedisActivityLeases } from "../store/leases.ts";
 import { RedisPortAllocator } from "../store/ports.ts";
 import { RecordStore } from "../store/records.ts";
-import { createCommandConnection, readyConnection, TransactionPool } from "../store/redis.ts";
+import {
+  type CommandConnection,
+  createCommandConnection,
+  nodeConnectionFor,
+  readyConnection,
+  type RedisClient,
+  type RedisSettings,
+  routerFor,
+  TransactionPool,
+} from "../store/redis.ts";
 import { CoreClient } from "../ucloud/core-client.ts";
 import { CoreJobRegistry } from "../ucloud/core-registry.ts";
 import { EmbeddedJobRegistry } from "../ucloud/embedded-registry.ts";
@@ -26,7 +35,10 @@ export interface ServiceContext {
   apps: AppRegistry;
   /** `[apps.<name>]` of the configuration. */
   appSettings(name: string): AppSettings;
-  redis: Redis;
+  /** The shared command connection: a single server's, or a Redis Cluster client. */
+  redis: RedisClient;
+  /** How to reach Redis (the single server's URL, or the cluster's seed nodes). */
+  redisSettings: RedisSettings;
   pool: TransactionPool;
   store: RecordStore;
   /** This replica's record cache and its subscription, when `[api] cache_max_entries` > 0. */
@@ -34,7 +46,7 @@ export interface ServiceContext {
   subscriber: InvalidationSubscriber | null;
   queue: TaskQueue;
   /** The shared command connection, once ready (waits through reconnects, bounded). */
-  commands: () => Promise<Redis>;
+  commands: CommandConnection;
   jobs: JobRegistry;
   /** Users' drives and folder access (`[storage] root`), ports and inactivity leases (Redis): what the apps' runtime hooks use. */
   runtime: AppRuntime;
@@ -50,24 +62,35 @@ export interface ContextOptions {
 }
 
 export function createContext(config: Config, options: ContextOptions = {}): ServiceContext {
-  const settings = {
+  const settings: RedisSettings = {
     url: config.redis.url,
+    cluster: config.redis.cluster,
     poolSize: config.redis.pool_size,
     commandTimeoutMs: config.redis.command_timeout,
     onError: (message: string) => log("warn", message),
   };
   const redis = createCommandConnection(settings);
-  const pool = new TransactionPool(settings);
+  const pool = new TransactionPool(settings, routerFor(settings, redis), nodeConnectionFor(settings, redis));
   const commands = readyConnection(redis, settings.commandTimeoutMs);
   const cache = options.cache !== false && config.api.cache_max_entries > 0 ? new RecordCache(config.api.cache_max_entries) : null;
-  const subscriber = cache ? new InvalidationSubscriber(config.redis.url, cache, settings.commandTimeoutMs, log) : null;
-  const store = new RecordStore(commands, pool, { cache, afterFillRead: options.afterFillRead });
-  const jobs = jobRegistryFor(config, commands);
+  const subscriber = cache ? new InvalidationSubscriber(subscriberUrls(settings), cache, settings.commandTimeoutMs, log) : null;
   const queue = new TaskQueue(commands, {
     maxAttempts: config.worker.max_attempts,
     backoffBaseMs: config.worker.backoff_base,
     backoffMaxMs: config.worker.backoff_max,
   });
+  const store = new RecordStore(commands, pool, {
+    enqueue: (ids) => queue.add(...ids),
+    waitReplicas: config.redis.wait_replicas,
+    waitTimeoutMs: Math.max(Math.floor(settings.commandTimeoutMs / 2), 1),
+    onSlotMoved: () => {
+      if (redis instanceof Cluster) redis.refreshSlotsCache();
+    },
+    log: (level, message, fields) => log(level, message, fields),
+    cache,
+    afterFillRead: options.afterFillRead,
+  });
+  const jobs = jobRegistryFor(config, commands);
   const appSettings = (name: string) => (config.apps as Record<string, AppSettings>)[name]!;
   const apps = enabledApps((name) => appSettings(name)?.enabled ?? false);
   const runtime: AppRuntime = {
@@ -91,6 +114,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     apps,
     appSettings,
     redis,
+    redisSettings: settings,
     pool,
     store,
     cache,
@@ -109,7 +133,12 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   };
 }
 
-function jobRegistryFor(config: Config, commands: () => Promise<Redis>): JobRegistry {
+/** Any node hears every invalidation (cluster pub/sub reaches all nodes): the seed nodes, in turn. */
+function subscriberUrls(settings: RedisSettings): string[] {
+  return settings.cluster && settings.cluster.length > 0 ? settings.cluster : [settings.url];
+}
+
+function jobRegistryFor(config: Config, commands: CommandConnection): JobRegistry {
   if (config.ucloud.mode === "embedded") return new EmbeddedJobRegistry(commands);
   const core = new CoreClient({
     coreUrl: config.ucloud.core_url,

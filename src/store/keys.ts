@@ -22,6 +22,12 @@ export function recordTagOfKey(key: string): string | null {
   return match ? match[1]! : null;
 }
 
+/** The `<app>:<owner>` tag of an outbox key, or null for another key. */
+export function outboxTagOfKey(key: string): string | null {
+  const match = /^iapps:outbox:\{([^}]+)\}$/.exec(key);
+  return match ? match[1]! : null;
+}
+
 export const keys = {
   /** Hash: config, etag, jobId, state, updatedAt. */
   record: (app: string, owner: Owner) => `${PREFIX}:cfg:{${recordTag(app, owner)}}`,
@@ -45,6 +51,13 @@ export const keys = {
 
   /** String, present while a reset's side effects (Syncthing's state wipe) are owed: the reset's ETag. */
   resetPending: (app: string, owner: Owner) => `${PREFIX}:reset:{${recordTag(app, owner)}}`,
+  /**
+   * Set of task ids a write owes the queue: added in the write's MULTI, removed once the tasks
+   * are on the queue (the queue's keys are in another hash slot, so they cannot join the MULTI).
+   */
+  outbox: (app: string, owner: Owner) => `${PREFIX}:outbox:{${recordTag(app, owner)}}`,
+  /** SCAN pattern of every outbox: what the resync relays. */
+  outboxPattern: () => `${PREFIX}:outbox:*`,
   /** Pub/sub channel: every write publishes `{app, owner, etag}` here; every API replica applies it to its cache. */
   invalidations: () => `${PREFIX}:invalidations`,
 
@@ -97,6 +110,8 @@ export const keyPatterns = {
   jobClaim: `${PREFIX}:claim:{<app>:<createdBy>[:<project>]}`,
   activityLease: `${PREFIX}:lease:{<app>:<createdBy>[:<project>]}`,
   resetPending: `${PREFIX}:reset:{<app>:<createdBy>[:<project>]}`,
+  outbox: `${PREFIX}:outbox:{<app>:<createdBy>[:<project>]}`,
+  outboxPattern: `${PREFIX}:outbox:*`,
   invalidations: `${PREFIX}:invalidations`,
   portsByPort: `${PREFIX}:{ports}:<pool>:by-port`,
   portsByJob: `${PREFIX}:{ports}:<pool>:by-job`,

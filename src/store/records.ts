@@ -5,14 +5,25 @@
 // and commits the decision atomically: EXEC fails when either key changed in between.
 // Reads go through the replica's cache when there is one; every write publishes its
 // invalidation in its own MULTI and updates this replica's cache at once.
-// Imports src/store/*, src/queue/queue.ts (to enqueue inside the same MULTI) and the cache's type.
+//
+// Every key a transaction touches is in the record's hash slot, so it runs on Redis Cluster too.
+// The task a write causes therefore cannot join its MULTI (the queue has a slot of its own): the
+// MULTI puts it in the record's outbox, and after EXEC it moves to the queue. A writer that dies
+// in between leaves it in the outbox, where the worker's resync finds it (relayOutboxes).
+// Imports src/store/* and the cache's type.
 
 import type { RecordCache } from "../cache/record-cache.ts";
-import { addTaskInTransaction } from "../queue/queue.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { keys, type Owner } from "./keys.ts";
 import type { Redis } from "ioredis";
-import { AmbiguousCommitError, type CommandConnection, isRedisUnavailable, RedisUnavailableError, type TransactionPool } from "./redis.ts";
+import {
+  AmbiguousCommitError,
+  type CommandConnection,
+  isRedisUnavailable,
+  isSlotMoved,
+  RedisUnavailableError,
+  type TransactionPool,
+} from "./redis.ts";
 
 export type RecordState = "active" | "detached";
 
@@ -69,6 +80,15 @@ function encodeRecord(record: StoredRecord): Record<string, string> {
 export type Outcome<T> = { committed: true; value: T } | { committed: false };
 
 export interface RecordStoreOptions {
+  /** Puts tasks on the queue (src/queue/queue.ts `add`). */
+  enqueue: (ids: string[]) => Promise<unknown>;
+  /** Replicas that must have a write before it counts as done (`[redis] wait_replicas`). */
+  waitReplicas?: number;
+  /** How long WAIT waits for them. */
+  waitTimeoutMs?: number;
+  /** A cluster answered MOVED or ASK: its slot map should be read again. */
+  onSlotMoved?: () => void;
+  log?: (level: "warn", message: string, fields?: Record<string, unknown>) => void;
   /** This replica's cache, or null to read Redis every time. */
   cache?: RecordCache | null;
   /** Test hook: runs between a cache fill's Redis read and its insert. */
@@ -81,7 +101,7 @@ export class RecordStore {
   constructor(
     private readonly commands: CommandConnection,
     private readonly pool: TransactionPool,
-    private readonly options: RecordStoreOptions = {},
+    private readonly options: RecordStoreOptions,
   ) {
     this.cache = options.cache && options.cache.maxEntries > 0 ? options.cache : null;
   }
@@ -119,59 +139,101 @@ export class RecordStore {
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
   ): Promise<Outcome<T>> {
+    try {
+      return await this.pool.with(keys.record(app, owner), (connection) => this.attemptOn(connection, app, owner, decide));
+    } catch (e) {
+      // The slot moved (a failover): nothing ran, and the caller's next pass goes to the new master.
+      if (!isSlotMoved(e)) throw e;
+      this.options.onSlotMoved?.();
+      return { committed: false };
+    }
+  }
+
+  private async attemptOn<T>(
+    connection: Redis,
+    app: string,
+    owner: Owner,
+    decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
+  ): Promise<Outcome<T>> {
     const recordKey = keys.record(app, owner);
     const claimKey = keys.jobClaim(app, owner);
-    return this.pool.with(async (connection) => {
-      // UNWATCH first: whoever borrowed this connection before may have returned it watching.
-      const replies = await connection
-        .pipeline()
-        .unwatch()
-        .watch(recordKey, claimKey)
-        .hgetall(recordKey)
-        .get(claimKey)
-        .exec();
-      const [hash, claim] = [replyOf(replies, 2) as Record<string, string>, replyOf(replies, 3) as string | null];
-      const snapshot: Snapshot = { record: decodeRecord(hash), claim };
+    // UNWATCH first: whoever borrowed this connection before may have returned it watching.
+    const replies = await connection.pipeline().unwatch().watch(recordKey, claimKey).hgetall(recordKey).get(claimKey).exec();
+    const [hash, claim] = [replyOf(replies, 2) as Record<string, string>, replyOf(replies, 3) as string | null];
+    const snapshot: Snapshot = { record: decodeRecord(hash), claim };
 
-      const decision = await decide(snapshot);
-      if (decision.commit === null) return { committed: true, value: decision.value };
+    const decision = await decide(snapshot);
+    if (decision.commit === null) return { committed: true, value: decision.value };
 
-      const { record, releaseClaim, enqueue, resetMarker } = decision.commit;
-      const multi = connection.multi();
-      if (record) {
-        const etagLog = keys.etagLog(app, owner);
-        multi.hset(recordKey, encodeRecord(record));
-        multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1);
-        multi.publish(keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
-      }
-      if (releaseClaim) multi.del(claimKey);
-      if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
-      if (enqueue !== undefined) addTaskInTransaction(multi, enqueue);
+    const { record, releaseClaim, enqueue, resetMarker } = decision.commit;
+    const multi = connection.multi();
+    if (record) {
+      const etagLog = keys.etagLog(app, owner);
+      multi.hset(recordKey, encodeRecord(record));
+      multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1);
+      multi.publish(keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
+    }
+    if (releaseClaim) multi.del(claimKey);
+    if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
+    if (enqueue !== undefined) multi.sadd(keys.outbox(app, owner), enqueue);
 
-      // Write-through: this replica shows the new record at once, unless a newer write's
-      // invalidation passes before EXEC answers.
-      const ticket = record && this.cache ? this.cache.open(recordKey, record.etag) : null;
-      let landed = false;
+    // Write-through: this replica shows the new record at once, unless a newer write's
+    // invalidation passes before EXEC answers.
+    const ticket = record && this.cache ? this.cache.open(recordKey, record.etag) : null;
+    let landed = false;
+    try {
+      let results: [Error | null, unknown][] | null;
       try {
-        let results: [Error | null, unknown][] | null;
-        try {
-          results = await multi.exec();
-        } catch (e) {
-          if (!record || !isRedisUnavailable(e)) throw e;
-          // The EXEC may or may not have run. First make sure it never will (a timed-out EXEC may
-          // still sit in the server's input buffer), then the ETag log says which.
-          await this.fence(connection);
-          if (!(await this.wasCommitted(app, owner, record.etag))) throw e;
-          results = [];
-        }
-        if (results === null) return { committed: false };
-        for (const [error] of results) if (error) throw error;
-        landed = true;
-        return { committed: true, value: decision.value };
-      } finally {
-        if (ticket) this.cache!.close(ticket, landed ? record : undefined);
+        results = await multi.exec();
+      } catch (e) {
+        if (!record || !isRedisUnavailable(e)) throw e;
+        // The EXEC may or may not have run. First make sure it never will (a timed-out EXEC may
+        // still sit in the server's input buffer), then the ETag log says which.
+        await this.pool.fence(connection);
+        if (!(await this.wasCommitted(app, owner, record.etag))) throw e;
+        results = [];
       }
-    });
+      if (results === null) return { committed: false };
+      for (const [error] of results) if (error) throw error;
+      landed = true;
+    } finally {
+      if (ticket) this.cache!.close(ticket, landed ? record : undefined);
+    }
+    if (enqueue !== undefined) await this.relay(app, owner, [enqueue]);
+    if (record) await this.awaitReplicas(connection);
+    return { committed: true, value: decision.value };
+  }
+
+  /**
+   * With `[redis] wait_replicas`, a write counts as done only once that many replicas have it. A
+   * write the master has but no replica confirmed may survive or not: the caller is told so.
+   */
+  private async awaitReplicas(connection: Redis) {
+    const wanted = this.options.waitReplicas ?? 0;
+    if (wanted === 0) return;
+    let acknowledged = 0;
+    try {
+      acknowledged = Number(await connection.wait(wanted, this.options.waitTimeoutMs ?? 500));
+    } catch (e) {
+      if (!isRedisUnavailable(e)) throw e;
+    }
+    if (acknowledged < wanted) {
+      throw new AmbiguousCommitError(`the write reached the master but only ${acknowledged} of ${wanted} replicas confirmed it ([redis] wait_replicas)`);
+    }
+  }
+
+  /**
+   * Moves tasks from the record's outbox to the queue. A failure here loses nothing (the outbox
+   * keeps them for the resync), so it is logged, not raised: the write itself is done.
+   */
+  private async relay(app: string, owner: Owner, ids: string[]) {
+    try {
+      await this.options.enqueue(ids);
+      const redis = await this.commands();
+      await redis.srem(keys.outbox(app, owner), ...ids);
+    } catch (e) {
+      this.options.log?.("warn", "a task stays in its record's outbox until the next resync", { app, owner, tasks: ids, error: String(e) });
+    }
   }
 
   /**
@@ -187,20 +249,6 @@ export class RecordStore {
       if (outcome.committed) return outcome.value;
     }
     throw new RedisUnavailableError("could not detach the record: it kept changing");
-  }
-
-  /** Closes a transaction connection on the server's side, so nothing more it sent can run. */
-  private async fence(connection: Redis): Promise<void> {
-    const id = this.pool.clientIdOf(connection);
-    connection.disconnect();
-    if (id === undefined) return;
-    try {
-      const redis = await this.commands();
-      await redis.client("KILL", "ID", String(id));
-    } catch {
-      // Already gone (the usual case: the connection dropped), or Redis is unreachable, and
-      // then the ETag log cannot be read either.
-    }
   }
 
   /** Whether a write that produced `etag` reached Redis (asked on the shared connection). */

@@ -9,13 +9,22 @@
 //   one that has closed once is thrown away, so an EXEC can only ever run on the connection
 //   that holds its WATCH. An interrupted transaction fails; it is never replayed unguarded.
 //
-// Imports ioredis and src/errors.ts only.
+// - On a Redis Cluster (`[redis] cluster`) the shared connection is ioredis' Cluster client, and
+//   each transaction borrows a connection to the master of its record's hash slot.
+//
+// Imports ioredis, src/errors.ts and src/store/slots.ts only.
 
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import { AppError } from "../errors.ts";
+import { hashSlot } from "./slots.ts";
+
+/** A single server's connection, or a Redis Cluster's client: the commands the service uses are the same. */
+export type RedisClient = Redis | Cluster;
 
 export interface RedisSettings {
   url: string;
+  /** Seed nodes (`redis://host:port`) of a Redis Cluster; empty for a single server. */
+  cluster?: string[];
   poolSize: number;
   /** Upper bound for one command, one connect, and one wait for a pooled connection. */
   commandTimeoutMs: number;
@@ -44,8 +53,41 @@ const noQueueNoReplay: RedisOptions = {
   enableAutoPipelining: false,
 };
 
-export function createCommandConnection(settings: RedisSettings): Redis {
-  const redis = new Redis(settings.url, {
+export function isClusterSettings(settings: RedisSettings): boolean {
+  return (settings.cluster?.length ?? 0) > 0;
+}
+
+function nodeOf(url: string): { host: string; port: number } {
+  const parsed = new URL(url);
+  return { host: parsed.hostname, port: Number(parsed.port || 6379) };
+}
+
+/**
+ * A connection as `options` say, to the single server or to the cluster. On a cluster the same
+ * options apply to every node connection, and `retryStrategy` to reconnecting the cluster.
+ */
+export function createClient(settings: RedisSettings, options: RedisOptions): RedisClient {
+  if (!isClusterSettings(settings)) return new Redis(settings.url, options);
+  const { retryStrategy, enableAutoPipelining, lazyConnect, enableOfflineQueue, ...nodeOptions } = options;
+  const clusterOptions: ClusterOptions = {
+    redisOptions: nodeOptions,
+    enableOfflineQueue,
+    enableAutoPipelining,
+    lazyConnect,
+    clusterRetryStrategy: retryStrategy ? (attempt) => retryStrategy(attempt) ?? null : undefined,
+    // A failover moves slots: ask the cluster again soon, and follow MOVED and ASK.
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    maxRedirections: 16,
+    slotsRefreshTimeout: Math.max(settings.commandTimeoutMs, 1000),
+    slotsRefreshInterval: 5000,
+  };
+  return new Cluster(settings.cluster!.map(nodeOf), clusterOptions);
+}
+
+export function createCommandConnection(settings: RedisSettings): RedisClient {
+  const redis = createClient(settings, {
     ...noQueueNoReplay,
     // Commands issued in the same tick by concurrent requests (or by a worker finishing many
     // tasks) share one socket write. Safe here: this connection never holds a WATCH.
@@ -63,22 +105,22 @@ export function createCommandConnection(settings: RedisSettings): Redis {
 }
 
 /** Hands out the shared connection once it is ready: waits through a reconnect for up to `timeoutMs`, then fails. */
-export type CommandConnection = () => Promise<Redis>;
+export type CommandConnection = () => Promise<RedisClient>;
 
-export function readyConnection(redis: Redis, timeoutMs: number): CommandConnection {
+export function readyConnection(redis: RedisClient, timeoutMs: number): CommandConnection {
   const ready = Promise.resolve(redis);
   // One listener for all callers waiting on the same reconnect.
-  let reconnected: Promise<Redis> | null = null;
+  let reconnected: Promise<RedisClient> | null = null;
   return () => {
     if (redis.status === "ready") {
-      if (redis.stream?.writable !== false) return ready;
+      if (!(redis instanceof Redis) || redis.stream?.writable !== false) return ready;
       // The socket is gone but ioredis has not handled its close event yet. A command sent now
       // fails at once, and a caller that retries in a loop would never let that event through:
       // yield to the event loop first.
       return new Promise((resolve) => setTimeout(() => resolve(redis), 1));
     }
     if (redis.status === "end") return Promise.reject(new RedisUnavailableError("the Redis connection is closed"));
-    reconnected ??= new Promise<Redis>((resolve) =>
+    reconnected ??= new Promise<RedisClient>((resolve) =>
       redis.once("ready", () => {
         reconnected = null;
         resolve(redis);
@@ -92,7 +134,7 @@ export function readyConnection(redis: Redis, timeoutMs: number): CommandConnect
   };
 }
 
-function reportErrors(redis: Redis, what: string, onError?: (message: string) => void) {
+function reportErrors(redis: RedisClient, what: string, onError?: (message: string) => void) {
   let lastMessage = "";
   redis.on("error", (e: Error) => {
     if (e.message !== lastMessage) onError?.(`redis ${what}: ${e.message}`);
@@ -117,19 +159,127 @@ export function isRedisUnavailable(error: unknown): boolean {
     message.includes("connect ETIMEDOUT") ||
     message.includes("ECONNRESET") ||
     message.includes("EPIPE") ||
+    message.includes("Failed to refresh slots cache") ||
+    message.includes("None of startup nodes is available") ||
     /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/.test(message)
   );
 }
 
-/** Connections for WATCH/MULTI/EXEC, one transaction per connection at a time. */
+/**
+ * A cluster's answer that the key's slot is served elsewhere now (a failover or a resharding):
+ * nothing was done, and the same transaction may be tried again on the slot's new master.
+ */
+export function isSlotMoved(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const texts = [error.message, ...((error as { previousErrors?: Error[] }).previousErrors ?? []).map((e) => e.message)];
+  return texts.some((text) => /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|READONLY)\b/.test(text));
+}
+
+/** Runs `onBatch` for every key matching `pattern`, with SCAN, on every master of a cluster. */
+export async function scanEach(client: RedisClient, pattern: string, count: number, onBatch: (keys: string[]) => Promise<void>): Promise<void> {
+  const nodes = client instanceof Cluster ? client.nodes("master") : [client];
+  for (const node of nodes) {
+    let cursor = "0";
+    do {
+      const [next, batch] = await node.scan(cursor, "MATCH", pattern, "COUNT", count);
+      cursor = next;
+      if (batch.length > 0) await onBatch(batch);
+    } while (cursor !== "0");
+  }
+}
+
+/**
+ * Where a transaction on `key` must run: the URL of its slot's master. For a single server,
+ * always its URL; for a cluster, from the client's slot map (refreshed after a MOVED).
+ */
+export type TransactionRouter = (key: string) => string;
+
+export function routerFor(settings: RedisSettings, client: RedisClient): TransactionRouter {
+  if (!(client instanceof Cluster)) return () => settings.url;
+  return (key) => {
+    const node = client.slots[hashSlot(key)]?.[0];
+    if (node === undefined) throw new RedisUnavailableError("the cluster's slot map is not known yet");
+    return `redis://${node}`;
+  };
+}
+
+/** A connection to the node at `url` that is not in a transaction: for CLIENT KILL. */
+export function nodeConnectionFor(settings: RedisSettings, client: RedisClient): (url: string) => Redis | null {
+  if (!(client instanceof Cluster)) return (url) => (url === settings.url ? client : null);
+  return (url) => {
+    const { host, port } = nodeOf(url);
+    return client.nodes("all").find((node) => node.options.host === host && node.options.port === port) ?? null;
+  };
+}
+
+/**
+ * Connections for WATCH/MULTI/EXEC, one transaction per connection at a time, to the node that
+ * serves the transaction's key: `[redis] pool_size` of them per node.
+ */
 export class TransactionPool {
+  private readonly pools = new Map<string, NodePool>();
+  private readonly poolOf = new WeakMap<Redis, NodePool>();
+  private closed = false;
+
+  constructor(
+    private readonly settings: RedisSettings,
+    private readonly route: TransactionRouter = () => settings.url,
+    private readonly nodeConnection: (url: string) => Redis | null = () => null,
+  ) {}
+
+  /** Runs `body` on a connection of its own to the master of `key`; a connection that failed in any way is discarded. */
+  async with<T>(key: string, body: (connection: Redis) => Promise<T>): Promise<T> {
+    if (this.closed) throw new RedisUnavailableError("the Redis pool is closed");
+    const url = this.route(key);
+    let pool = this.pools.get(url);
+    if (!pool) {
+      pool = new NodePool(url, this.settings);
+      this.pools.set(url, pool);
+    }
+    const owner = pool;
+    return owner.with((connection) => {
+      this.poolOf.set(connection, owner);
+      return body(connection);
+    });
+  }
+
+  /** The server-side id of a pooled connection (for CLIENT KILL ID). */
+  clientIdOf(connection: Redis): number | undefined {
+    return this.poolOf.get(connection)?.clientIdOf(connection);
+  }
+
+  /** Closes a transaction connection on the server's side too, so nothing more it sent can run. */
+  async fence(connection: Redis): Promise<void> {
+    const pool = this.poolOf.get(connection);
+    const id = pool?.clientIdOf(connection);
+    connection.disconnect();
+    if (pool === undefined || id === undefined) return;
+    try {
+      await this.nodeConnection(pool.url)?.client("KILL", "ID", String(id));
+    } catch {
+      // Already gone (the usual case: the connection dropped), or the node is unreachable, and
+      // then the ETag log cannot be read from it either.
+    }
+  }
+
+  async close() {
+    this.closed = true;
+    await Promise.all([...this.pools.values()].map((pool) => pool.close()));
+  }
+}
+
+/** The transaction connections to one node. */
+class NodePool {
   private readonly idle: Redis[] = [];
   private open = 0;
   private readonly waiters: { resolve: (r: Redis) => void; reject: (e: Error) => void; timer: Timer }[] = [];
   private closed = false;
   private readonly clientIds = new WeakMap<Redis, number>();
 
-  constructor(private readonly settings: RedisSettings) {}
+  constructor(
+    readonly url: string,
+    private readonly settings: RedisSettings,
+  ) {}
 
   /** Runs `body` on a connection of its own; a connection that failed in any way is discarded. */
   async with<T>(body: (connection: Redis) => Promise<T>): Promise<T> {
@@ -182,7 +332,7 @@ export class TransactionPool {
   }
 
   private async connect(): Promise<Redis> {
-    const connection = new Redis(this.settings.url, {
+    const connection = new Redis(this.url, {
       ...noQueueNoReplay,
       lazyConnect: true,
       connectTimeout: this.settings.commandTimeoutMs,

@@ -1,27 +1,43 @@
 // The periodic resync: a reconcile task for every record, so the system converges whatever was
-// lost or missed. One worker at a time runs it (a lock held for most of the interval), and it
-// reads record keys in batches with SCAN, never all at once.
-// Imports ioredis, src/queue and src/store/keys.ts.
+// lost or missed, and the tasks left in records' outboxes by writers that died between their
+// EXEC and the queue. One worker at a time runs it (a lock held for most of the interval), and it
+// reads keys in batches with SCAN (on every master of a cluster), never all at once.
+// Imports src/queue and src/store.
 
-import type { Redis } from "ioredis";
 import type { TaskQueue } from "../queue/queue.ts";
-import { keys, recordTagOfKey } from "../store/keys.ts";
+import { keys, outboxTagOfKey, recordTagOfKey } from "../store/keys.ts";
+import { type CommandConnection, scanEach } from "../store/redis.ts";
 
 const BATCH = 500;
 
 /** Enqueues a reconcile for every record; null when another worker holds this round. */
-export async function resyncOnce(redis: () => Promise<Redis>, queue: TaskQueue, intervalMs: number, workerId: string): Promise<number | null> {
+export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, intervalMs: number, workerId: string): Promise<number | null> {
   const connection = await redis();
   const held = await connection.set(keys.resyncLock(), workerId, "PX", Math.max(Math.floor(intervalMs * 0.9), 1), "NX");
   if (held !== "OK") return null;
-  let cursor = "0";
+  await relayOutboxes(redis, queue);
   let count = 0;
-  do {
-    const [next, batch] = await connection.scan(cursor, "MATCH", keys.recordPattern(), "COUNT", BATCH);
-    cursor = next;
+  await scanEach(connection, keys.recordPattern(), BATCH, async (batch) => {
     const ids = batch.map(recordTagOfKey).filter((tag): tag is string => tag !== null).map((tag) => `reconcile:${tag}`);
     await queue.add(...ids);
     count += ids.length;
-  } while (cursor !== "0");
+  });
   return count;
+}
+
+/** Moves every task still in a record's outbox to the queue. Answers how many it moved. */
+export async function relayOutboxes(redis: CommandConnection, queue: TaskQueue): Promise<number> {
+  const connection = await redis();
+  let moved = 0;
+  await scanEach(connection, keys.outboxPattern(), BATCH, async (batch) => {
+    for (const key of batch) {
+      if (outboxTagOfKey(key) === null) continue;
+      const ids = await connection.smembers(key);
+      if (ids.length === 0) continue;
+      await queue.add(...ids);
+      await connection.srem(key, ...ids);
+      moved += ids.length;
+    }
+  });
+  return moved;
 }

@@ -2,19 +2,19 @@
 // reconciler and a pod watch (roles worker and all).
 // Imports ioredis, src/service/context.ts, src/kubernetes, src/reconciler and src/worker/*.
 
-import { Redis } from "ioredis";
 import { KubernetesGateway } from "../kubernetes/gateway.ts";
 import { log } from "../log.ts";
 import { ANNOTATIONS, LABELS } from "../reconciler/objects.ts";
 import { Reconciler } from "../reconciler/reconciler.ts";
 import type { ServiceContext } from "../service/context.ts";
+import { createClient } from "../store/redis.ts";
 import type { TaskHandlers } from "./handlers.ts";
 import { Worker } from "./worker.ts";
 
 export function startWorker(context: ServiceContext, handlers: TaskHandlers): Worker {
   const { config } = context;
   // Blocking waits get a connection of their own, so they never delay other commands.
-  const blocking = new Redis(config.redis.url, {
+  const blocking = createClient(context.redisSettings, {
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
     maxRetriesPerRequest: 0,

@@ -6,7 +6,7 @@
 // Imports ioredis, src/queue, src/store/keys.ts and src/worker/*.
 
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { CommandConnection, RedisClient } from "../store/redis.ts";
 import { type Lease, TaskQueue } from "../queue/queue.ts";
 import { parseTaskId } from "../queue/tasks.ts";
 import type { TaskHandlers } from "./handlers.ts";
@@ -15,9 +15,9 @@ import { resyncOnce } from "./resync.ts";
 export interface WorkerOptions {
   queue: TaskQueue;
   /** The shared command connection, once ready. */
-  redis: () => Promise<Redis>;
+  redis: CommandConnection;
   /** A connection of the worker's own, for the blocking wait on the wake-up list. */
-  blocking: Redis;
+  blocking: RedisClient;
   handlers: TaskHandlers;
   concurrency: number;
   leaseMs: number;
