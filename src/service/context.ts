@@ -83,7 +83,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     enqueue: (ids) => queue.add(...ids),
     waitReplicas: config.redis.wait_replicas,
     waitTimeoutMs: Math.max(Math.floor(settings.commandTimeoutMs / 2), 1),
-    onSlotMoved: () => {
+    onRoutingTrouble: () => {
       if (redis instanceof Cluster) redis.refreshSlotsCache();
     },
     log: (level, message, fields) => log(level, message, fields),

@@ -86,8 +86,8 @@ export interface RecordStoreOptions {
   waitReplicas?: number;
   /** How long WAIT waits for them. */
   waitTimeoutMs?: number;
-  /** A cluster answered MOVED or ASK: its slot map should be read again. */
-  onSlotMoved?: () => void;
+  /** A cluster answered MOVED or ASK, or a master could not be reached: its slot map should be read again. */
+  onRoutingTrouble?: () => void;
   log?: (level: "warn", message: string, fields?: Record<string, unknown>) => void;
   /** This replica's cache, or null to read Redis every time. */
   cache?: RecordCache | null;
@@ -143,9 +143,13 @@ export class RecordStore {
       return await this.pool.with(keys.record(app, owner), (connection) => this.attemptOn(connection, app, owner, decide));
     } catch (e) {
       // The slot moved (a failover): nothing ran, and the caller's next pass goes to the new master.
-      if (!isSlotMoved(e)) throw e;
-      this.options.onSlotMoved?.();
-      return { committed: false };
+      if (isSlotMoved(e)) {
+        this.options.onRoutingTrouble?.();
+        return { committed: false };
+      }
+      // A master that cannot be reached may have been replaced: learn the slot map again.
+      if (isRedisUnavailable(e)) this.options.onRoutingTrouble?.();
+      throw e;
     }
   }
 

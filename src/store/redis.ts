@@ -68,11 +68,13 @@ function nodeOf(url: string): { host: string; port: number } {
  */
 export function createClient(settings: RedisSettings, options: RedisOptions): RedisClient {
   if (!isClusterSettings(settings)) return new Redis(settings.url, options);
-  const { retryStrategy, enableAutoPipelining, lazyConnect, enableOfflineQueue, ...nodeOptions } = options;
+  const { retryStrategy, enableAutoPipelining: _single, lazyConnect, enableOfflineQueue, ...nodeOptions } = options;
   const clusterOptions: ClusterOptions = {
     redisOptions: nodeOptions,
     enableOfflineQueue,
-    enableAutoPipelining,
+    // ioredis cannot follow a MOVED for an auto-pipeline whose commands span slots: on a
+    // cluster each command goes on its own.
+    enableAutoPipelining: false,
     lazyConnect,
     clusterRetryStrategy: retryStrategy ? (attempt) => retryStrategy(attempt) ?? null : undefined,
     // A failover moves slots: ask the cluster again soon, and follow MOVED and ASK.
@@ -160,6 +162,8 @@ export function isRedisUnavailable(error: unknown): boolean {
     message.includes("ECONNRESET") ||
     message.includes("EPIPE") ||
     message.includes("Failed to refresh slots cache") ||
+    message.includes("Too many Cluster redirections") ||
+    message.includes("Cluster isn't ready") ||
     message.includes("None of startup nodes is available") ||
     /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/.test(message)
   );
@@ -192,12 +196,16 @@ export async function scanEach(client: RedisClient, pattern: string, count: numb
  * Where a transaction on `key` must run: the URL of its slot's master. For a single server,
  * always its URL; for a cluster, from the client's slot map (refreshed after a MOVED).
  */
-export type TransactionRouter = (key: string) => string;
+export type TransactionRouter = (key: string) => Promise<string>;
 
 export function routerFor(settings: RedisSettings, client: RedisClient): TransactionRouter {
-  if (!(client instanceof Cluster)) return () => settings.url;
-  return (key) => {
-    const node = client.slots[hashSlot(key)]?.[0];
+  if (!(client instanceof Cluster)) return async () => settings.url;
+  const ready = readyConnection(client, settings.commandTimeoutMs);
+  return async (key) => {
+    const slot = hashSlot(key);
+    // The slot map arrives with the cluster client's first connection.
+    if (client.slots[slot]?.[0] === undefined) await ready();
+    const node = client.slots[slot]?.[0];
     if (node === undefined) throw new RedisUnavailableError("the cluster's slot map is not known yet");
     return `redis://${node}`;
   };
@@ -223,14 +231,14 @@ export class TransactionPool {
 
   constructor(
     private readonly settings: RedisSettings,
-    private readonly route: TransactionRouter = () => settings.url,
+    private readonly route: TransactionRouter = async () => settings.url,
     private readonly nodeConnection: (url: string) => Redis | null = () => null,
   ) {}
 
   /** Runs `body` on a connection of its own to the master of `key`; a connection that failed in any way is discarded. */
   async with<T>(key: string, body: (connection: Redis) => Promise<T>): Promise<T> {
     if (this.closed) throw new RedisUnavailableError("the Redis pool is closed");
-    const url = this.route(key);
+    const url = await this.route(key);
     let pool = this.pools.get(url);
     if (!pool) {
       pool = new NodePool(url, this.settings);

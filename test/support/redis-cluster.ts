@@ -1,0 +1,238 @@
+// A real Redis Cluster for tests: six `redis-server --cluster-enabled yes` processes on free
+// ports, joined by `redis-cli --cluster create` with one replica per master, with the faults an
+// operator meets: a manual failover (`CLUSTER FAILOVER` on a replica) and a master killed.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Cluster, Redis } from "ioredis";
+import { hashSlot } from "../../src/store/slots.ts";
+import { freePort } from "./redis-server.ts";
+
+interface Node {
+  port: number;
+  process: ChildProcess | null;
+  dir: string;
+}
+
+interface ClusterNodeLine {
+  id: string;
+  port: number;
+  role: "master" | "slave";
+  masterId: string | null;
+  failed: boolean;
+  slots: [number, number][];
+}
+
+const NODE_TIMEOUT_MS = 1000;
+
+export class TestRedisCluster {
+  private readonly dir = mkdtempSync(join(tmpdir(), "iapps-cluster-"));
+  private readonly nodes: Node[] = [];
+  /** A cluster client for assertions (single-key commands; see `flushall` and `keys`). */
+  admin!: Cluster;
+
+  /** Every node's URL: the seed list for `[redis] cluster`. */
+  get urls(): string[] {
+    return this.nodes.map((n) => `redis://127.0.0.1:${n.port}`);
+  }
+
+  static async start(): Promise<TestRedisCluster> {
+    const cluster = new TestRedisCluster();
+    for (let i = 0; i < 6; i++) {
+      const dir = join(cluster.dir, String(i));
+      mkdirSync(dir);
+      cluster.nodes.push({ port: await freePort(), process: null, dir });
+    }
+    await Promise.all(cluster.nodes.map((node) => cluster.startNode(node)));
+    await run("redis-cli", ["--cluster", "create", ...cluster.nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "1", "--cluster-yes"]);
+    await cluster.waitHealthy();
+    cluster.admin = new Cluster(
+      cluster.nodes.map((n) => ({ host: "127.0.0.1", port: n.port })),
+      { redisOptions: { maxRetriesPerRequest: 3 }, retryDelayOnFailover: 100, retryDelayOnClusterDown: 100 },
+    );
+    cluster.admin.on("error", () => {});
+    await cluster.admin.ping();
+    return cluster;
+  }
+
+  private async startNode(node: Node) {
+    const child = spawn(
+      "redis-server",
+      [
+        ...["--port", String(node.port), "--bind", "127.0.0.1", "--dir", node.dir, "--save", "", "--appendonly", "no"],
+        ...["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", String(NODE_TIMEOUT_MS)],
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    node.process = child;
+    let output = "";
+    child.stdout?.on("data", (d) => (output += d));
+    child.stderr?.on("data", (d) => (output += d));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`redis-server (cluster node) exited at start:\n${output}`);
+      if (output.includes("Ready to accept connections")) return;
+      if (Date.now() > deadline) throw new Error(`redis-server (cluster node) did not start in 10 s:\n${output}`);
+      await sleep(20);
+    }
+  }
+
+  /** One short-lived connection to a node. */
+  async onNode<T>(port: number, body: (redis: Redis) => Promise<T>): Promise<T> {
+    const redis = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true });
+    redis.on("error", () => {});
+    try {
+      await redis.connect();
+      return await body(redis);
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  /** The cluster as a live node sees it. */
+  async topology(): Promise<ClusterNodeLine[]> {
+    for (const node of this.nodes) {
+      if (!node.process || node.process.exitCode !== null) continue;
+      try {
+        const text = (await this.onNode(node.port, (r) => r.cluster("NODES"))) as string;
+        return parseNodes(text);
+      } catch {
+        // try the next node
+      }
+    }
+    throw new Error("no cluster node answers");
+  }
+
+  /** Waits until every slot is served, every node agrees the cluster is ok, and every master has a replica in sync. */
+  async waitHealthy(timeoutMs = 30_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const live = this.nodes.filter((n) => n.process && n.process.exitCode === null);
+        const states = await Promise.all(live.map((n) => this.onNode(n.port, async (r) => [await r.cluster("INFO"), await r.info("replication")] as const)));
+        const ok = states.every(([info]) => String(info).includes("cluster_state:ok"));
+        const replicasInSync = states.filter(([, repl]) => repl.includes("role:slave")).every(([, repl]) => repl.includes("master_link_status:up"));
+        const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed && n.slots.length > 0);
+        if (ok && replicasInSync && masters.length === 3) return;
+      } catch {
+        // not yet
+      }
+      if (Date.now() > deadline) throw new Error("the test cluster did not become healthy");
+      await sleep(100);
+    }
+  }
+
+  /** The port of the master serving `key`, and of its replica. */
+  async nodesOf(key: string): Promise<{ master: number; replica: number | null }> {
+    const slot = hashSlot(key);
+    const topology = await this.topology();
+    const master = topology.find((n) => n.role === "master" && !n.failed && n.slots.some(([a, b]) => slot >= a && slot <= b));
+    if (!master) throw new Error(`no master serves slot ${slot}`);
+    const replica = topology.find((n) => n.role === "slave" && n.masterId === master.id && !n.failed);
+    return { master: master.port, replica: replica?.port ?? null };
+  }
+
+  /** `CLUSTER FAILOVER` on the replica: it takes over from its master (which becomes its replica). */
+  async manualFailover(replicaPort: number) {
+    await this.onNode(replicaPort, (r) => r.cluster("FAILOVER"));
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const role = await this.onNode(replicaPort, (r) => r.role()).catch(() => null);
+      if (role && role[0] === "master") break;
+      if (Date.now() > deadline) throw new Error(`node ${replicaPort} did not become master`);
+      await sleep(50);
+    }
+    await this.waitHealthy();
+  }
+
+  /** SIGKILL of a node: its replica takes over after the node timeout. */
+  async kill(port: number) {
+    const node = this.nodes.find((n) => n.port === port);
+    const child = node?.process;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+    node.process = null;
+  }
+
+  /** Waits until `port`'s slots are served by another, live master. */
+  async waitTakenOver(port: number, timeoutMs = 30_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const topology = await this.topology();
+        const live = topology.filter((n) => n.role === "master" && !n.failed && n.port !== port && n.slots.length > 0);
+        const covered = live.reduce((sum, n) => sum + n.slots.reduce((s, [a, b]) => s + b - a + 1, 0), 0);
+        if (covered === 16384) return;
+      } catch {
+        // not yet
+      }
+      if (Date.now() > deadline) throw new Error(`nobody took over from node ${port}`);
+      await sleep(100);
+    }
+  }
+
+  /** FLUSHALL on every master. */
+  async flushall() {
+    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed);
+    await Promise.all(masters.map((m) => this.onNode(m.port, (r) => r.flushall())));
+  }
+
+  /** KEYS on every master, merged. */
+  async keys(pattern: string): Promise<string[]> {
+    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed);
+    const lists = await Promise.all(masters.map((m) => this.onNode(m.port, (r) => r.keys(pattern))));
+    return lists.flat().sort();
+  }
+
+  async close() {
+    this.admin?.disconnect();
+    for (const node of this.nodes) {
+      const child = node.process;
+      if (!child || child.exitCode !== null) continue;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGKILL");
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function parseNodes(text: string): ClusterNodeLine[] {
+  return text
+    .trim()
+    .split("\n")
+    .map((line) => {
+      const [id, address, flags, master, , , , , ...slots] = line.split(" ");
+      const port = Number(address!.split("@")[0]!.split(":").pop());
+      return {
+        id: id!,
+        port,
+        role: flags!.includes("master") ? ("master" as const) : ("slave" as const),
+        masterId: master === "-" ? null : master!,
+        failed: flags!.split(",").some((flag) => flag === "fail" || flag === "fail?"),
+        slots: slots
+          .filter((s) => !s.startsWith("["))
+          .map((s) => {
+            const [a, b] = s.split("-");
+            return [Number(a), Number(b ?? a)] as [number, number];
+          }),
+      };
+    });
+}
+
+function run(command: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout?.on("data", (d) => (output += d));
+    child.stderr?.on("data", (d) => (output += d));
+    child.once("error", reject);
+    child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")} exited ${code}:\n${output}`))));
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
