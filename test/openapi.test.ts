@@ -6,11 +6,18 @@
 
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
-import type { Hono } from "hono";
+import { Hono } from "hono";
 import { allApps } from "../src/apps/registry.ts";
 import { AppError, ERROR_CODES } from "../src/errors.ts";
 import { docsPage } from "../src/http/docs-page.ts";
-import { type Method, type OpenApiDocument, type OperationObject, openApiDocument, type SchemaObject } from "../src/http/openapi.ts";
+import {
+  type Method,
+  mountApiDescription,
+  type OpenApiDocument,
+  type OperationObject,
+  openApiDocument,
+  type SchemaObject,
+} from "../src/http/openapi.ts";
 import { httpAppFor } from "../src/http/server.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, DEVICE_A, type Instance, startInstance, syncthingConfig, token } from "./support/service.ts";
@@ -198,6 +205,18 @@ describe("the document (GET /openapi.json)", () => {
     expect(Object.keys(withoutSyncthing.paths).filter((p) => p.includes("syncthing"))).toEqual([]);
     expect(Object.keys(withoutSyncthing.paths)).toContain("/ucloud/k8s/iapps/terminal/open");
   });
+});
+
+test("documents the operational routes (/healthz, /readyz, /metrics) of an app that serves them", async () => {
+  const withOps = new Hono();
+  withOps.get("/healthz", (c) => c.json({ status: "ok" }));
+  withOps.get("/metrics", (c) => c.text(""));
+  mountApiDescription(withOps, { providerId: "k8s", apps: allApps });
+  const doc = (await (await withOps.request("/openapi.json")).json()) as OpenApiDocument;
+  expect(doc.paths["/healthz"]?.get?.security).toEqual([]);
+  expect(doc.paths["/metrics"]?.get).toBeDefined();
+  expect(doc.paths["/readyz"]).toBeUndefined();
+  expect(await (await withOps.request("/docs")).text()).toContain("<code>/healthz</code>");
 });
 
 describe("the document agrees with what the API accepts and refuses", () => {

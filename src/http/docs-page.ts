@@ -172,7 +172,8 @@ ${operation.requestBody
 function errorCodes(schema: SchemaObject): Safe | null {
   const parts = schema.allOf as SchemaObject[] | undefined;
   if (!parts || !isRef(parts[0]) || refName(parts[0].$ref) !== "Error") return null;
-  const codes = ((parts[1]?.properties as Record<string, SchemaObject> | undefined)?.errorCode?.enum ?? []) as string[];
+  const errorCode = (parts[1]?.properties as Record<string, SchemaObject> | undefined)?.errorCode;
+  const codes = (errorCode?.enum ?? (errorCode?.const === undefined ? [] : [errorCode.const])) as string[];
   return html`<p class="type"><a href="#${schemaAnchor("Error")}">Error</a> with <code>errorCode</code> ${codes.map((c, i) => html`${i > 0 ? " or " : ""}<code>${c}</code>`)}</p>`;
 }
 

@@ -18,6 +18,8 @@ export interface ApiDescriptionOptions {
   providerId: string;
   /** The enabled apps: each gets its own paths, as the routes answer 404 for the others. */
   apps: Iterable<IntegratedApp<unknown>>;
+  /** Operational routes the app serves (`/healthz`, `/readyz`, `/metrics`): see OPERATIONAL_ROUTES. */
+  operational?: Iterable<string>;
 }
 
 // A small model of the parts of OpenAPI 3.1 this document uses (the renderer reads it too).
@@ -303,6 +305,11 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
     });
   }
 
+  for (const path of options.operational ?? []) {
+    const route = OPERATIONAL_ROUTES[path];
+    if (route) add(path, "get", { ...route, tags: ["Operations"], security: [] });
+  }
+
   add("/openapi.json", "get", {
     operationId: "openApiDocument",
     tags: ["Description"],
@@ -340,6 +347,7 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
       { name: "Provider API", description: "Called by UCloud/Core with a token of role SERVICE; `principal` names the owner." },
       { name: "Public API", description: "Called by the UCloud web UI with a token of role USER or ADMIN; the owner is the caller's personal workspace." },
       { name: "Terminal", description: "The integrated terminal: internal, so it has no configuration routes; opened and kept alive by UCloud/Core." },
+      { name: "Operations", description: "For probes and monitoring. No token needed." },
       { name: "Description", description: "This description of the API. No token needed." },
     ].filter((tag) => Object.values(paths).some((item) => Object.values(item).some((op) => op.tags.includes(tag.name)))),
     paths,
@@ -377,6 +385,31 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
   };
 }
 
+/**
+ * The operational routes, documented when the app serves them (they are mounted by another
+ * module, before this one looks at the app's routes).
+ */
+const OPERATIONAL_ROUTES: Record<string, Omit<OperationObject, "tags" | "security">> = {
+  "/healthz": {
+    operationId: "healthz",
+    summary: "Liveness: the process serves",
+    responses: { "200": { description: "The process serves.", content: json({ type: "object", properties: { status: { const: "ok" } } }) } },
+  },
+  "/readyz": {
+    operationId: "readyz",
+    summary: "Readiness: Redis answers and the cache's subscription is live",
+    responses: {
+      "200": { description: "Ready to serve.", content: json({ type: "object", properties: { status: { const: "ready" }, checks: { type: "object" } } }) },
+      "503": { description: "Not ready; `why` names what is missing.", content: json({ allOf: [ref("Error"), { type: "object", properties: { errorCode: { const: "UNAVAILABLE" } } }] }) },
+    },
+  },
+  "/metrics": {
+    operationId: "metrics",
+    summary: "Prometheus metrics (text format 0.0.4)",
+    responses: { "200": { description: "The process's metrics.", content: { "text/plain": { schema: { type: "string" } } } } },
+  },
+};
+
 /** The properties of a converted query object as query parameters. */
 function queryParameters(schema: SchemaObject): ParameterObject[] {
   const properties = (schema.properties ?? {}) as Record<string, SchemaObject>;
@@ -390,9 +423,13 @@ function queryParameters(schema: SchemaObject): ParameterObject[] {
   }));
 }
 
-/** Mounts `GET /openapi.json` and `GET /docs` (no token needed), built once for this app. */
+/**
+ * Mounts `GET /openapi.json` and `GET /docs` (no token needed), built once for this app. Mount it
+ * last: the operational routes already mounted are documented too.
+ */
 export function mountApiDescription(app: Hono<any>, options: ApiDescriptionOptions): void {
-  const document = openApiDocument(options);
+  const served = app.routes.filter((r) => r.method === "GET" && r.path in OPERATIONAL_ROUTES).map((r) => r.path);
+  const document = openApiDocument({ operational: served, ...options });
   const documentJson = JSON.stringify(document);
   const page = docsPage(document);
   app.get("/openapi.json", (c) => c.body(documentJson, 200, { "Content-Type": "application/json; charset=UTF-8" }));
