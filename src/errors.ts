@@ -2,19 +2,23 @@
 // the HTTP layer maps them to `{statusCode, why, errorCode}` in one place (src/http/errors.ts).
 // Imports nothing.
 
-export type ErrorCode =
-  | "INVALID_REQUEST"
-  | "INVALID_CONFIGURATION"
-  | "UNAUTHORIZED"
-  | "FORBIDDEN"
-  | "UNKNOWN_APPLICATION"
-  | "NOT_FOUND"
-  | "ETAG_MISMATCH"
-  | "PRECONDITION_FAILED"
-  | "PAYLOAD_TOO_LARGE"
-  | "PRECONDITION_REQUIRED"
-  | "UNAVAILABLE"
-  | "INTERNAL_ERROR";
+/** Every error code the service answers with (the OpenAPI document lists them from here). */
+export const ERROR_CODES = [
+  "INVALID_REQUEST",
+  "INVALID_CONFIGURATION",
+  "UNAUTHORIZED",
+  "FORBIDDEN",
+  "UNKNOWN_APPLICATION",
+  "NOT_FOUND",
+  "ETAG_MISMATCH",
+  "PRECONDITION_FAILED",
+  "PAYLOAD_TOO_LARGE",
+  "PRECONDITION_REQUIRED",
+  "UNAVAILABLE",
+  "INTERNAL_ERROR",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export class AppError extends Error {
   constructor(

@@ -25,6 +25,7 @@ const DeviceSchema = v.object({
   deviceId: v.pipe(
     v.string("expected a string"),
     v.maxLength(128, "must be at most 128 characters"),
+    v.description("A Syncthing device ID: 8 groups of 7 base32 characters (dashes and spaces optional), with Syncthing's check characters."),
     v.rawCheck(({ dataset, addIssue }) => {
       if (!dataset.typed) return;
       const problem = deviceIdProblem(dataset.value);

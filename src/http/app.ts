@@ -1,15 +1,17 @@
 // The Hono application: routes of spec §2, auth, body limit, conditional requests, and the
 // mapping of errors to UCloud's error shape. Web standards only: runtime adapters live at the
-// edge (today src/main.ts hands `app.fetch` to Bun.serve). Imports src/service and
+// edge (today src/main.ts hands `app.fetch` to Bun.serve). Imports src/service, src/apps (types) and
 // src/errors.ts, never store or Kubernetes code.
 
 import { type Context, Hono } from "hono";
+import type { AppRegistry } from "../apps/registry.ts";
 import { bodyLimit } from "hono/body-limit";
 import { notFound, payloadTooLarge } from "../errors.ts";
 import { type ConfigService, type Preconditions, type View } from "../service/configs.ts";
 import type { Owner } from "../store/keys.ts";
 import { type AuthOptions, type AuthVariables, authenticate, TokenVerifier } from "./auth.ts";
 import { errorResponse, routeNotFound, toAppError } from "./errors.ts";
+import { mountApiDescription } from "./openapi.ts";
 import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
 import * as req from "./requests.ts";
 
@@ -17,6 +19,8 @@ export interface HttpOptions {
   service: ConfigService;
   auth: AuthOptions;
   providerId: string;
+  /** The enabled apps, for the API description (the service answers for them). */
+  apps: AppRegistry;
   bodyLimit: number;
   log?: (level: "warn" | "error", message: string, fields: Record<string, unknown>) => void;
 }
@@ -116,6 +120,8 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
     return answerWritten(c, etag);
   });
   app.route("/api/iapps", publicApi);
+
+  mountApiDescription(app, { providerId: options.providerId, apps: options.apps.values() });
 
   return app;
 }

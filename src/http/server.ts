@@ -12,6 +12,7 @@ export function httpAppFor(context: ServiceContext) {
     service: context.service,
     auth: authOptions(config),
     providerId: config.ucloud.provider_id,
+    apps: context.apps,
     bodyLimit: config.api.body_limit,
     log: (level, message, fields) => log(level, message, fields),
   });
