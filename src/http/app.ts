@@ -10,6 +10,7 @@ import { type ConfigService, type Preconditions, type View } from "../service/co
 import type { Owner } from "../store/keys.ts";
 import { type AuthOptions, type AuthVariables, authenticate, TokenVerifier } from "./auth.ts";
 import { errorResponse, routeNotFound, toAppError } from "./errors.ts";
+import { mountOps, type OpsOptions } from "./ops.ts";
 import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
 import * as req from "./requests.ts";
 
@@ -19,6 +20,8 @@ export interface HttpOptions {
   providerId: string;
   bodyLimit: number;
   log?: (level: "warn" | "error", message: string, fields: Record<string, unknown>) => void;
+  /** /healthz, /readyz and /metrics (without them, only the request ids and metrics of requests). */
+  ops?: OpsOptions;
 }
 
 type Env = { Variables: AuthVariables };
@@ -27,6 +30,7 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
   const { service } = options;
   const tokens = new TokenVerifier(options.auth);
   const app = new Hono<Env>();
+  mountOps(app, options.ops);
 
   let lastUnavailableLog = 0;
   app.onError((error, c) => {

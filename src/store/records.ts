@@ -5,10 +5,12 @@
 // and commits the decision atomically: EXEC fails when either key changed in between.
 // Reads go through the replica's cache when there is one; every write publishes its
 // invalidation in its own MULTI and updates this replica's cache at once.
-// Imports src/store/*, src/queue/queue.ts (to enqueue inside the same MULTI) and the cache's type.
+// Imports src/store/*, src/queue/queue.ts (to enqueue inside the same MULTI), the cache's type and
+// src/request-id.ts (a task remembers the request that added it).
 
 import type { RecordCache } from "../cache/record-cache.ts";
 import { addTaskInTransaction } from "../queue/queue.ts";
+import { currentRequestId } from "../request-id.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { keys, type Owner } from "./keys.ts";
 import type { Redis } from "ioredis";
@@ -121,6 +123,7 @@ export class RecordStore {
   ): Promise<Outcome<T>> {
     const recordKey = keys.record(app, owner);
     const claimKey = keys.jobClaim(app, owner);
+    const requestId = currentRequestId();
     return this.pool.with(async (connection) => {
       // UNWATCH first: whoever borrowed this connection before may have returned it watching.
       const replies = await connection
@@ -146,7 +149,7 @@ export class RecordStore {
       }
       if (releaseClaim) multi.del(claimKey);
       if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
-      if (enqueue !== undefined) addTaskInTransaction(multi, enqueue);
+      if (enqueue !== undefined) addTaskInTransaction(multi, enqueue, requestId);
 
       // Write-through: this replica shows the new record at once, unless a newer write's
       // invalidation passes before EXEC answers.
