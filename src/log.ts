@@ -1,8 +1,9 @@
 // Logs on stderr, one line each: JSON (for a log pipeline; readable with `jq`) or a readable
 // line for a terminal, as `[log] format` says (`auto`: readable when stderr is a terminal).
 // Every line written while a request id is current (src/request-id.ts) carries it as `requestId`.
-// `[log] level` or IAPPS_LOG_LEVEL (read at each call, so a script or test may set it after
-// importing this module) quiets them.
+// `[log] level` and `[log] format` apply once src/main.ts has read the configuration; their
+// variables IAPPS_LOG_LEVEL and IAPPS_LOG_FORMAT are also read at each call, so a script, a test
+// or a process that never reads config.toml may set them after importing this module.
 // Imports src/request-id.ts only.
 
 import { currentRequestId } from "./request-id.ts";
@@ -21,9 +22,13 @@ export function configureLog(options: { level?: Level; format?: LogFormat }): vo
 
 const threshold = () => ORDER[process.env.IAPPS_LOG_LEVEL as Level] ?? ORDER[settings.level];
 
+const FORMATS = new Set<LogFormat>(["json", "pretty", "auto"]);
+
 function pretty(): boolean {
-  if (settings.format === "auto") return process.stderr.isTTY === true;
-  return settings.format === "pretty";
+  const variable = process.env.IAPPS_LOG_FORMAT as LogFormat | undefined;
+  const format = variable !== undefined && FORMATS.has(variable) ? variable : settings.format;
+  if (format === "auto") return process.stderr.isTTY === true;
+  return format === "pretty";
 }
 
 export function log(level: Level, message: string, fields: Record<string, unknown> = {}) {
