@@ -2,11 +2,12 @@
 // /metrics on `[worker] metrics_port`. Built on node:http, which Bun, Deno and Node all provide,
 // and answering through the same Hono routes as the API (src/http/ops.ts). These routes take no
 // request body, so the bridge from node:http to `fetch(Request)` stays a few lines.
-// Imports node:http and src/http/ops.ts.
+// Imports node:http, hono and src/http/{ops,errors}.ts.
 
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Hono } from "hono";
+import { errorResponse, routeNotFound } from "./errors.ts";
 import { observeRequests, type OpsOptions, opsRoutes } from "./ops.ts";
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
@@ -20,6 +21,7 @@ export async function listenOps(host: string, port: number, options: OpsOptions)
   const app = new Hono();
   app.use(observeRequests());
   app.route("/", opsRoutes(options));
+  app.notFound((c) => errorResponse(c, routeNotFound(c.req.method, c.req.path)));
   const server: Server = createServer((incoming, outgoing) => {
     // Any body is ignored: no route here reads one.
     incoming.resume();
