@@ -100,6 +100,22 @@ describe("the registry writes the text format", () => {
     expect(() => counter.inc({ a: "1" }, -1)).toThrow("only goes up");
     expect(() => registry.counter("strict_total", "Again.")).toThrow("registered twice");
     expect(() => registry.counter("bad-name", "Bad.")).toThrow("not valid");
+    expect(() => counter.bind({ b: "1" })).toThrow("expected labels {a}");
+  });
+
+  test("a bound series is the same series as the one named by its labels", () => {
+    const registry = new Registry();
+    const counter = registry.counter("bound_total", "Bound.", ["a", "b"]);
+    const histogram = registry.histogram("bound_seconds", "Bound.", ["a"], [1]);
+    counter.bind({ b: "2", a: "1" }).inc();
+    counter.inc({ a: "1", b: "2" }, 2);
+    histogram.bind({ a: "x" }).observe(0.5);
+    histogram.observe({ a: "x" }, 3);
+    expect(counter.get({ a: "1", b: "2" })).toBe(3);
+    expect(histogram.count({ a: "x" })).toBe(2);
+    const parsed = parsePrometheus(registry.expose());
+    expect(parsed.get("bound_total", { a: "1", b: "2" })).toBe(3);
+    expect(parsed.get("bound_seconds_bucket", { a: "x", le: "1" })).toBe(1);
   });
 
   test("the test's parser refuses what a scraper would choke on", () => {

@@ -58,6 +58,8 @@ const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIO
 
 /** Request id and request metrics. Labels are route patterns, never raw paths: bounded series. */
 export function observeRequests(): MiddlewareHandler {
+  // The series of each (route, method, status), bound once: a few dozen at most.
+  const bound = new Map<string, { count: { inc(): void }; duration: { observe(seconds: number): void } }>();
   return async (c, next) => {
     const id = requestIdFrom(c.req.header(REQUEST_ID_HEADER));
     const started = performance.now();
@@ -66,8 +68,11 @@ export function observeRequests(): MiddlewareHandler {
     // Answers built by hand (not through the context) would not carry the prepared header.
     if (c.res.headers.get(REQUEST_ID_HEADER) === null) c.header(REQUEST_ID_HEADER, id);
     const labels = { route: routeOf(c), method: METHODS.has(c.req.method) ? c.req.method : "OTHER", status: String(c.res.status) };
-    metrics.httpRequests.inc(labels);
-    metrics.httpDuration.observe(labels, (performance.now() - started) / 1000);
+    const key = `${labels.route} ${labels.method} ${labels.status}`;
+    let series = bound.get(key);
+    if (!series) bound.set(key, (series = { count: metrics.httpRequests.bind(labels), duration: metrics.httpDuration.bind(labels) }));
+    series.count.inc();
+    series.duration.observe((performance.now() - started) / 1000);
   };
 }
 
