@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { eventually } from "./support/processes.ts";
 import { parsePrometheus } from "./support/prometheus.ts";
 import { TestRedis } from "./support/redis-server.ts";
-import { cacheLive, type Instance, startInstance } from "./support/service.ts";
+import { cacheLive, type Instance, publicCall, startInstance } from "./support/service.ts";
 
 setDefaultTimeout(30_000);
 
@@ -28,6 +28,32 @@ afterAll(async () => {
 });
 
 const get = (instance: Instance, path: string) => instance.request(path);
+
+/** The JSON log lines written while `run` runs (warn and above). */
+async function captureLogs(run: () => Promise<void>): Promise<Record<string, unknown>[]> {
+  const write = process.stderr.write;
+  const saved = { level: process.env.IAPPS_LOG_LEVEL, format: process.env.IAPPS_LOG_FORMAT };
+  let out = "";
+  process.stderr.write = ((chunk: string) => {
+    out += chunk;
+    return true;
+  }) as typeof process.stderr.write;
+  process.env.IAPPS_LOG_LEVEL = "warn";
+  process.env.IAPPS_LOG_FORMAT = "json";
+  try {
+    await run();
+  } finally {
+    process.stderr.write = write;
+    for (const [key, value] of [["IAPPS_LOG_LEVEL", saved.level], ["IAPPS_LOG_FORMAT", saved.format]] as const) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  }
+  return out
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
 
 async function readyStatus(instance: Instance = api) {
   return (await get(instance, "/readyz")).status;
@@ -69,6 +95,15 @@ describe("with Redis gone", () => {
       await eventually(async () => ((await (await get(api, "/readyz")).json()) as { why: string }).why.includes("cache:"), 10, "the subscription is known lost");
       expect((await get(api, "/healthz")).status).toBe(200);
       expect(await readyStatus(uncached)).toBe(503);
+
+      // The API's own line about the 503 names the request it answered.
+      let answer: Response | undefined;
+      const logged = await captureLogs(async () => {
+        answer = await publicCall(uncached, "zed", "GET", "syncthing/retrieve", undefined, { "X-Request-Id": "during-outage" });
+      });
+      expect(answer!.status).toBe(503);
+      expect(answer!.headers.get("x-request-id")).toBe("during-outage");
+      expect(logged.find((line) => line.message === "answering 503")).toMatchObject({ level: "warn", requestId: "during-outage", route: "/api/iapps/syncthing/retrieve" });
 
       // A scrape still answers, without the depth it could not read, and says so.
       const metrics = await get(api, "/metrics");

@@ -8,7 +8,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Hono } from "hono";
 import { errorResponse, routeNotFound } from "./errors.ts";
-import { observeRequests, type OpsOptions, opsRoutes } from "./ops.ts";
+import type { OpsOptions } from "../service/health.ts";
+import { observeRequests, opsRoutes } from "./ops.ts";
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 

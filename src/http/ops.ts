@@ -9,7 +9,8 @@
 //   GET /metrics  Prometheus text format 0.0.4
 //
 // Web standards only: what readiness and metrics mean for a process is handed in (see
-// src/service/health.ts). Imports hono, src/errors.ts, src/metrics and src/request-id.ts.
+// src/service/health.ts). Imports hono, src/errors.ts, src/metrics, src/request-id.ts and the
+// types of src/service/health.ts.
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
@@ -17,19 +18,10 @@ import { unavailable } from "../errors.ts";
 import { metrics } from "../metrics/metrics.ts";
 import { EXPOSITION_CONTENT_TYPE } from "../metrics/registry.ts";
 import { REQUEST_ID_HEADER, requestIdFrom, withRequestId } from "../request-id.ts";
+import type { OpsOptions } from "../service/health.ts";
+
+export type { OpsOptions };
 import { errorResponse } from "./errors.ts";
-
-export interface Readiness {
-  ready: boolean;
-  /** Per check, null when it passed, else why not. */
-  checks: Record<string, string | null>;
-}
-
-export interface OpsOptions {
-  readiness(): Promise<Readiness>;
-  /** The process's metrics in the text exposition format. */
-  metrics(): Promise<string>;
-}
 
 /**
  * The middleware, then the routes: call before any other route or middleware is added. `app`

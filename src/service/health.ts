@@ -8,11 +8,23 @@
 //   depth by state (from Redis, bounded by the command timeout so a scrape never hangs; left out
 //   when Redis does not answer) and the cache's size and state.
 //
-// Imports src/http/ops.ts (its types), src/metrics and src/service/context.ts.
+// Imports src/metrics and src/service/context.ts.
 
-import type { OpsOptions, Readiness } from "../http/ops.ts";
 import { metrics, registry } from "../metrics/metrics.ts";
 import type { ServiceContext } from "./context.ts";
+
+export interface Readiness {
+  ready: boolean;
+  /** Per check, null when it passed, else why not. */
+  checks: Record<string, string | null>;
+}
+
+/** What src/http/ops.ts serves as /readyz and /metrics. */
+export interface OpsOptions {
+  readiness(): Promise<Readiness>;
+  /** The process's metrics in the text exposition format. */
+  metrics(): Promise<string>;
+}
 
 export function opsFor(context: ServiceContext): OpsOptions {
   const timeoutMs = context.config.redis.command_timeout;
@@ -20,10 +32,7 @@ export function opsFor(context: ServiceContext): OpsOptions {
     async readiness(): Promise<Readiness> {
       const checks: Record<string, string | null> = {};
       try {
-        await withTimeout(
-          context.commands().then((redis) => redis.ping()),
-          timeoutMs,
-        );
+        await withTimeout(context.commands().then((redis) => redis.ping()), timeoutMs);
         checks.redis = null;
       } catch (e) {
         checks.redis = `Redis did not answer a PING (${(e as Error).message})`;
