@@ -11,10 +11,12 @@
 import { existsSync } from "node:fs";
 import { sign } from "hono/jwt";
 import { type Config, ConfigError, loadConfig, redacted } from "./config/config.ts";
+import { listenOps } from "./http/ops-listener.ts";
 import { httpAppFor } from "./http/server.ts";
-import { log } from "./log.ts";
+import { configureLog, log } from "./log.ts";
 import { startSimulator } from "./kubernetes/simulator.ts";
 import { createContext } from "./service/context.ts";
+import { opsFor } from "./service/health.ts";
 import { startReconcilingWorker } from "./worker/start.ts";
 
 const USAGE = "usage: bun src/main.ts <api|worker|kube-sim|all|queue|config|token> [--config FILE] [--env NAME]";
@@ -107,11 +109,24 @@ async function runSimulator(config: Config): Promise<{ url: string; stop: Stoppe
   return { url: simulator.url, stop: () => simulator.stop() };
 }
 
-function runWorker(config: Config, simulatorUrl: string | undefined): Stopper {
+/** `withListener`: serve /healthz, /readyz and /metrics on `[worker] metrics_port` (role worker; under `all` the API serves them). */
+async function runWorker(config: Config, simulatorUrl: string | undefined, withListener: boolean): Promise<Stopper> {
   // The worker reads records straight from Redis: a cache would only add a way to be stale.
   const context = createContext(config, { cache: false });
   const reconciling = startReconcilingWorker(context, simulatorUrl);
+  let listener: Awaited<ReturnType<typeof listenOps>> | null = null;
+  if (withListener && config.worker.metrics_port !== 0) {
+    try {
+      listener = await listenOps(config.server.host, config.worker.metrics_port, opsFor(context));
+    } catch (e) {
+      await reconciling.stop();
+      await context.close();
+      fail(`worker: cannot listen on ${config.server.host}:${config.worker.metrics_port} ([worker] metrics_port): ${(e as Error).message}`);
+    }
+    log("info", "worker metrics listening", { url: `http://${config.server.host}:${listener.port}/metrics` });
+  }
   return async () => {
+    await listener?.close();
     await reconciling.stop();
     await context.close();
   };
@@ -158,12 +173,13 @@ async function queueCommand(config: Config, [command, id]: string[]) {
 async function main() {
   const args = parseArguments(process.argv.slice(2));
   const config = readConfig(args);
+  configureLog(config.log);
   switch (args.role) {
     case "api":
       stopOnSignal([await serveApi(config, args.role)]);
       return;
     case "worker":
-      stopOnSignal([runWorker(config, embeddedSimulatorUrl(config))]);
+      stopOnSignal([await runWorker(config, embeddedSimulatorUrl(config), true)]);
       return;
     case "kube-sim": {
       const simulator = await runSimulator(config);
@@ -174,7 +190,7 @@ async function main() {
       // In embedded mode the simulator comes first: the worker reaches it over HTTP like a cluster.
       const simulator = config.kubernetes.mode === "embedded" ? await runSimulator(config) : null;
       const api = await serveApi(config, args.role);
-      const worker = runWorker(config, simulator?.url);
+      const worker = await runWorker(config, simulator?.url, false);
       stopOnSignal([api, worker, ...(simulator ? [simulator.stop] : [])]);
       return;
     }

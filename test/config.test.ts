@@ -61,7 +61,9 @@ describe("with no file and no environment, every key has its default", () => {
       backoff_max: 300_000,
       resync_interval: 30_000,
       shutdown_timeout: 25_000,
+      metrics_port: 0,
     });
+    expect(config.log).toEqual({ level: "info", format: "auto" });
     expect(config.ucloud).toEqual({ provider_id: "k8s", mode: "embedded", core_url: "", refresh_token: "", core_timeout: 10_000 });
     expect(config.apps).toEqual({
       syncthing: {

@@ -3,9 +3,11 @@
 // drops it is suspended at once (and emptied), and it resumes, empty, only after SUBSCRIBE has
 // been answered on the new connection. `ready` alone is not enough: messages published between
 // the reconnect and the SUBSCRIBE are lost, and the cache may have missed them.
-// Imports ioredis, src/store/keys.ts, src/store/invalidations.ts and src/cache/record-cache.ts.
+// Imports ioredis, src/store/keys.ts, src/store/invalidations.ts, src/cache/record-cache.ts and
+// src/metrics/metrics.ts.
 
 import { Redis } from "ioredis";
+import { metrics } from "../metrics/metrics.ts";
 import { decodeInvalidation } from "../store/invalidations.ts";
 import { keys } from "../store/keys.ts";
 import type { RecordCache } from "./record-cache.ts";
@@ -36,7 +38,10 @@ export class InvalidationSubscriber {
     this.healthCheck = setInterval(() => {
       if (this.redis.status !== "ready") return;
       this.redis.ping().catch(() => {
-        if (this.cache.enabled) this.log("warn", "cache invalidations stopped answering; serving from Redis until resubscribed");
+        if (this.cache.enabled) {
+          this.log("warn", "cache invalidations stopped answering; serving from Redis until resubscribed");
+          metrics.cacheSuspensions.inc();
+        }
         this.cache.suspend();
         this.redis.disconnect(true);
       });
@@ -63,7 +68,10 @@ export class InvalidationSubscriber {
     this.redis = redis;
     redis.on("error", () => {});
     redis.on("close", () => {
-      if (this.cache.enabled) this.log("warn", "cache invalidations lost their connection; serving from Redis until resubscribed");
+      if (this.cache.enabled) {
+        this.log("warn", "cache invalidations lost their connection; serving from Redis until resubscribed");
+        metrics.cacheSuspensions.inc();
+      }
       this.cache.suspend();
     });
     redis.on("end", () => {
@@ -74,6 +82,7 @@ export class InvalidationSubscriber {
       const invalidation = decodeInvalidation(message);
       if (!invalidation) return;
       this.invalidations++;
+      metrics.cacheInvalidations.inc();
       this.cache.invalidate(invalidation.key, invalidation.etag);
     });
     redis.connect().catch(() => {});

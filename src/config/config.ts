@@ -46,6 +46,15 @@ export const ConfigSchema = v.strictObject({
     }),
     {},
   ),
+  log: v.optional(
+    v.strictObject({
+      /** Lines below this level are left out; IAPPS_LOG_LEVEL sets it too. */
+      level: v.optional(v.picklist(["debug", "info", "warn", "error"], "expected \"debug\", \"info\", \"warn\" or \"error\""), "info"),
+      /** `json` (one object per line), `pretty` (readable), or `auto`: pretty when stderr is a terminal, else JSON. */
+      format: v.optional(v.picklist(["json", "pretty", "auto"], "expected \"json\", \"pretty\" or \"auto\""), "auto"),
+    }),
+    {},
+  ),
   redis: v.optional(
     v.strictObject({
       url: v.optional(
@@ -108,6 +117,8 @@ export const ConfigSchema = v.strictObject({
       resync_interval: duration("30s"),
       /** How long SIGTERM waits for running tasks before the worker exits. */
       shutdown_timeout: duration("25s"),
+      /** Port of the worker's /healthz, /readyz and /metrics listener (on [server] host); 0: none. */
+      metrics_port: port(0),
     }),
     {},
   ),

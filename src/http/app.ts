@@ -12,6 +12,7 @@ import type { Owner } from "../store/keys.ts";
 import { type AuthOptions, type AuthVariables, authenticate, TokenVerifier } from "./auth.ts";
 import { errorResponse, routeNotFound, toAppError } from "./errors.ts";
 import { mountApiDescription } from "./openapi.ts";
+import { mountOps, type OpsOptions } from "./ops.ts";
 import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
 import * as req from "./requests.ts";
 
@@ -23,6 +24,8 @@ export interface HttpOptions {
   apps: AppRegistry;
   bodyLimit: number;
   log?: (level: "warn" | "error", message: string, fields: Record<string, unknown>) => void;
+  /** /healthz, /readyz and /metrics (without them, only the request ids and metrics of requests). */
+  ops?: OpsOptions;
 }
 
 type Env = { Variables: AuthVariables };
@@ -31,6 +34,7 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
   const { service } = options;
   const tokens = new TokenVerifier(options.auth);
   const app = new Hono<Env>();
+  mountOps(app, options.ops);
 
   let lastUnavailableLog = 0;
   app.onError((error, c) => {

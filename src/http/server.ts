@@ -4,6 +4,7 @@
 import type { Config } from "../config/config.ts";
 import { log } from "../log.ts";
 import type { ServiceContext } from "../service/context.ts";
+import { opsFor } from "../service/health.ts";
 import { createHttpApp } from "./app.ts";
 
 export function httpAppFor(context: ServiceContext) {
@@ -15,6 +16,7 @@ export function httpAppFor(context: ServiceContext) {
     apps: context.apps,
     bodyLimit: config.api.body_limit,
     log: (level, message, fields) => log(level, message, fields),
+    ops: opsFor(context),
   });
 }
 

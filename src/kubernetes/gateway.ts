@@ -1,8 +1,9 @@
 // The one module that talks to Kubernetes, through @kubernetes/client-node 1.4 (2.x breaks TLS
 // under Bun): pods, services and network policies in one namespace, and a pod watch. A missing
-// object reads as null, and every call is counted (by verb and kind) for tests and benchmarks.
+// object reads as null, and every call is counted (by verb and kind) for tests and benchmarks,
+// and in the process's metrics with its failures.
 // In `embedded` mode it reaches the simulator over HTTP, like any cluster: no shortcut.
-// Imports @kubernetes/client-node only.
+// Imports @kubernetes/client-node and src/metrics/metrics.ts only.
 
 import { homedir } from "node:os";
 import {
@@ -15,6 +16,7 @@ import {
   type V1Service,
   Watch,
 } from "@kubernetes/client-node";
+import { metrics } from "../metrics/metrics.ts";
 
 export interface GatewaySettings {
   mode: "embedded" | "kubeconfig" | "in-cluster";
@@ -130,6 +132,7 @@ export class KubernetesGateway {
         if (stopped) return;
         if (error) {
           failures++;
+          countError("watch pod", error);
           onError?.(error);
         } else {
           failures = 0;
@@ -137,7 +140,7 @@ export class KubernetesGateway {
         setTimeout(start, Math.min(100 * 2 ** failures, 5000));
       };
       try {
-        this.calls.set("watch pod", (this.calls.get("watch pod") ?? 0) + 1);
+        this.tally("watch pod");
         controller = await watch.watch(
           path,
           { labelSelector, allowWatchBookmarks: false },
@@ -159,9 +162,20 @@ export class KubernetesGateway {
     };
   }
 
-  private async count<T>(what: string, call: () => Promise<T>): Promise<T> {
+  private tally(what: string) {
     this.calls.set(what, (this.calls.get(what) ?? 0) + 1);
-    return call();
+    const [verb, resource] = what.split(" ") as [string, string];
+    metrics.kubernetesRequests.inc({ verb, resource });
+  }
+
+  private async count<T>(what: string, call: () => Promise<T>): Promise<T> {
+    this.tally(what);
+    try {
+      return await call();
+    } catch (e) {
+      countError(what, e);
+      throw e;
+    }
   }
 
   private async orNull<T>(what: string, call: () => Promise<T>): Promise<T | null> {
@@ -182,6 +196,11 @@ export class KubernetesGateway {
       throw e;
     }
   }
+}
+
+function countError(what: string, error: unknown) {
+  const [verb, resource] = what.split(" ") as [string, string];
+  metrics.kubernetesErrors.inc({ verb, resource, code: String(statusOf(error) ?? "network") });
 }
 
 /** The HTTP status of a failed Kubernetes call, or null when it never got an answer. */

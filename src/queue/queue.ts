@@ -51,7 +51,8 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 ${WAKE}
 return 1`;
 
-// KEYS: pending, dirty, active, leases, wake, busy, parked. ARGV: lease ms, token prefix, how many.
+// KEYS: pending, dirty, active, leases, wake, busy, parked, request ids. ARGV: lease ms, token
+// prefix, how many. Answers id, token, request id ('' for none) for each task taken.
 // A task whose (app, owner) is busy with another task (a restart while a reconcile runs) is
 // parked, still dirty, until that one leaves: spec §5, never two workers on one (app, owner).
 const TAKE = `
@@ -74,6 +75,7 @@ while taken < tonumber(ARGV[3]) do
     redis.call('HSET', KEYS[6], tag, id)
     out[#out + 1] = id
     out[#out + 1] = token
+    out[#out + 1] = redis.call('HGET', KEYS[8], id) or ''
   end
 end
 -- Wake-up tokens only say "something is pending"; with nothing pending they would make idle
@@ -101,8 +103,22 @@ free(ARGV[1])
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   redis.call('RPUSH', KEYS[1], ARGV[1])
   ${WAKE}
+else
+  -- Added again meanwhile, the request id is that of the next run; else it is done with.
+  redis.call('HDEL', KEYS[12], ARGV[1])
 end
 return 1`;
+
+// A task out of attempts becomes a dead letter, with the request that last asked for it.
+// Expects the KEYS of FAIL.
+const BURY = `
+local function bury(id, attempts, err, now)
+  local requestId = redis.call('HGET', KEYS[12], id)
+  redis.call('HSET', KEYS[9], id, cjson.encode({id = id, attempts = attempts, error = err, failedAt = now, requestId = requestId or nil}))
+  redis.call('HDEL', KEYS[6], id)
+  redis.call('HDEL', KEYS[7], id)
+  redis.call('HDEL', KEYS[12], id)
+end`;
 
 // A failed attempt (also an expired lease): run again now if it was added meanwhile, else back
 // off, or park it as a dead letter once it is out of attempts. Expects NOW_MS, id, error, and
@@ -116,22 +132,21 @@ if redis.call('SISMEMBER', KEYS[2], id) == 1 then
   return 1
 end
 if attempts >= tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[9], id, cjson.encode({id = id, attempts = attempts, error = err, failedAt = now}))
-  redis.call('HDEL', KEYS[6], id)
-  redis.call('HDEL', KEYS[7], id)
+  bury(id, attempts, err, now)
   return 2
 end
 local delay = math.min(tonumber(ARGV[2]) * 2 ^ (attempts - 1), tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[8], now + math.floor(delay * (0.5 + 0.5 * tonumber(ARGV[4]))), id)
 return 3`;
 
-// KEYS: pending, dirty, active, leases, wake, attempts, errors, delayed, dead, busy, parked.
-// ARGV: max attempts, backoff base ms, backoff max ms, jitter in [0,1), id, token, error.
+// KEYS: pending, dirty, active, leases, wake, attempts, errors, delayed, dead, busy, parked,
+// request ids. ARGV: max attempts, backoff base ms, backoff max ms, jitter in [0,1), id, token, error.
 const FAIL = `
 if redis.call('HGET', KEYS[4], ARGV[5]) ~= ARGV[6] then return 0 end
 ${NOW_MS}
 ${TAG_OF}
 ${FREE(10, 11)}
+${BURY}
 local id, err = ARGV[5], ARGV[7]
 redis.call('ZREM', KEYS[3], id)
 redis.call('HDEL', KEYS[4], id)
@@ -145,7 +160,8 @@ const PROMOTE = `
 ${NOW_MS}
 ${TAG_OF}
 ${FREE(10, 11)}
-local promoted, expired = 0, 0
+${BURY}
+local promoted, expired, buried = 0, 0, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))) do
   redis.call('ZREM', KEYS[8], id)
   if redis.call('SADD', KEYS[2], id) == 1 and not redis.call('ZSCORE', KEYS[3], id) then
@@ -164,9 +180,8 @@ local function reap(id)
   local attempts = redis.call('HINCRBY', KEYS[6], id, 1)
   redis.call('HSET', KEYS[7], id, err)
   if attempts >= tonumber(ARGV[1]) and redis.call('SISMEMBER', KEYS[2], id) == 0 then
-    redis.call('HSET', KEYS[9], id, cjson.encode({id = id, attempts = attempts, error = err, failedAt = now}))
-    redis.call('HDEL', KEYS[6], id)
-    redis.call('HDEL', KEYS[7], id)
+    bury(id, attempts, err, now)
+    buried[#buried + 1] = id
     return
   end
   redis.call('SADD', KEYS[2], id)
@@ -177,7 +192,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0
   reap(id)
   expired = expired + 1
 end
-return {promoted, expired}`;
+return {promoted, expired, buried}`;
 
 // KEYS: delayed, dirty. ARGV: id, delay ms. Keeps the earlier time when one is already set.
 const ADD_AFTER = `
@@ -234,6 +249,7 @@ const taskKeys = () => [
   keys.queueDead(),
   keys.queueBusy(),
   keys.queueParked(),
+  keys.queueRequestIds(),
 ];
 
 
@@ -246,6 +262,8 @@ export interface RetryPolicy {
 export interface Lease {
   id: string;
   token: string;
+  /** The latest request that asked for this task, when one did (not a resync or a pod event). */
+  requestId?: string;
 }
 
 export interface DeadLetter {
@@ -253,6 +271,7 @@ export interface DeadLetter {
   attempts: number;
   error: string;
   failedAt: number;
+  requestId?: string;
 }
 
 export interface QueueStats {
@@ -284,6 +303,25 @@ export class TaskQueue {
     return added;
   }
 
+  /**
+   * Adds tasks on behalf of a request: `requestId` replaces the one stored for each task, since
+   * several requests may coalesce into one task and its run is logged with the latest of them.
+   */
+  async addFor(requestId: string | undefined, ...ids: string[]): Promise<number> {
+    if (requestId === undefined || ids.length === 0) return this.add(...ids);
+    // One MULTI (the keys share the queue's slot): the id is never seen without its task.
+    const redis = await this.redis();
+    const multi = redis.multi().hset(keys.queueRequestIds(), ...ids.flatMap((id) => [id, requestId]));
+    for (const id of ids) multi.eval(ADD, 5, ...addKeys(), id);
+    const replies = (await multi.exec()) ?? [];
+    let added = 0;
+    for (const [error, value] of replies.slice(1)) {
+      if (error) throw error;
+      if (value !== 0) added++;
+    }
+    return added;
+  }
+
   /** Adds a task to run in `delayMs` (unless it is pending anyway): a check at a known time. */
   async addAfter(id: string, delayMs: number): Promise<void> {
     const redis = await this.redis();
@@ -293,14 +331,22 @@ export class TaskQueue {
   /** Takes up to `count` tasks under a lease of `leaseMs`; `tokenPrefix` must be unique per call. */
   async take(count: number, leaseMs: number, tokenPrefix: string): Promise<Lease[]> {
     const redis = await this.redis();
-    const keyNames = [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueLeases(), keys.queueWake(), keys.queueBusy(), keys.queueParked()];
-    const reply = (await scripts.take.run(redis, keyNames, [
-      leaseMs,
-      tokenPrefix,
-      count,
-    ])) as string[];
+    const keyNames = [
+      keys.queuePending(),
+      keys.queueDirty(),
+      keys.queueActive(),
+      keys.queueLeases(),
+      keys.queueWake(),
+      keys.queueBusy(),
+      keys.queueParked(),
+      keys.queueRequestIds(),
+    ];
+    const reply = (await scripts.take.run(redis, keyNames, [leaseMs, tokenPrefix, count])) as string[];
     const leases: Lease[] = [];
-    for (let i = 0; i < reply.length; i += 2) leases.push({ id: reply[i]!, token: reply[i + 1]! });
+    for (let i = 0; i < reply.length; i += 3) {
+      const requestId = reply[i + 2]!;
+      leases.push({ id: reply[i]!, token: reply[i + 1]!, ...(requestId === "" ? {} : { requestId }) });
+    }
     return leases;
   }
 
@@ -323,11 +369,14 @@ export class TaskQueue {
     return (["lease-lost", "requeued", "dead", "delayed"] as const)[outcome as number]!;
   }
 
-  /** Promotes retries that are due and hands out tasks whose lease expired. */
-  async promote(batch = 500): Promise<{ promoted: number; expired: number }> {
+  /**
+   * Promotes retries that are due and hands out tasks whose lease expired; `buried` are the
+   * expired ones that ran out of attempts with it (now dead letters).
+   */
+  async promote(batch = 500): Promise<{ promoted: number; expired: number; buried: string[] }> {
     const redis = await this.redis();
-    const [promoted, expired] = (await scripts.promote.run(redis, taskKeys(), [...this.policyArgs(), batch])) as number[];
-    return { promoted: promoted!, expired: expired! };
+    const [promoted, expired, buried] = (await scripts.promote.run(redis, taskKeys(), [...this.policyArgs(), batch])) as [number, number, string[]];
+    return { promoted, expired, buried: buried ?? [] };
   }
 
   /** Blocks up to `timeoutMs` for a wake-up token, on a connection reserved for blocking. */

@@ -1,7 +1,8 @@
 // The reconciler: one level-triggered, idempotent function per (app, owner) that reads the
 // record, its job and its pod, and closes the difference (spec §5). Running it twice in a row
 // changes nothing the second time. Restart is a pod deletion followed by a reconcile.
-// Imports src/apps, src/store, src/ucloud/jobs.ts, src/kubernetes/gateway.ts and this folder.
+// Every reconcile counts its outcome in the metrics (iapps_reconcile_total).
+// Imports src/apps, src/store, src/ucloud/jobs.ts, src/kubernetes/gateway.ts, src/metrics and this folder.
 
 import type { V1Pod } from "@kubernetes/client-node";
 import type { AppSettings, IntegratedApp, PodContext } from "../apps/app.ts";
@@ -10,6 +11,7 @@ import type { AppRuntime } from "../apps/runtime.ts";
 import type { TaskQueue } from "../queue/queue.ts";
 import { taskId } from "../queue/tasks.ts";
 import { type KubernetesGateway, statusOf } from "../kubernetes/gateway.ts";
+import { metrics } from "../metrics/metrics.ts";
 import { type Owner, recordTag } from "../store/keys.ts";
 import type { RecordStore } from "../store/records.ts";
 import { isFinal, type Job, type JobRegistry, type JobState } from "../ucloud/jobs.ts";
@@ -29,17 +31,39 @@ export interface ReconcilerOptions {
   log: (level: "debug" | "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
 }
 
+/**
+ * What one reconcile did: `in-sync` (nothing to change), `created` (a pod), `replaced` (deleted
+ * an outdated pod; its successor follows), `stopped` (no pod should run), `blocked` (a pod should
+ * run but cannot start), `detached` (the job is gone), `waiting` (a pod is on its way out),
+ * `skipped` (no record, no job, or a disabled app). Failures count as `aborted` (lease lost) or `error`.
+ */
+export type ReconcileOutcome = "in-sync" | "created" | "replaced" | "stopped" | "blocked" | "detached" | "waiting" | "skipped";
+
 export class Reconciler implements TaskHandlers {
   constructor(private readonly options: ReconcilerOptions) {}
 
   async reconcile(appName: string, owner: Owner, signal?: AbortSignal): Promise<void> {
+    // Only enabled apps name a series: a task id naming anything else cannot add one.
+    const app = this.options.apps.get(appName) ? appName : "unknown";
+    let outcome: ReconcileOutcome | "aborted" | "error" = "error";
+    try {
+      outcome = await this.converge(appName, owner, signal);
+    } catch (e) {
+      if (signal?.aborted) outcome = "aborted";
+      throw e;
+    } finally {
+      metrics.reconciles.inc({ app, outcome });
+    }
+  }
+
+  private async converge(appName: string, owner: Owner, signal?: AbortSignal): Promise<ReconcileOutcome> {
     // Before every change to the world: a task whose lease was lost stops here.
     const stop = () => signal?.throwIfAborted();
     const { store, jobs, apps, gateway } = this.options;
     const app = apps.get(appName);
-    if (!app) return; // a disabled app's records are left as they are
+    if (!app) return "skipped"; // a disabled app's records are left as they are
     const record = await store.read(appName, owner);
-    if (!record || record.jobId === "") return;
+    if (!record || record.jobId === "") return "skipped";
     const name = podName(record.jobId);
     const tag = recordTag(appName, owner);
     // One list finds the job's pod and any pod left from an earlier job of this record (a new job
@@ -64,7 +88,7 @@ export class Reconciler implements TaskHandlers {
       stop();
       if (pod) await gateway.deletePod(name);
       await app.release(record.jobId, this.options.runtime);
-      return;
+      return "detached";
     }
 
     const base = { owner, jobId: record.jobId, etag: record.etag, config: record.config, settings: this.options.settings(appName) };
@@ -75,14 +99,14 @@ export class Reconciler implements TaskHandlers {
 
     if (pod) {
       // A pod on its way out: its DELETED event brings us back.
-      if (pod.metadata?.deletionTimestamp) return;
+      if (pod.metadata?.deletionTimestamp) return "waiting";
       const phase = pod.status?.phase;
       const outdated = this.outdated(app, pod, context);
       if (outdated === null && shouldRun && phase !== "Succeeded" && phase !== "Failed") {
         stop();
         await this.ensureCompanions(app, context, pod);
         await this.setState(job, phase === "Running" ? "RUNNING" : "IN_QUEUE");
-        return;
+        return "in-sync";
       }
       stop();
       await gateway.deletePod(name);
@@ -90,7 +114,7 @@ export class Reconciler implements TaskHandlers {
       this.options.log("info", "deleted a pod", { app: appName, owner, pod: name, why: outdated ?? (shouldRun ? `phase ${phase}` : "should not run") });
       // Where deletion is immediate the new pod follows now; elsewhere its DELETED event brings us back.
       pod = await gateway.getPod(name);
-      if (pod) return;
+      if (pod) return "replaced";
     }
 
     // No pod of this job runs now: a reset's side effects can be done without a pod undoing them.
@@ -106,7 +130,7 @@ export class Reconciler implements TaskHandlers {
       stop();
       await app.release(record.jobId, this.options.runtime);
       await this.setState(job, "SUSPENDED");
-      return;
+      return "stopped";
     }
     stop();
     const blocked = await app.prepareStart(context, this.options.runtime);
@@ -114,7 +138,7 @@ export class Reconciler implements TaskHandlers {
       // Reported where operators and users look, and left for the resync to try again: no retry storm.
       if (job.status !== blocked) this.options.log("warn", "a pod cannot start", { app: appName, owner, jobId: record.jobId, why: blocked });
       await this.setState(job, "SUSPENDED", blocked);
-      return;
+      return "blocked";
     }
     let created: V1Pod;
     try {
@@ -122,12 +146,14 @@ export class Reconciler implements TaskHandlers {
       created = await gateway.createPod(buildPod(app, context, tag));
     } catch (e) {
       // Another worker (a restart racing a reconcile) created it first: its events bring us back.
-      if (statusOf(e) === 409) return;
+      if (statusOf(e) === 409) return "in-sync";
       throw e;
     }
     stop();
     await this.ensureCompanions(app, context, created);
     await this.setState(job, "IN_QUEUE");
+    this.options.log("info", "created a pod", { app: appName, owner, pod: name, etag: record.etag });
+    return "created";
   }
 
   /** Deletes the rank-0 pod (grace period 0, background propagation); the reconcile recreates it. */

@@ -80,7 +80,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     backoffMaxMs: config.worker.backoff_max,
   });
   const store = new RecordStore(commands, pool, {
-    enqueue: (ids) => queue.add(...ids),
+    enqueue: (ids, requestId) => queue.addFor(requestId, ...ids),
     waitReplicas: config.redis.wait_replicas,
     waitTimeoutMs: Math.max(Math.floor(settings.commandTimeoutMs / 2), 1),
     onRoutingTrouble: () => {

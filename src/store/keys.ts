@@ -98,6 +98,12 @@ export const keys = {
   queueDead: () => `${PREFIX}:{queue}:dead`,
   /** List of wake-up tokens that idle workers block on (BLPOP), one per task made ready. */
   queueWake: () => `${PREFIX}:{queue}:wake`,
+  /**
+   * Hash: task id → the id of the latest request that added it (several requests may coalesce
+   * into one task). Written in the request's MULTI, read when the task is taken, removed when it
+   * is done (or buried with its dead letter).
+   */
+  queueRequestIds: () => `${PREFIX}:{queue}:request-ids`,
   /** String held (SET NX PX) by the worker running the periodic resync. */
   resyncLock: () => `${PREFIX}:{queue}:resync-lock`,
 } as const;
@@ -128,5 +134,6 @@ export const keyPatterns = {
   queueErrors: `${PREFIX}:{queue}:errors`,
   queueDead: `${PREFIX}:{queue}:dead`,
   queueWake: `${PREFIX}:{queue}:wake`,
+  queueRequestIds: `${PREFIX}:{queue}:request-ids`,
   resyncLock: `${PREFIX}:{queue}:resync-lock`,
 } as const;

@@ -10,9 +10,11 @@
 // The task a write causes therefore cannot join its MULTI (the queue has a slot of its own): the
 // MULTI puts it in the record's outbox, and after EXEC it moves to the queue. A writer that dies
 // in between leaves it in the outbox, where the worker's resync finds it (relayOutboxes).
-// Imports src/store/* and the cache's type.
+// Imports src/store/*, the cache's type and src/request-id.ts (a task remembers the request that
+// added it).
 
 import type { RecordCache } from "../cache/record-cache.ts";
+import { currentRequestId } from "../request-id.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { keys, type Owner } from "./keys.ts";
 import type { Redis } from "ioredis";
@@ -80,8 +82,8 @@ function encodeRecord(record: StoredRecord): Record<string, string> {
 export type Outcome<T> = { committed: true; value: T } | { committed: false };
 
 export interface RecordStoreOptions {
-  /** Puts tasks on the queue (src/queue/queue.ts `add`). */
-  enqueue: (ids: string[]) => Promise<unknown>;
+  /** Puts tasks on the queue (src/queue/queue.ts `addFor`), with the request that caused them. */
+  enqueue: (ids: string[], requestId: string | undefined) => Promise<unknown>;
   /** Replicas that must have a write before it counts as done (`[redis] wait_replicas`). */
   waitReplicas?: number;
   /** How long WAIT waits for them. */
@@ -232,7 +234,7 @@ export class RecordStore {
    */
   private async relay(app: string, owner: Owner, ids: string[]) {
     try {
-      await this.options.enqueue(ids);
+      await this.options.enqueue(ids, currentRequestId());
       const redis = await this.commands();
       await redis.srem(keys.outbox(app, owner), ...ids);
     } catch (e) {

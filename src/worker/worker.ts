@@ -2,13 +2,17 @@
 // at most `concurrency` at once, renewing each task's lease while it runs. It also promotes due
 // retries, hands out tasks whose lease expired, and runs the periodic resync. Whatever Redis
 // does, the loop keeps going: errors are logged and retried, never thrown out of the worker.
+// A task runs with the id of the request that added it as the current request id, so its log
+// lines (the reconciler's too) carry it; its duration and outcome go to the metrics.
 //
-// Imports ioredis, src/queue, src/store/keys.ts and src/worker/*.
+// Imports ioredis, src/queue, src/store/keys.ts, src/request-id.ts, src/metrics and src/worker/*.
 
 import { randomBytes } from "node:crypto";
 import type { CommandConnection, RedisClient } from "../store/redis.ts";
 import { type Lease, TaskQueue } from "../queue/queue.ts";
 import { parseTaskId } from "../queue/tasks.ts";
+import { metrics } from "../metrics/metrics.ts";
+import { withRequestId } from "../request-id.ts";
 import type { TaskHandlers } from "./handlers.ts";
 import { resyncOnce } from "./resync.ts";
 
@@ -107,8 +111,15 @@ export class Worker {
     this.inFlight.set(lease.id, task);
   }
 
-  private async execute(lease: Lease): Promise<void> {
+  private execute(lease: Lease): Promise<void> {
+    return withRequestId(lease.requestId, () => this.runTask(lease));
+  }
+
+  private async runTask(lease: Lease): Promise<void> {
     const { queue, handlers, leaseMs, log } = this.options;
+    const task = parseTaskId(lease.id);
+    const kind = task?.kind ?? "unknown";
+    const started = performance.now();
     // A task whose lease is gone (or could not be renewed for as long as a lease lasts) may be
     // running on another worker already: the handler is told to stop at its next step.
     const abort = new AbortController();
@@ -130,7 +141,6 @@ export class Worker {
     }, leaseMs / 3);
     let error: string | null = null;
     try {
-      const task = parseTaskId(lease.id);
       if (!task) throw new Error(`not a task id: ${lease.id}`);
       await handlers[task.kind](task.app, task.owner, abort.signal);
     } catch (e) {
@@ -138,14 +148,21 @@ export class Worker {
     } finally {
       clearInterval(renewal);
     }
+    const seconds = (performance.now() - started) / 1000;
     // Reporting the outcome must reach Redis; until the lease runs out, keep trying.
     const deadline = Date.now() + leaseMs;
     for (let attempt = 0; ; attempt++) {
       try {
         if (error === null) {
-          await queue.complete(lease);
+          const held = await queue.complete(lease);
+          metrics.taskDuration.observe({ kind, outcome: held ? "done" : "lease-lost" }, seconds);
+          log("debug", "task done", { task: lease.id, seconds });
         } else {
           const outcome = await queue.fail(lease, error);
+          const counted = outcome === "dead" ? "dead" : outcome === "lease-lost" ? "lease-lost" : "retry";
+          metrics.taskDuration.observe({ kind, outcome: counted }, seconds);
+          if (counted === "retry") metrics.taskRetries.inc({ kind });
+          if (counted === "dead") metrics.taskDeadLetters.inc({ kind });
           log(outcome === "dead" ? "error" : "warn", "task failed", { task: lease.id, error, outcome });
         }
         return;
@@ -165,7 +182,9 @@ export class Worker {
     if (this.maintaining || this.stopping) return;
     this.maintaining = true;
     try {
-      const { expired } = await this.options.queue.promote();
+      const { expired, buried } = await this.options.queue.promote();
+      if (expired > 0) metrics.taskLeasesExpired.inc({}, expired);
+      for (const id of buried) metrics.taskDeadLetters.inc({ kind: parseTaskId(id)?.kind ?? "unknown" });
       if (expired > 0) this.options.log("warn", "handed out again tasks whose lease expired", { tasks: expired });
     } catch {
       // Redis unreachable: the run loop reports it; maintenance resumes with it.
