@@ -273,6 +273,28 @@ apps = { syncthing = { enabled = true } }
   });
 });
 
+describe("[redis] cluster and wait_replicas", () => {
+  const resolve = (raw: Record<string, unknown>, environment: Record<string, string> = {}) =>
+    resolveConfig(raw, { source: "config.toml", environment });
+
+  test("IAPPS_REDIS_CLUSTER takes a comma-separated or JSON list of seed nodes", () => {
+    expect(resolve({}, { IAPPS_REDIS_CLUSTER: "redis://10.0.0.1:7000, redis://10.0.0.2:7001" }).redis.cluster).toEqual([
+      "redis://10.0.0.1:7000",
+      "redis://10.0.0.2:7001",
+    ]);
+    expect(resolve({}, { IAPPS_REDIS_CLUSTER: '["redis://a:1"]', IAPPS_REDIS_WAIT_REPLICAS: "1" }).redis).toMatchObject({
+      cluster: ["redis://a:1"],
+      wait_replicas: 1,
+    });
+  });
+
+  test("a seed node without a port, or not redis://, and a negative wait_replicas are refused by key path", () => {
+    expect(() => resolve({ redis: { cluster: ["redis://a"] } })).toThrow(/redis\.cluster\.0: expected redis:\/\/host:port/);
+    expect(() => resolve({ redis: { cluster: ["http://a:1"] } })).toThrow(/redis\.cluster\.0/);
+    expect(() => resolve({ redis: { wait_replicas: -1 } })).toThrow(/redis\.wait_replicas/);
+  });
+});
+
 describe("durations are strings such as \"200ms\", \"30s\", \"15m\", \"1h30m\"", () => {
   test.each([
     ["200ms", 200],
