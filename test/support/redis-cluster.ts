@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cluster, Redis } from "ioredis";
 import { hashSlot } from "../../src/store/slots.ts";
-import { freePort } from "./redis-server.ts";
+import { createServer } from "node:net";
 
 interface Node {
   port: number;
@@ -43,7 +43,7 @@ export class TestRedisCluster {
     for (let i = 0; i < 6; i++) {
       const dir = join(cluster.dir, String(i));
       mkdirSync(dir);
-      cluster.nodes.push({ port: await freePort(), process: null, dir });
+      cluster.nodes.push({ port: await clusterPort(cluster.nodes.map((n) => n.port)), process: null, dir });
     }
     await Promise.all(cluster.nodes.map((node) => cluster.startNode(node)));
     await run("redis-cli", ["--cluster", "create", ...cluster.nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "1", "--cluster-yes"]);
@@ -175,6 +175,13 @@ export class TestRedisCluster {
     }
   }
 
+  /** `body` on every live node (or every master), in parallel. */
+  async onEveryNode<T>(body: (redis: Redis) => Promise<T>, which: "all" | "masters"): Promise<T[]> {
+    const topology = await this.topology();
+    const ports = topology.filter((n) => !n.failed && (which === "all" || n.role === "master")).map((n) => n.port);
+    return Promise.all(ports.map((port) => this.onNode(port, body)));
+  }
+
   /** FLUSHALL on every master. */
   async flushall() {
     const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed);
@@ -222,6 +229,27 @@ function parseNodes(text: string): ClusterNodeLine[] {
           }),
       };
     });
+}
+
+/**
+ * A port for a cluster node: free, and with its cluster bus port (port + 10000) free too, so
+ * below 55536 (an ephemeral port from the OS is often above).
+ */
+async function clusterPort(taken: number[]): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 30_000);
+    if (taken.includes(port) || taken.includes(port + 10_000) || taken.includes(port - 10_000)) continue;
+    if ((await canListen(port)) && (await canListen(port + 10_000))) return port;
+  }
+  throw new Error("no free port pair for a cluster node");
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
 }
 
 function run(command: string, args: string[]): Promise<void> {

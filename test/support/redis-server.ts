@@ -1,5 +1,10 @@
 // A real redis-server for tests: started on a free port in a temporary directory, stopped and
 // started again on the same port for outage tests, and killed by its PID at the end.
+//
+// With IAPPS_TEST_REDIS=cluster, `TestRedis.start()` starts a six-node Redis Cluster instead
+// (test/support/redis-cluster.ts), and sets IAPPS_REDIS_CLUSTER for the test's configurations and
+// child processes: the store, cache and queue suites run against it (see .ci/run). Tests of
+// single-server faults (stopping or freezing the server) are skipped there (`CLUSTER_MODE`).
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -19,6 +24,14 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The suites run against a Redis Cluster (IAPPS_TEST_REDIS=cluster). */
+export const CLUSTER_MODE = process.env.IAPPS_TEST_REDIS === "cluster";
+
+/** The environment a test's configuration resolves with: the cluster's seed nodes in cluster mode. */
+export function redisEnvironment(): Record<string, string | undefined> {
+  return CLUSTER_MODE ? { IAPPS_REDIS_CLUSTER: process.env.IAPPS_REDIS_CLUSTER } : {};
+}
+
 export class TestRedis {
   private process: ChildProcess | null = null;
   private readonly dir = mkdtempSync(join(tmpdir(), "iapps-redis-"));
@@ -36,11 +49,34 @@ export class TestRedis {
   }
 
   static async start(options: { persistent?: boolean } = {}): Promise<TestRedis> {
+    if (CLUSTER_MODE) return TestRedis.startCluster();
     const redis = new TestRedis(await freePort(), options.persistent ?? false);
     await redis.startServer();
     redis.admin = new Redis(redis.url, { maxRetriesPerRequest: 3, retryStrategy: (n) => Math.min(n * 50, 500) });
     redis.admin.on("error", () => {});
     await redis.admin.ping();
+    return redis;
+  }
+
+  private clusterClose: (() => Promise<void>) | null = null;
+
+  /**
+   * A cluster that looks like one server to the tests: `url` is a seed node, `admin` a cluster
+   * client whose FLUSHALL, KEYS, INFO and CLIENT go to every node and merge what they answer.
+   */
+  private static async startCluster(): Promise<TestRedis> {
+    const { TestRedisCluster } = await import("./redis-cluster.ts");
+    const cluster = await TestRedisCluster.start();
+    process.env.IAPPS_REDIS_CLUSTER = JSON.stringify(cluster.urls);
+    const redis = new TestRedis(Number(new URL(cluster.urls[0]!).port), false);
+    const admin = cluster.admin as unknown as Redis & Record<string, unknown>;
+    admin.flushall = (() => cluster.flushall().then(() => "OK")) as never;
+    admin.keys = ((pattern: string) => cluster.keys(pattern)) as never;
+    admin.info = ((section: string) => cluster.onEveryNode((node) => node.info(section), "masters").then((all) => all.join("\n"))) as never;
+    admin.client = ((...args: string[]) =>
+      cluster.onEveryNode((node) => node.call("CLIENT", ...args), "all").then((all) => all.reduce((n: number, k) => n + Number(k), 0))) as never;
+    redis.admin = admin;
+    redis.clusterClose = () => cluster.close();
     return redis;
   }
 
@@ -87,6 +123,7 @@ export class TestRedis {
   }
 
   async close() {
+    if (this.clusterClose) return this.clusterClose();
     this.resume();
     this.admin?.disconnect();
     await this.stop();

@@ -7,6 +7,7 @@ import { resolveConfig, type Config } from "../../src/config/config.ts";
 import { httpAppFor } from "../../src/http/server.ts";
 import { type ContextOptions, createContext, type ServiceContext } from "../../src/service/context.ts";
 import type { Owner } from "../../src/store/keys.ts";
+import { redisEnvironment } from "./redis-server.ts";
 
 export const SECRET = "test-secret-0123456789abcdef";
 
@@ -29,7 +30,8 @@ export async function cacheLive(instance: Instance, seconds = 10) {
 
 export function testConfig(redisUrl: string, overrides: Record<string, unknown> = {}): Config {
   const raw = { redis: { url: redisUrl }, auth: { jwt_secret: SECRET }, ...overrides };
-  return resolveConfig(raw, { source: "test", environment: {} });
+  // Against a test cluster (IAPPS_TEST_REDIS=cluster) the seed nodes come from the environment.
+  return resolveConfig(raw, { source: "test", environment: redisEnvironment() });
 }
 
 export function startInstance(redisUrl: string, overrides: Record<string, unknown> = {}, options: ContextOptions = {}): Instance {

@@ -6,9 +6,9 @@
 //   TEST_MODE=fail    every task throws
 //   TEST_WORKER_NAME  recorded in `test:finished-by` for each task it completed
 
-import { Redis } from "ioredis";
 import { resolveConfig } from "../../src/config/config.ts";
 import { createContext } from "../../src/service/context.ts";
+import { createClient } from "../../src/store/redis.ts";
 import type { Owner } from "../../src/store/keys.ts";
 import { type TaskKind, taskId } from "../../src/queue/tasks.ts";
 import { exitOnSignal, startWorker } from "../../src/worker/start.ts";
@@ -16,7 +16,7 @@ import { recordTag } from "../../src/store/keys.ts";
 
 const config = resolveConfig({ auth: { jwt_secret: "unused" } }, { source: "worker-process", environment: process.env });
 const context = createContext(config, { cache: false });
-const redis = new Redis(config.redis.url, { maxRetriesPerRequest: null, retryStrategy: () => 100 });
+const redis = createClient(context.redisSettings, { maxRetriesPerRequest: null, retryStrategy: () => 100 });
 redis.on("error", () => {});
 const mode = process.env.TEST_MODE ?? "record";
 const taskMs = Number(process.env.TEST_TASK_MS ?? "0");
