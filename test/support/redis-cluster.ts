@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { Cluster, Redis } from "ioredis";
 import { hashSlot } from "../../src/store/slots.ts";
 import { createServer } from "node:net";
+import { spawnRedisServer } from "./redis-server.ts";
 
 interface Node {
   port: number;
@@ -58,25 +59,10 @@ export class TestRedisCluster {
   }
 
   private async startNode(node: Node) {
-    const child = spawn(
-      "redis-server",
-      [
-        ...["--port", String(node.port), "--bind", "127.0.0.1", "--dir", node.dir, "--save", "", "--appendonly", "no"],
-        ...["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", String(NODE_TIMEOUT_MS)],
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    node.process = child;
-    let output = "";
-    child.stdout?.on("data", (d) => (output += d));
-    child.stderr?.on("data", (d) => (output += d));
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`redis-server (cluster node) exited at start:\n${output}`);
-      if (output.includes("Ready to accept connections")) return;
-      if (Date.now() > deadline) throw new Error(`redis-server (cluster node) did not start in 10 s:\n${output}`);
-      await sleep(20);
-    }
+    node.process = await spawnRedisServer([
+      ...["--port", String(node.port), "--bind", "127.0.0.1", "--dir", node.dir, "--save", "", "--appendonly", "no"],
+      ...["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", String(NODE_TIMEOUT_MS)],
+    ]);
   }
 
   /** One short-lived connection to a node. */

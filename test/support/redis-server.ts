@@ -27,6 +27,21 @@ export async function freePort(): Promise<number> {
 /** The suites run against a Redis Cluster (IAPPS_TEST_REDIS=cluster). */
 export const CLUSTER_MODE = process.env.IAPPS_TEST_REDIS === "cluster";
 
+/** Starts `redis-server` with `args` and waits until it accepts connections (10 s at most). */
+export async function spawnRedisServer(args: string[]): Promise<ChildProcess> {
+  const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.on("data", (d) => (output += d));
+  child.stderr?.on("data", (d) => (output += d));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`redis-server ${args.join(" ")} exited at start:\n${output}`);
+    if (output.includes("Ready to accept connections")) return child;
+    if (Date.now() > deadline) throw new Error(`redis-server did not start in 10 s:\n${output}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** The environment a test's configuration resolves with: the cluster's seed nodes in cluster mode. */
 export function redisEnvironment(): Record<string, string | undefined> {
   return CLUSTER_MODE ? { IAPPS_REDIS_CLUSTER: process.env.IAPPS_REDIS_CLUSTER } : {};
@@ -82,25 +97,10 @@ export class TestRedis {
 
   /** Starts redis-server again (after `stop`), on the same port. */
   async startServer() {
-    const child = spawn(
-      "redis-server",
-      [
-        ...["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--dir", this.dir],
-        ...(this.persistent ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    this.process = child;
-    let output = "";
-    child.stdout?.on("data", (d) => (output += d));
-    child.stderr?.on("data", (d) => (output += d));
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`redis-server exited at start:\n${output}`);
-      if (output.includes("Ready to accept connections")) return;
-      if (Date.now() > deadline) throw new Error(`redis-server did not start in 10 s:\n${output}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    this.process = await spawnRedisServer([
+      ...["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--dir", this.dir],
+      ...(this.persistent ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
+    ]);
   }
 
   /** Kills the server (SIGKILL: an outage, not a shutdown) and waits until it is gone. */
