@@ -55,6 +55,17 @@ export function createApi(config: Config): Api {
   };
 }
 
+/**
+ * The answer with `Connection: close`, for answers given while draining: a keep-alive client
+ * would send its next request on the connection, and the server would close it under that
+ * request (a reset instead of a clean refusal at connect).
+ */
+export function closingConnection(response: Response): Response {
+  const closing = new Response(response.body, response);
+  closing.headers.set("connection", "close");
+  return closing;
+}
+
 /** What a runtime adapter gives for a server it started. */
 export interface Listener {
   /** Stops accepting connections; resolves once every request in flight has been answered. */

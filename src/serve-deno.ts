@@ -7,12 +7,18 @@
 // [server] shutdown_timeout), then close the Redis connections. With nothing left open the
 // process ends and Deno exits 0. Past the timeout we exit at once. The only file that knows Deno.
 
-import { stopApi } from "./api.ts";
+import { closingConnection, stopApi } from "./api.ts";
 import entry, { api } from "./serve.ts";
 
-export default { fetch: entry.fetch };
-
 let stopping = false;
+
+export default {
+  async fetch(request: Request): Promise<Response> {
+    const response = await entry.fetch(request);
+    return stopping ? closingConnection(response) : response;
+  },
+};
+
 async function shutdown() {
   if (stopping) return;
   stopping = true;

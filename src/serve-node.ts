@@ -3,7 +3,7 @@
 // accepting, lets the requests in flight finish ([server] shutdown_timeout), closes Redis and
 // exits 0. The only file that knows Node's HTTP server.
 
-import type { Server } from "node:http";
+import type { Server, ServerResponse } from "node:http";
 import { serve } from "@hono/node-server";
 import { stopApi } from "./api.ts";
 import { log } from "./log.ts";
@@ -22,20 +22,26 @@ server.on("error", (error) => {
   void api.close().then(() => process.exit(1));
 });
 
+// Answers not yet sent when SIGTERM comes say `Connection: close`: Node would keep the
+// connection open and serve whatever the client sends next on it, and the drain would go on for
+// as long as clients keep sending.
+const answering = new Set<ServerResponse>();
 let stopping = false;
+server.on("request", (_request, response: ServerResponse) => {
+  if (stopping) response.shouldKeepAlive = false;
+  answering.add(response);
+  response.once("close", () => answering.delete(response));
+});
+
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
   log("info", "shutting down", { signal });
+  for (const response of answering) if (!response.headersSent) response.shouldKeepAlive = false;
   await stopApi(api, {
-    drain: () =>
-      new Promise<void>((resolve) => {
-        // close() refuses new connections and ends idle keep-alive ones; its callback runs once
-        // the busy ones are done. A connection busy now turns idle after its answer: end it then.
-        server.close(() => resolve());
-        const idle = setInterval(() => server.closeIdleConnections(), 50);
-        server.once("close", () => clearInterval(idle));
-      }),
+    // close() refuses new connections and ends the idle ones (Node 19+); its callback runs once
+    // the busy ones have answered and closed.
+    drain: () => new Promise<void>((resolve) => server.close(() => resolve())),
     abort: () => server.closeAllConnections(),
   });
   process.exit(0);
