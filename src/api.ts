@@ -81,16 +81,27 @@ export interface Listener {
  */
 export async function stopApi(api: Api, listener: Listener): Promise<"drained" | "timeout"> {
   const timeoutMs = api.config.server.shutdown_timeout;
+  const startedAt = Date.now();
   log("info", "API stopping: no new connections, answering the requests in flight", { inFlight: api.inFlight(), timeoutMs });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
-  const outcome = await Promise.race([listener.drain().then(() => "drained" as const), timedOut]);
-  clearTimeout(timer);
+  const outcome = await within(listener.drain().then(() => "drained" as const), timeoutMs, "timeout" as const);
   if (outcome === "timeout") {
-    log("warn", "API stopping: requests still running after [server] shutdown_timeout; cutting them off", { timeoutMs });
+    log("warn", "API stopping: requests still running after [server] shutdown_timeout; cutting them off", { inFlight: api.inFlight(), timeoutMs });
     listener.abort();
   }
-  await api.close();
-  log("info", "API stopped");
+  // QUIT waits for Redis; an unreachable one must not hold the exit (the sockets close with the
+  // process anyway). What is left of the timeout, and at least a second.
+  const closed = await within(api.close().then(() => true), Math.max(timeoutMs - (Date.now() - startedAt), 1000), false);
+  log(closed ? "info" : "warn", closed ? "API stopped" : "API stopped; Redis did not answer QUIT in time");
   return outcome;
+}
+
+/** `promise`'s value, or `fallback` after `ms`. */
+async function within<T, F>(promise: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<F>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -261,3 +261,34 @@ describe("SIGTERM under load: no request in flight is cut off (issue 7, item 6)"
     });
   }
 });
+
+describe("SIGTERM waits at most [server] shutdown_timeout (issue 7, item 6)", () => {
+  for (const runtime of RUNTIMES.filter((r) => r.drains !== false)) {
+    test(`${runtime.name}: a request stuck on a frozen Redis is cut off after the timeout, and the process exits 0`, async () => {
+      const port = await freePort();
+      const base = `http://127.0.0.1:${port}`;
+      const child = runtime.start(
+        port,
+        environment(port, { IAPPS_LOG_LEVEL: "info", IAPPS_REDIS_COMMAND_TIMEOUT: "60s", IAPPS_SERVER_SHUTDOWN_TIMEOUT: "1s" }),
+      );
+      await ready(child, base, 90);
+      redis.pause();
+      try {
+        const principal = { createdBy: "stuck", project: null };
+        const stuck = call(base, "update", { principal, config: syncthingConfig(1), expectedETag: null }).then(
+          async (response) => `answered ${response.status} ${await response.text()}`,
+          (e: Error) => `no answer: ${e.message}`,
+        );
+        // Give the idle server a moment to read the request; the log below says it did.
+        await new Promise((r) => setTimeout(r, 300));
+        child.kill("SIGTERM");
+        const exitCode = await Promise.race([child.exited, new Promise((r) => setTimeout(() => r("still running after 30 s"), 30_000))]);
+        expect(exitCode).toBe(0);
+        expect(child.output()).toMatch(/cutting them off","inFlight":1,/);
+        expect(await stuck).toStartWith("no answer");
+      } finally {
+        redis.resume();
+      }
+    });
+  }
+});
