@@ -15,8 +15,10 @@ import { SECRET, syncthingConfig, token } from "./support/service.ts";
 setDefaultTimeout(120_000);
 
 /** The native binary (npm's postinstall links it there); the bin.cjs wrapper would not pass signals on. */
-const DENO = [join(ROOT, "node_modules/deno/deno"), join(ROOT, "node_modules/@deno/linux-x64-glibc/deno")].find((p) => existsSync(p))!;
-const DENO_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-write", "--allow-sys"];
+const DENO =
+  [join(ROOT, "node_modules/deno/deno"), join(ROOT, "node_modules/@deno/linux-x64-glibc/deno")].find((p) => existsSync(p)) ??
+  "no Deno binary in node_modules/deno or node_modules/@deno/linux-x64-glibc: run npm ci";
+const DENO_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-write"];
 
 interface Runtime {
   name: string;
