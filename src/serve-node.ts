@@ -1,7 +1,7 @@
-// The API under Node (20 or later): `tsx src/serve-node.ts`. Serves the default export of
-// src/serve.ts with @hono/node-server on [server] host and port; SIGTERM or SIGINT stops
-// accepting, lets the requests in flight finish ([server] shutdown_timeout), closes Redis and
-// exits 0. The only file that knows Node's HTTP server.
+// The API under Node (20 or later): `node --import tsx src/serve-node.ts` (`npm run api:node`). Serves
+// the default export of src/serve.ts with @hono/node-server on [server] host and port; SIGTERM or
+// SIGINT stops accepting, lets the requests in flight finish ([server] shutdown_timeout), closes
+// Redis and exits 0. The only file that knows Node's HTTP server.
 
 import type { Server, ServerResponse } from "node:http";
 import { serve } from "@hono/node-server";
