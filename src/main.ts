@@ -1,4 +1,5 @@
-// The entry point: `bun src/main.ts <role> [--config FILE] [--env NAME]`.
+// The entry point: `bun src/main.ts <role> [--config FILE] [--env NAME]` (without them:
+// IAPPS_CONFIG, else ./config.toml, and IAPPS_ENV).
 //
 //   api       the HTTP API (run as many replicas as you like)
 //   worker    the task worker: the reconciler, the pod watch and the periodic resync
@@ -8,13 +9,13 @@
 //   config   print the resolved configuration (secrets hidden), or one value: `config redis.url`
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
 
-import { existsSync } from "node:fs";
 import { sign } from "hono/jwt";
-import { type Config, ConfigError, loadConfig, redacted } from "./config/config.ts";
+import { type Api, createApi, stopApi } from "./api.ts";
+import { type Config, ConfigError, configSource, loadConfig, redacted } from "./config/config.ts";
 import { listenOps } from "./http/ops-listener.ts";
-import { httpAppFor } from "./http/server.ts";
 import { configureLog, log } from "./log.ts";
 import { startSimulator } from "./kubernetes/simulator.ts";
+import { listenWithBun } from "./serve-bun.ts";
 import { createContext } from "./service/context.ts";
 import { opsFor } from "./service/health.ts";
 import { startReconcilingWorker } from "./worker/start.ts";
@@ -45,8 +46,9 @@ function parseArguments(argv: string[]): Arguments {
   }
   const [role, ...rest] = positional;
   if (role === undefined) fail(USAGE);
-  if (configFile === undefined && existsSync("config.toml")) configFile = "config.toml";
-  return { role, rest, configFile, env };
+  // Without --config and --env: IAPPS_CONFIG, else ./config.toml; IAPPS_ENV (as src/serve.ts).
+  const fromEnvironment = configSource();
+  return { role, rest, configFile: configFile ?? fromEnvironment.file, env: env ?? fromEnvironment.env };
 }
 
 function fail(message: string): never {
@@ -79,25 +81,17 @@ function stopOnSignal(stoppers: Stopper[]) {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }
 
-async function serveApi(config: Config, role: string): Promise<Stopper> {
-  const context = createContext(config);
-  let app: ReturnType<typeof httpAppFor>;
+/** The API on Bun; its stopper drains the requests in flight, then closes Redis. */
+function serveApi(config: Config, role: string): Stopper {
+  let api: Api;
   try {
-    app = httpAppFor(context);
+    api = createApi(config);
   } catch (e) {
-    await context.close();
     fail((e as Error).message);
   }
-  const server = Bun.serve({ hostname: config.server.host, port: config.server.port, fetch: app.fetch });
-  log("info", `ucloud-iapps ${role} listening`, {
-    url: `http://${config.server.host}:${server.port}`,
-    redis: config.redis.url,
-    provider: config.ucloud.provider_id,
-  });
-  return async () => {
-    await server.stop();
-    await context.close();
-  };
+  const { url, listener } = listenWithBun(api);
+  log("info", `ucloud-iapps ${role} listening`, { url, redis: config.redis.cluster.length > 0 ? config.redis.cluster : config.redis.url, provider: config.ucloud.provider_id });
+  return () => stopApi(api, listener);
 }
 
 async function runSimulator(config: Config): Promise<{ url: string; stop: Stopper }> {
@@ -176,7 +170,7 @@ async function main() {
   configureLog(config.log);
   switch (args.role) {
     case "api":
-      stopOnSignal([await serveApi(config, args.role)]);
+      stopOnSignal([serveApi(config, args.role)]);
       return;
     case "worker":
       stopOnSignal([await runWorker(config, embeddedSimulatorUrl(config), true)]);
@@ -189,7 +183,7 @@ async function main() {
     case "all": {
       // In embedded mode the simulator comes first: the worker reaches it over HTTP like a cluster.
       const simulator = config.kubernetes.mode === "embedded" ? await runSimulator(config) : null;
-      const api = await serveApi(config, args.role);
+      const api = serveApi(config, args.role);
       const worker = await runWorker(config, simulator?.url, false);
       stopOnSignal([api, worker, ...(simulator ? [simulator.stop] : [])]);
       return;

@@ -4,6 +4,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { resolveConfig } from "../src/config/config.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
+import { relayOutboxes } from "../src/worker/resync.ts";
 import { keys } from "../src/store/keys.ts";
 import { startProcess, eventually, killAll, type Child } from "./support/processes.ts";
 import { CLUSTER_MODE, redisEnvironment, TestRedis } from "./support/redis-server.ts";
@@ -109,12 +110,33 @@ describe("adding tasks (client-go workqueue rules)", () => {
     expect(await context.queue.complete(next!)).toBe(true);
   });
 
-  test("an API update enqueues its reconcile in the same MULTI as the write", async () => {
+  test("an API update's reconcile is on the queue when the update is answered, and its outbox is empty again", async () => {
     const api = startInstance(redis.url);
     try {
       const owner = { createdBy: "alice", project: null };
       expect((await providerCall(api, "syncthing", "update", { principal: owner, config: syncthingConfig(1) })).status).toBe(200);
       expect(await redis.admin.lrange(keys.queuePending(), 0, -1)).toEqual(["reconcile:syncthing:alice"]);
+      expect(await redis.admin.exists(keys.outbox("syncthing", owner))).toBe(0);
+    } finally {
+      await api.close();
+    }
+  });
+
+  test("a task the writer could not move to the queue stays in the record's outbox, and the resync moves it", async () => {
+    const api = startInstance(redis.url);
+    try {
+      // The write's EXEC lands, then the queue cannot be reached (as if the writer died there).
+      api.context.queue.addFor = async () => {
+        throw new Error("the queue cannot be reached");
+      };
+      const owner = { createdBy: "alice", project: null };
+      expect((await providerCall(api, "syncthing", "update", { principal: owner, config: syncthingConfig(1) })).status).toBe(200);
+      expect(await redis.admin.llen(keys.queuePending())).toBe(0);
+      expect(await redis.admin.smembers(keys.outbox("syncthing", owner))).toEqual(["reconcile:syncthing:alice"]);
+
+      expect(await relayOutboxes(context.commands, context.queue)).toBe(1);
+      expect(await redis.admin.lrange(keys.queuePending(), 0, -1)).toEqual(["reconcile:syncthing:alice"]);
+      expect(await redis.admin.exists(keys.outbox("syncthing", owner))).toBe(0);
     } finally {
       await api.close();
     }

@@ -186,7 +186,9 @@ describe("state folder (spec §7)", () => {
     // The worker wipes it once the old pod is gone (the default configuration does not run).
     await eventually(async () => existsSync(state) && !readdirSync(state).includes("config.xml") && state, 10, "the state folder is wiped");
     expect(await cluster.getPod(podName(jobId!))).toBeNull();
-    expect(await redis.admin.exists(keys.resetPending("syncthing", owner("alice")))).toBe(0);
+    // The marker goes right after the wipe, in the same reconcile.
+    await eventually(async () => (await redis.admin.exists(keys.resetPending("syncthing", owner("alice")))) === 0, 10, "the reset marker is cleared");
+    expect(existsSync(join(state, "config.xml"))).toBe(false);
   });
 
   test("a reset's wipe waits until no pod runs: a running pod is never wiped under", async () => {

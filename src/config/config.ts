@@ -1,7 +1,7 @@
 // config.toml: its schema, the [env.<name>] overlays, IAPPS_<SECTION>_<KEY> overrides, and the
 // error that names the key path when something is wrong. Imports valibot and smol-toml only.
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
 import { durationMs } from "./duration.ts";
@@ -43,6 +43,8 @@ export const ConfigSchema = v.strictObject({
     v.strictObject({
       host: str("0.0.0.0"),
       port: port(8080),
+      /** How long SIGTERM waits for the requests in flight before it cuts the connections left. */
+      shutdown_timeout: duration("25s"),
     }),
     {},
   ),
@@ -208,6 +210,16 @@ export interface LoadOptions {
   file?: string;
   env?: string;
   environment?: Record<string, string | undefined>;
+}
+
+/**
+ * Where the configuration comes from when no command line names it: `IAPPS_CONFIG` (a file),
+ * else `config.toml` in the working directory when there is one; the overlay from `IAPPS_ENV`.
+ * For src/serve.ts, which `deno serve`, `bun` and Node start without arguments of ours.
+ */
+export function configSource(environment: Record<string, string | undefined> = process.env): { file?: string; env?: string } {
+  const file = environment.IAPPS_CONFIG || (existsSync("config.toml") ? "config.toml" : undefined);
+  return { file, env: environment.IAPPS_ENV || undefined };
 }
 
 export function loadConfig(options: LoadOptions = {}): Config {

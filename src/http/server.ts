@@ -1,5 +1,5 @@
 // The HTTP app of a service context, with the auth settings checked. Runtime-neutral: it answers
-// `fetch(Request)`; src/main.ts hands it to Bun.serve.
+// `fetch(Request)`; src/api.ts builds it for every runtime's adapter (src/serve*.ts).
 
 import type { Config } from "../config/config.ts";
 import { log } from "../log.ts";

@@ -18,8 +18,9 @@ export interface Child {
 
 const children = new Set<Child>();
 
-export function startProcess(args: string[], env: Record<string, string>): Child {
-  const child = spawn(BUN, args, { cwd: ROOT, env: { ...process.env, IAPPS_LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/** Runs `bun <args>`, or another program (`command`) from the repository's root. */
+export function startProcess(args: string[], env: Record<string, string>, command = BUN): Child {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, IAPPS_LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   let stdout = "";
   child.stdout?.on("data", (d) => {
