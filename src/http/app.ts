@@ -1,7 +1,8 @@
 // The Hono application: routes of spec §2, auth, body limit, conditional requests, and the
-// mapping of errors to UCloud's error shape. Web standards only: runtime adapters live at the
-// edge (today src/main.ts hands `app.fetch` to Bun.serve). Imports src/service, src/apps (types) and
-// src/errors.ts, never store or Kubernetes code.
+// mapping of errors to UCloud's error shape, request ids and the operational routes (ops.ts),
+// and the API description (openapi.ts). Web standards only: src/api.ts builds it for every
+// runtime, and src/serve-bun.ts, serve-deno.ts and serve-node.ts are the adapters at the edge.
+// Imports src/service, src/apps (types) and src/errors.ts, never store or Kubernetes code.
 
 import { type Context, Hono } from "hono";
 import type { AppRegistry } from "../apps/registry.ts";
