@@ -29,7 +29,8 @@ export interface HttpOptions {
   ops?: OpsOptions;
 }
 
-type Env = { Variables: AuthVariables };
+/** `requestId`: set for every request by the ops middleware (ops.ts). */
+type Env = { Variables: AuthVariables & { requestId?: string } };
 
 export function createHttpApp(options: HttpOptions): Hono<Env> {
   const { service } = options;
@@ -39,12 +40,13 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
 
   let lastUnavailableLog = 0;
   app.onError((error, c) => {
-    const appError = toAppError(error, (message, fields) => options.log?.("error", message, fields));
+    const requestId = c.get("requestId");
+    const appError = toAppError(error, (message, fields) => options.log?.("error", message, { requestId, ...fields }));
     // A 503 is the service's own trouble: say why in the log, at most once a second.
     if (appError.status === 503 && Date.now() - lastUnavailableLog > 1000) {
       lastUnavailableLog = Date.now();
       const cause = appError.cause instanceof Error ? appError.cause.message : undefined;
-      options.log?.("warn", "answering 503", { route: c.req.path, why: appError.why, cause });
+      options.log?.("warn", "answering 503", { requestId, route: c.req.path, why: appError.why, cause });
     }
     return errorResponse(c, appError);
   });
