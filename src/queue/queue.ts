@@ -12,7 +12,7 @@
 // named (add, take, renew, complete, fail, promote). Times come from the Redis server's clock,
 // so workers on machines with skewed clocks agree on leases and backoffs.
 //
-// Imports ioredis and src/store/keys.ts only.
+// Imports src/store/keys.ts and the connection types of src/store/redis.ts only.
 
 import { createHash } from "node:crypto";
 import type { CommandConnection, RedisClient } from "../store/redis.ts";
@@ -50,6 +50,13 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('RPUSH', KEYS[1], ARGV[1])
 ${WAKE}
 return 1`;
+
+// ADD, on behalf of a request: KEYS as ADD's, then request ids; ARGV: task id, request id. The
+// request id replaces the task's (the latest of coalesced requests wins), even when the task was
+// pending already.
+const ADD_FOR = `
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
+${ADD}`;
 
 // KEYS: pending, dirty, active, leases, wake, busy, parked, request ids. ARGV: lease ms, token
 // prefix, how many. Answers id, token, request id ('' for none) for each task taken.
@@ -226,6 +233,7 @@ class Script {
 
 const scripts = {
   add: new Script(ADD),
+  addFor: new Script(ADD_FOR),
   take: new Script(TAKE),
   renew: new Script(RENEW),
   complete: new Script(COMPLETE),
@@ -309,17 +317,10 @@ export class TaskQueue {
    */
   async addFor(requestId: string | undefined, ...ids: string[]): Promise<number> {
     if (requestId === undefined || ids.length === 0) return this.add(...ids);
-    // One MULTI (the keys share the queue's slot): the id is never seen without its task.
+    // One script per task: the request id is never seen without its task.
     const redis = await this.redis();
-    const multi = redis.multi().hset(keys.queueRequestIds(), ...ids.flatMap((id) => [id, requestId]));
-    for (const id of ids) multi.eval(ADD, 5, ...addKeys(), id);
-    const replies = (await multi.exec()) ?? [];
-    let added = 0;
-    for (const [error, value] of replies.slice(1)) {
-      if (error) throw error;
-      if (value !== 0) added++;
-    }
-    return added;
+    const replies = await Promise.all(ids.map((id) => scripts.addFor.run(redis, [...addKeys(), keys.queueRequestIds()], [id, requestId])));
+    return replies.filter((value) => value !== 0).length;
   }
 
   /** Adds a task to run in `delayMs` (unless it is pending anyway): a check at a known time. */

@@ -235,11 +235,15 @@ export class RecordStore {
   private async relay(app: string, owner: Owner, ids: string[]) {
     try {
       await this.options.enqueue(ids, currentRequestId());
-      const redis = await this.commands();
-      await redis.srem(keys.outbox(app, owner), ...ids);
     } catch (e) {
       this.options.log?.("warn", "a task stays in its record's outbox until the next resync", { app, owner, tasks: ids, error: String(e) });
+      return;
     }
+    // Not waited for: the task is on the queue, and an outbox entry left by a failed SREM only
+    // makes the resync add it once more (tasks are deduplicated, reconciles idempotent).
+    void this.commands()
+      .then((redis) => redis.srem(keys.outbox(app, owner), ...ids))
+      .catch(() => {});
   }
 
   /**
