@@ -74,7 +74,7 @@ describe("Redis down", () => {
 
   test("a frozen Redis (SIGSTOP) answers 503 within 2 seconds instead of hanging", async () => {
     expect((await update(1)).status).toBe(200);
-    redis.pause();
+    await redis.pause();
     try {
       const answers = await Promise.all([
         timed(() => update(2)),

@@ -121,7 +121,7 @@ describe("with Redis gone", () => {
   });
 
   test("frozen (SIGSTOP): /readyz and /metrics still answer, with 503 and without the queue's depth", async () => {
-    redis.pause();
+    await redis.pause();
     try {
       const response = await get(api, "/readyz");
       expect(response.status).toBe(503);

@@ -261,12 +261,13 @@ describe("the worker process serves its own /metrics on [worker] metrics_port", 
     const metrics = await eventually(
       async () => {
         const m = await workerMetrics();
-        return m.counter("iapps_reconcile_total", created) === 1 && m;
+        // The task's duration is observed once it completes, just after its reconcile is counted.
+        const finished = m.counter("iapps_task_duration_seconds_count", done) > before.counter("iapps_task_duration_seconds_count", done);
+        return m.counter("iapps_reconcile_total", created) === 1 && finished && m;
       },
       15,
-      "the worker's /metrics counts the reconcile that created the pod",
+      "the worker's /metrics counts the reconcile that created the pod, and its task's duration",
     );
-    expect(metrics.counter("iapps_task_duration_seconds_count", done)).toBeGreaterThan(before.counter("iapps_task_duration_seconds_count", done));
     expect(metrics.counter("iapps_kubernetes_requests_total", { verb: "create", resource: "pod" })).toBeGreaterThanOrEqual(1);
     // No API in this process: no requests of the API were counted, only the listener's own.
     expect(metrics.families.get("iapps_http_requests_total")!.samples.every((s) => ["/healthz", "/readyz", "/metrics"].includes(s.labels.route!))).toBe(true);

@@ -228,7 +228,7 @@ describe("SIGTERM under load: no request in flight is cut off (issue 7, item 6)"
       // Bun and deno serve; see README, Runtimes). That race is HTTP/1.1's, not the drain's.
       const loops = Array.from({ length: LOOPS }, (_, i) => loop(i));
       await eventually(async () => outcomes.length >= 20 * LOOPS, 60, "a steady stream of answers");
-      redis.pause();
+      await redis.pause();
       try {
         await eventually(async () => outstanding.size === LOOPS, 10, "every loop with a request outstanding");
         // Requests already written but not yet read by the server would be in flight but not
@@ -277,7 +277,7 @@ describe("SIGTERM waits at most [server] shutdown_timeout (issue 7, item 6)", ()
         environment(port, { IAPPS_LOG_LEVEL: "info", IAPPS_REDIS_COMMAND_TIMEOUT: "60s", IAPPS_SERVER_SHUTDOWN_TIMEOUT: "1s" }),
       );
       await ready(child, base, 90);
-      redis.pause();
+      await redis.pause();
       try {
         const principal = { createdBy: "stuck", project: null };
         const stuck = call(base, "update", { principal, config: syncthingConfig(1), expectedETag: null }).then(

@@ -239,11 +239,15 @@ export class RecordStore {
       this.options.log?.("warn", "a task stays in its record's outbox until the next resync", { app, owner, tasks: ids, error: String(e) });
       return;
     }
-    // Not waited for: the task is on the queue, and an outbox entry left by a failed SREM only
-    // makes the resync add it once more (tasks are deduplicated, reconciles idempotent).
-    void this.commands()
-      .then((redis) => redis.srem(keys.outbox(app, owner), ...ids))
-      .catch(() => {});
+    // The task is on the queue: an outbox entry left by a failed SREM only makes the resync add
+    // it once more (tasks are deduplicated, reconciles idempotent). Waited for all the same, so
+    // that an answered write has nothing of it still in flight.
+    try {
+      const redis = await this.commands();
+      await redis.srem(keys.outbox(app, owner), ...ids);
+    } catch {
+      // see above
+    }
   }
 
   /**

@@ -7,7 +7,7 @@
 // single-server faults (stopping or freezing the server) are skipped there (`CLUSTER_MODE`).
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -113,9 +113,22 @@ export class TestRedis {
     this.process = null;
   }
 
-  /** Freezes the server (SIGSTOP): connections stay open, nothing answers. */
-  pause() {
+  /**
+   * Freezes the server (SIGSTOP): connections stay open, nothing answers. Resolves once the
+   * kernel shows it stopped: a signal is delivered asynchronously, and a command sent in between
+   * would still be answered.
+   */
+  async pause() {
+    const pid = this.process?.pid;
     this.process?.kill("SIGSTOP");
+    if (pid === undefined) return;
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline) {
+      const state = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
+      if (state === "T" || state === "t") return;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    throw new Error("redis-server did not stop on SIGSTOP");
   }
 
   resume() {
