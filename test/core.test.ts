@@ -150,6 +150,28 @@ describe("jobs are registered with Core", () => {
     }
   });
 
+  test("a registration slower than the job claim's lifetime: the claim is kept alive, one job, never retired", async () => {
+    const settings = { api: { job_claim_wait: "300ms" }, ucloud: { mode: "core", core_url: core.url, refresh_token: core.refreshToken, core_timeout: "3s" } };
+    const [a, b] = [coreInstance(settings), coreInstance(settings)];
+    try {
+      core.slow(REGISTER, 900);
+      const first = update(syncthingConfig(0), null, a);
+      await new Promise((r) => setTimeout(r, 100));
+      const second = update(syncthingConfig(1), null, b);
+      const statuses = [(await first).status, (await second).status];
+      expect(statuses[0]).toBe(200);
+      // The second waited its job_claim_wait for the first and gave up: it did not register.
+      expect(statuses[1]).toBe(503);
+      expect(core.callsTo(REGISTER)).toHaveLength(1);
+      const jobId = (await record()).jobId!;
+      expect(core.jobs.get(jobId)!.status.state).toBe("IN_QUEUE");
+    } finally {
+      core.heal();
+      await a.close();
+      await b.close();
+    }
+  });
+
   for (const missing of [404, 403] as const) {
     test(`Core answers ${missing} for the job → the record is detached → the next update registers a new job`, async () => {
       core.missingJobStatus = missing;
@@ -257,7 +279,7 @@ describe("Core's faults", () => {
 });
 
 describe("state updates", () => {
-  test("are sent in batches, with UCloud's JobUpdate shape, and only when they change", async () => {
+  test("are sent in batches, with UCloud's JobUpdate shape; several of one job in a batch send the last", async () => {
     const registry = api.context.jobs as CoreJobRegistry;
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
@@ -277,8 +299,26 @@ describe("state updates", () => {
     );
     for (const id of ids) expect(core.jobs.get(id)!.status.state).toBe("RUNNING");
 
-    await Promise.all(ids.map((id) => registry.updateState(id, "RUNNING", "Your job is now running.")));
-    expect(core.callsTo(UPDATE)).toHaveLength(1);
+    await Promise.all([registry.updateState(ids[0]!, "SUSPENDED", "a"), registry.updateState(ids[0]!, "IN_QUEUE", "b")]);
+    const last = core.callsTo(UPDATE).at(-1)!.body as { items: { id: string; update: { state: string; status: string } }[] };
+    expect(last.items).toHaveLength(1);
+    expect(last.items[0]!.update).toMatchObject({ state: "IN_QUEUE", status: "b" });
+    expect(core.jobs.get(ids[0]!)!.status.state).toBe("IN_QUEUE");
+  });
+
+  test("two workers reporting one job: the later change reaches Core, whatever the first one sent", async () => {
+    const registry = api.context.jobs as CoreJobRegistry;
+    const other = coreInstance();
+    try {
+      expect((await update(syncthingConfig(0), "initial")).status).toBe(200);
+      const jobId = (await record()).jobId!;
+      await registry.updateState(jobId, "RUNNING", "running");
+      await (other.context.jobs as CoreJobRegistry).updateState(jobId, "SUSPENDED", "restarting");
+      await registry.updateState(jobId, "RUNNING", "running");
+      expect(core.jobs.get(jobId)!.status.state).toBe("RUNNING");
+    } finally {
+      await other.close();
+    }
   });
 
   test("one job Core no longer knows does not hold back the others in its batch", async () => {

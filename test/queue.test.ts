@@ -4,6 +4,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { resolveConfig } from "../src/config/config.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
+import { taskOfOutboxMember } from "../src/store/records.ts";
 import { relayOutboxes } from "../src/worker/resync.ts";
 import { keys } from "../src/store/keys.ts";
 import { startProcess, eventually, killAll, type Child } from "./support/processes.ts";
@@ -132,7 +133,8 @@ describe("adding tasks (client-go workqueue rules)", () => {
       const owner = { createdBy: "alice", project: null };
       expect((await providerCall(api, "syncthing", "update", { principal: owner, config: syncthingConfig(1) })).status).toBe(200);
       expect(await redis.admin.llen(keys.queuePending())).toBe(0);
-      expect(await redis.admin.smembers(keys.outbox("syncthing", owner))).toEqual(["reconcile:syncthing:alice"]);
+      const owed = await redis.admin.smembers(keys.outbox("syncthing", owner));
+      expect(owed.map(taskOfOutboxMember)).toEqual(["reconcile:syncthing:alice"]);
 
       expect(await relayOutboxes(context.commands, context.queue)).toBe(1);
       expect(await redis.admin.lrange(keys.queuePending(), 0, -1)).toEqual(["reconcile:syncthing:alice"]);

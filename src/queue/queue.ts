@@ -314,12 +314,19 @@ export class TaskQueue {
   /**
    * Adds tasks on behalf of a request: `requestId` replaces the one stored for each task, since
    * several requests may coalesce into one task and its run is logged with the latest of them.
+   * `on`: a connection of the caller's to the queue's node (to WAIT for replicas on it after).
    */
-  async addFor(requestId: string | undefined, ...ids: string[]): Promise<number> {
-    if (requestId === undefined || ids.length === 0) return this.add(...ids);
+  async addFor(requestId: string | undefined, ids: string[], on?: RedisClient): Promise<number> {
+    if (ids.length === 0) return 0;
+    const redis = on ?? (await this.redis());
     // One script per task: the request id is never seen without its task.
-    const redis = await this.redis();
-    const replies = await Promise.all(ids.map((id) => scripts.addFor.run(redis, [...addKeys(), keys.queueRequestIds()], [id, requestId])));
+    const replies = await Promise.all(
+      ids.map((id) =>
+        requestId === undefined
+          ? scripts.add.run(redis, addKeys(), [id])
+          : scripts.addFor.run(redis, [...addKeys(), keys.queueRequestIds()], [id, requestId]),
+      ),
+    );
     return replies.filter((value) => value !== 0).length;
   }
 

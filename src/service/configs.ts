@@ -287,9 +287,12 @@ export class ConfigService {
           continue;
         }
         if (value === "register-job") {
-          unusedJobId = await guard(this.registerJob(app, owner));
+          unusedJobId = await guard(this.whileHoldingClaim(app, owner, claimToken!, () => this.registerJob(app, owner)));
           continue;
         }
+        // The record may use the job we registered without this call storing it (another replica
+        // adopted it from the registry): it is not ours to retire then.
+        if (value.jobId !== null && value.jobId === unusedJobId) unusedJobId = null;
         if (value.usedJob) {
           // The commit stored the job and deleted the claim in the same EXEC.
           unusedJobId = null;
@@ -368,14 +371,35 @@ export class ConfigService {
     return this.options.jobs.register(app.mutateJobSpec(owner, base), owner.createdBy, null);
   }
 
-  /** Gives back a claim this call still holds, and retires a job it registered but never stored. */
+  /**
+   * Runs `register` while keeping the job claim alive: a registration with UCloud/Core may take
+   * several calls, each up to `[ucloud] core_timeout`, and a claim that expired meanwhile would let
+   * another replica register a second job.
+   */
+  private async whileHoldingClaim<T>(app: IntegratedApp<unknown>, owner: Owner, token: string, register: () => Promise<T>): Promise<T> {
+    const ttl = this.options.jobClaimWaitMs;
+    const timer = setInterval(() => {
+      this.options.store.renewJobClaim(app.name, owner, token, ttl).catch(() => {});
+    }, Math.max(Math.floor(ttl / 3), 10));
+    try {
+      return await register();
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /**
+   * Retires a job this call registered but never stored, unless the record uses it after all,
+   * then gives back the claim: retiring first, while the claim still keeps other replicas from
+   * adopting the job, means a retired job is never one a record has just taken.
+   */
   private async cleanUp(app: IntegratedApp<unknown>, owner: Owner, claimToken: string | null, unusedJobId: string | null) {
     try {
-      if (claimToken !== null) await this.options.store.releaseJobClaim(app.name, owner, claimToken);
-      if (unusedJobId !== null) {
+      if (unusedJobId !== null && (await this.options.store.readFresh(app.name, owner))?.jobId !== unusedJobId) {
         await this.options.jobs.updateState(unusedJobId, "FAILURE", "Registered for a configuration change that did not complete");
         this.options.log?.("warn", "retired a job registered for a change that did not complete", { app: app.name, owner, jobId: unusedJobId });
       }
+      if (claimToken !== null) await this.options.store.releaseJobClaim(app.name, owner, claimToken);
     } catch (e) {
       this.options.log?.("error", "could not clean up after an incomplete change", { app: app.name, owner, error: String(e) });
     }

@@ -13,6 +13,7 @@ import { TaskQueue } from "../queue/queue.ts";
 import { LocalStorage } from "../storage/local.ts";
 import { RedisActivityLeases } from "../store/leases.ts";
 import { RedisPortAllocator } from "../store/ports.ts";
+import { keys } from "../store/keys.ts";
 import { RecordStore } from "../store/records.ts";
 import {
   type CommandConnection,
@@ -20,6 +21,7 @@ import {
   nodeConnectionFor,
   readyConnection,
   type RedisClient,
+  RedisUnavailableError,
   type RedisSettings,
   routerFor,
   TransactionPool,
@@ -80,7 +82,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     backoffMaxMs: config.worker.backoff_max,
   });
   const store = new RecordStore(commands, pool, {
-    enqueue: (ids, requestId) => queue.addFor(requestId, ...ids),
+    enqueue: enqueueFor(config, pool, queue, settings),
     waitReplicas: config.redis.wait_replicas,
     waitTimeoutMs: Math.max(Math.floor(settings.commandTimeoutMs / 2), 1),
     onRoutingTrouble: () => {
@@ -131,6 +133,26 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
       await redis.quit().catch(() => redis.disconnect());
     },
   };
+}
+
+/**
+ * How a write's tasks reach the queue. With `[redis] wait_replicas`, on a connection to the
+ * queue's node, and only once as many replicas have them: until then they stay in the record's
+ * outbox (which the write's own WAIT covered), so a master lost before replicating them loses
+ * no task.
+ */
+function enqueueFor(config: Config, pool: TransactionPool, queue: TaskQueue, settings: RedisSettings) {
+  const wanted = config.redis.wait_replicas;
+  if (wanted === 0) return (ids: string[], requestId: string | undefined) => queue.addFor(requestId, ids);
+  const timeoutMs = Math.max(Math.floor(settings.commandTimeoutMs / 2), 1);
+  return (ids: string[], requestId: string | undefined) =>
+    pool.with(keys.queuePending(), async (connection) => {
+      await queue.addFor(requestId, ids, connection);
+      const acknowledged = Number(await connection.wait(wanted, timeoutMs).catch(() => 0));
+      if (acknowledged < wanted) {
+        throw new RedisUnavailableError(`the tasks reached the queue's master but only ${acknowledged} of ${wanted} replicas confirmed them`);
+      }
+    });
 }
 
 /** Any node hears every invalidation (cluster pub/sub reaches all nodes): the seed nodes, in turn. */

@@ -52,8 +52,9 @@ export const keys = {
   /** String, present while a reset's side effects (Syncthing's state wipe) are owed: the reset's ETag. */
   resetPending: (app: string, owner: Owner) => `${PREFIX}:reset:{${recordTag(app, owner)}}`,
   /**
-   * Set of task ids a write owes the queue: added in the write's MULTI, removed once the tasks
-   * are on the queue (the queue's keys are in another hash slot, so they cannot join the MULTI).
+   * Set of tasks writes owe the queue, `<task id> <nonce>` (one member per write): added in the
+   * write's MULTI, removed once the task is on the queue (the queue's keys are in another hash
+   * slot, so they cannot join the MULTI).
    */
   outbox: (app: string, owner: Owner) => `${PREFIX}:outbox:{${recordTag(app, owner)}}`,
   /** SCAN pattern of every outbox: what the resync relays. */

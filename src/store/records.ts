@@ -13,6 +13,7 @@
 // Imports src/store/*, the cache's type and src/request-id.ts (a task remembers the request that
 // added it).
 
+import { randomBytes } from "node:crypto";
 import type { RecordCache } from "../cache/record-cache.ts";
 import { currentRequestId } from "../request-id.ts";
 import { encodeInvalidation } from "./invalidations.ts";
@@ -126,6 +127,11 @@ export class RecordStore {
     }
   }
 
+  /** The record as Redis has it now, past this replica's cache. */
+  async readFresh(app: string, owner: Owner): Promise<StoredRecord | null> {
+    return this.readFromRedis(keys.record(app, owner));
+  }
+
   private async readFromRedis(key: string): Promise<StoredRecord | null> {
     const redis = await this.commands();
     return decodeRecord(await redis.hgetall(key));
@@ -181,7 +187,9 @@ export class RecordStore {
     }
     if (releaseClaim) multi.del(claimKey);
     if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
-    if (enqueue !== undefined) multi.sadd(keys.outbox(app, owner), enqueue);
+    // A member of this write's own: emptying it after the relay cannot take another write's.
+    const owed = enqueue === undefined ? undefined : outboxMember(enqueue);
+    if (owed !== undefined) multi.sadd(keys.outbox(app, owner), owed);
 
     // Write-through: this replica shows the new record at once, unless a newer write's
     // invalidation passes before EXEC answers.
@@ -205,7 +213,7 @@ export class RecordStore {
     } finally {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
-    if (enqueue !== undefined) await this.relay(app, owner, [enqueue]);
+    if (owed !== undefined) await this.relay(app, owner, [owed]);
     if (record) await this.awaitReplicas(connection);
     return { committed: true, value: decision.value };
   }
@@ -220,8 +228,9 @@ export class RecordStore {
     let acknowledged = 0;
     try {
       acknowledged = Number(await connection.wait(wanted, this.options.waitTimeoutMs ?? 500));
-    } catch (e) {
-      if (!isRedisUnavailable(e)) throw e;
+    } catch {
+      // The master went away, or was demoted under WAIT ("UNBLOCKED force unblock", "WAIT cannot
+      // be used with replica instances"): the write is on it, and no replica confirmed it.
     }
     if (acknowledged < wanted) {
       throw new AmbiguousCommitError(`the write reached the master but only ${acknowledged} of ${wanted} replicas confirmed it ([redis] wait_replicas)`);
@@ -232,7 +241,8 @@ export class RecordStore {
    * Moves tasks from the record's outbox to the queue. A failure here loses nothing (the outbox
    * keeps them for the resync), so it is logged, not raised: the write itself is done.
    */
-  private async relay(app: string, owner: Owner, ids: string[]) {
+  private async relay(app: string, owner: Owner, members: string[]) {
+    const ids = members.map(taskOfOutboxMember);
     try {
       await this.options.enqueue(ids, currentRequestId());
     } catch (e) {
@@ -244,7 +254,7 @@ export class RecordStore {
     // that an answered write has nothing of it still in flight.
     try {
       const redis = await this.commands();
-      await redis.srem(keys.outbox(app, owner), ...ids);
+      await redis.srem(keys.outbox(app, owner), ...members);
     } catch {
       // see above
     }
@@ -304,6 +314,19 @@ export class RecordStore {
     return (await redis.set(keys.jobClaim(app, owner), token, "PX", ttlMs, "NX")) === "OK";
   }
 
+  /** Extends a claim that is still ours by `ttlMs`; false when it is not ours any more. */
+  async renewJobClaim(app: string, owner: Owner, token: string, ttlMs: number): Promise<boolean> {
+    const redis = await this.commands();
+    const renewed = await redis.eval(
+      `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`,
+      1,
+      keys.jobClaim(app, owner),
+      token,
+      ttlMs,
+    );
+    return Number(renewed) === 1;
+  }
+
   /** Gives up a claim only if it is still ours (a claim that expired may be someone else's). */
   async releaseJobClaim(app: string, owner: Owner, token: string): Promise<void> {
     const redis = await this.commands();
@@ -314,6 +337,16 @@ export class RecordStore {
       token,
     );
   }
+}
+
+/** An outbox member: the task id and a nonce of the write that owes it (task ids hold no space). */
+export function outboxMember(taskId: string): string {
+  return `${taskId} ${randomBytes(6).toString("hex")}`;
+}
+
+export function taskOfOutboxMember(member: string): string {
+  const space = member.indexOf(" ");
+  return space === -1 ? member : member.slice(0, space);
 }
 
 function replyOf(replies: [Error | null, unknown][] | null, index: number): unknown {

@@ -59,7 +59,7 @@ export function isClusterSettings(settings: RedisSettings): boolean {
 
 function nodeOf(url: string): { host: string; port: number } {
   const parsed = new URL(url);
-  return { host: parsed.hostname, port: Number(parsed.port || 6379) };
+  return { host: parsed.hostname.replace(/^\[(.*)\]$/, "$1"), port: Number(parsed.port || 6379) };
 }
 
 /**
@@ -207,7 +207,10 @@ export function routerFor(settings: RedisSettings, client: RedisClient): Transac
     if (client.slots[slot]?.[0] === undefined) await ready();
     const node = client.slots[slot]?.[0];
     if (node === undefined) throw new RedisUnavailableError("the cluster's slot map is not known yet");
-    return `redis://${node}`;
+    // "host:port"; an IPv6 host goes in brackets in a URL.
+    const colon = node.lastIndexOf(":");
+    const host = node.slice(0, colon);
+    return `redis://${host.includes(":") ? `[${host}]` : host}${node.slice(colon)}`;
   };
 }
 

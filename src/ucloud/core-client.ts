@@ -69,6 +69,7 @@ export class CoreClient {
       const token = await this.accessToken();
       const response = await this.send(method, path, token.token, request);
       if (response.status === 401 && attempt === 0) {
+        await response.body?.cancel().catch(() => {});
         if (this.current === token) this.current = null;
         continue;
       }

@@ -55,8 +55,6 @@ interface PendingUpdate {
 export class CoreJobRegistry implements JobRegistry {
   private pending = new Map<string, PendingUpdate>();
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
-  /** The last state and status Core accepted from this process, per job: unchanged ones are not sent again. */
-  private readonly reported = new Map<string, string>();
 
   constructor(
     private readonly core: CoreClient,
@@ -108,12 +106,20 @@ export class CoreJobRegistry implements JobRegistry {
         if (e instanceof CoreUnavailableError && e.coreStatus === 403) return null;
         throw e;
       });
-    return job === null ? null : fromCore(job);
+    if (job === null) return null;
+    if (typeof job?.id !== "string" || typeof job.owner?.createdBy !== "string" || typeof job.specification?.product?.id !== "string") {
+      throw new CoreUnavailableError("its answer to jobs/control/retrieve is not a Job", false);
+    }
+    return fromCore(job);
   }
 
-  /** Queued and sent with the other updates of the next few milliseconds; resolves once Core has it. */
+  /**
+   * Queued and sent with the other updates of the next few milliseconds (several of one job in
+   * that time: the last one); resolves once Core has it. Whether the state changed is the
+   * caller's to know (the reconciler compares with the job it just retrieved): a memory of what
+   * this process sent would be wrong as soon as another worker reports the same job.
+   */
   updateState(jobId: string, state: JobState, status = ""): Promise<void> {
-    if (this.reported.get(jobId) === `${state}\n${status}`) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const entry = this.pending.get(jobId);
       if (entry) {
@@ -141,10 +147,7 @@ export class CoreJobRegistry implements JobRegistry {
     if (batch.length === 0) return;
     try {
       await this.sendUpdates(batch);
-      for (const entry of batch) {
-        this.remember(entry);
-        for (const { resolve } of entry.settle) resolve();
-      }
+      for (const entry of batch) for (const { resolve } of entry.settle) resolve();
     } catch (e) {
       if (batch.length > 1 && isUnknownJob(e)) {
         // Core stops a batch at the first job it does not know (earlier ones are applied): send
@@ -159,7 +162,6 @@ export class CoreJobRegistry implements JobRegistry {
   private async sendAlone(entry: PendingUpdate) {
     try {
       await this.sendUpdates([entry]);
-      this.remember(entry);
       for (const { resolve } of entry.settle) resolve();
     } catch (e) {
       // A job Core no longer knows needs no state: the next reconcile detaches its record.
@@ -190,12 +192,6 @@ export class CoreJobRegistry implements JobRegistry {
     });
   }
 
-  private remember(entry: PendingUpdate) {
-    if (this.reported.size >= 10_000) this.reported.delete(this.reported.keys().next().value!);
-    this.reported.delete(entry.id);
-    this.reported.set(entry.id, `${entry.state}\n${entry.status}`);
-  }
-
   /** The newest job Core holds for this product and owner that is not in a final state, or null. */
   private async findLive(specification: JobSpecification, createdBy: string, project: string | null): Promise<string | null> {
     const { product } = specification;
@@ -212,7 +208,7 @@ export class CoreJobRegistry implements JobRegistry {
       if (next !== null) query.next = next;
       const answer = await this.core.call<Page<CoreJob>>("GET", "/api/jobs/control/browse", { query });
       for (const job of answer?.items ?? []) {
-        if (isFinal(stateOf(job)) || job.owner.createdBy !== createdBy || (job.owner.project ?? null) !== project) continue;
+        if (isFinal(stateOf(job)) || job.owner?.createdBy !== createdBy || (job.owner.project ?? null) !== project) continue;
         const { id, category, provider } = job.specification?.product ?? {};
         if (id !== product.id || category !== product.category || provider !== product.provider) continue;
         this.options.log?.("warn", "adopted a job UCloud/Core already held for this owner", { jobId: job.id, product: product.id, createdBy });

@@ -6,6 +6,7 @@
 
 import type { TaskQueue } from "../queue/queue.ts";
 import { keys, outboxTagOfKey, recordTagOfKey } from "../store/keys.ts";
+import { taskOfOutboxMember } from "../store/records.ts";
 import { type CommandConnection, scanEach } from "../store/redis.ts";
 
 const BATCH = 500;
@@ -32,10 +33,12 @@ export async function relayOutboxes(redis: CommandConnection, queue: TaskQueue):
   await scanEach(connection, keys.outboxPattern(), BATCH, async (batch) => {
     for (const key of batch) {
       if (outboxTagOfKey(key) === null) continue;
-      const ids = await connection.smembers(key);
-      if (ids.length === 0) continue;
+      const members = await connection.smembers(key);
+      if (members.length === 0) continue;
+      const ids = [...new Set(members.map(taskOfOutboxMember))];
       await queue.add(...ids);
-      await connection.srem(key, ...ids);
+      // Exactly the members read: one a write added meanwhile stays for its writer or the next round.
+      await connection.srem(key, ...members);
       moved += ids.length;
     }
   });

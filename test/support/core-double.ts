@@ -112,7 +112,11 @@ export interface Call {
 }
 
 /** `after`: calls to let through first. */
-type Fault = { kind: "status"; status: number; times: number; after: number } | { kind: "hang" } | { kind: "act-then-hang"; times: number };
+type Fault =
+  | { kind: "status"; status: number; times: number; after: number }
+  | { kind: "hang" }
+  | { kind: "act-then-hang"; times: number }
+  | { kind: "slow"; ms: number };
 
 export interface CoreDoubleOptions {
   providerId?: string;
@@ -196,6 +200,11 @@ export class CoreDouble {
     this.faults.set(path, { kind: "act-then-hang", times });
   }
 
+  /** Calls to `path` wait `ms` before Core acts on them and answers. */
+  slow(path: string, ms: number) {
+    this.faults.set(path, { kind: "slow", ms });
+  }
+
   heal() {
     this.faults.clear();
     this.releaseHanging();
@@ -252,6 +261,7 @@ export class CoreDouble {
       return this.answer(call, fault.status, error(fault.status, "Injected failure"));
     }
     if (fault?.kind === "hang") return this.hangForever(call);
+    if (fault?.kind === "slow") await new Promise((resolve) => setTimeout(resolve, fault.ms));
 
     const response = await this.route(request, path, query, body);
     if (fault?.kind === "act-then-hang") {
