@@ -98,7 +98,7 @@ const TERMINAL = "terminal";
 const DEFAULT_TERMINAL_INACTIVITY_MS = 15 * 60_000;
 
 /** Steps the transaction loop takes outside a transaction before trying again. */
-type Detour = "wait-for-claim" | "take-claim" | "register-job";
+type Detour = "wait-for-claim" | "take-claim" | "register-job" | "check-job";
 
 const MAX_CONFLICT_RETRIES = 100;
 
@@ -257,11 +257,17 @@ export class ConfigService {
     let claimToken: string | null = null;
     let unusedJobId: string | null = null;
     const claimDeadline = Date.now() + this.options.jobClaimWaitMs;
+    // Whether the record's job is alive is asked of the registry (Redis, or UCloud/Core over
+    // HTTP) before the transaction, not while it holds a connection watching the record.
+    const jobs = new Map<string, boolean>();
+    const toCheck: { jobId: string | null } = { jobId: null };
+    const seen = await guard(store.read(app.name, owner));
+    if (seen?.state === "active" && seen.jobId !== "") jobs.set(seen.jobId, await guard(this.jobAlive(seen.jobId)));
     try {
       for (let pass = 0; ; pass++) {
         const outcome = await guard(
           store.attempt<Written | Detour>(app.name, owner, (snapshot) =>
-            this.decide(app, owner, pre, intend, snapshot, claimToken, unusedJobId),
+            this.decide(app, owner, pre, intend, snapshot, claimToken, unusedJobId, jobs, toCheck),
           ).catch((e: unknown) => {
             // The record may now point at the job we registered: never retire it then.
             if (e instanceof AmbiguousCommitError) unusedJobId = null;
@@ -284,6 +290,10 @@ export class ConfigService {
           } else {
             await sleep(10 + Math.random() * 10);
           }
+          continue;
+        }
+        if (value === "check-job") {
+          jobs.set(toCheck.jobId!, await guard(this.jobAlive(toCheck.jobId!)));
           continue;
         }
         if (value === "register-job") {
@@ -313,27 +323,39 @@ export class ConfigService {
     { record, claim }: Snapshot,
     claimToken: string | null,
     registeredJobId: string | null,
+    jobs: Map<string, boolean>,
+    toCheck: { jobId: string | null },
   ): Promise<{ commit: Commit; value: Written } | { commit: null; value: Written | Detour }> {
     checkPreconditions(record, pre);
     const intent = intend(record);
     if (intent.kind === "nothing") return { commit: null, value: { etag: null, jobId: null } };
 
-    const jobAlive = record !== null && record.state === "active" && (await this.jobAlive(record.jobId));
-    const reconcile = taskId("reconcile" satisfies TaskKind, app.name, owner);
-    if (jobAlive && intent.kind === "restart") {
-      return { commit: { enqueue: taskId("restart", app.name, owner) }, value: { etag: record.etag, jobId: record.jobId } };
+    // The record, when its job is alive.
+    let live: StoredRecord | null = null;
+    if (record !== null && record.state === "active" && record.jobId !== "") {
+      const known = jobs.get(record.jobId);
+      if (known === undefined) {
+        // The record names another job than the one checked before the transaction.
+        toCheck.jobId = record.jobId;
+        return { commit: null, value: "check-job" };
+      }
+      if (known) live = record;
     }
-    if (jobAlive && intent.kind === "touch") {
-      return { commit: { enqueue: reconcile }, value: { etag: record.etag, jobId: record.jobId } };
+    const reconcile = taskId("reconcile" satisfies TaskKind, app.name, owner);
+    if (live && intent.kind === "restart") {
+      return { commit: { enqueue: taskId("restart", app.name, owner) }, value: { etag: live.etag, jobId: live.jobId } };
+    }
+    if (live && intent.kind === "touch") {
+      return { commit: { enqueue: reconcile }, value: { etag: live.etag, jobId: live.jobId } };
     }
     const config = intent.kind === "restart" || intent.kind === "touch" ? record!.config : intent.config;
     const etag = newEtag();
     const updatedAt = new Date().toISOString();
     const resetMarker = intent.kind === "write" && intent.reset ? etag : undefined;
-    if (jobAlive) {
+    if (live) {
       return {
-        commit: { record: { config, etag, jobId: record.jobId, state: "active", updatedAt }, enqueue: reconcile, resetMarker },
-        value: { etag, jobId: record.jobId },
+        commit: { record: { config, etag, jobId: live.jobId, state: "active", updatedAt }, enqueue: reconcile, resetMarker },
+        value: { etag, jobId: live.jobId },
       };
     }
 
