@@ -109,8 +109,9 @@ export function createCommandConnection(settings: RedisSettings): RedisClient {
 /** Hands out the shared connection once it is ready: waits through a reconnect for up to `timeoutMs`, then fails. */
 export type CommandConnection = () => Promise<RedisClient>;
 
-export function readyConnection(redis: RedisClient, timeoutMs: number): CommandConnection {
-  const ready = Promise.resolve(redis);
+export function readyConnection(client: RedisClient, timeoutMs: number): CommandConnection {
+  const redis = client;
+  const ready = Promise.resolve(withDeadlines(client, timeoutMs));
   // One listener for all callers waiting on the same reconnect.
   let reconnected: Promise<RedisClient> | null = null;
   return () => {
@@ -119,13 +120,13 @@ export function readyConnection(redis: RedisClient, timeoutMs: number): CommandC
       // The socket is gone but ioredis has not handled its close event yet. A command sent now
       // fails at once, and a caller that retries in a loop would never let that event through:
       // yield to the event loop first.
-      return new Promise((resolve) => setTimeout(() => resolve(redis), 1));
+      return new Promise((resolve) => setTimeout(() => resolve(ready), 1));
     }
     if (redis.status === "end") return Promise.reject(new RedisUnavailableError("the Redis connection is closed"));
     reconnected ??= new Promise<RedisClient>((resolve) =>
       redis.once("ready", () => {
         reconnected = null;
-        resolve(redis);
+        resolve(ready);
       }),
     );
     let timer: Timer | undefined;
@@ -134,6 +135,43 @@ export function readyConnection(redis: RedisClient, timeoutMs: number): CommandC
     });
     return Promise.race([reconnected, timeout]).finally(() => clearTimeout(timer));
   };
+}
+
+/** Methods whose result is not a command's promise: builders and event plumbing. */
+const UNBOUNDED = new Set(["pipeline", "multi", "sendCommand", "on", "once", "off", "removeListener", "duplicate", "disconnect", "quit", "nodes"]);
+
+/**
+ * The client, with every command answering or failing within `timeoutMs` of being issued.
+ * ioredis' own commandTimeout starts when a command is written, and auto-pipelining runs one
+ * batch at a time: behind a batch stuck on a frozen Redis, a command would wait for that batch's
+ * timeout before its own began (two timeouts instead of one).
+ */
+function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
+  const wrapped = new Map<PropertyKey, unknown>();
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (typeof value !== "function" || typeof property !== "string" || property.startsWith("_") || UNBOUNDED.has(property)) return value;
+      let bound = wrapped.get(property);
+      if (bound === undefined) {
+        bound = (...args: unknown[]) => {
+          const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+          return result instanceof Promise ? deadline(result, timeoutMs) : result;
+        };
+        wrapped.set(property, bound);
+      }
+      return bound;
+    },
+  });
+}
+
+function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: Timer | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
+  });
+  promise.catch(() => {}); // its own failure, if it comes after the deadline, is no news
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 function reportErrors(redis: RedisClient, what: string, onError?: (message: string) => void) {
