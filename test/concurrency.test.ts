@@ -116,6 +116,16 @@ describe("lost updates across replicas (spec §3.6)", () => {
 });
 
 describe("one job per record across replicas (spec §4.2)", () => {
+  test("the job claim: one holder at a time, and taking it again with the same token (a re-sent SET) still holds it", async () => {
+    const [a, b] = [instances[0]!.context.store, instances[1]!.context.store];
+    expect(await a.claimJob("syncthing", alice, "token-a", 10_000)).toBe(true);
+    expect(await a.claimJob("syncthing", alice, "token-a", 10_000)).toBe(true);
+    expect(await b.claimJob("syncthing", alice, "token-b", 10_000)).toBe(false);
+    await a.releaseJobClaim("syncthing", alice, "token-a");
+    expect(await b.claimJob("syncthing", alice, "token-b", 10_000)).toBe(true);
+    expect(await redis.admin.get(keys.jobClaim("syncthing", alice))).toBe("token-b");
+  });
+
   test("twenty concurrent first updates spread over three instances register exactly one job", async () => {
     const answers = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>

@@ -18,6 +18,7 @@ import { RecordStore } from "../store/records.ts";
 import {
   type CommandConnection,
   createCommandConnection,
+  mastersOf,
   nodeConnectionFor,
   readyConnection,
   type RedisClient,
@@ -86,7 +87,11 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     waitReplicas: config.redis.wait_replicas,
     waitTimeoutMs: Math.max(Math.floor(settings.commandTimeoutMs / 2), 1),
     onRoutingTrouble: () => {
-      if (redis instanceof Cluster) redis.refreshSlotsCache();
+      if (!(redis instanceof Cluster)) return;
+      // Then let go of pools to nodes that are no longer masters.
+      redis.refreshSlotsCache((error) => {
+        if (!error) void pool.retain(mastersOf(redis)).catch(() => {});
+      });
     },
     log: (level, message, fields) => log(level, message, fields),
     cache,

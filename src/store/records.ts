@@ -311,7 +311,11 @@ export class RecordStore {
   /** Takes the job claim for `ttlMs`; true when this caller now holds it. */
   async claimJob(app: string, owner: Owner, token: string, ttlMs: number): Promise<boolean> {
     const redis = await this.commands();
-    return (await redis.set(keys.jobClaim(app, owner), token, "PX", ttlMs, "NX")) === "OK";
+    const key = keys.jobClaim(app, owner);
+    if ((await redis.set(key, token, "PX", ttlMs, "NX")) === "OK") return true;
+    // Refused, or this very SET ran once already: a cluster client re-sends a command whose
+    // node connection closed under it, and the second one finds the first one's claim.
+    return (await redis.get(key)) === token;
   }
 
   /** Extends a claim that is still ours by `ttlMs`; false when it is not ours any more. */

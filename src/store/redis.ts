@@ -236,6 +236,18 @@ export async function scanEach(client: RedisClient, pattern: string, count: numb
  */
 export type TransactionRouter = (key: string) => Promise<string>;
 
+/** The URLs transactions are routed to now: the master of every slot. */
+export function mastersOf(client: Cluster): Set<string> {
+  return new Set(client.slots.map((nodes) => nodes?.[0]).filter((node): node is string => node !== undefined).map(nodeUrl));
+}
+
+function nodeUrl(node: string): string {
+  // "host:port"; an IPv6 host goes in brackets in a URL.
+  const colon = node.lastIndexOf(":");
+  const host = node.slice(0, colon);
+  return `redis://${host.includes(":") ? `[${host}]` : host}${node.slice(colon)}`;
+}
+
 export function routerFor(settings: RedisSettings, client: RedisClient): TransactionRouter {
   if (!(client instanceof Cluster)) return async () => settings.url;
   const ready = readyConnection(client, settings.commandTimeoutMs);
@@ -245,10 +257,7 @@ export function routerFor(settings: RedisSettings, client: RedisClient): Transac
     if (client.slots[slot]?.[0] === undefined) await ready();
     const node = client.slots[slot]?.[0];
     if (node === undefined) throw new RedisUnavailableError("the cluster's slot map is not known yet");
-    // "host:port"; an IPv6 host goes in brackets in a URL.
-    const colon = node.lastIndexOf(":");
-    const host = node.slice(0, colon);
-    return `redis://${host.includes(":") ? `[${host}]` : host}${node.slice(colon)}`;
+    return nodeUrl(node);
   };
 }
 
@@ -308,6 +317,15 @@ export class TransactionPool {
     } catch {
       // Already gone (the usual case: the connection dropped), or the node is unreachable, and
       // then the ETag log cannot be read from it either.
+    }
+  }
+
+  /** Closes the connections to nodes that no longer serve transactions (a master that was demoted or left). */
+  async retain(urls: ReadonlySet<string>) {
+    for (const [url, pool] of this.pools) {
+      if (urls.has(url)) continue;
+      this.pools.delete(url);
+      await pool.close();
     }
   }
 
