@@ -53,7 +53,7 @@ const noQueueNoReplay: RedisOptions = {
   enableAutoPipelining: false,
 };
 
-export function isClusterSettings(settings: RedisSettings): boolean {
+function isClusterSettings(settings: RedisSettings): boolean {
   return (settings.cluster?.length ?? 0) > 0;
 }
 
@@ -299,11 +299,6 @@ export class TransactionPool {
       this.poolOf.set(connection, owner);
       return body(connection);
     });
-  }
-
-  /** The server-side id of a pooled connection (for CLIENT KILL ID). */
-  clientIdOf(connection: Redis): number | undefined {
-    return this.poolOf.get(connection)?.clientIdOf(connection);
   }
 
   /** Closes a transaction connection on the server's side too, so nothing more it sent can run. */
