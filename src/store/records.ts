@@ -275,13 +275,15 @@ export class RecordStore {
     throw new RedisUnavailableError("could not detach the record: it kept changing");
   }
 
-  /** Whether a write that produced `etag` reached Redis (asked on the shared connection). */
+  /** Whether a write that produced `etag` reached Redis. */
   private async wasCommitted(app: string, owner: Owner, etag: string): Promise<boolean> {
     const deadline = Date.now() + 2_000;
     for (;;) {
       try {
-        const redis = await this.commands();
-        return (await redis.lpos(keys.etagLog(app, owner), etag)) !== null;
+        // On a fresh connection of the pool, to the node that ran the EXEC: the shared client may
+        // itself be recovering from what cut the EXEC off (a cluster client takes longest).
+        const position = await this.pool.with(keys.record(app, owner), (connection) => connection.lpos(keys.etagLog(app, owner), etag));
+        return position !== null;
       } catch (e) {
         if (!isRedisUnavailable(e) || Date.now() > deadline) {
           throw new AmbiguousCommitError("lost the connection during a write and could not learn whether it landed");
