@@ -6,11 +6,13 @@
 //   kube-sim  the embedded Kubernetes API simulator alone
 //   all       everything a newcomer needs in one process: simulator (embedded mode), API, worker
 //   queue    operator commands: `queue stats | dead | replay <id> | purge-dead`
+//   drive    operator commands for drives' metadata: `drive list | show | create | share | lock | mark | import ...`
 //   config   print the resolved configuration (secrets hidden), or one value: `config redis.url`
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
 
 import { sign } from "hono/jwt";
 import { type Api, createApi, stopApi } from "./api.ts";
+import { DriveCommandError, driveCommand } from "./cli/drive.ts";
 import { type Config, ConfigError, configSource, loadConfig, redacted } from "./config/config.ts";
 import { listenOps } from "./http/ops-listener.ts";
 import { configureLog, log } from "./log.ts";
@@ -20,7 +22,7 @@ import { createContext } from "./service/context.ts";
 import { opsFor } from "./service/health.ts";
 import { startReconcilingWorker } from "./worker/start.ts";
 
-const USAGE = "usage: bun src/main.ts <api|worker|kube-sim|all|queue|config|token> [--config FILE] [--env NAME]";
+const USAGE = "usage: bun src/main.ts <api|worker|kube-sim|all|queue|drive|config|token> [--config FILE] [--env NAME]";
 
 interface Arguments {
   role: string;
@@ -191,6 +193,18 @@ async function main() {
     case "queue":
       await queueCommand(config, args.rest);
       return;
+    case "drive": {
+      const context = createContext(config, { cache: false });
+      try {
+        await driveCommand(context, args.rest, (line) => process.stdout.write(`${line}\n`));
+      } catch (e) {
+        if (e instanceof DriveCommandError) fail(e.message);
+        fail(`drive ${args.rest[0] ?? ""}: ${(e as Error).message}`);
+      } finally {
+        await context.close();
+      }
+      return;
+    }
     case "config": {
       const shown = redacted(config);
       const path = args.rest[0];

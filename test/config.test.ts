@@ -77,7 +77,7 @@ describe("with no file and no environment, every key has its default", () => {
       },
       terminal: { enabled: true, image: "docker.io/library/alpine", image_version: "3", inactivity: 900_000 },
     });
-    expect(config.storage).toEqual({ root: "./var/storage" });
+    expect(config.storage).toEqual({ root: "./var/storage", host_path: "", volume_claim: "" });
     expect(config.kubernetes).toEqual({
       mode: "embedded",
       kubeconfig: "~/.kube/config",

@@ -9,7 +9,7 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { resolveConfig } from "../src/config/config.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
 import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
-import { ANNOTATIONS, podName, policyName, serviceName } from "../src/reconciler/objects.ts";
+import { ANNOTATIONS, filesystemVolume, podName, policyName, serviceName } from "../src/reconciler/objects.ts";
 import { Reconciler } from "../src/reconciler/reconciler.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
@@ -229,6 +229,7 @@ describe("idempotence (level-triggered)", () => {
         settings: context.appSettings,
         gateway: counting,
         runtime: context.runtime,
+        filesystem: filesystemVolume(context.config.storage),
         queue: context.queue,
         log: () => {},
       });

@@ -1,56 +1,80 @@
-// The local storage model (src/storage/local.ts): drives are folders under a root, home drives
-// appear on first need, `.drive.json` says who may use any other drive, and no path escapes its
-// drive. Temporary directories only; no Redis.
+// The local storage model (src/storage/local.ts, spec §10): drives are folders under a root, home
+// drives appear on first need, metadata kept in Redis (never a file in the drive) says who may use
+// any other drive, no path escapes its drive, and no symbolic link is ever followed. Temporary
+// directories and a real Redis.
 
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Redis } from "ioredis";
 import { LocalStorage } from "../src/storage/local.ts";
-import type { Owner } from "../src/store/keys.ts";
+import { RedisDriveDirectory } from "../src/store/drives.ts";
+import { keys, type Owner } from "../src/store/keys.ts";
+import { type DriveSpec, makeDrive as makeDriveIn } from "./support/drives.ts";
+import { TestRedis } from "./support/redis-server.ts";
 
 const alice: Owner = { createdBy: "alice", project: null };
 const bob: Owner = { createdBy: "bob", project: null };
 const carol: Owner = { createdBy: "carol", project: null };
 const mallory: Owner = { createdBy: "mallory", project: null };
 
+let redis: TestRedis;
+let client: Redis;
+let drives: RedisDriveDirectory;
 let root: string;
 let storage: LocalStorage;
 
-beforeEach(() => {
+beforeAll(async () => {
+  redis = await TestRedis.start();
+  client = new Redis(redis.url);
+  drives = new RedisDriveDirectory(async () => client);
+});
+
+afterAll(async () => {
+  client.disconnect();
+  await redis.close();
+});
+
+beforeEach(async () => {
+  await redis.admin.flushall();
   root = realpathSync(mkdtempSync(join(tmpdir(), "iapps-storage-")));
-  storage = new LocalStorage(root);
+  storage = new LocalStorage(root, drives);
 });
 
 afterEach(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-/** Makes drive `id` with `.drive.json` holding `metadata` (a string is written as is). */
-function makeDrive(id: string, metadata: object | string | null, folders: string[] = []): string {
-  const drive = join(root, id);
-  mkdirSync(drive, { recursive: true });
-  if (metadata !== null) {
-    writeFileSync(join(drive, ".drive.json"), typeof metadata === "string" ? metadata : JSON.stringify(metadata));
-  }
-  for (const folder of folders) mkdirSync(join(drive, folder), { recursive: true });
-  return drive;
+/** Makes drive `id` with `metadata` in Redis (null: a folder without metadata). */
+const makeDrive = (id: string, metadata: DriveSpec | null, folders: string[] = []) => makeDriveIn(drives, root, id, metadata, folders);
+
+/** Makes the owner's home drive, as the service does on first need. */
+async function homeDrive(owner: Owner): Promise<string> {
+  await storage.serviceFolder(owner, "x");
+  rmSync(join(root, `home-${owner.createdBy}`, "x"), { recursive: true });
+  return join(root, `home-${owner.createdBy}`);
 }
 
-const project = { owner: "alice", members: { bob: "write", carol: "read" }, locked: false };
-
+const project: DriveSpec = { owner: "alice", members: { bob: "write", carol: "read" }, locked: false };
 describe("a home drive home-<username> is created on first need", () => {
-  test("homeDrive creates <root>/home-<username> and returns its absolute path", async () => {
+  test("a service folder in it creates <root>/home-<username> first", async () => {
     expect(existsSync(join(root, "home-alice"))).toBe(false);
-    const path = await storage.homeDrive(alice);
-    expect(path).toBe(join(root, "home-alice"));
-    expect(existsSync(path)).toBe(true);
-    expect(await storage.homeDrive(alice)).toBe(path); // and again: nothing changes
+    const folder = await storage.serviceFolder(alice, "Syncthing");
+    expect(folder).toEqual({ subPath: "home-alice/Syncthing", internalPath: join(root, "home-alice/Syncthing") });
+    expect(existsSync(join(root, "home-alice/Syncthing"))).toBe(true);
+    expect(await storage.serviceFolder(alice, "Syncthing")).toEqual(folder); // and again: nothing changes
   });
 
   test("access to the owner's own home drive creates it first", async () => {
     const result = await storage.access(alice, "/home-alice");
-    expect(result).toEqual({ ucloudPath: "/home-alice", driveId: "home-alice", internalPath: join(root, "home-alice"), access: "write" });
+    expect(result).toEqual({
+      ucloudPath: "/home-alice",
+      driveId: "home-alice",
+      internalPath: join(root, "home-alice"),
+      subPath: "home-alice",
+      access: "write",
+    });
   });
 
   test("access to someone else's missing home drive does not create it", async () => {
@@ -61,57 +85,62 @@ describe("a home drive home-<username> is created on first need", () => {
   });
 
   test("a relative root resolves against the working directory", () => {
-    expect(new LocalStorage("var/storage").root).toBe(join(process.cwd(), "var/storage"));
+    expect(new LocalStorage("var/storage", drives).root).toBe(join(process.cwd(), "var/storage"));
   });
 
   test("usernames that make an unsafe folder name are refused", async () => {
-    for (const createdBy of ["", ".", "..", "a/b", "a\0b"]) {
-      await expect(storage.homeDrive({ createdBy, project: null })).rejects.toThrow(/cannot name a home drive/);
+    for (const createdBy of ["", ".", "..", "a/b", "a\0b", "x".repeat(251)]) {
+      await expect(storage.serviceFolder({ createdBy, project: null }, "Syncthing")).rejects.toThrow(/cannot name a home drive/);
     }
     const result = await storage.access({ createdBy: ".", project: null }, "/home-.");
     expect(result.access).toBe("none");
+    const long = await storage.access({ createdBy: "x".repeat(251), project: null }, `/home-${"x".repeat(251)}`);
+    expect(long.access).toBe("none");
     expect(readdirSync(root)).toEqual([]);
   });
 
-  test("a home drive is someone else's to read only if its .drive.json says so", async () => {
-    await storage.homeDrive(alice);
+  test("a home drive is someone else's to read only if its metadata says so", async () => {
+    await homeDrive(alice);
     expect((await storage.access(bob, "/home-alice")).why).toBe("you have no access to drive home-alice");
-    makeDrive("home-alice", { owner: "alice", members: { bob: "read" }, locked: false });
+    await makeDrive("home-alice", { owner: "alice", members: { bob: "read" }, locked: false });
     expect((await storage.access(bob, "/home-alice")).access).toBe("read");
   });
 });
 
 describe("the owner of a drive may write", () => {
-  test("in the root folder and in sub-folders, with the internal path of the folder", async () => {
-    const drive = makeDrive("proj-1", project, ["data/raw"]);
+  test("in the root folder and in sub-folders, with the folder's place below the root", async () => {
+    const drive = await makeDrive("proj-1", project, ["data/raw"]);
     expect(await storage.access(alice, "/proj-1")).toEqual({
       ucloudPath: "/proj-1",
       driveId: "proj-1",
       internalPath: drive,
+      subPath: "proj-1",
       access: "write",
     });
     const sub = await storage.access(alice, "/proj-1/data/raw");
     expect(sub.access).toBe("write");
     expect(sub.internalPath).toBe(join(drive, "data/raw"));
+    expect(sub.subPath).toBe("proj-1/data/raw");
     expect(sub.why).toBeUndefined();
   });
 
   test("a trailing or doubled '/' means nothing", async () => {
-    const drive = makeDrive("proj-1", project, ["data/raw"]);
+    const drive = await makeDrive("proj-1", project, ["data/raw"]);
     expect((await storage.access(alice, "/proj-1/data//raw/")).internalPath).toBe(join(drive, "data/raw"));
+    expect((await storage.access(alice, "/proj-1/data//raw/")).subPath).toBe("proj-1/data/raw");
   });
 });
 
 describe("a write member may write", () => {
   test("bob is a write member of proj-1", async () => {
-    makeDrive("proj-1", project, ["data"]);
+    await makeDrive("proj-1", project, ["data"]);
     expect((await storage.access(bob, "/proj-1/data")).access).toBe("write");
   });
 });
 
 describe("a read member may read", () => {
   test("carol is a read member of proj-1", async () => {
-    makeDrive("proj-1", project, ["data"]);
+    await makeDrive("proj-1", project, ["data"]);
     const result = await storage.access(carol, "/proj-1/data");
     expect(result.access).toBe("read");
     expect(result.internalPath).toBe(join(root, "proj-1/data"));
@@ -120,19 +149,20 @@ describe("a read member may read", () => {
 
 describe("a stranger has no access", () => {
   test("mallory is neither owner nor member of proj-1", async () => {
-    makeDrive("proj-1", project, ["data"]);
+    await makeDrive("proj-1", project, ["data"]);
     const result = await storage.access(mallory, "/proj-1/data");
     expect(result).toEqual({
       ucloudPath: "/proj-1/data",
       driveId: "proj-1",
       internalPath: "",
+      subPath: "",
       access: "none",
       why: "you have no access to drive proj-1",
     });
   });
 
   test("the project of the owner does not matter, only the username", async () => {
-    makeDrive("proj-1", project, ["data"]);
+    await makeDrive("proj-1", project, ["data"]);
     expect((await storage.access({ createdBy: "mallory", project: "proj-1" }, "/proj-1/data")).access).toBe("none");
     expect((await storage.access({ createdBy: "carol", project: "other" }, "/proj-1/data")).access).toBe("read");
   });
@@ -140,7 +170,7 @@ describe("a stranger has no access", () => {
 
 describe("nobody may use a locked drive, not even its owner", () => {
   test("owner, write member, read member and stranger all get none", async () => {
-    makeDrive("proj-1", { ...project, locked: true }, ["data"]);
+    await makeDrive("proj-1", { ...project, locked: true }, ["data"]);
     for (const owner of [alice, bob, carol]) {
       const result = await storage.access(owner, "/proj-1/data");
       expect(result.access).toBe("none");
@@ -149,8 +179,8 @@ describe("nobody may use a locked drive, not even its owner", () => {
     expect((await storage.access(mallory, "/proj-1/data")).access).toBe("none");
   });
 
-  test("a home drive is locked by a .drive.json", async () => {
-    makeDrive("home-bob", { owner: "bob", members: {}, locked: true });
+  test("a home drive is locked by its metadata", async () => {
+    await makeDrive("home-bob", { owner: "bob", members: {}, locked: true });
     const result = await storage.access(bob, "/home-bob");
     expect(result.access).toBe("none");
     expect(result.why).toBe("the drive home-bob is locked");
@@ -163,11 +193,11 @@ describe("a missing drive gives none", () => {
     expect(result).toMatchObject({ driveId: "proj-9", access: "none", why: "the drive proj-9 does not exist" });
   });
 
-  test("a drive folder that is not a home drive and has no .drive.json is not usable", async () => {
-    makeDrive("proj-2", null, ["data"]);
+  test("a drive folder that is not a home drive and has no metadata is not usable", async () => {
+    await makeDrive("proj-2", null, ["data"]);
     const result = await storage.access(alice, "/proj-2/data");
     expect(result.access).toBe("none");
-    expect(result.why).toContain("has no .drive.json");
+    expect(result.why).toContain("has no metadata");
   });
 
   test("a drive that is a file is not a drive", async () => {
@@ -178,7 +208,7 @@ describe("a missing drive gives none", () => {
 
 describe("a missing folder gives none", () => {
   test("the folder does not exist in an existing drive", async () => {
-    await storage.homeDrive(alice);
+    await homeDrive(alice);
     const result = await storage.access(alice, "/home-alice/x");
     expect(result.access).toBe("none");
     expect(result.why).toBe("the folder /home-alice/x does not exist");
@@ -186,7 +216,7 @@ describe("a missing folder gives none", () => {
   });
 
   test("a path through a file does not exist", async () => {
-    const home = await storage.homeDrive(alice);
+    const home = await homeDrive(alice);
     writeFileSync(join(home, "notes.txt"), "x");
     expect((await storage.access(alice, "/home-alice/notes.txt/x")).why).toBe("the folder /home-alice/notes.txt/x does not exist");
   });
@@ -194,26 +224,43 @@ describe("a missing folder gives none", () => {
 
 describe("a file is not a folder: none", () => {
   test("a regular file in the drive", async () => {
-    const home = await storage.homeDrive(alice);
+    const home = await homeDrive(alice);
     writeFileSync(join(home, "notes.txt"), "x");
     const result = await storage.access(alice, "/home-alice/notes.txt");
     expect(result.access).toBe("none");
     expect(result.why).toBe("/home-alice/notes.txt is not a folder");
   });
+});
 
-  test(".drive.json is never a folder", async () => {
-    makeDrive("proj-1", project);
-    expect((await storage.access(alice, "/proj-1/.drive.json")).access).toBe("none");
-    // Not even through a symbolic link inside the drive.
-    symlinkSync(join(root, "proj-1/.drive.json"), join(root, "proj-1/meta"));
-    expect((await storage.access(alice, "/proj-1/meta")).access).toBe("none");
+describe("a file inside a drive never grants anything (spec §10)", () => {
+  test("a .drive.json naming mallory owner of a drive without metadata: still not usable", async () => {
+    await makeDrive("proj-2", null, ["data"]);
+    writeFileSync(join(root, "proj-2/.drive.json"), JSON.stringify({ owner: "mallory", members: {}, locked: false }));
+    const result = await storage.access(mallory, "/proj-2/data");
+    expect(result.access).toBe("none");
+  });
+
+  test("a member's rewritten .drive.json changes nothing: bob stays a member, alice the owner, the lock holds", async () => {
+    await makeDrive("proj-1", { ...project, locked: true }, ["data"]);
+    writeFileSync(join(root, "proj-1/.drive.json"), JSON.stringify({ owner: "bob", members: { mallory: "write" }, locked: false }));
+    for (const owner of [alice, bob, mallory]) expect((await storage.access(owner, "/proj-1/data")).access).toBe("none");
+    await drives.setLocked("proj-1", false);
+    expect((await storage.access(bob, "/proj-1/data")).access).toBe("write");
+    expect((await storage.access(mallory, "/proj-1/data")).access).toBe("none");
+  });
+
+  test("a .drive.json in someone's home drive does not share it", async () => {
+    const home = await homeDrive(bob);
+    writeFileSync(join(home, ".drive.json"), JSON.stringify({ owner: "mallory", members: {}, locked: false }));
+    expect((await storage.access(mallory, "/home-bob")).access).toBe("none");
+    expect((await storage.access(bob, "/home-bob")).access).toBe("write");
   });
 });
 
 describe("no path escapes its drive", () => {
   beforeEach(async () => {
-    await storage.homeDrive(alice);
-    await storage.homeDrive(bob);
+    await homeDrive(alice);
+    await homeDrive(bob);
     mkdirSync(join(root, "home-alice/x"));
   });
 
@@ -250,17 +297,27 @@ describe("no path escapes its drive", () => {
     for (const path of ["/home-alice/to-bob", "/home-alice/x/relative-to-bob", "/home-alice/to-root/etc"]) {
       const result = await storage.access(alice, path);
       expect(result.access).toBe("none");
-      expect(result.why).toContain("leads outside the drive home-alice");
+      expect(result.why).toContain("lead outside the drive home-alice");
       expect(result.internalPath).toBe("");
+      expect(result.subPath).toBe("");
     }
   });
 
-  test("a symbolic link within the drive is fine, and answers its real path", async () => {
+  test("a symbolic link within the drive is refused too: it could be swapped to lead anywhere", async () => {
     mkdirSync(join(root, "home-alice/x/deep"));
     symlinkSync("x/deep", join(root, "home-alice/shortcut"));
     const result = await storage.access(alice, "/home-alice/shortcut");
-    expect(result.access).toBe("write");
-    expect(result.internalPath).toBe(join(root, "home-alice/x/deep"));
+    expect(result.access).toBe("none");
+    expect(result.why).toBe("/home-alice/shortcut is a symbolic link: links are not followed, since they can lead outside the drive home-alice");
+    expect((await storage.access(alice, "/home-alice/x/deep")).access).toBe("write");
+  });
+
+  test("a drive that is a symbolic link is refused", async () => {
+    symlinkSync(join(root, "home-bob"), join(root, "proj-link"));
+    await drives.put("proj-link", { owner: "alice", members: {}, locked: false, sensitivity: {} });
+    const result = await storage.access(alice, "/proj-link");
+    expect(result.access).toBe("none");
+    expect(result.why).toContain("symbolic link");
   });
 
   test("a loop of symbolic links gives none", async () => {
@@ -271,142 +328,157 @@ describe("no path escapes its drive", () => {
   });
 });
 
-describe("an invalid .drive.json makes the drive unusable", () => {
+describe("metadata that no command wrote makes the drive unusable", () => {
   test.each([
-    ["not JSON", "{owner: alice", "not valid JSON"],
-    ["an array", "[]", "not a JSON object"],
-    ["no owner", JSON.stringify({ members: {}, locked: false }), "'owner'"],
-    ["a bad role", JSON.stringify({ owner: "alice", members: { bob: "admin" }, locked: false }), "members.bob"],
-    ["members not an object", JSON.stringify({ owner: "alice", members: ["bob"], locked: false }), "'members'"],
-    ["locked not a boolean", JSON.stringify({ owner: "alice", members: {}, locked: "no" }), "'locked'"],
-  ])("%s gives none, for the owner too", async (_name, text, why) => {
-    makeDrive("proj-1", text, ["data"]);
+    ["no owner", { locked: "false" }, "no owner"],
+    ["a bad role", { owner: "alice", "member:bob": "admin" }, "member:bob"],
+    ["locked not a boolean", { owner: "alice", locked: "no" }, "'locked'"],
+    ["a bad sensitivity", { owner: "alice", "sensitivity:data": "SECRET" }, "sensitivity:data"],
+  ])("%s gives none, for the owner too", async (_name, hash, why) => {
+    await makeDrive("proj-1", null, ["data"]);
+    await redis.admin.hset(keys.drive("proj-1"), hash);
     const result = await storage.access(alice, "/proj-1/data");
     expect(result.access).toBe("none");
     expect(result.why).toContain("is not usable");
     expect(result.why).toContain(why);
   });
 
-  test("an invalid .drive.json in a home drive makes it unusable too (it does not fall back to the id)", async () => {
-    makeDrive("home-alice", "not json");
-    expect((await storage.access(alice, "/home-alice")).access).toBe("none");
-  });
-
-  test("a .drive.json that is a symbolic link is not read", async () => {
-    const elsewhere = join(root, "elsewhere.json");
-    writeFileSync(elsewhere, JSON.stringify(project));
-    makeDrive("proj-1", null, ["data"]);
-    symlinkSync(elsewhere, join(root, "proj-1/.drive.json"));
-    const result = await storage.access(alice, "/proj-1/data");
-    expect(result.access).toBe("none");
-    expect(result.why).toContain("not a regular file");
-  });
-
   test("members and locked may be left out", async () => {
-    makeDrive("proj-1", { owner: "alice" }, ["data"]);
+    await makeDrive("proj-1", null, ["data"]);
+    await redis.admin.hset(keys.drive("proj-1"), { owner: "alice" });
     expect((await storage.access(alice, "/proj-1/data")).access).toBe("write");
     expect((await storage.access(bob, "/proj-1/data")).access).toBe("none");
   });
 
   test("a member named like an Object property is no member", async () => {
-    makeDrive("proj-1", project, ["data"]);
+    await makeDrive("proj-1", project, ["data"]);
     for (const createdBy of ["constructor", "__proto__", "toString"]) {
       expect((await storage.access({ createdBy, project: null }, "/proj-1/data")).access).toBe("none");
     }
   });
 });
 
-describe("writeFileAtomic replaces the content and leaves no temporary files", () => {
-  test("writes a new file, creating its folder", async () => {
-    const file = join(root, "a/b/config.xml");
-    await storage.writeFileAtomic(file, "one");
-    expect(readFileSync(file, "utf8")).toBe("one");
-    expect(readdirSync(join(root, "a/b"))).toEqual(["config.xml"]);
+describe("sensitivity (spec §7): a folder's own mark, or the nearest above it", () => {
+  test("marks of the folder, of a folder above, of the drive; CONFIDENTIAL over SENSITIVE", async () => {
+    await makeDrive("proj-1", { ...project, sensitivity: { "data/secret": "CONFIDENTIAL", data: "SENSITIVE" } }, ["data/secret/inner", "data/open", "other"]);
+    expect(await storage.sensitivity("/proj-1/data/secret")).toBe("CONFIDENTIAL");
+    expect(await storage.sensitivity("/proj-1/data/secret/inner")).toBe("CONFIDENTIAL");
+    expect(await storage.sensitivity("/proj-1/data/open")).toBe("SENSITIVE");
+    expect(await storage.sensitivity("/proj-1/other")).toBeNull();
+    expect(await storage.sensitivity("/proj-1")).toBeNull();
+    expect((await storage.access(alice, "/proj-1/data/secret/inner")).sensitivity).toBe("CONFIDENTIAL");
+    expect((await storage.access(alice, "/proj-1/other")).sensitivity).toBeUndefined();
+    await drives.mark("proj-1", "", "SENSITIVE");
+    expect(await storage.sensitivity("/proj-1/other")).toBe("SENSITIVE");
   });
 
-  test("replaces an existing file", async () => {
-    const file = join(root, "config.xml");
-    writeFileSync(file, "old content that is longer");
-    await storage.writeFileAtomic(file, "new");
-    expect(readFileSync(file, "utf8")).toBe("new");
-    expect(readdirSync(root)).toEqual(["config.xml"]);
-  });
-
-  test("concurrent writes leave one whole content and no temporary files", async () => {
-    const file = join(root, "config.xml");
-    const contents = Array.from({ length: 20 }, (_, i) => `content ${i} `.repeat(1000));
-    await Promise.all(contents.map((content) => storage.writeFileAtomic(file, content)));
-    expect(contents).toContain(readFileSync(file, "utf8"));
-    expect(readdirSync(root)).toEqual(["config.xml"]);
-  });
-
-  test("a failed write throws and leaves no temporary file", async () => {
-    mkdirSync(join(root, "target-is-a-folder/inner"), { recursive: true });
-    await expect(storage.writeFileAtomic(join(root, "target-is-a-folder"), "x")).rejects.toThrow();
-    expect(readdirSync(root)).toEqual(["target-is-a-folder"]);
-  });
-
-  test("a relative path is refused", async () => {
-    await expect(storage.writeFileAtomic("config.xml", "x")).rejects.toThrow(/absolute/);
+  test("a home drive may carry marks too; paths that name no drive have none", async () => {
+    await makeDrive("home-alice", { owner: "alice", sensitivity: { Private: "SENSITIVE" } }, ["Private"]);
+    expect(await storage.sensitivity("/home-alice/Private")).toBe("SENSITIVE");
+    expect(await storage.sensitivity("/home-alice/Public")).toBeNull();
+    expect(await storage.sensitivity("/")).toBeNull();
+    expect(await storage.sensitivity("/../x")).toBeNull();
   });
 });
 
-describe("recreateFolder empties a folder", () => {
+describe("writeServiceFiles writes atomically inside the service folder, through no link", () => {
+  test("writes new files, creating the folder (and the home drive)", async () => {
+    await storage.writeServiceFiles(alice, "Syncthing", { "config.json": "one", "job_id.txt": "7\n" });
+    const folder = join(root, "home-alice/Syncthing");
+    expect(readFileSync(join(folder, "config.json"), "utf8")).toBe("one");
+    expect(readdirSync(folder).sort()).toEqual(["config.json", "job_id.txt"]);
+  });
+
+  test("replaces an existing file", async () => {
+    const folder = join(root, "home-alice/Syncthing");
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(join(folder, "config.json"), "old content that is longer");
+    await storage.writeServiceFiles(alice, "Syncthing", { "config.json": "new" });
+    expect(readFileSync(join(folder, "config.json"), "utf8")).toBe("new");
+    expect(readdirSync(folder)).toEqual(["config.json"]);
+  });
+
+  test("concurrent writes leave one whole content and no temporary files", async () => {
+    const contents = Array.from({ length: 20 }, (_, i) => `content ${i} `.repeat(1000));
+    await Promise.all(contents.map((content) => storage.writeServiceFiles(alice, "Syncthing", { "config.json": content })));
+    const folder = join(root, "home-alice/Syncthing");
+    expect(contents).toContain(readFileSync(join(folder, "config.json"), "utf8"));
+    expect(readdirSync(folder)).toEqual(["config.json"]);
+  });
+
+  test("a link planted at a file's name is replaced, not written through", async () => {
+    const bobs = join(await homeDrive(bob), "precious");
+    writeFileSync(bobs, "bob's");
+    const folder = join(root, "home-alice/Syncthing");
+    mkdirSync(folder, { recursive: true });
+    symlinkSync(bobs, join(folder, "config.json"));
+    await storage.writeServiceFiles(alice, "Syncthing", { "config.json": "alice's" });
+    expect(readFileSync(bobs, "utf8")).toBe("bob's");
+    expect(lstatSync(join(folder, "config.json")).isSymbolicLink()).toBe(false);
+    expect(readFileSync(join(folder, "config.json"), "utf8")).toBe("alice's");
+  });
+
+  test("a service folder that is a link or a file is refused, and nothing is written", async () => {
+    const target = join(await homeDrive(bob), "Syncthing");
+    mkdirSync(target);
+    await homeDrive(alice);
+    symlinkSync(target, join(root, "home-alice/Syncthing"));
+    await expect(storage.writeServiceFiles(alice, "Syncthing", { "config.json": "x" })).rejects.toThrow("not a plain folder");
+    expect(readdirSync(target)).toEqual([]);
+    rmSync(join(root, "home-alice/Syncthing"));
+    writeFileSync(join(root, "home-alice/Syncthing"), "a file");
+    await expect(storage.writeServiceFiles(alice, "Syncthing", { "config.json": "x" })).rejects.toThrow("not a plain folder");
+  });
+
+  test("a home drive that is a link is refused", async () => {
+    await homeDrive(bob);
+    symlinkSync(join(root, "home-bob"), join(root, "home-alice"));
+    await expect(storage.writeServiceFiles(alice, "Syncthing", { "config.json": "x" })).rejects.toThrow();
+    expect(readdirSync(join(root, "home-bob"))).toEqual([]);
+  });
+
+  test("names that are not plain folder or file names are refused", async () => {
+    await expect(storage.writeServiceFiles(alice, "../x", { a: "x" })).rejects.toThrow("not a folder name");
+    await expect(storage.writeServiceFiles(alice, "Syncthing", { "../a": "x" })).rejects.toThrow("not a plain file name");
+  });
+});
+
+describe("wipeServiceFolder empties the service folder and never leaves it", () => {
   test("everything in it is gone and the folder exists, empty", async () => {
-    const folder = join(root, "home-alice/.config/syncthing");
+    const folder = join(root, "home-alice/Syncthing");
     mkdirSync(join(folder, "sub/deeper"), { recursive: true });
     writeFileSync(join(folder, "sub/deeper/file"), "x");
     writeFileSync(join(folder, "top"), "x");
-    await storage.recreateFolder(folder);
+    await storage.wipeServiceFolder(alice, "Syncthing");
     expect(readdirSync(folder)).toEqual([]);
   });
 
   test("a missing folder is created", async () => {
-    const folder = join(root, "a/b");
-    await storage.recreateFolder(folder);
-    expect(readdirSync(folder)).toEqual([]);
+    await storage.wipeServiceFolder(alice, "Syncthing");
+    expect(readdirSync(join(root, "home-alice/Syncthing"))).toEqual([]);
   });
 
   test("a symbolic link inside is removed, not followed", async () => {
     const keep = join(root, "keep");
     mkdirSync(keep);
     writeFileSync(join(keep, "precious"), "x");
-    const folder = join(root, "scratch");
-    mkdirSync(folder);
+    const folder = join(root, "home-alice/Syncthing");
+    mkdirSync(join(folder, "sub"), { recursive: true });
     symlinkSync(keep, join(folder, "link"));
-    await storage.recreateFolder(folder);
+    symlinkSync(keep, join(folder, "sub/link"));
+    await storage.wipeServiceFolder(alice, "Syncthing");
     expect(readdirSync(folder)).toEqual([]);
     expect(readdirSync(keep)).toEqual(["precious"]);
   });
 
-  test("the storage root, a folder holding it, and relative paths are refused", async () => {
-    writeFileSync(join(root, "stays"), "x");
-    await expect(storage.recreateFolder(root)).rejects.toThrow(/storage root/);
-    await expect(storage.recreateFolder(join(root, ".."))).rejects.toThrow(/storage root/);
-    await expect(storage.recreateFolder("/")).rejects.toThrow(/storage root/);
-    await expect(storage.recreateFolder("scratch")).rejects.toThrow(/absolute/);
-    expect(readdirSync(root)).toEqual(["stays"]);
-  });
-});
-
-describe("a folder of the service's own in a home drive", () => {
-  test("is created when missing, and refused when the user made it a symlink or a file", async () => {
-    const [write, remove] = [writeFileSync, rmSync];
-    const base = mkdtempSync(join(tmpdir(), "iapps-service-folder-"));
-    try {
-      const storage = new LocalStorage(base);
-      const alice = { createdBy: "alice", project: null };
-      const created = await storage.serviceFolder(alice, "Syncthing");
-      expect(created).toBe(join(realpathSync(base), "home-alice", "Syncthing"));
-      remove(created, { recursive: true });
-      symlinkSync("/", created);
-      await expect(storage.serviceFolder(alice, "Syncthing")).rejects.toThrow("not a plain folder");
-      remove(created);
-      write(created, "a file");
-      await expect(storage.serviceFolder(alice, "Syncthing")).rejects.toThrow("not a plain folder");
-      await expect(storage.serviceFolder(alice, "../x")).rejects.toThrow("not a folder name");
-    } finally {
-      remove(base, { recursive: true, force: true });
-    }
+  test("a service folder that is a link is removed as a link, its target untouched", async () => {
+    const target = join(await homeDrive(bob), "Syncthing");
+    mkdirSync(target);
+    writeFileSync(join(target, "precious"), "x");
+    await homeDrive(alice);
+    symlinkSync(target, join(root, "home-alice/Syncthing"));
+    await storage.wipeServiceFolder(alice, "Syncthing");
+    expect(readdirSync(target)).toEqual(["precious"]);
+    expect(lstatSync(join(root, "home-alice/Syncthing")).isDirectory()).toBe(true);
   });
 });

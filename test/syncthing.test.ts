@@ -16,6 +16,7 @@ import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys, type Owner } from "../src/store/keys.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
 import { eventually, killAll, startProcess } from "./support/processes.ts";
+import { type DriveSpec, makeDrive } from "./support/drives.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { DEVICE_A, DEVICE_B, type Instance, providerCall, startInstance } from "./support/service.ts";
 
@@ -81,9 +82,8 @@ const folder = (user: string, name: string) => {
   mkdirSync(join(root, `home-${user}`, name), { recursive: true });
   return `/home-${user}/${name}`;
 };
-const sharedDrive = (id: string, drive: { owner: string; members?: Record<string, "read" | "write">; locked?: boolean }) => {
-  mkdirSync(join(root, id, "data"), { recursive: true });
-  writeFileSync(join(root, id, ".drive.json"), JSON.stringify({ members: {}, locked: false, ...drive }));
+const sharedDrive = async (id: string, drive: DriveSpec) => {
+  await makeDrive(api.context.drives, root, id, drive, ["data"]);
   return `/${id}/data`;
 };
 
@@ -111,8 +111,8 @@ describe("which folders it runs with (spec §7)", () => {
   test("only folders the owner may write: the rest are left out; with none, or no device, it does not run", async () => {
     startWorker();
     const mine = folder("alice", "Documents");
-    const readOnly = sharedDrive("proj-read", { owner: "bob", members: { alice: "read" } });
-    const writable = sharedDrive("proj-write", { owner: "bob", members: { alice: "write" } });
+    const readOnly = await sharedDrive("proj-read", { owner: "bob", members: { alice: "read" } });
+    const writable = await sharedDrive("proj-write", { owner: "bob", members: { alice: "write" } });
     const config = {
       folders: [
         { ucloudPath: mine, id: "docs" },
@@ -138,18 +138,18 @@ describe("which folders it runs with (spec §7)", () => {
 
   test("a folder's drive locked after the pod runs: the pod is replaced without it, or stopped when none remain", async () => {
     startWorker();
-    const shared = sharedDrive("proj-1", { owner: "alice" });
+    const shared = await sharedDrive("proj-1", { owner: "alice" });
     const mine = folder("alice", "Photos");
     const devices = [{ deviceId: DEVICE_A, label: "laptop" }];
     const etag = await update("alice", { folders: [{ ucloudPath: shared, id: "p" }, { ucloudPath: mine, id: "m" }], devices });
     const before = await runningPod("alice", etag);
 
-    writeFileSync(join(root, "proj-1", ".drive.json"), JSON.stringify({ owner: "alice", members: {}, locked: true }));
+    await api.context.drives.setLocked("proj-1", true);
     await running!.context.queue.add("reconcile:syncthing:alice"); // what the periodic resync does
     const after = await runningPod("alice", etag, (pod) => pod.metadata!.uid !== before.metadata!.uid);
     expect(after.metadata!.annotations!["ucloud.dk/syncthingFolders"]).toBe(foldersHash([{ ucloudPath: mine }]));
 
-    writeFileSync(join(root, "home-alice", ".drive.json"), JSON.stringify({ owner: "alice", members: {}, locked: true }));
+    await makeDrive(api.context.drives, root, "home-alice", { owner: "alice", locked: true });
     await running!.context.queue.add("reconcile:syncthing:alice");
     const { jobId } = await record("alice");
     await eventually(async () => (await cluster.getPod(podName(jobId!))) === null, 10, "the pod stops");
@@ -229,10 +229,12 @@ describe("the pod, its services and network policy (spec §7)", () => {
       ]),
     );
     expect(container.resources).toEqual({ requests: { cpu: "400m", memory: "2000000000" } });
-    const volumes = Object.fromEntries(pod.spec!.volumes!.map((v) => [v.name, v.hostPath?.path]));
-    expect(volumes["syncthing-state"]).toBe(join(root, "home-alice", "Syncthing"));
-    expect(volumes["folder-0"]).toBe(join(root, "home-alice", "A"));
-    expect(container.volumeMounts!.find((m) => m.name === "folder-0")?.readOnly).toBe(false);
+    // Spec §7, §10: the storage root is the one volume; state and folders are subPath mounts of it.
+    expect(pod.spec!.volumes).toEqual([{ name: "ucloud-filesystem", hostPath: { path: root, type: "Directory" } }]);
+    expect(container.volumeMounts).toEqual([
+      { name: "ucloud-filesystem", mountPath: "/syncthing-state", subPath: "home-alice/Syncthing", readOnly: false },
+      { name: "ucloud-filesystem", mountPath: "/work/0", subPath: "home-alice/A", readOnly: false },
+    ]);
 
     const { jobId } = await record("alice");
     const service = await cluster.getService(`j-${jobId}-syncthing`);

@@ -3,7 +3,7 @@
 // (observe, shouldRun, podMatches, mutatePod, recheckAfter) with fake runtime objects.
 
 import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
@@ -17,9 +17,10 @@ import {
   type TerminalFacts,
   terminalFoldersHash,
 } from "../src/apps/terminal.ts";
-import { buildPod } from "../src/reconciler/objects.ts";
+import { buildPod, filesystemVolume } from "../src/reconciler/objects.ts";
 import type { FolderAccess, Storage } from "../src/storage/storage.ts";
 import { keys, type Owner } from "../src/store/keys.ts";
+import { type DriveSpec, makeDrive } from "./support/drives.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, providerCall, publicCall, startInstance, token } from "./support/service.ts";
 
@@ -43,24 +44,23 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-/** A drive `<root>/<driveId>` with its `.drive.json`. */
-function drive(driveId: string, metadata: { owner: string; members?: Record<string, "read" | "write">; locked?: boolean }) {
-  mkdirSync(join(root, driveId), { recursive: true });
-  writeFileSync(join(root, driveId, ".drive.json"), JSON.stringify(metadata));
-}
+/** A drive `<root>/<driveId>` with its metadata. */
+const drive = (driveId: string, metadata: DriveSpec) => makeDrive(api.context.drives, root, driveId, metadata);
 
 beforeEach(async () => {
   await redis.admin.flushall();
   api.forgetCache();
   rmSync(root, { recursive: true, force: true });
   mkdirSync(root, { recursive: true });
-  drive("shared", { owner: "bob", members: { alice: "read" } });
-  drive("project-x", { owner: "bob", members: { alice: "write" } });
-  drive("locked", { owner: "alice", locked: true });
-  drive("bobs", { owner: "bob" });
+  await drive("shared", { owner: "bob", members: { alice: "read" } });
+  await drive("project-x", { owner: "bob", members: { alice: "write" } });
+  await drive("locked", { owner: "alice", locked: true });
+  await drive("bobs", { owner: "bob" });
 });
 
 const bob: Owner = { createdBy: "bob", project: null };
+/** Every key but the drives' metadata each test starts with. */
+const keysBesideDrives = async () => (await redis.admin.keys("*")).filter((key) => !key.startsWith("iapps:drive:"));
 const recordKey = keys.record("terminal", alice);
 const leaseKey = keys.activityLease("terminal", alice);
 
@@ -199,7 +199,7 @@ describe("open (spec §2, §8)", () => {
   test("a listed drive that became unusable is taken out, with a warning", async () => {
     await opened("/project-x");
     await opened("/home-alice");
-    drive("project-x", { owner: "bob", members: { alice: "write" }, locked: true });
+    await drive("project-x", { owner: "bob", members: { alice: "write" }, locked: true });
     const answer = await opened("/shared");
     expect((await stored()).config).toEqual({ folders: ["/home-alice", "/shared"] });
     expect(answer.warnings).toHaveLength(1);
@@ -217,7 +217,7 @@ describe("open (spec §2, §8)", () => {
   });
 
   test("concurrent opens of different drives: every drive is listed, one job", async () => {
-    for (let i = 0; i < 6; i++) drive(`d${i}`, { owner: "alice" });
+    for (let i = 0; i < 6; i++) await drive(`d${i}`, { owner: "alice" });
     const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => opened(`/d${i}/work`)));
     expect(new Set(answers.map((a) => a.jobId)).size).toBe(1);
     expect((await stored()).config.folders.sort()).toEqual(["/d0", "/d1", "/d2", "/d3", "/d4", "/d5"]);
@@ -283,7 +283,7 @@ describe("the terminal's routes refuse what they should", () => {
       });
       await expectError(response, 403, "FORBIDDEN");
     }
-    expect(await redis.admin.keys("*")).toEqual([]);
+    expect(await keysBesideDrives()).toEqual([]);
   });
 
   test("bad bodies: 400 naming the field", async () => {
@@ -302,7 +302,7 @@ describe("the terminal's routes refuse what they should", () => {
     for (const [op, body, field] of cases) {
       await expectError(await providerCall(api, "terminal", op, body), 400, "INVALID_REQUEST", field);
     }
-    expect(await redis.admin.keys("*")).toEqual([]);
+    expect(await keysBesideDrives()).toEqual([]);
   });
 
   test("another provider id: 404", async () => {
@@ -364,11 +364,13 @@ describe("the inactivity lease in Redis (RedisActivityLeases)", () => {
 
 describe("the terminal's runtime hooks (spec §8)", () => {
   const settings: AppSettings = { enabled: true, image: "docker.io/library/alpine", image_version: "3", inactivity: INACTIVITY_MS };
+  const filesystem = filesystemVolume({ root: "/storage", host_path: "", volume_claim: "" });
 
   const access = (ucloudPath: string, level: FolderAccess["access"]): FolderAccess => ({
     ucloudPath,
     driveId: ucloudPath.split("/")[1]!,
     internalPath: level === "none" ? "" : `/storage${ucloudPath}`,
+    subPath: level === "none" ? "" : ucloudPath.slice(1),
     access: level,
     ...(level === "none" ? { why: "the drive is locked" } : {}),
   });
@@ -380,14 +382,16 @@ describe("the terminal's runtime hooks (spec §8)", () => {
         asked.push(`${owner.createdBy} ${path}`);
         return access(path, levels[path] ?? "none");
       },
-      homeDrive: async () => "/storage/home-alice",
+      sensitivity: async () => {
+        throw new Error("the terminal does not ask for sensitivity");
+      },
       serviceFolder: async () => {
         throw new Error("the terminal keeps no folder of its own");
       },
-      writeFileAtomic: async () => {
+      writeServiceFiles: async () => {
         throw new Error("the terminal writes no files");
       },
-      recreateFolder: async () => {
+      wipeServiceFolder: async () => {
         throw new Error("the terminal deletes nothing");
       },
     };
@@ -411,6 +415,7 @@ describe("the terminal's runtime hooks (spec §8)", () => {
       etag: "e1",
       config: { folders: folders.map((f) => f.ucloudPath) },
       settings,
+      filesystem,
       facts: { leaseMs, folders },
     };
   }
@@ -420,7 +425,7 @@ describe("the terminal's runtime hooks (spec §8)", () => {
 
   test("observe reads the lease and each folder's access, in configuration order", async () => {
     const runtime = fakeRuntime(1234, { "/home-alice": "write", "/shared": "read" });
-    const base = { owner: alice, jobId: "42", etag: "e1", config: { folders: ["/home-alice", "/shared", "/locked"] }, settings };
+    const base = { owner: alice, jobId: "42", etag: "e1", config: { folders: ["/home-alice", "/shared", "/locked"] }, settings, filesystem };
     const facts = await terminal.observe(base, runtime);
     expect(facts.leaseMs).toBe(1234);
     expect(facts.folders.map((f) => [f.ucloudPath, f.access])).toEqual([
@@ -442,7 +447,7 @@ describe("the terminal's runtime hooks (spec §8)", () => {
     expect(terminal.shouldRun(context([]))).toBe(false);
   });
 
-  test("mutatePod: image, sleep inf, resources, grace period 0, each folder mounted rw or ro at /work/<driveId>", () => {
+  test("mutatePod: image, sleep inf, resources, grace period 0, each folder mounted rw or ro at /work/<driveId> from the storage volume", () => {
     const ctx = context([access("/home-alice", "write"), access("/shared", "read")]);
     const pod = podFor(ctx);
     const container = pod.spec!.containers[0]!;
@@ -454,13 +459,11 @@ describe("the terminal's runtime hooks (spec §8)", () => {
       limits: { cpu: "1000m", memory: "2000000000" },
     });
     expect(pod.spec!.terminationGracePeriodSeconds).toBe(0);
-    expect(pod.spec!.volumes).toEqual([
-      { name: "folder-0", hostPath: { path: "/storage/home-alice", type: "Directory" } },
-      { name: "folder-1", hostPath: { path: "/storage/shared", type: "Directory" } },
-    ]);
+    // Spec §10: one volume, the storage root, and a subPath per drive (never a hostPath inside the root).
+    expect(pod.spec!.volumes).toEqual([{ name: "ucloud-filesystem", hostPath: { path: "/storage", type: "Directory" } }]);
     expect(container.volumeMounts).toEqual([
-      { name: "folder-0", mountPath: "/work/home-alice", readOnly: false },
-      { name: "folder-1", mountPath: "/work/shared", readOnly: true },
+      { name: "ucloud-filesystem", mountPath: "/work/home-alice", subPath: "home-alice", readOnly: false },
+      { name: "ucloud-filesystem", mountPath: "/work/shared", subPath: "shared", readOnly: true },
     ]);
     expect(container.workingDir).toBe("/work");
     // The generic parts stay.

@@ -4,7 +4,7 @@
 // call these hooks with plain objects. Imports valibot, Kubernetes object types and
 // src/store/keys.ts (for the Owner type) only.
 
-import type { V1NetworkPolicy, V1Pod, V1Service } from "@kubernetes/client-node";
+import type { V1NetworkPolicy, V1Pod, V1Service, V1Volume } from "@kubernetes/client-node";
 import type * as v from "valibot";
 import type { Owner } from "../store/keys.ts";
 import type { AppRuntime } from "./runtime.ts";
@@ -45,6 +45,12 @@ export interface PodContext<Config, Facts = unknown> {
   etag: string;
   config: Config;
   settings: AppSettings;
+  /**
+   * The volume of the storage root, named `ucloud-filesystem` (a hostPath of the root, or a
+   * PersistentVolumeClaim): user data is mounted from it by `subPath` only, as UCloud does, so the
+   * kubelet resolves each path inside the volume. Never a hostPath inside the storage root.
+   */
+  filesystem: V1Volume;
   /** What `observe` found out for this reconcile (folder access, leases, the port held). */
   facts: Facts;
 }
@@ -63,6 +69,17 @@ export interface IntegratedApp<Config = unknown, Facts = unknown> {
 
   /** Written to the pod annotation `ucloud.dk/iapp-version`; a pod with another one is replaced. */
   version(settings: AppSettings): string | undefined;
+  /**
+   * Rules that need the world beyond the configuration (Syncthing: no restricted folder), checked
+   * before an update is stored. Answers the problem, or null.
+   */
+  admit?(owner: Owner, config: Config, runtime: AppRuntime): Promise<ConfigProblem | null>;
+  /**
+   * What must go from a stored configuration by itself (Syncthing: folders that became
+   * restricted since): the configuration without it, and why, in words for the owner; or null.
+   * The reconciler stores it as a new version (new ETag), so the pod restarts without it.
+   */
+  prune?(context: PodContext<Config, Facts>): { config: Config; warnings: string[] } | null;
   /** Reads what the other runtime hooks depend on, once per reconcile (folder access, leases). */
   observe(context: Omit<PodContext<Config, Facts>, "facts">, runtime: AppRuntime): Promise<Facts>;
   /** Whether the app should have a running pod now. */

@@ -4,8 +4,8 @@
 
 import { createHash } from "node:crypto";
 import * as v from "valibot";
-import { join } from "node:path";
-import type { FolderAccess } from "../storage/storage.ts";
+import type { V1Volume, V1VolumeMount } from "@kubernetes/client-node";
+import type { FolderAccess, ServiceFolder } from "../storage/storage.ts";
 import type { Owner } from "../store/keys.ts";
 import { type AppSettings, defineApp } from "./app.ts";
 import type { PortRange } from "./runtime.ts";
@@ -58,10 +58,12 @@ export interface SyncthingFolderAccess extends FolderAccess {
 }
 
 export interface SyncthingFacts {
-  /** The accessible folders (the owner may write them); the others are left out. */
+  /** The accessible folders (the owner may write them, and none is restricted); the others are left out. */
   folders: SyncthingFolderAccess[];
+  /** Folders of the configuration that are marked SENSITIVE or CONFIDENTIAL (or lie in one). */
+  restricted: string[];
   /** The state folder, `<home drive>/Syncthing` (a plain folder, never a symlink). */
-  stateFolder: string;
+  stateFolder: ServiceFolder;
   /** The port the job holds, or null (claimed by prepareStart). */
   port: number | null;
 }
@@ -86,6 +88,14 @@ export function foldersHash(folders: { ucloudPath: string }[]): string {
 /** `Syncthing` in the owner's home drive; an owner in a project gets a folder of its own beside it. */
 export function stateFolderName(owner: Owner): string {
   return owner.project === null ? "Syncthing" : `Syncthing-${owner.project}`;
+}
+
+/** Why a folder cannot be synchronised (UCloud/Core's words). */
+export const restrictedReason = (path: string) => `Sensitive or confidential folders cannot be synchronized: ${path}`;
+
+/** A read-write mount of `subPath` of the storage volume. */
+function filesystemMount(filesystem: V1Volume, subPath: string, mountPath: string): V1VolumeMount {
+  return { name: filesystem.name, mountPath, subPath, readOnly: false };
 }
 
 function portRange(settings: AppSettings): PortRange {
@@ -120,14 +130,39 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
   },
   version: (settings) => settings.image_version,
 
+  // Spec §7 (as UCloud/Core): a restricted folder is never synchronised.
+  async admit(_owner, config, { storage }) {
+    for (const [index, folder] of config.folders.entries()) {
+      if ((await storage.sensitivity(folder.ucloudPath)) !== null) {
+        return { path: `folders[${index}].ucloudPath`, reason: restrictedReason(folder.ucloudPath) };
+      }
+    }
+    return null;
+  },
+
   async observe({ owner, jobId, config }, { storage, ports }) {
     const folders: SyncthingFolderAccess[] = [];
+    const restricted: string[] = [];
     for (const folder of config.folders) {
       const found = await storage.access(owner, folder.ucloudPath);
+      if (found.sensitivity !== undefined) {
+        restricted.push(folder.ucloudPath);
+        continue;
+      }
       // Spec §7: accessible means the owner may write it; the rest is left out of what it runs with.
       if (found.access === "write") folders.push({ ...found, id: folderId(folder), path: folder.path });
     }
-    return { folders, stateFolder: await storage.serviceFolder(owner, stateFolderName(owner)), port: await ports.portOf(PORT_POOL, jobId) };
+    return { folders, restricted, stateFolder: await storage.serviceFolder(owner, stateFolderName(owner)), port: await ports.portOf(PORT_POOL, jobId) };
+  },
+  // A folder marked restricted after it was configured goes from the configuration (as UCloud's
+  // sensitivity reconciler does), with a new ETag, so the pod restarts without it.
+  prune({ config, facts }) {
+    if (facts.restricted.length === 0) return null;
+    const gone = new Set(facts.restricted);
+    return {
+      config: { ...config, folders: config.folders.filter((folder) => !gone.has(folder.ucloudPath)) },
+      warnings: facts.restricted.map((path) => `${path} was removed: ${restrictedReason(path)}`),
+    };
   },
   shouldRun: ({ config, facts }) => facts.folders.length > 0 && config.devices.length > 0,
   // A change of folder access (a drive locked, a member removed) must restart the pod.
@@ -141,18 +176,19 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
       return `No free Syncthing port: every port in [${range.min}, ${range.max}) is taken. Widen [apps.syncthing] port_min/port_max.`;
     }
     // What the container reads at start: the folders it may use (ids filled in), the devices.
-    const { stateFolder } = facts;
     const runtimeConfig = {
       folders: facts.folders.map(({ id, ucloudPath, path }) => ({ id, ucloudPath, ...(path === undefined ? {} : { path }) })),
       devices: config.devices,
     };
-    await storage.writeFileAtomic(join(stateFolder, "ucloud_config.json"), `${JSON.stringify(runtimeConfig, null, 2)}\n`);
-    await storage.writeFileAtomic(join(stateFolder, "job_id.txt"), `${jobId}\n`);
+    await storage.writeServiceFiles(context.owner, stateFolderName(context.owner), {
+      "ucloud_config.json": `${JSON.stringify(runtimeConfig, null, 2)}\n`,
+      "job_id.txt": `${jobId}\n`,
+    });
     return null;
   },
   release: (jobId, { ports }) => ports.release(PORT_POOL, jobId),
 
-  mutatePod(pod, { settings, facts }) {
+  mutatePod(pod, { settings, facts, filesystem }) {
     const spec = pod.spec!;
     const container = spec.containers[0]!;
     const port = facts.port!;
@@ -163,12 +199,12 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
       { name: "STATE_DIR", value: STATE_MOUNT },
     ];
     container.resources = { requests: { cpu: "400m", memory: "2000000000" } };
-    spec.volumes = [{ name: "syncthing-state", hostPath: { path: facts.stateFolder, type: "Directory" } }];
-    container.volumeMounts = [{ name: "syncthing-state", mountPath: STATE_MOUNT }];
+    // Spec §7, §10: every mount is a subPath of the one storage volume, as UCloud mounts them.
+    spec.volumes = [filesystem];
+    container.volumeMounts = [filesystemMount(filesystem, facts.stateFolder.subPath, STATE_MOUNT)];
     for (const [index, folder] of facts.folders.entries()) {
       const mountPath = `/work/${index}`;
-      spec.volumes.push({ name: `folder-${index}`, hostPath: { path: folder.internalPath, type: "Directory" } });
-      container.volumeMounts.push({ name: `folder-${index}`, mountPath, readOnly: false });
+      container.volumeMounts.push(filesystemMount(filesystem, folder.subPath, mountPath));
       // The container finds each folder through f<id> (as UCloud's syncthing-go does).
       if (/^[A-Za-z_.-][A-Za-z0-9_.-]*$/.test(`f${folder.id}`)) container.env.push({ name: `f${folder.id}`, value: mountPath });
     }
@@ -213,7 +249,7 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
   recheckAfter: () => null,
   // Spec §7: a reset wipes the state folder (devices, keys, Syncthing's own state), not user data.
   async reset(owner, { storage }) {
-    await storage.recreateFolder(await storage.serviceFolder(owner, stateFolderName(owner)));
+    await storage.wipeServiceFolder(owner, stateFolderName(owner));
   },
 
   mutateJobSpec: (owner, spec) => ({

@@ -85,20 +85,24 @@ export const terminal = defineApp<TerminalConfig, TerminalFacts>({
   prepareStart: async () => null,
   release: async () => {},
 
-  mutatePod(pod, { settings, facts }) {
+  mutatePod(pod, { settings, facts, filesystem }) {
     const spec = pod.spec!;
     const container = spec.containers[0]!;
     container.image = `${settings.image}:${settings.image_version}`;
     container.command = ["sleep", "inf"];
     container.resources = { requests: { cpu: "500m", memory: "2000000000" }, limits: { cpu: "1000m", memory: "2000000000" } };
     spec.terminationGracePeriodSeconds = 0;
-    spec.volumes = [...(spec.volumes ?? [])];
+    // Spec §8, §10: each drive is a subPath of the one storage volume, as UCloud mounts them.
+    spec.volumes = [...(spec.volumes ?? []), filesystem];
     container.volumeMounts = [...(container.volumeMounts ?? [])];
-    for (const [index, folder] of facts.folders.entries()) {
+    for (const folder of facts.folders) {
       if (folder.access === "none") continue;
-      const name = `folder-${index}`;
-      spec.volumes.push({ name, hostPath: { path: folder.internalPath, type: "Directory" } });
-      container.volumeMounts.push({ name, mountPath: terminalMountPath(folder.ucloudPath), readOnly: folder.access !== "write" });
+      container.volumeMounts.push({
+        name: filesystem.name,
+        mountPath: terminalMountPath(folder.ucloudPath),
+        subPath: folder.subPath,
+        readOnly: folder.access !== "write",
+      });
     }
     container.workingDir = TERMINAL_WORK_DIR;
     pod.metadata!.annotations = {

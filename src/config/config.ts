@@ -142,8 +142,15 @@ export const ConfigSchema = v.strictObject({
   ),
   storage: v.optional(
     v.strictObject({
-      /** Where drives live: `<root>/<driveId>` (see src/storage). */
+      /** Where drives live, as this process sees them: `<root>/<driveId>` (see src/storage). */
       root: str("./var/storage"),
+      /**
+       * The storage root as the Kubernetes nodes see it: the path of the pods' `ucloud-filesystem`
+       * hostPath volume. Empty: the same as `root` (made absolute).
+       */
+      host_path: str(""),
+      /** A PersistentVolumeClaim holding the storage root: when set, pods mount it instead of a hostPath. */
+      volume_claim: str(""),
     }),
     {},
   ),

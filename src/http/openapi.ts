@@ -85,7 +85,7 @@ const TerminalOpenedSchema = v.object({
 
 // The answers are typed by the service, not by these schemas: fail to compile when they part.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const answersMatchTheService: [Same<v.InferOutput<typeof TerminalOpenedSchema>, TerminalOpened>, Same<keyof View, "etag" | "config">] = [true, true];
+const answersMatchTheService: [Same<v.InferOutput<typeof TerminalOpenedSchema>, TerminalOpened>, Same<keyof View, "etag" | "config" | "warnings">] = [true, true];
 void answersMatchTheService;
 
 /** The error cases of spec §2, by status: what each means and the codes it carries. */
@@ -160,7 +160,13 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
   for (const app of apps) {
     const config = `${pascal(app.name)}Config`;
     definitions[config] = app.configSchema;
-    if (!app.internal) definitions[`${pascal(app.name)}View`] = v.object({ etag: v.string(), config: app.configSchema });
+    if (!app.internal) definitions[`${pascal(app.name)}View`] = v.object({
+        etag: v.string(),
+        config: app.configSchema,
+        warnings: v.optional(
+          v.pipe(v.array(v.string()), v.description("What the service itself removed from the configuration, and why (a folder marked restricted since it was configured). Absent when nothing was.")),
+        ),
+      });
   }
   if (apps.some((app) => app.name === "terminal")) definitions.TerminalOpened = TerminalOpenedSchema;
   const schemas = toJsonSchemaDefs(definitions, conversion(definitions)) as Record<string, SchemaObject>;

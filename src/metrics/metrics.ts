@@ -40,7 +40,7 @@ export const metrics = {
 
   reconciles: registry.counter(
     "iapps_reconcile_total",
-    "Reconciles by app and outcome: in-sync, created, replaced (pod deleted), stopped, blocked, detached, skipped, aborted, error.",
+    "Reconciles by app and outcome: in-sync, created, replaced (pod deleted), stopped, blocked, detached, pruned (part of the configuration removed), skipped, aborted, error.",
     ["app", "outcome"],
   ),
 

@@ -3,7 +3,8 @@
 // Imports Kubernetes object types and src/apps/app.ts only.
 
 import { createHash } from "node:crypto";
-import type { V1NetworkPolicy, V1OwnerReference, V1Pod, V1Service } from "@kubernetes/client-node";
+import { resolve } from "node:path";
+import type { V1NetworkPolicy, V1OwnerReference, V1Pod, V1Service, V1Volume } from "@kubernetes/client-node";
 import type { IntegratedApp, PodContext } from "../apps/app.ts";
 
 export const LABELS = {
@@ -27,6 +28,18 @@ export const ANNOTATIONS = {
   /** Ours: the record (`<app>:<createdBy>[:<project>]`) a pod belongs to, so its events find it. */
   owner: "ucloud.dk/iapp-owner",
 } as const;
+
+/** The name of the storage root's volume in every pod, as UCloud names it. */
+export const FILESYSTEM_VOLUME = "ucloud-filesystem";
+
+/**
+ * The storage root as a pod volume (spec §10): a PersistentVolumeClaim when one is configured,
+ * else a hostPath of the root as the nodes see it. Apps mount folders from it by subPath only.
+ */
+export function filesystemVolume(storage: { root: string; host_path: string; volume_claim: string }): V1Volume {
+  if (storage.volume_claim !== "") return { name: FILESYSTEM_VOLUME, persistentVolumeClaim: { claimName: storage.volume_claim } };
+  return { name: FILESYSTEM_VOLUME, hostPath: { path: storage.host_path !== "" ? storage.host_path : resolve(storage.root), type: "Directory" } };
+}
 
 export const podName = (jobId: string) => `j-${jobId}-job-0`;
 export const serviceName = (jobId: string) => `j-${jobId}`;

@@ -4,7 +4,7 @@
 // Every reconcile counts its outcome in the metrics (iapps_reconcile_total).
 // Imports src/apps, src/store, src/ucloud/jobs.ts, src/kubernetes/gateway.ts, src/metrics and this folder.
 
-import type { V1Pod } from "@kubernetes/client-node";
+import type { V1Pod, V1Volume } from "@kubernetes/client-node";
 import type { AppSettings, IntegratedApp, PodContext } from "../apps/app.ts";
 import type { AppRegistry } from "../apps/registry.ts";
 import type { AppRuntime } from "../apps/runtime.ts";
@@ -26,6 +26,8 @@ export interface ReconcilerOptions {
   gateway: KubernetesGateway;
   /** Storage, ports and leases for the apps' runtime hooks. */
   runtime: AppRuntime;
+  /** The storage root's volume, which pods mount user data from (objects.ts `filesystemVolume`). */
+  filesystem: V1Volume;
   /** For checks at a known time (a terminal's lease running out). */
   queue: TaskQueue;
   log: (level: "debug" | "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
@@ -35,9 +37,10 @@ export interface ReconcilerOptions {
  * What one reconcile did: `in-sync` (nothing to change), `created` (a pod), `replaced` (deleted
  * an outdated pod; its successor follows), `stopped` (no pod should run), `blocked` (a pod should
  * run but cannot start), `detached` (the job is gone), `waiting` (a pod is on its way out),
- * `skipped` (no record, no job, or a disabled app). Failures count as `aborted` (lease lost) or `error`.
+ * `skipped` (no record, no job, or a disabled app), `pruned` (part of the configuration had to go: a
+ * new version was stored, and its own reconcile follows). Failures count as `aborted` (lease lost) or `error`.
  */
-export type ReconcileOutcome = "in-sync" | "created" | "replaced" | "stopped" | "blocked" | "detached" | "waiting" | "skipped";
+export type ReconcileOutcome = "in-sync" | "created" | "replaced" | "stopped" | "blocked" | "detached" | "waiting" | "skipped" | "pruned";
 
 export class Reconciler implements TaskHandlers {
   constructor(private readonly options: ReconcilerOptions) {}
@@ -91,8 +94,26 @@ export class Reconciler implements TaskHandlers {
       return "detached";
     }
 
-    const base = { owner, jobId: record.jobId, etag: record.etag, config: record.config, settings: this.options.settings(appName) };
+    const base = {
+      owner,
+      jobId: record.jobId,
+      etag: record.etag,
+      config: record.config,
+      settings: this.options.settings(appName),
+      filesystem: this.options.filesystem,
+    };
     const context: PodContext<unknown> = { ...base, facts: await app.observe(base, this.options.runtime) };
+    // Part of the configuration must go by itself (a folder marked restricted since): stored as a
+    // new version, whose reconcile (enqueued by that write) replaces the pod.
+    const pruned = app.prune?.(context) ?? null;
+    if (pruned !== null) {
+      stop();
+      if (await store.prune(appName, owner, record.etag, pruned.config, pruned.warnings, taskId("reconcile", appName, owner))) {
+        this.options.log("info", "removed what the configuration may no longer hold", { app: appName, owner, warnings: pruned.warnings });
+        return "pruned";
+      }
+      return "waiting"; // the record changed meanwhile: its own reconcile follows
+    }
     const shouldRun = app.shouldRun(context);
     const recheck = app.recheckAfter(context);
     if (recheck !== null) await this.options.queue.addAfter(taskId("reconcile", appName, owner), recheck + 50);

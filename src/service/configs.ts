@@ -5,7 +5,6 @@
 // Imports src/apps, src/store, src/storage/storage.ts (types), src/queue/tasks.ts,
 // src/ucloud/jobs.ts and src/errors.ts.
 
-import { randomBytes } from "node:crypto";
 import * as v from "valibot";
 import type { IntegratedApp, JobSpecification } from "../apps/app.ts";
 import type { AppRegistry } from "../apps/registry.ts";
@@ -24,7 +23,7 @@ import {
 } from "../errors.ts";
 import { type TaskKind, taskId } from "../queue/tasks.ts";
 import type { Owner } from "../store/keys.ts";
-import type { Commit, RecordStore, Snapshot, StoredRecord } from "../store/records.ts";
+import { type Commit, newEtag, type RecordStore, type Snapshot, type StoredRecord } from "../store/records.ts";
 import { AmbiguousCommitError, isRedisUnavailable, PoolExhaustedError } from "../store/redis.ts";
 import type { FolderAccess } from "../storage/storage.ts";
 import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
@@ -62,6 +61,8 @@ export interface ConfigServiceOptions {
 export interface View {
   etag: string;
   config: unknown;
+  /** What the service itself removed from the configuration, and why (a folder marked restricted); absent when nothing. */
+  warnings?: string[];
 }
 
 /** What an operation wants to become of the record it read. */
@@ -115,7 +116,8 @@ export class ConfigService {
   async retrieve(appName: string, owner: Owner): Promise<View> {
     const app = this.configurableApp(appName);
     const record = await guard(this.options.store.read(app.name, owner));
-    return record ? { etag: record.etag, config: record.config } : { etag: INITIAL_ETAG, config: app.defaultConfig(owner) };
+    if (!record) return { etag: INITIAL_ETAG, config: app.defaultConfig(owner) };
+    return record.warnings === undefined ? { etag: record.etag, config: record.config } : { etag: record.etag, config: record.config, warnings: record.warnings };
   }
 
   /** Validates `rawConfig` and stores it with a new ETag. Answers the new ETag. */
@@ -123,6 +125,7 @@ export class ConfigService {
     const app = this.configurableApp(appName);
     if (this.options.requireEtag && pre.expectedETag === null && pre.ifMatch === null) throw preconditionRequired();
     const config = validateConfig(app, rawConfig);
+    await this.admit(app, owner, config);
     const result = await this.change(app, owner, pre, () => ({ kind: "write", config }));
     return { etag: result.etag! };
   }
@@ -168,7 +171,7 @@ export class ConfigService {
    */
   async openTerminal(owner: Owner, folder: string): Promise<TerminalOpened> {
     const app = this.terminalApp();
-    const { storage, leases } = this.terminalRuntime();
+    const { storage, leases } = this.runtime();
     const drive = drivePathOf(folder);
     if (drive === null) throw invalidRequest(`folder: expected a UCloud path naming a drive, such as "/home-${owner.createdBy}"`);
 
@@ -212,7 +215,7 @@ export class ConfigService {
    */
   async terminalActivity(owner: Owner): Promise<void> {
     const app = this.terminalApp();
-    const { leases } = this.terminalRuntime();
+    const { leases } = this.runtime();
     const noTerminal = () => notFound("There is no terminal to keep alive: open one first.");
     if ((await guard(this.options.store.read(app.name, owner))) === null) throw noTerminal();
     const left = await guard(leases.remaining(app.name, owner));
@@ -231,10 +234,17 @@ export class ConfigService {
     return app;
   }
 
-  private terminalRuntime(): AppRuntime {
+  private runtime(): AppRuntime {
     const { runtime } = this.options;
-    if (!runtime) throw new Error("ConfigService: the terminal needs the `runtime` option");
+    if (!runtime) throw new Error("ConfigService: the terminal and admission rules need the `runtime` option");
     return runtime;
+  }
+
+  /** The app's rules that look beyond the configuration (Syncthing's restricted folders). */
+  private async admit(app: IntegratedApp<unknown>, owner: Owner, config: unknown): Promise<void> {
+    if (!app.admit) return;
+    const problem = await guard(app.admit(owner, config, this.runtime()));
+    if (problem) throw invalidConfiguration(`config.${problem.path}: ${problem.reason}`);
   }
 
   private get terminalInactivityMs(): number {
@@ -464,11 +474,6 @@ function checkPreconditions(record: StoredRecord | null, pre: Preconditions) {
     const matches = pre.ifMatch === "*" ? record !== null : pre.ifMatch.includes(current);
     if (!matches) throw preconditionFailed();
   }
-}
-
-/** 128 bits from the system's CSPRNG: never repeats in practice, and never equals "initial". */
-export function newEtag(): string {
-  return randomBytes(16).toString("hex");
 }
 
 /** Turns "Redis is unreachable" into a 503 at the edge of every operation. */

@@ -11,6 +11,7 @@ import { RecordCache } from "../cache/record-cache.ts";
 import { InvalidationSubscriber } from "../cache/subscriber.ts";
 import { TaskQueue } from "../queue/queue.ts";
 import { LocalStorage } from "../storage/local.ts";
+import { RedisDriveDirectory } from "../store/drives.ts";
 import { RedisActivityLeases } from "../store/leases.ts";
 import { RedisPortAllocator } from "../store/ports.ts";
 import { keys } from "../store/keys.ts";
@@ -51,6 +52,8 @@ export interface ServiceContext {
   /** The shared command connection, once ready (waits through reconnects, bounded). */
   commands: CommandConnection;
   jobs: JobRegistry;
+  /** Drive metadata (owners, members, locks, sensitivity), kept in Redis outside every drive. */
+  drives: RedisDriveDirectory;
   /** Users' drives and folder access (`[storage] root`), ports and inactivity leases (Redis): what the apps' runtime hooks use. */
   runtime: AppRuntime;
   service: ConfigService;
@@ -100,8 +103,9 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   const jobs = jobRegistryFor(config, commands);
   const appSettings = (name: string) => (config.apps as Record<string, AppSettings>)[name]!;
   const apps = enabledApps((name) => appSettings(name)?.enabled ?? false);
+  const drives = new RedisDriveDirectory(commands);
   const runtime: AppRuntime = {
-    storage: new LocalStorage(config.storage.root),
+    storage: new LocalStorage(config.storage.root, drives),
     ports: new RedisPortAllocator(commands),
     leases: new RedisActivityLeases(commands),
   };
@@ -129,6 +133,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     queue,
     commands,
     jobs,
+    drives,
     runtime,
     service,
     async close() {

@@ -1,79 +1,79 @@
 // The storage model on this machine's file system: drive `<driveId>` is the folder
-// `<root>/<driveId>`; who may use it comes from its `.drive.json`, or, for a home drive
-// `home-<username>` without one, from the username in its id (see storage.ts).
+// `<root>/<driveId>`; who may use it comes from its metadata (a DriveDirectory, kept outside every
+// drive), or, for a home drive `home-<username>` without any, from the username in its id.
 //
 // Every path a user sends is checked before it names a folder: no `.`/`..` segments, no NUL, a
-// drive id that is a plain folder name, and a real path (symbolic links followed) that stays
-// inside the drive. Bad input gives access "none" with a reason; only unexpected I/O errors throw.
-// Imports src/storage/storage.ts and src/store/keys.ts (types) only.
+// drive id that is a plain folder name. Then it is walked one component at a time from the
+// storage root, refusing a symbolic link at every step (directory.ts): a user can make any folder
+// in their drive a link, and a link would lead the service, or a pod's mount, anywhere. Bad input
+// gives access "none" with a reason; only unexpected I/O errors throw.
+// Imports src/storage/* and src/store/keys.ts (types) only.
 
-import { randomBytes } from "node:crypto";
-import { lstat, mkdir, open, readFile, realpath, rename, rm, stat, unlink } from "node:fs/promises";
-import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
+import { resolve } from "node:path";
+import { InvalidDriveMetadata } from "../store/drives.ts";
 import type { Owner } from "../store/keys.ts";
-import type { Access, FolderAccess, Storage } from "./storage.ts";
+import { Directory, isPlainName, WalkError } from "./directory.ts";
+import type { Access, DriveDirectory, DriveMetadata, FolderAccess, Sensitivity, ServiceFolder, Storage } from "./storage.ts";
 
-/** The metadata file of a drive, in the drive's root folder. Never a folder a user may use. */
-export const DRIVE_METADATA = ".drive.json";
-
-const HOME_PREFIX = "home-";
-
-export interface DriveMetadata {
-  owner: string;
-  members: Record<string, "read" | "write">;
-  locked: boolean;
-}
+export const HOME_PREFIX = "home-";
+/** The longest folder name Linux file systems take, in bytes. */
+const NAME_MAX = 255;
 
 /** Why a username cannot name a home drive, or null when it can. */
 export function unsafeUsername(username: unknown): string | null {
   if (typeof username !== "string") return "the username is not a string";
   if (username === "") return "the username is empty";
-  if (username === "." || username === "..") return `the username '${username}' is not a folder name`;
-  if (username.includes("/")) return `the username '${username}' contains '/'`;
-  if (username.includes("\0")) return "the username contains a NUL byte";
+  if (!isPlainName(username)) return `the username '${username}' is not a folder name`;
+  if (Buffer.byteLength(HOME_PREFIX + username) > NAME_MAX) return `the home drive name ${HOME_PREFIX}<username> would be longer than ${NAME_MAX} bytes`;
   return null;
 }
 
 /** Why `driveId` cannot name a drive folder, or null when it can. */
-function unsafeDriveId(driveId: string): string | null {
+export function unsafeDriveId(driveId: string): string | null {
   if (driveId === "") return "the path names no drive: expected /<driveId>/<folder>";
   if (driveId.includes("/")) return `the drive id '${driveId}' contains '/'`;
   if (driveId.startsWith(".")) return `the drive id '${driveId}' must not start with '.'`;
+  if (driveId.includes("\0")) return "the drive id contains a NUL byte";
+  if (Buffer.byteLength(driveId) > NAME_MAX) return `the drive id ${driveId} is too long`;
   return null;
 }
 
-/** The metadata in a `.drive.json` text, or why it is invalid. */
-export function parseDriveMetadata(text: string): DriveMetadata | string {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return "it is not valid JSON";
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) return "it is not a JSON object";
-  const record = json as Record<string, unknown>;
-  if (typeof record.owner !== "string" || record.owner === "") return "'owner' must be a non-empty string";
-  const members: Record<string, "read" | "write"> = Object.create(null);
-  if (record.members !== undefined) {
-    if (typeof record.members !== "object" || record.members === null || Array.isArray(record.members)) {
-      return "'members' must be an object of username to \"read\" or \"write\"";
-    }
-    for (const [name, role] of Object.entries(record.members)) {
-      if (role !== "read" && role !== "write") return `'members.${name}' must be "read" or "write"`;
-      members[name] = role;
-    }
-  }
-  if (record.locked !== undefined && typeof record.locked !== "boolean") return "'locked' must be true or false";
-  return { owner: record.owner, members, locked: record.locked === true };
+/** The home drive's implicit metadata: its user owns it. Null for any other drive. */
+function homeMetadata(driveId: string): DriveMetadata | null {
+  if (!driveId.startsWith(HOME_PREFIX) || driveId.length === HOME_PREFIX.length) return null;
+  return { owner: driveId.slice(HOME_PREFIX.length), members: Object.create(null), locked: false, sensitivity: Object.create(null) };
 }
 
-/** An error code of a failed file system call, if any. */
-function code(error: unknown): string {
-  return typeof error === "object" && error !== null && "code" in error ? String(error.code) : "";
+/**
+ * The restriction on the folder `rest` (components below the drive) in a drive with `metadata`:
+ * its own mark or the nearest one above it; CONFIDENTIAL wins over SENSITIVE.
+ */
+export function restrictionOf(metadata: DriveMetadata, rest: string[]): Sensitivity | null {
+  let found: Sensitivity | null = null;
+  for (let depth = 0; depth <= rest.length; depth++) {
+    const folder = rest.slice(0, depth).join("/");
+    const mark = Object.hasOwn(metadata.sensitivity, folder) ? metadata.sensitivity[folder] : undefined;
+    if (mark === "CONFIDENTIAL") return mark;
+    if (mark === "SENSITIVE") found = mark;
+  }
+  return found;
 }
 
-/** Error codes that say "this path names nothing usable", as opposed to an I/O failure. */
-const NOT_THERE = new Set(["ENOENT", "ENOTDIR"]);
+/** A UCloud path taken apart: its drive and the folders below it, or why it names no folder. */
+export function parseUcloudPath(ucloudPath: unknown): { driveId: string; rest: string[] } | { why: string; driveId: string } {
+  if (typeof ucloudPath !== "string") return { why: "the path is not a string", driveId: "" };
+  if (!ucloudPath.startsWith("/")) return { why: `the path '${ucloudPath}' must start with '/', as in /<driveId>/<folder>`, driveId: "" };
+  if (ucloudPath.includes("\0")) return { why: "the path contains a NUL byte", driveId: "" };
+  const [driveId = "", ...rawRest] = ucloudPath.slice(1).split("/");
+  const unsafeDrive = unsafeDriveId(driveId);
+  if (unsafeDrive !== null) return { why: unsafeDrive, driveId: "" };
+  // Empty segments (`a//b`, a trailing `/`) mean nothing, as in POSIX.
+  const rest = rawRest.filter((segment) => segment !== "");
+  if (rest.some((segment) => segment === "." || segment === "..")) {
+    return { why: `the path ${ucloudPath} must not contain '.' or '..' segments`, driveId };
+  }
+  return { driveId, rest };
+}
 
 class UnsafeUsername extends Error {}
 
@@ -81,37 +81,79 @@ export class LocalStorage implements Storage {
   /** The absolute root folder of all drives. */
   readonly root: string;
 
-  constructor(root: string) {
+  constructor(
+    root: string,
+    private readonly drives: DriveDirectory,
+  ) {
     this.root = resolve(root);
   }
 
-  async homeDrive(owner: Owner): Promise<string> {
-    const reason = unsafeUsername(owner.createdBy);
-    if (reason !== null) throw new UnsafeUsername(`cannot name a home drive: ${reason}`);
-    const folder = join(this.root, HOME_PREFIX + owner.createdBy);
-    await mkdir(folder, { recursive: true });
-    return await realpath(folder);
+  private openRoot(): Promise<Directory> {
+    return Directory.open(this.root);
   }
 
-  async serviceFolder(owner: Owner, name: string): Promise<string> {
-    if (name === "" || name === "." || name === ".." || /[/\\\0]/.test(name)) throw new Error(`not a folder name: '${name}'`);
-    const folder = join(await this.homeDrive(owner), name);
-    let found;
+  /** The owner's home drive, open, created on first need; refused when it is a link or a file. */
+  private async openHome(root: Directory, owner: Owner): Promise<Directory> {
+    const reason = unsafeUsername(owner.createdBy);
+    if (reason !== null) throw new UnsafeUsername(`cannot name a home drive: ${reason}`);
+    return root.child(HOME_PREFIX + owner.createdBy, { create: true });
+  }
+
+  async serviceFolder(owner: Owner, name: string): Promise<ServiceFolder> {
+    await Directory.using(this.openServiceFolder(owner, name), async () => {});
+    const subPath = `${HOME_PREFIX}${owner.createdBy}/${name}`;
+    return { subPath, internalPath: `${this.root}/${subPath}` };
+  }
+
+  /** `<home>/<name>`, open, created when missing; a link or a file there is refused, never followed. */
+  private async openServiceFolder(owner: Owner, name: string): Promise<Directory> {
+    if (!isPlainName(name) || name.includes("\\")) throw new Error(`not a folder name: '${name}'`);
+    return Directory.using(this.openRoot(), (root) =>
+      Directory.using(this.openHome(root, owner), async (home) => {
+        try {
+          return await home.child(name, { create: true });
+        } catch (error) {
+          if (error instanceof WalkError && (error.reason === "symlink" || error.reason === "not-a-folder")) {
+            throw new Error(`${HOME_PREFIX}${owner.createdBy}/${name} is not a plain folder (a symlink or a file); remove it so that it can be recreated`);
+          }
+          throw error;
+        }
+      }),
+    );
+  }
+
+  async writeServiceFiles(owner: Owner, name: string, files: Record<string, string>): Promise<void> {
+    await Directory.using(this.openServiceFolder(owner, name), async (folder) => {
+      for (const [file, contents] of Object.entries(files)) await folder.writeFileAtomic(file, contents);
+    });
+  }
+
+  async wipeServiceFolder(owner: Owner, name: string): Promise<void> {
+    if (!isPlainName(name) || name.includes("\\")) throw new Error(`not a folder name: '${name}'`);
+    await Directory.using(this.openRoot(), (root) =>
+      Directory.using(this.openHome(root, owner), async (home) => {
+        await home.remove(name);
+        await home.makeFolder(name);
+      }),
+    );
+  }
+
+  async sensitivity(ucloudPath: string): Promise<Sensitivity | null> {
+    const parsed = parseUcloudPath(ucloudPath);
+    if ("why" in parsed) return null;
+    const metadata = await this.metadata(parsed.driveId);
+    // Invalid metadata makes the drive unusable (access "none"), so nothing of it runs either way.
+    return typeof metadata === "string" || metadata === null ? null : restrictionOf(metadata, parsed.rest);
+  }
+
+  /** The drive's metadata, the home drive's implicit one, null for none, or why it is invalid. */
+  private async metadata(driveId: string): Promise<DriveMetadata | null | string> {
     try {
-      found = await lstat(folder);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-      await mkdir(folder).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== "EEXIST") throw error;
-      });
-      found = await lstat(folder);
+      return (await this.drives.get(driveId)) ?? homeMetadata(driveId);
+    } catch (error) {
+      if (error instanceof InvalidDriveMetadata) return error.message;
+      throw error;
     }
-    // The user owns the home drive: a symlink here could point the service's writes (and the
-    // pod's mount) anywhere on the host.
-    if (found.isSymbolicLink() || !found.isDirectory()) {
-      throw new Error(`${folder} is not a plain folder (a symlink or a file); remove it so that it can be recreated`);
-    }
-    return folder;
   }
 
   async access(owner: Owner, ucloudPath: string): Promise<FolderAccess> {
@@ -119,142 +161,68 @@ export class LocalStorage implements Storage {
       ucloudPath: String(ucloudPath),
       driveId,
       internalPath: "",
+      subPath: "",
       access: "none",
       why,
     });
 
-    if (typeof ucloudPath !== "string") return none("the path is not a string");
-    if (!ucloudPath.startsWith("/")) {
-      return none(`the path '${ucloudPath}' must start with '/', as in /<driveId>/<folder>`);
-    }
-    if (ucloudPath.includes("\0")) return none("the path contains a NUL byte");
-
-    const [driveId = "", ...rawRest] = ucloudPath.slice(1).split("/");
-    const unsafeDrive = unsafeDriveId(driveId);
-    if (unsafeDrive !== null) return none(unsafeDrive);
-    // Empty segments (`a//b`, a trailing `/`) mean nothing, as in POSIX.
-    const rest = rawRest.filter((segment) => segment !== "");
-    if (rest.some((segment) => segment === "." || segment === "..")) {
-      return none(`the path ${ucloudPath} must not contain '.' or '..' segments`, driveId);
-    }
-    if (rest[0] === DRIVE_METADATA) return none(`${ucloudPath} is the drive's metadata, not a folder`, driveId);
-
-    // The drive, and who may use it.
-    const driveFolder = join(this.root, driveId);
+    const parsed = parseUcloudPath(ucloudPath);
+    if ("why" in parsed) return none(parsed.why, parsed.driveId);
+    const { driveId, rest } = parsed;
+    const display = "/" + [driveId, ...rest].join("/");
     const username = owner.createdBy;
-    const ownHome = driveId === HOME_PREFIX + username;
-    if (ownHome) {
+
+    const root = await this.openRoot();
+    try {
+      // The drive: the owner's own home drive appears on first need.
+      let drive: Directory;
       try {
-        await this.homeDrive(owner);
+        drive = driveId === HOME_PREFIX + username ? await this.openHome(root, owner) : await root.child(driveId);
       } catch (error) {
         if (error instanceof UnsafeUsername) return none(error.message, driveId);
-        throw error;
+        if (!(error instanceof WalkError)) throw error;
+        if (error.reason === "missing") return none(`the drive ${driveId} does not exist`, driveId);
+        if (error.reason === "too-long") return none(`the drive id ${driveId} is too long`, driveId);
+        if (error.reason === "symlink") return none(`the drive ${driveId} is a symbolic link, which is not followed`, driveId);
+        return none(`the drive ${driveId} is not a folder`, driveId);
       }
-    }
-    let driveReal: string;
-    try {
-      if (!(await stat(driveFolder)).isDirectory()) return none(`the drive ${driveId} is not a folder`, driveId);
-      driveReal = await realpath(driveFolder);
-    } catch (error) {
-      if (NOT_THERE.has(code(error))) return none(`the drive ${driveId} does not exist`, driveId);
-      if (code(error) === "ENAMETOOLONG") return none(`the drive id ${driveId} is too long`, driveId);
-      if (code(error) === "ELOOP") return none(`the drive ${driveId} cannot be resolved`, driveId);
-      throw error;
-    }
+      await drive.close();
 
-    const metadata = await this.readMetadata(driveId, driveReal);
-    if (typeof metadata === "string") return none(metadata, driveId);
-    const role: Access =
-      metadata.owner === username ? "write" : (Object.hasOwn(metadata.members, username) ? metadata.members[username]! : "none");
-    if (role === "none") return none(`you have no access to drive ${driveId}`, driveId);
-    if (metadata.locked) return none(`the drive ${driveId} is locked`, driveId);
+      // Who may use it: its metadata (outside the drive), never a file inside it.
+      const metadata = await this.metadata(driveId);
+      if (typeof metadata === "string") return none(`the drive ${driveId} is not usable: ${metadata}`, driveId);
+      if (metadata === null) return none(`the drive ${driveId} is not usable: it has no metadata (an operator gives it some with 'drive create')`, driveId);
+      const role: Access = metadata.owner === username ? "write" : Object.hasOwn(metadata.members, username) ? metadata.members[username]! : "none";
+      if (role === "none") return none(`you have no access to drive ${driveId}`, driveId);
+      if (metadata.locked) return none(`the drive ${driveId} is locked`, driveId);
 
-    // The folder: an existing directory whose real path stays in the drive.
-    const display = "/" + [driveId, ...rest].join("/");
-    let folderReal: string;
-    try {
-      folderReal = await realpath(join(driveReal, ...rest));
-    } catch (error) {
-      if (NOT_THERE.has(code(error))) return none(`the folder ${display} does not exist`, driveId);
-      if (code(error) === "ENAMETOOLONG") return none(`the path ${display} is too long`, driveId);
-      if (code(error) === "ELOOP") return none(`the folder ${display} has a loop of symbolic links`, driveId);
-      throw error;
-    }
-    if (folderReal !== driveReal && !folderReal.startsWith(driveReal.endsWith(sep) ? driveReal : driveReal + sep)) {
-      return none(`the folder ${display} leads outside the drive ${driveId} (through a symbolic link)`, driveId);
-    }
-    if (folderReal === join(driveReal, DRIVE_METADATA)) {
-      return none(`${display} is the drive's metadata, not a folder`, driveId);
-    }
-    try {
-      if (!(await stat(folderReal)).isDirectory()) return none(`${display} is not a folder`, driveId);
-    } catch (error) {
-      // Removed between realpath and stat.
-      if (NOT_THERE.has(code(error))) return none(`the folder ${display} does not exist`, driveId);
-      throw error;
-    }
-
-    return { ucloudPath, driveId, internalPath: folderReal, access: role };
-  }
-
-  /** The drive's metadata: its `.drive.json`, or the home drive's implicit one; else why it has none. */
-  private async readMetadata(driveId: string, driveReal: string): Promise<DriveMetadata | string> {
-    const file = join(driveReal, DRIVE_METADATA);
-    let text: string;
-    try {
-      // A symbolic link could make us read any file on the machine: only a regular file counts.
-      const info = await lstat(file);
-      if (!info.isFile()) return `the drive ${driveId} is not usable: its ${DRIVE_METADATA} is not a regular file`;
-      text = await readFile(file, "utf8");
-    } catch (error) {
-      if (!NOT_THERE.has(code(error))) {
-        if (code(error) === "EACCES" || code(error) === "EISDIR") {
-          return `the drive ${driveId} is not usable: its ${DRIVE_METADATA} cannot be read`;
-        }
-        throw error;
-      }
-      if (driveId.startsWith(HOME_PREFIX) && driveId.length > HOME_PREFIX.length) {
-        return { owner: driveId.slice(HOME_PREFIX.length), members: Object.create(null), locked: false };
-      }
-      return `the drive ${driveId} is not usable: it has no ${DRIVE_METADATA}`;
-    }
-    const metadata = parseDriveMetadata(text);
-    if (typeof metadata === "string") {
-      return `the drive ${driveId} is not usable: its ${DRIVE_METADATA} is invalid (${metadata})`;
-    }
-    return metadata;
-  }
-
-  async writeFileAtomic(internalPath: string, contents: string): Promise<void> {
-    if (!isAbsolute(internalPath)) throw new Error(`writeFileAtomic needs an absolute path, not '${internalPath}'`);
-    const folder = dirname(internalPath);
-    await mkdir(folder, { recursive: true });
-    const temp = join(folder, `.${basename(internalPath)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
-    try {
-      const handle = await open(temp, "wx");
+      // The folder: an existing directory, reached without following a link.
       try {
-        await handle.writeFile(contents, "utf8");
-        await handle.sync();
-      } finally {
-        await handle.close();
+        await (await root.walk([driveId, ...rest])).close();
+      } catch (error) {
+        if (!(error instanceof WalkError)) throw error;
+        const at = "/" + [driveId, ...rest].slice(0, error.index + 1).join("/");
+        if (error.reason === "missing") return none(`the folder ${display} does not exist`, driveId);
+        if (error.reason === "too-long") return none(`the path ${display} is too long`, driveId);
+        if (error.reason === "symlink") {
+          return none(`${at} is a symbolic link: links are not followed, since they can lead outside the drive ${driveId}`, driveId);
+        }
+        // A file where a folder should be: the last component is not a folder; through it, nothing exists.
+        return error.index === rest.length ? none(`${display} is not a folder`, driveId) : none(`the folder ${display} does not exist`, driveId);
       }
-      await rename(temp, internalPath);
-    } catch (error) {
-      await unlink(temp).catch(() => {});
-      throw error;
-    }
-  }
 
-  async recreateFolder(internalPath: string): Promise<void> {
-    if (!isAbsolute(internalPath)) throw new Error(`recreateFolder needs an absolute path, not '${internalPath}'`);
-    const target = resolve(internalPath);
-    // A last guard against wiping far more than a folder: the file system root, the storage root,
-    // or a folder that holds the storage root.
-    const roots = [this.root, await realpath(this.root).catch(() => this.root)];
-    if (target === dirname(target) || roots.some((root) => root === target || root.startsWith(target + sep))) {
-      throw new Error(`recreateFolder refuses to delete ${target}: it is or holds the storage root`);
+      const subPath = [driveId, ...rest].join("/");
+      const sensitivity = restrictionOf(metadata, rest);
+      return {
+        ucloudPath,
+        driveId,
+        internalPath: `${this.root}/${subPath}`,
+        subPath,
+        access: role,
+        ...(sensitivity === null ? {} : { sensitivity }),
+      };
+    } finally {
+      await root.close();
     }
-    await rm(target, { recursive: true, force: true });
-    await mkdir(target, { recursive: true });
   }
 }

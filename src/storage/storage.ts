@@ -1,16 +1,25 @@
-// Where users' files live, and who may use them: the storage model of the integrated apps,
-// behind one interface so that a UCloud-backed resolver can replace the local one.
+// Where users' files live, and who may use them: the storage model of the integrated apps
+// (spec §10), behind one interface so that a UCloud-backed resolver can replace the local one.
 //
-// A drive is a folder `<root>/<driveId>`. A user's home drive has id `home-<username>` and is
-// created on first need; any other drive carries `.drive.json`:
-// `{"owner": "<username>", "members": {"<username>": "read" | "write"}, "locked": false}`.
-// A UCloud path is `/<driveId>/<rest>`. The owner and `write` members may write, `read` members
-// may read, nobody may use a locked drive.
-// Imports src/store/keys.ts (for the Owner type) only.
+// A drive is a folder `<root>/<driveId>`. Who may use it is its metadata, kept outside every
+// drive (in Redis, see src/store/drives.ts, managed with `bun src/main.ts drive ...`): a file
+// inside a drive never grants anything. A user's home drive `home-<username>` belongs to its user
+// without metadata, and is created on first need. A UCloud path is `/<driveId>/<rest>`. The owner
+// and `write` members may write, `read` members may read, nobody may use a locked drive.
+// Imports src/store/keys.ts and src/store/drives.ts (types) only.
 
+import type { DriveMetadata, Sensitivity } from "../store/drives.ts";
 import type { Owner } from "../store/keys.ts";
 
 export type Access = "write" | "read" | "none";
+
+export type { DriveMetadata, Sensitivity };
+
+/** Where drive metadata is kept: outside every drive, where no pod can write it. */
+export interface DriveDirectory {
+  /** The drive's metadata, or null when it has none. */
+  get(driveId: string): Promise<DriveMetadata | null>;
+}
 
 export interface FolderAccess {
   ucloudPath: string;
@@ -18,28 +27,48 @@ export interface FolderAccess {
   driveId: string;
   /** Where the folder is on this machine (meaningful when access is not "none"). */
   internalPath: string;
+  /**
+   * Where the folder is below the storage root, `<driveId>/<rest>`, as found by a walk that
+   * followed no symbolic link: what a pod mounts (a `subPath` of the `ucloud-filesystem` volume).
+   * "" when access is "none".
+   */
+  subPath: string;
   access: Access;
   /** Why access is "none", in words a user can act on. */
   why?: string;
+  /** Set when the folder, or a folder above it in its drive, is marked restricted. */
+  sensitivity?: Sensitivity;
+}
+
+/** A folder of the service's own in an owner's home drive (Syncthing's state). */
+export interface ServiceFolder {
+  /** `home-<username>/<name>`: below the storage root, for a pod's `subPath` mount. */
+  subPath: string;
+  internalPath: string;
 }
 
 export interface Storage {
   /**
    * What `owner` may do with the folder at `ucloudPath`: the drive must exist and not be locked,
-   * the owner must be allowed, and the path must be an existing directory inside the drive.
-   * Never throws for a bad path: it answers access "none" with the reason.
+   * the owner must be allowed, and the path must be an existing directory inside the drive,
+   * reached without following any symbolic link. Never throws for a bad path: it answers access
+   * "none" with the reason.
    */
   access(owner: Owner, ucloudPath: string): Promise<FolderAccess>;
-  /** The internal path of the owner's home drive `home-<username>`, created on first need. */
-  homeDrive(owner: Owner): Promise<string>;
+  /** How restricted the folder at `ucloudPath` is (its own mark or one above it), from its drive's metadata alone. */
+  sensitivity(ucloudPath: string): Promise<Sensitivity | null>;
   /**
-   * A folder of the service's own in the owner's home drive (Syncthing's state), created when
-   * missing. Refused (throws) when it is a symlink or not a directory: the user owns the drive,
-   * and a symlink there could point the service's writes, and a pod's mount, anywhere.
+   * The folder `<home drive>/<name>` of the service's own, created when missing. Refused (throws)
+   * when it is a symlink or not a directory: the user owns the drive, and a symlink there could
+   * point the service's writes, and a pod's mount, anywhere.
    */
-  serviceFolder(owner: Owner, name: string): Promise<string>;
-  /** Writes a file atomically: a temporary file in the same folder, then a rename. */
-  writeFileAtomic(internalPath: string, contents: string): Promise<void>;
-  /** Deletes a folder and everything in it, and creates it again, empty. */
-  recreateFolder(internalPath: string): Promise<void>;
+  serviceFolder(owner: Owner, name: string): Promise<ServiceFolder>;
+  /**
+   * Writes each file into the service folder atomically (a temporary file, then a rename), through
+   * a handle on the folder reached without following links: a folder swapped for a link meanwhile
+   * is refused, never written through.
+   */
+  writeServiceFiles(owner: Owner, name: string, files: Record<string, string>): Promise<void>;
+  /** Deletes the service folder and everything in it, never leaving it, and creates it again, empty. */
+  wipeServiceFolder(owner: Owner, name: string): Promise<void>;
 }

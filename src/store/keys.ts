@@ -67,6 +67,15 @@ export const keys = {
   /** Hash: job → the port it holds, the same allocation seen from the other side. */
   portsByJob: (pool: string) => `${PREFIX}:{ports}:${pool}:by-job`,
 
+  /**
+   * Hash of one drive's metadata (src/store/drives.ts): `owner`, `locked`, `member:<user>` →
+   * read|write, `sensitivity:<folder>` → SENSITIVE|CONFIDENTIAL, `updatedAt`. Kept outside every
+   * drive: a file inside a drive never grants anything.
+   */
+  drive: (driveId: string) => `${PREFIX}:drive:${driveId}`,
+  /** SCAN pattern of every drive's metadata. */
+  drivePattern: () => `${PREFIX}:drive:*`,
+
   /** Hash of one job in the embedded job registry: id, spec, createdBy, project, state, status, createdAt, updatedAt. */
   job: (jobId: string) => `${PREFIX}:job:${jobId}`,
   /** Counter the embedded registry draws job ids from. */
@@ -122,6 +131,8 @@ export const keyPatterns = {
   invalidations: `${PREFIX}:invalidations`,
   portsByPort: `${PREFIX}:{ports}:<pool>:by-port`,
   portsByJob: `${PREFIX}:{ports}:<pool>:by-job`,
+  drive: `${PREFIX}:drive:<driveId>`,
+  drivePattern: `${PREFIX}:drive:*`,
   job: `${PREFIX}:job:<jobId>`,
   jobSequence: `${PREFIX}:job-seq`,
   queuePending: `${PREFIX}:{queue}:pending`,

@@ -36,6 +36,11 @@ export interface StoredRecord {
   jobId: string;
   state: RecordState;
   updatedAt: string;
+  /**
+   * What the service itself removed from the configuration, and why, in words for the owner (a
+   * folder marked restricted). Set by the write that removed it; gone with the next write.
+   */
+  warnings?: string[];
 }
 
 /** What one transaction read: the record and the job claim, as they were when watched. */
@@ -67,6 +72,7 @@ export function decodeRecord(hash: Record<string, string>): StoredRecord | null 
     jobId: hash.jobId ?? "",
     state: hash.state === "detached" ? "detached" : "active",
     updatedAt: hash.updatedAt ?? "",
+    ...(hash.warnings === undefined ? {} : { warnings: JSON.parse(hash.warnings) as string[] }),
   };
 }
 
@@ -77,7 +83,13 @@ function encodeRecord(record: StoredRecord): Record<string, string> {
     jobId: record.jobId,
     state: record.state,
     updatedAt: record.updatedAt,
+    ...(record.warnings === undefined || record.warnings.length === 0 ? {} : { warnings: JSON.stringify(record.warnings) }),
   };
+}
+
+/** 128 bits from the system's CSPRNG: never repeats in practice, and never equals "initial". */
+export function newEtag(): string {
+  return randomBytes(16).toString("hex");
 }
 
 export type Outcome<T> = { committed: true; value: T } | { committed: false };
@@ -181,7 +193,10 @@ export class RecordStore {
     const multi = connection.multi();
     if (record) {
       const etagLog = keys.etagLog(app, owner);
-      multi.hset(recordKey, encodeRecord(record));
+      const fields = encodeRecord(record);
+      // A field the new version does not have must not outlive the old one.
+      if (snapshot.record?.warnings !== undefined && fields.warnings === undefined) multi.hdel(recordKey, "warnings");
+      multi.hset(recordKey, fields);
       multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1);
       multi.publish(keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
     }
@@ -273,6 +288,23 @@ export class RecordStore {
       if (outcome.committed) return outcome.value;
     }
     throw new RedisUnavailableError("could not detach the record: it kept changing");
+  }
+
+  /**
+   * Stores `config` as a new version of a record whose ETag is still `etag` (the reconciler found
+   * part of it must go), with a new ETag and the owner's `warnings`, and enqueues `task`. False
+   * when the record changed meanwhile (the newer version gets its own reconcile).
+   */
+  async prune(app: string, owner: Owner, etag: string, config: unknown, warnings: string[], task: string): Promise<boolean> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const outcome = await this.attempt(app, owner, async ({ record }) => {
+        if (!record || record.etag !== etag) return { commit: null, value: false };
+        const pruned: StoredRecord = { ...record, config, etag: newEtag(), updatedAt: new Date().toISOString(), warnings };
+        return { commit: { record: pruned, enqueue: task }, value: true };
+      });
+      if (outcome.committed) return outcome.value;
+    }
+    throw new RedisUnavailableError("could not prune the record: it kept changing");
   }
 
   /** Whether a write that produced `etag` reached Redis. */

@@ -4,7 +4,7 @@
 
 import { KubernetesGateway } from "../kubernetes/gateway.ts";
 import { log } from "../log.ts";
-import { ANNOTATIONS, LABELS } from "../reconciler/objects.ts";
+import { ANNOTATIONS, filesystemVolume, LABELS } from "../reconciler/objects.ts";
 import { Reconciler } from "../reconciler/reconciler.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { createClient } from "../store/redis.ts";
@@ -77,6 +77,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
     settings: context.appSettings,
     gateway,
     runtime: context.runtime,
+    filesystem: filesystemVolume(config.storage),
     queue: context.queue,
     log,
   });
