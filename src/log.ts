@@ -4,8 +4,11 @@
 // `[log] level` and `[log] format` apply once src/main.ts has read the configuration; their
 // variables IAPPS_LOG_LEVEL and IAPPS_LOG_FORMAT are also read at each call, so a script, a test
 // or a process that never reads config.toml may set them after importing this module.
-// Imports src/request-id.ts only.
+// Every line is scrubbed of URL passwords (src/config/secrets.ts) as it is written: callers mask
+// what they know is a URL, and this catches the rest, such as a library's error that quotes one.
+// Imports src/request-id.ts and src/config/secrets.ts only.
 
+import { maskSecrets } from "./config/secrets.ts";
 import { currentRequestId } from "./request-id.ts";
 
 export type Level = "debug" | "info" | "warn" | "error";
@@ -35,7 +38,7 @@ export function log(level: Level, message: string, fields: Record<string, unknow
   if (ORDER[level] < threshold()) return;
   const requestId = currentRequestId();
   const entry = { time: new Date().toISOString(), level, message, ...(requestId === undefined ? {} : { requestId }), ...fields };
-  process.stderr.write(pretty() ? prettyLine(entry, process.stderr.isTTY === true) : `${JSON.stringify(entry)}\n`);
+  process.stderr.write(maskSecrets(pretty() ? prettyLine(entry, process.stderr.isTTY === true) : `${JSON.stringify(entry)}\n`));
 }
 
 export type Logger = typeof log;

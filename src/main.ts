@@ -7,13 +7,14 @@
 //   all       everything a newcomer needs in one process: simulator (embedded mode), API, worker
 //   queue    operator commands: `queue stats | dead | replay <id> | purge-dead`
 //   drive    operator commands for drives' metadata: `drive list | show | create | share | lock | mark | import ...`
-//   config   print the resolved configuration (secrets hidden), or one value: `config redis.url`
+//   config   print the resolved configuration (tokens and URL passwords hidden), or one value: `config redis.url`
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
 
 import { sign } from "hono/jwt";
 import { type Api, createApi, stopApi } from "./api.ts";
 import { DriveCommandError, driveCommand } from "./cli/drive.ts";
 import { type Config, ConfigError, configSource, loadConfig, redacted } from "./config/config.ts";
+import { maskSecrets } from "./config/secrets.ts";
 import { listenOps } from "./http/ops-listener.ts";
 import { configureLog, log } from "./log.ts";
 import { startSimulator } from "./kubernetes/simulator.ts";
@@ -54,7 +55,8 @@ function parseArguments(argv: string[]): Arguments {
 }
 
 function fail(message: string): never {
-  process.stderr.write(`${message}\n`);
+  // Messages quote configuration and errors of libraries, either of which may carry a URL's password.
+  process.stderr.write(`${maskSecrets(message)}\n`);
   process.exit(2);
 }
 
@@ -92,8 +94,13 @@ function serveApi(config: Config, role: string): Stopper {
     fail((e as Error).message);
   }
   const { url, listener } = listenWithBun(api);
-  log("info", `ucloud-iapps ${role} listening`, { url, redis: config.redis.cluster.length > 0 ? config.redis.cluster : config.redis.url, provider: config.ucloud.provider_id });
+  log("info", `ucloud-iapps ${role} listening`, { url, redis: redisShown(config), provider: config.ucloud.provider_id });
   return () => stopApi(api, listener);
+}
+
+/** Where this process finds Redis, passwords masked: the cluster's seed nodes, else `[redis] url`. */
+function redisShown(config: Config): string {
+  return maskSecrets(config.redis.cluster.length > 0 ? config.redis.cluster.join(", ") : config.redis.url);
 }
 
 async function runSimulator(config: Config): Promise<{ url: string; stop: Stopper }> {
@@ -160,7 +167,7 @@ async function queueCommand(config: Config, [command, id]: string[]) {
         fail("usage: bun src/main.ts queue <stats|dead|replay <id>|purge-dead>");
     }
   } catch (e) {
-    fail(`queue ${command}: ${(e as Error).message} (is Redis reachable at ${config.redis.url}?)`);
+    fail(`queue ${command}: ${(e as Error).message} (is Redis reachable at ${redisShown(config)}?)`);
   } finally {
     await context.close();
   }

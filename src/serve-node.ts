@@ -6,13 +6,14 @@
 import type { Server, ServerResponse } from "node:http";
 import { serve } from "@hono/node-server";
 import { stopApi } from "./api.ts";
+import { maskSecrets } from "./config/secrets.ts";
 import { log } from "./log.ts";
 import entry, { api } from "./serve.ts";
 
 const server = serve({ fetch: entry.fetch, hostname: entry.hostname, port: entry.port }, (address) => {
   log("info", "ucloud-iapps api listening (Node)", {
     url: `http://${address.address}:${address.port}`,
-    redis: api.config.redis.url,
+    redis: maskSecrets(api.config.redis.url),
     provider: api.config.ucloud.provider_id,
   });
 }) as Server;

@@ -11,6 +11,7 @@
 // overlay from IAPPS_ENV, and IAPPS_<SECTION>_<KEY> as always (src/config/config.ts).
 
 import { type Config, ConfigError, configSource, loadConfig } from "./config/config.ts";
+import { maskSecrets } from "./config/secrets.ts";
 import { type Api, createApi } from "./api.ts";
 
 function startApi(): Api {
@@ -20,7 +21,7 @@ function startApi(): Api {
     return createApi(config);
   } catch (e) {
     // A bad configuration is the operator's to fix: say what, not where in our code.
-    process.stderr.write(`${e instanceof ConfigError ? e.message : (e as Error).message}\n`);
+    process.stderr.write(`${maskSecrets(e instanceof ConfigError ? e.message : (e as Error).message)}\n`);
     process.exit(2);
   }
 }

@@ -1,10 +1,12 @@
 // config.toml: its schema, the [env.<name>] overlays, IAPPS_<SECTION>_<KEY> overrides, and the
-// error that names the key path when something is wrong. Imports valibot and smol-toml only.
+// error that names the key path when something is wrong, and the configuration as it may be
+// shown (secrets hidden). Imports valibot, smol-toml and src/config/{duration,secrets}.ts only.
 
 import { existsSync, readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
 import { durationMs } from "./duration.ts";
+import { maskSecrets } from "./secrets.ts";
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -242,7 +244,8 @@ export function loadConfig(options: LoadOptions = {}): Config {
     try {
       raw = parseToml(text) as Record<string, unknown>;
     } catch (e) {
-      throw new ConfigError(`${options.file}: not valid TOML: ${(e as Error).message}`);
+      // The parser quotes the offending line, which may hold a URL with its password.
+      throw new ConfigError(`${options.file}: not valid TOML: ${maskSecrets((e as Error).message)}`);
     }
   }
   return resolveConfig(raw, { source: options.file ?? "configuration", env: options.env, environment });
@@ -373,12 +376,23 @@ function isTable(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
 }
 
-/** The resolved configuration with secrets hidden, for `bun src/main.ts config`. */
+/**
+ * The resolved configuration with secrets hidden, for `bun src/main.ts config`: the tokens whole,
+ * and the password of every URL in it (`[redis] url` and `cluster`, `[ucloud] core_url`, `[vars]`).
+ */
 export function redacted(config: Config): Config {
   const hide = (s: string) => (s === "" ? "" : "<redacted>");
+  const masked = maskStrings(config) as Config;
   return {
-    ...config,
-    auth: { ...config.auth, jwt_secret: hide(config.auth.jwt_secret) },
-    ucloud: { ...config.ucloud, refresh_token: hide(config.ucloud.refresh_token) },
+    ...masked,
+    auth: { ...masked.auth, jwt_secret: hide(config.auth.jwt_secret) },
+    ucloud: { ...masked.ucloud, refresh_token: hide(config.ucloud.refresh_token) },
   };
+}
+
+function maskStrings(value: unknown): unknown {
+  if (typeof value === "string") return maskSecrets(value);
+  if (Array.isArray(value)) return value.map(maskStrings);
+  if (isTable(value)) return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, maskStrings(child)]));
+  return value;
 }

@@ -8,8 +8,9 @@
 //   depth by state (from Redis, bounded by the command timeout so a scrape never hangs; left out
 //   when Redis does not answer) and the cache's size and state.
 //
-// Imports src/metrics and src/service/context.ts.
+// Imports src/config/secrets.ts, src/metrics and src/service/context.ts.
 
+import { maskSecrets } from "../config/secrets.ts";
 import { metrics, registry } from "../metrics/metrics.ts";
 import type { ServiceContext } from "./context.ts";
 
@@ -35,7 +36,8 @@ export function opsFor(context: ServiceContext): OpsOptions {
         await withTimeout(context.commands().then((redis) => redis.ping()), timeoutMs);
         checks.redis = null;
       } catch (e) {
-        checks.redis = `Redis did not answer a PING (${(e as Error).message})`;
+        // /readyz is served to anyone who can reach the port: never a password a Redis error quotes.
+        checks.redis = `Redis did not answer a PING (${maskSecrets((e as Error).message)})`;
       }
       if (context.subscriber) checks.cache = context.subscriber.live ? null : "the cache's invalidation subscription is not live";
       return { ready: Object.values(checks).every((why) => why === null), checks };

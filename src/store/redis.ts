@@ -12,9 +12,12 @@
 // - On a Redis Cluster (`[redis] cluster`) the shared connection is ioredis' Cluster client, and
 //   each transaction borrows a connection to the master of its record's hash slot.
 //
-// Imports ioredis, src/errors.ts and src/store/slots.ts only.
+// - Error messages built here mask any URL password a connection error quotes (spec §10).
+//
+// Imports ioredis, src/errors.ts, src/config/secrets.ts and src/store/slots.ts only.
 
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
+import { maskSecrets } from "../config/secrets.ts";
 import { AppError } from "../errors.ts";
 import { hashSlot } from "./slots.ts";
 
@@ -177,7 +180,7 @@ function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
 function reportErrors(redis: RedisClient, what: string, onError?: (message: string) => void) {
   let lastMessage = "";
   redis.on("error", (e: Error) => {
-    if (e.message !== lastMessage) onError?.(`redis ${what}: ${e.message}`);
+    if (e.message !== lastMessage) onError?.(`redis ${what}: ${maskSecrets(e.message)}`);
     lastMessage = e.message;
   });
   redis.on("ready", () => {
@@ -375,7 +378,7 @@ class NodePool {
       } catch (e) {
         this.open--;
         this.handOverCapacity();
-        throw new RedisUnavailableError(`cannot connect to Redis: ${(e as Error).message}`);
+        throw new RedisUnavailableError(`cannot connect to Redis: ${maskSecrets((e as Error).message)}`);
       }
     }
     return new Promise<Redis>((resolve, reject) => {
@@ -451,7 +454,7 @@ class NodePool {
     this.open++;
     this.connect().then(waiter.resolve, (e: Error) => {
       this.open--;
-      waiter.reject(new RedisUnavailableError(`cannot connect to Redis: ${e.message}`));
+      waiter.reject(new RedisUnavailableError(`cannot connect to Redis: ${maskSecrets(e.message)}`));
       this.handOverCapacity();
     });
   }
