@@ -1,0 +1,134 @@
+// Client input that must never be our error (issue 12): a client that hangs up mid-body, owner
+// names that cannot name a home drive, device IDs with stray white space, weak If-None-Match,
+// a record cache bounded in bytes, and a configuration over its byte limit. Each rejected
+// request answers a 4xx that names the field and changes nothing in Redis.
+
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Child, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";
+import { parsePrometheus } from "../support/prometheus.ts";
+import { freePort, TestRedis } from "../support/redis-server.ts";
+import { SECRET, token } from "../support/service.ts";
+
+// Deno's first start compiles the module graph into a fresh cache.
+setDefaultTimeout(120_000);
+
+let redis: TestRedis;
+const storageRoot = mkdtempSync(join(tmpdir(), "iapps-storage-"));
+const denoDir = mkdtempSync(join(tmpdir(), "iapps-deno-"));
+
+beforeAll(async () => {
+  redis = await TestRedis.start();
+});
+
+afterAll(async () => {
+  await killAll();
+  await redis.close();
+  rmSync(storageRoot, { recursive: true, force: true });
+  rmSync(denoDir, { recursive: true, force: true });
+});
+
+beforeEach(async () => {
+  await redis.admin.flushall();
+});
+
+afterEach(async () => {
+  await killAll();
+});
+
+/** Every key in Redis: what "changes nothing" is checked against. */
+async function redisKeys(): Promise<string[]> {
+  return ((await redis.admin.keys("*")) as string[]).sort();
+}
+
+describe("a client that hangs up mid-body is not an error of ours (issue 12, item 1)", () => {
+  const DENO =
+    [join(ROOT, "node_modules/deno/deno"), join(ROOT, "node_modules/@deno/linux-x64-glibc/deno")].find((p) => existsSync(p)) ?? "deno";
+  const RUNTIMES: { name: string; start(port: number, env: Record<string, string>): Child }[] = [
+    { name: "Bun (bun src/main.ts api)", start: (_, env) => startProcess(["src/main.ts", "api"], env) },
+    { name: "Node (src/serve-node.ts)", start: (_, env) => startProcess(["--import", "tsx", "src/serve-node.ts"], env, "node") },
+    {
+      name: "Deno (deno serve src/serve-deno.ts)",
+      start: (port, env) =>
+        startProcess(
+          ["serve", "--cached-only", "--node-modules-dir=manual", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--host", "127.0.0.1", "--port", String(port), "src/serve-deno.ts"],
+          env,
+          DENO,
+        ),
+    },
+  ];
+
+  /** Sends the head of a request and `body`, then destroys the socket without waiting for an answer. */
+  async function hangUp(port: number, head: string, body: string): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(port, "127.0.0.1", () => {
+        socket.write(head + body, () => {
+          // Long enough for the server to have read the head and started on the body.
+          setTimeout(() => {
+            socket.destroy();
+            resolve();
+          }, 200);
+        });
+      });
+      socket.once("error", reject);
+    });
+  }
+
+  for (const runtime of RUNTIMES) {
+    test(`${runtime.name}: Content-Length larger than what is sent, or a chunked body cut short: no 5xx counted, no error logged, nothing stored`, async () => {
+      const port = await freePort();
+      const base = `http://127.0.0.1:${port}`;
+      const child = runtime.start(port, {
+        IAPPS_REDIS_URL: redis.url,
+        IAPPS_AUTH_JWT_SECRET: SECRET,
+        IAPPS_SERVER_HOST: "127.0.0.1",
+        IAPPS_SERVER_PORT: String(port),
+        IAPPS_STORAGE_ROOT: storageRoot,
+        IAPPS_LOG_LEVEL: "debug",
+        IAPPS_LOG_FORMAT: "json",
+        DENO_DIR: denoDir,
+        DENO_NO_UPDATE_CHECK: "1",
+      });
+      await eventually(
+        async () => {
+          if (child.process.exitCode !== null) throw new Error(`the API exited:\n${child.output()}`);
+          return (await fetch(`${base}/healthz`).catch(() => null))?.status === 200;
+        },
+        90,
+        "the API answering",
+      );
+      const keysBefore = await redisKeys();
+      const service = await token("_UCloud", "SERVICE");
+      const head = (framing: string) =>
+        `POST /ucloud/k8s/iapps/syncthing/update HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${service}\r\n` +
+        `Content-Type: application/json\r\n${framing}\r\n\r\n`;
+      await hangUp(port, head("Content-Length: 1000"), '{"principa');
+      await hangUp(port, head("Transfer-Encoding: chunked"), 'a\r\n{"principa\r\n');
+
+      // Both requests are counted once their handlers gave up; neither as a 5xx.
+      const requests = await eventually(
+        async () => {
+          const samples = parsePrometheus(await (await fetch(`${base}/metrics`)).text()).families.get("iapps_http_requests_total")?.samples ?? [];
+          const posts = samples.filter((s) => s.labels.method === "POST");
+          return posts.reduce((sum, s) => sum + s.value, 0) >= 2 && posts;
+        },
+        10,
+        `both aborted requests counted (output: ${child.output()})`,
+      );
+      expect(requests.filter((s) => s.labels.status!.startsWith("5")).map((s) => s.labels)).toEqual([]);
+      expect(requests.map((s) => s.labels.status)).toEqual(["499"]);
+
+      const lines = child
+        .output()
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as { level: string; message: string });
+      expect(lines.filter((l) => l.level === "error" || l.level === "warn")).toEqual([]);
+      expect(lines.filter((l) => l.message.includes("closed the connection")).every((l) => l.level === "debug")).toBe(true);
+      expect(await redisKeys()).toEqual(keysBefore);
+    });
+  }
+});
