@@ -4,28 +4,33 @@
 // request answers a 4xx that names the field and changes nothing in Redis.
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Child, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";
 import { parsePrometheus } from "../support/prometheus.ts";
 import { freePort, TestRedis } from "../support/redis-server.ts";
-import { SECRET, token } from "../support/service.ts";
+import { sign } from "hono/jwt";
+import { type Instance, providerCall, publicCall, SECRET, startInstance, syncthingConfig, token } from "../support/service.ts";
 
 // Deno's first start compiles the module graph into a fresh cache.
 setDefaultTimeout(120_000);
 
 let redis: TestRedis;
+/** An API replica in this process (requests through its fetch handler), on the storage root below. */
+let api: Instance;
 const storageRoot = mkdtempSync(join(tmpdir(), "iapps-storage-"));
 const denoDir = mkdtempSync(join(tmpdir(), "iapps-deno-"));
 
 beforeAll(async () => {
   redis = await TestRedis.start();
+  api = startInstance(redis.url, { storage: { root: storageRoot } });
 });
 
 afterAll(async () => {
   await killAll();
+  await api.close();
   await redis.close();
   rmSync(storageRoot, { recursive: true, force: true });
   rmSync(denoDir, { recursive: true, force: true });
@@ -33,6 +38,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await redis.admin.flushall();
+  api.forgetCache();
 });
 
 afterEach(async () => {
@@ -42,6 +48,13 @@ afterEach(async () => {
 /** Every key in Redis: what "changes nothing" is checked against. */
 async function redisKeys(): Promise<string[]> {
   return ((await redis.admin.keys("*")) as string[]).sort();
+}
+
+/** The answer's status, errorCode and why. */
+async function errorOf(response: Response) {
+  const body = (await response.json()) as { statusCode: number; why: string; errorCode: string };
+  expect(body.statusCode).toBe(response.status);
+  return { status: response.status, errorCode: body.errorCode, why: body.why };
 }
 
 describe("a client that hangs up mid-body is not an error of ours (issue 12, item 1)", () => {
@@ -131,4 +144,93 @@ describe("a client that hangs up mid-body is not an error of ours (issue 12, ite
       expect(await redisKeys()).toEqual(keysBefore);
     });
   }
+});
+
+describe("usernames and project ids that cannot name their folder answer 400 on every route (issue 12, item 2; spec §10)", () => {
+  // `home-<username>` and `Syncthing-<project>` are folder names: at most 255 bytes of UTF-8.
+  const longUsernames = [
+    ["256 ASCII characters", "a".repeat(256)],
+    ["251 ASCII characters (home-<name> is 256 bytes)", "b".repeat(251)],
+    ["126 two-byte characters (252 bytes, though only 126 characters)", "é".repeat(126)],
+  ];
+  const longProject = "p".repeat(246);
+
+  const PROVIDER_ROUTES: [string, string, (principal: unknown) => unknown][] = [
+    ["syncthing", "retrieve", (principal) => ({ principal })],
+    ["syncthing", "update", (principal) => ({ principal, config: syncthingConfig(1), expectedETag: null })],
+    ["syncthing", "reset", (principal) => ({ principal, expectedETag: null })],
+    ["syncthing", "restart", (principal) => ({ principal })],
+    ["terminal", "open", (principal) => ({ principal, folder: "/home-x/Documents" })],
+    ["terminal", "activity", (principal) => ({ principal })],
+  ];
+
+  const storageEntries = () => readdirSync(storageRoot).sort();
+
+  for (const [app, op, body] of PROVIDER_ROUTES) {
+    for (const [what, name] of longUsernames) {
+      test(`${app}/${op}: a username of ${what} is 400 INVALID_REQUEST naming principal.createdBy; nothing stored`, async () => {
+        const keysBefore = await redisKeys();
+        const drivesBefore = storageEntries();
+        const answer = await errorOf(await providerCall(api, app, op, body({ createdBy: name, project: null })));
+        expect(answer).toMatchObject({ status: 400, errorCode: "INVALID_REQUEST" });
+        expect(answer.why).toStartWith("principal.createdBy:");
+        expect(answer.why).toContain("250 bytes");
+        expect(await redisKeys()).toEqual(keysBefore);
+        expect(storageEntries()).toEqual(drivesBefore);
+      });
+    }
+
+    test(`${app}/${op}: a project id over 245 bytes is 400 INVALID_REQUEST naming principal.project; nothing stored`, async () => {
+      const keysBefore = await redisKeys();
+      const answer = await errorOf(await providerCall(api, app, op, body({ createdBy: "alice", project: longProject })));
+      expect(answer).toMatchObject({ status: 400, errorCode: "INVALID_REQUEST" });
+      expect(answer.why).toStartWith("principal.project:");
+      expect(answer.why).toContain("245 bytes");
+      expect(await redisKeys()).toEqual(keysBefore);
+    });
+  }
+
+  test("the longest names that fit are served: a 250-byte username opens its terminal on its home drive, a 245-byte project id saves", async () => {
+    const name = "é".repeat(125);
+    const opened = await providerCall(api, "terminal", "open", { principal: { createdBy: name, project: null }, folder: `/home-${name}` });
+    expect(opened.status).toBe(200);
+    expect(storageEntries()).toContain(`home-${name}`);
+    const saved = await providerCall(api, "syncthing", "update", {
+      principal: { createdBy: "alice", project: "q".repeat(245) },
+      config: syncthingConfig(1),
+      expectedETag: null,
+    });
+    expect(saved.status).toBe(200);
+  });
+
+  const PUBLIC_ROUTES: ["GET" | "POST", string, unknown][] = [
+    ["GET", "syncthing/retrieve", undefined],
+    ["POST", "syncthing/update", { config: syncthingConfig(1), expectedETag: null }],
+    ["POST", "syncthing/reset", {}],
+    ["POST", "syncthing/restart", {}],
+  ];
+  for (const [method, path, body] of PUBLIC_ROUTES) {
+    test(`${method} /api/iapps/${path}: a valid token whose sub cannot be a username is 400 naming sub; nothing stored`, async () => {
+      for (const [, name] of longUsernames) {
+        const keysBefore = await redisKeys();
+        const answer = await errorOf(await publicCall(api, name!, method, path, body));
+        expect(answer).toMatchObject({ status: 400, errorCode: "INVALID_REQUEST" });
+        expect(answer.why).toStartWith("sub:");
+        expect(await redisKeys()).toEqual(keysBefore);
+      }
+      // Characters the spec refuses, too: the token is valid, the name is not ours to use.
+      expect((await errorOf(await publicCall(api, "a:b", method, path, body))).why).toStartWith("sub:");
+    });
+  }
+
+  test("a bad token still answers 401: no sub, a sub that is not a string, a wrong signature", async () => {
+    const exp = Math.floor(Date.now() / 1000) + 60;
+    for (const claims of [{ role: "USER", exp }, { sub: 42, role: "USER", exp }]) {
+      const bad = await sign(claims, SECRET, "HS256");
+      const answer = await errorOf(await api.request("/api/iapps/syncthing/retrieve", { headers: { authorization: `Bearer ${bad}` } }));
+      expect(answer).toMatchObject({ status: 401, errorCode: "UNAUTHORIZED" });
+    }
+    const forged = await sign({ sub: "a".repeat(300), role: "USER", exp }, "another-secret", "HS256");
+    expect((await api.request("/api/iapps/syncthing/retrieve", { headers: { authorization: `Bearer ${forged}` } })).status).toBe(401);
+  });
 });
