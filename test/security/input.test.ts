@@ -12,7 +12,18 @@ import { type Child, eventually, killAll, ROOT, startProcess } from "../support/
 import { parsePrometheus } from "../support/prometheus.ts";
 import { freePort, TestRedis } from "../support/redis-server.ts";
 import { sign } from "hono/jwt";
-import { type Instance, providerCall, publicCall, SECRET, startInstance, syncthingConfig, token } from "../support/service.ts";
+import {
+  alice,
+  DEVICE_A,
+  DEVICE_B,
+  type Instance,
+  providerCall,
+  publicCall,
+  SECRET,
+  startInstance,
+  syncthingConfig,
+  token,
+} from "../support/service.ts";
 
 // Deno's first start compiles the module graph into a fresh cache.
 setDefaultTimeout(120_000);
@@ -232,5 +243,41 @@ describe("usernames and project ids that cannot name their folder answer 400 on 
     }
     const forged = await sign({ sub: "a".repeat(300), role: "USER", exp }, "another-secret", "HS256");
     expect((await api.request("/api/iapps/syncthing/retrieve", { headers: { authorization: `Bearer ${forged}` } })).status).toBe(401);
+  });
+});
+
+describe("device IDs: Syncthing's alphabet with '-' or ' ' between groups, and nothing else (issue 12, item 3; spec §7)", () => {
+  const update = (devices: unknown[]) => providerCall(api, "syncthing", "update", { principal: alice, config: { folders: [], devices }, expectedETag: null });
+  const spaced = DEVICE_A.replaceAll("-", " ");
+
+  test.each([
+    ["a trailing newline", `${DEVICE_A}\n`],
+    ["a trailing CR LF", `${DEVICE_A}\r\n`],
+    ["a tab between groups", DEVICE_A.replace("-", "\t")],
+    ["a no-break space (U+00A0) between groups", spaced.replace(" ", "\u00a0")],
+    ["an em space (U+2003) between groups", spaced.replace(" ", "\u2003")],
+    ["a line separator (U+2028) at the end", `${DEVICE_A}\u2028`],
+    ["a zero-width space (U+200B) inside", `${DEVICE_A.slice(0, 3)}\u200b${DEVICE_A.slice(3)}`],
+  ])("%s: 400 naming config.devices[i].deviceId, nothing stored", async (_, deviceId) => {
+    const keysBefore = await redisKeys();
+    const answer = await errorOf(await update([{ deviceId: DEVICE_B, label: "phone" }, { deviceId, label: "laptop" }]));
+    expect(answer).toMatchObject({ status: 400, errorCode: "INVALID_CONFIGURATION" });
+    expect(answer.why).toStartWith("config.devices[1].deviceId:");
+    expect(answer.why).toContain("U+");
+    expect(await redisKeys()).toEqual(keysBefore);
+  });
+
+  test("dashes, plain spaces, no separators and lower case are all accepted", async () => {
+    for (const deviceId of [DEVICE_A, spaced, DEVICE_A.replaceAll("-", ""), DEVICE_A.toLowerCase(), spaced.toLowerCase()]) {
+      expect((await update([{ deviceId, label: "laptop" }])).status).toBe(200);
+    }
+  });
+
+  test("the same device written two ways is a duplicate", async () => {
+    const keysBefore = await redisKeys();
+    const answer = await errorOf(await update([{ deviceId: DEVICE_A }, { deviceId: spaced.toLowerCase() }]));
+    expect(answer).toMatchObject({ status: 400, errorCode: "INVALID_CONFIGURATION" });
+    expect(answer.why).toStartWith("config.devices[1].deviceId: duplicate");
+    expect(await redisKeys()).toEqual(keysBefore);
   });
 });
