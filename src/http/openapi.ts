@@ -358,13 +358,14 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
         IfMatch: {
           name: "If-Match",
           in: "header",
-          description: 'A precondition: `"<etag>"` (or a list, or `*`). When the current ETag is not among them: 412, nothing changes.',
+          description:
+            'A precondition: `"<etag>"` (or a list, or `*`), compared strongly (a weak `W/"<etag>"` never matches). When the current ETag is not among them: 412, nothing changes.',
           schema: { type: "string" },
         },
         IfNoneMatch: {
           name: "If-None-Match",
           in: "header",
-          description: 'The ETag the client holds, `"<etag>"`. When it is current: 304 with no body.',
+          description: 'The ETag the client holds, `"<etag>"` or `W/"<etag>"` (compared weakly). When it is current: 304 with no body.',
           schema: { type: "string" },
         },
       },

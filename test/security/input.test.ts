@@ -292,3 +292,42 @@ describe("device IDs: Syncthing's alphabet with '-' or ' ' between groups, and n
     expect(await redisKeys()).toEqual(keysBefore);
   });
 });
+
+describe("If-None-Match compares weakly, If-Match strongly (issue 12, item 4; RFC 9110 §13.1)", () => {
+  async function saved(): Promise<string> {
+    const response = await providerCall(api, "syncthing", "update", { principal: alice, config: syncthingConfig(1), expectedETag: null });
+    expect(response.status).toBe(200);
+    return response.headers.get("etag")!.replaceAll('"', "");
+  }
+
+  test('retrieve with If-None-Match: W/"<etag>" answers 304 with the ETag and no body, on both route families', async () => {
+    const etag = await saved();
+    for (const header of [`W/"${etag}"`, `"other", W/"${etag}"`, ` W/"${etag}" `]) {
+      const provider = await providerCall(api, "syncthing", "retrieve", { principal: alice }, { "if-none-match": header });
+      const fromPublic = await publicCall(api, "alice", "GET", "syncthing/retrieve", undefined, { "if-none-match": header });
+      for (const response of [provider, fromPublic]) {
+        expect(response.status).toBe(304);
+        expect(response.headers.get("etag")).toBe(`"${etag}"`);
+        expect(await response.text()).toBe("");
+      }
+    }
+    const other = await providerCall(api, "syncthing", "retrieve", { principal: alice }, { "if-none-match": 'W/"other"' });
+    expect(other.status).toBe(200);
+  });
+
+  test('If-Match: W/"<etag>" never matches: 412 on update, nothing changes', async () => {
+    const etag = await saved();
+    const keysBefore = await redisKeys();
+    const response = await providerCall(
+      api,
+      "syncthing",
+      "update",
+      { principal: alice, config: syncthingConfig(2), expectedETag: null },
+      { "if-match": `W/"${etag}"` },
+    );
+    expect((await errorOf(response)).status).toBe(412);
+    expect(await redisKeys()).toEqual(keysBefore);
+    const after = (await (await providerCall(api, "syncthing", "retrieve", { principal: alice })).json()) as { etag: string };
+    expect(after.etag).toBe(etag);
+  });
+});
