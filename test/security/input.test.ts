@@ -9,11 +9,15 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Child, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";
+import { RecordCache } from "../../src/cache/record-cache.ts";
+import { DEFAULT_CACHE_MAX_BYTES, resolveConfig } from "../../src/config/config.ts";
+import { keys } from "../../src/store/keys.ts";
 import { parsePrometheus } from "../support/prometheus.ts";
 import { freePort, TestRedis } from "../support/redis-server.ts";
 import { sign } from "hono/jwt";
 import {
   alice,
+  cacheLive,
   DEVICE_A,
   DEVICE_B,
   type Instance,
@@ -329,5 +333,95 @@ describe("If-None-Match compares weakly, If-Match strongly (issue 12, item 4; RF
     expect(await redisKeys()).toEqual(keysBefore);
     const after = (await (await providerCall(api, "syncthing", "retrieve", { principal: alice })).json()) as { etag: string };
     expect(after.etag).toBe(etag);
+  });
+});
+
+describe("the record cache is bounded in bytes as well as entries (issue 12, item 5; spec §9)", () => {
+  /** A configuration whose JSON is about `bytes` long. */
+  const bigConfig = (bytes: number, tag = "x") => ({
+    folders: Array.from({ length: Math.ceil(bytes / 100) }, (_, i) => ({ ucloudPath: `/home-alice/${tag.repeat(60)}-${i}`, id: `f${i}` })),
+    devices: [],
+  });
+  const record = (etag: string, config: unknown) => ({ config, etag, jobId: "1", state: "active" as const, updatedAt: "" });
+
+  test("entries are evicted, least recently used first, until the estimated bytes are within the bound", () => {
+    const cache = new RecordCache(1000, 20_000);
+    cache.resume();
+    for (let i = 0; i < 30; i++) {
+      cache.close(cache.open(`k${i}`), record(`e${i}`, bigConfig(3000)));
+      expect(cache.bytes).toBeLessThanOrEqual(20_000);
+      // k0 is read all along: the second chance keeps it.
+      expect(cache.get("k0")?.etag).toBe("e0");
+    }
+    expect(cache.size).toBeLessThan(10);
+    expect(cache.get("k1")).toBeUndefined();
+    expect(cache.get("k29")?.etag).toBe("e29");
+  });
+
+  test("a record larger than the whole budget is not cached, and evicts nothing", () => {
+    const cache = new RecordCache(1000, 20_000);
+    cache.resume();
+    cache.close(cache.open("small"), record("s", bigConfig(1000)));
+    const before = cache.bytes;
+    cache.close(cache.open("huge"), record("h", bigConfig(30_000)));
+    expect(cache.get("huge")).toBeUndefined();
+    expect(cache.get("small")?.etag).toBe("s");
+    expect(cache.bytes).toBe(before);
+  });
+
+  test("invalidations, replacements and clear give their bytes back", () => {
+    const cache = new RecordCache(1000, 100_000);
+    cache.resume();
+    cache.close(cache.open("a"), record("a1", bigConfig(5000)));
+    const one = cache.bytes;
+    cache.close(cache.open("a"), record("a2", bigConfig(5000, "y")));
+    expect(cache.bytes).toBe(one);
+    cache.close(cache.open("b"), null);
+    cache.invalidate("a", "a3");
+    cache.invalidate("b", "b1");
+    expect(cache.bytes).toBe(0);
+    cache.close(cache.open("c"), record("c", bigConfig(5000)));
+    cache.clear();
+    expect(cache.bytes).toBe(0);
+  });
+
+  test("through the service: big configurations of many owners never take more than [api] cache_max_bytes; the oldest go", async () => {
+    const bound = 60_000;
+    const small = startInstance(redis.url, { api: { cache_max_bytes: bound } });
+    try {
+      await cacheLive(small);
+      expect(small.context.cache!.maxBytes).toBe(bound);
+      const owners = Array.from({ length: 12 }, (_, i) => ({ createdBy: `big-${i}`, project: null }));
+      for (const owner of owners) {
+        const saved = await providerCall(small, "syncthing", "update", { principal: owner, config: bigConfig(10_000), expectedETag: null });
+        expect(saved.status).toBe(200);
+        const read = await providerCall(small, "syncthing", "retrieve", { principal: owner });
+        expect(read.status).toBe(200);
+        expect(small.context.cache!.bytes).toBeLessThanOrEqual(bound);
+      }
+      const cached = (owner: { createdBy: string; project: null }) => small.context.cache!.get(keys.record("syncthing", owner)) !== undefined;
+      expect(cached(owners[0]!)).toBe(false);
+      expect(cached(owners.at(-1)!)).toBe(true);
+      // An evicted record is read from Redis again, whole.
+      const again = (await (await providerCall(small, "syncthing", "retrieve", { principal: owners[0] })).json()) as { config: { folders: unknown[] } };
+      expect(again.config.folders.length).toBe(100);
+    } finally {
+      await small.close();
+    }
+  });
+
+  test("[api] cache_max_bytes: 256 MiB when unset, 0 turns the cache off, a negative value is refused by key path", () => {
+    const resolve = (api: Record<string, unknown>) => resolveConfig({ api }, { source: "test", environment: {} });
+    expect(DEFAULT_CACHE_MAX_BYTES).toBe(268_435_456);
+    expect(api.context.cache!.maxBytes).toBe(DEFAULT_CACHE_MAX_BYTES);
+    expect(resolve({ cache_max_bytes: 1000 }).api.cache_max_bytes).toBe(1000);
+    expect(resolveConfig({}, { source: "test", environment: { IAPPS_API_CACHE_MAX_BYTES: "4096" } }).api.cache_max_bytes).toBe(4096);
+    expect(() => resolve({ cache_max_bytes: -1 })).toThrow(/api\.cache_max_bytes/);
+    const off = startInstance(redis.url, { api: { cache_max_bytes: 0 } });
+    try {
+      expect(off.context.cache).toBeNull();
+    } finally {
+      void off.close();
+    }
   });
 });
