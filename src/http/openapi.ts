@@ -102,7 +102,10 @@ const ERRORS: Record<string, { description: string; codes: ErrorCode[] }> = {
   },
   "409": { description: "`expectedETag` differs from the current ETag: nothing changed.", codes: ["ETAG_MISMATCH"] },
   "412": { description: "`If-Match` differs from the current ETag: nothing changed.", codes: ["PRECONDITION_FAILED"] },
-  "413": { description: "The body is larger than `[api] body_limit` (1 MiB by default).", codes: ["PAYLOAD_TOO_LARGE"] },
+  "413": {
+    description: "The body is larger than `[api] body_limit` (1 MiB by default), or the configuration's JSON larger than 512 KiB (`why` names `config`). Nothing changed.",
+    codes: ["PAYLOAD_TOO_LARGE"],
+  },
   "428": {
     description: "With `[api] require_etag = true`: an update named neither `expectedETag` nor `If-Match`.",
     codes: ["PRECONDITION_REQUIRED"],

@@ -11,6 +11,8 @@ import { join } from "node:path";
 import { type Child, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";
 import { RecordCache } from "../../src/cache/record-cache.ts";
 import { DEFAULT_CACHE_MAX_BYTES, resolveConfig } from "../../src/config/config.ts";
+import { withCheckCharacters } from "../../src/apps/syncthing-device-id.ts";
+import { MAX_CONFIG_BYTES } from "../../src/service/configs.ts";
 import { keys } from "../../src/store/keys.ts";
 import { parsePrometheus } from "../support/prometheus.ts";
 import { freePort, TestRedis } from "../support/redis-server.ts";
@@ -423,5 +425,61 @@ describe("the record cache is bounded in bytes as well as entries (issue 12, ite
     } finally {
       void off.close();
     }
+  });
+});
+
+describe("a configuration is at most 512 KiB of JSON (issue 12, item 6)", () => {
+  const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  /** `n` folders whose JSON is about `each` bytes apiece. */
+  const folders = (n: number, each: number) =>
+    Array.from({ length: n }, (_, i) => ({ ucloudPath: `/home-alice/${"d".repeat(Math.max(each - 50, 1))}-${i}`, id: `f${i}` }));
+  const jsonBytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value)).length;
+
+  test("the limit is 512 KiB", () => {
+    expect(MAX_CONFIG_BYTES).toBe(524_288);
+  });
+
+  test("over the limit: 413 PAYLOAD_TOO_LARGE naming config and the limit, on both route families, even with a larger body limit; nothing stored", async () => {
+    const roomy = startInstance(redis.url, { api: { body_limit: 4 * 1024 * 1024 } });
+    try {
+      const config = { folders: folders(1000, 600), devices: [] };
+      expect(jsonBytes(config)).toBeGreaterThan(MAX_CONFIG_BYTES);
+      const keysBefore = await redisKeys();
+      for (const response of [
+        await providerCall(roomy, "syncthing", "update", { principal: alice, config, expectedETag: null }),
+        await publicCall(roomy, "alice", "POST", "syncthing/update", { config, expectedETag: null }),
+      ]) {
+        const answer = await errorOf(response);
+        expect(answer).toMatchObject({ status: 413, errorCode: "PAYLOAD_TOO_LARGE" });
+        expect(answer.why).toStartWith("config:");
+        expect(answer.why).toContain(String(MAX_CONFIG_BYTES));
+      }
+      expect(await redisKeys()).toEqual(keysBefore);
+    } finally {
+      await roomy.close();
+    }
+  });
+
+  test("just under the limit is stored and read back whole", async () => {
+    const config = { folders: folders(1000, 500), devices: [] };
+    expect(jsonBytes(config)).toBeLessThan(MAX_CONFIG_BYTES);
+    expect(jsonBytes(config)).toBeGreaterThan(MAX_CONFIG_BYTES * 0.9);
+    expect((await providerCall(api, "syncthing", "update", { principal: alice, config, expectedETag: null })).status).toBe(200);
+    const read = (await (await providerCall(api, "syncthing", "retrieve", { principal: alice })).json()) as { config: { folders: unknown[] } };
+    expect(read.config.folders.length).toBe(1000);
+  });
+
+  test("1,000 folders and 1,000 devices of ordinary length take well under half the limit", async () => {
+    const devices = Array.from({ length: 1000 }, (_, i) => {
+      let base = "";
+      for (let k = i, d = 0; d < 52; d++, k = Math.floor(k / 32)) base += BASE32[k % 32];
+      return { deviceId: withCheckCharacters(base), label: `laptop of user ${i}` };
+    });
+    const config = {
+      folders: Array.from({ length: 1000 }, (_, i) => ({ ucloudPath: `/home-alice/Documents/project-${i}/data`, id: `folder-${i}` })),
+      devices,
+    };
+    expect(jsonBytes(config)).toBeLessThan(MAX_CONFIG_BYTES / 2);
+    expect((await providerCall(api, "syncthing", "update", { principal: alice, config, expectedETag: null })).status).toBe(200);
   });
 });
