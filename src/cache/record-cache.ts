@@ -3,9 +3,10 @@
 // write publishes (src/cache/invalidations.ts).
 //
 // An entry's bytes are an estimate: the length of its serialised configuration plus a fixed
-// overhead for the key, ETag, job id and the Map's own bookkeeping. What the objects take on the
-// heap is a few times that; the bound is on what operators can reason about (the size of what
-// Redis holds), and it keeps a few huge configurations from pushing the process out of memory.
+// overhead for the key, ETag, job id and the Map's own bookkeeping. The parsed objects take about
+// twice that on the heap (measured under Bun); the bound is on what operators can reason about
+// (the size of what Redis holds), and it keeps a few huge configurations from crowding out
+// thousands of small ones, or the process out of memory.
 //
 // The race that matters: a fill reads a record from Redis, a write replaces it and its
 // invalidation passes, and only then does the fill insert what it read. To never install that
