@@ -57,6 +57,12 @@ export const preconditionFailed = () =>
   );
 export const payloadTooLarge = (limit: number) =>
   new AppError(413, "PAYLOAD_TOO_LARGE", `The request body is larger than the limit of ${limit} bytes.`);
+export const configurationTooLarge = (bytes: number, limit: number) =>
+  new AppError(
+    413,
+    "PAYLOAD_TOO_LARGE",
+    `config: the configuration is ${bytes} bytes of JSON; a configuration may be at most ${limit} bytes (${limit / 1024} KiB). Nothing was stored.`,
+  );
 export const preconditionRequired = () =>
   new AppError(
     428,

@@ -1,7 +1,8 @@
 // Syncthing device IDs: 52 base32 characters of a certificate hash, cut into four groups of 13,
 // each followed by a Luhn mod 32 check character, shown as 8 groups of 7 joined by dashes.
-// Mirrors Syncthing's lib/protocol/deviceid.go and luhn.go: dashes and spaces are ignored and
-// letters may be lower case.
+// Mirrors Syncthing's lib/protocol/deviceid.go and luhn.go: letters may be lower case, and dashes
+// and plain spaces may separate groups. Nothing else: a tab, a line break or a no-break space
+// pasted along with an ID is refused, not silently dropped (spec §7).
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -18,13 +19,20 @@ function luhnBase32(group: string): string {
   return ALPHABET[(32 - (sum % 32)) % 32]!;
 }
 
+/** The ID without its separators, in upper case. */
+const compactForm = (text: string) => text.replace(/[- ]/g, "").toUpperCase();
+
 /** Why `text` is not a Syncthing device ID, or null when it is one. */
 export function deviceIdProblem(text: string): string | null {
-  const compact = text.replace(/[-\s]/g, "").toUpperCase();
+  const stray = /[^A-Za-z2-7 -]/u.exec(text);
+  if (stray) {
+    const codePoint = `U+${stray[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
+    return `not a Syncthing device ID: only the letters A-Z (either case), the digits 2-7 and '-' or ' ' between groups may appear; found ${codePoint} at position ${stray.index + 1}`;
+  }
+  const compact = compactForm(text);
   if (compact.length !== 56) {
     return "not a Syncthing device ID: expected 8 groups of 7 characters such as \"MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD\"";
   }
-  if (!/^[A-Z2-7]+$/.test(compact)) return "not a Syncthing device ID: only the letters A-Z and the digits 2-7 may appear";
   for (let i = 0; i < 4; i++) {
     const chunk = compact.slice(i * 14, i * 14 + 14);
     if (luhnBase32(chunk.slice(0, 13)) !== chunk[13]) {
@@ -32,6 +40,11 @@ export function deviceIdProblem(text: string): string | null {
     }
   }
   return null;
+}
+
+/** Syncthing's own form of a valid ID: upper case, 8 groups of 7 joined by dashes. */
+export function canonicalDeviceId(text: string): string {
+  return compactForm(text).match(/.{1,7}/g)!.join("-");
 }
 
 /** A valid device ID for 52 base32 characters: used by tests and examples. */

@@ -9,7 +9,7 @@ import type { FolderAccess, ServiceFolder } from "../storage/storage.ts";
 import type { Owner } from "../store/keys.ts";
 import { type AppSettings, defineApp } from "./app.ts";
 import type { PortRange } from "./runtime.ts";
-import { deviceIdProblem } from "./syncthing-device-id.ts";
+import { canonicalDeviceId, deviceIdProblem } from "./syncthing-device-id.ts";
 import { homeDrivePath, ucloudPath } from "./paths.ts";
 
 export const MAX_FOLDERS = 1000;
@@ -25,7 +25,9 @@ const DeviceSchema = v.object({
   deviceId: v.pipe(
     v.string("expected a string"),
     v.maxLength(128, "must be at most 128 characters"),
-    v.description("A Syncthing device ID: 8 groups of 7 base32 characters (dashes and spaces optional), with Syncthing's check characters."),
+    v.description(
+      "A Syncthing device ID: 8 groups of 7 base32 characters (either case; '-' or ' ' between groups, optional), with Syncthing's check characters. No other white space.",
+    ),
     v.rawCheck(({ dataset, addIssue }) => {
       if (!dataset.typed) return;
       const problem = deviceIdProblem(dataset.value);
@@ -47,9 +49,6 @@ export function folderId(folder: { ucloudPath: string; id?: string }): string {
   if (folder.id) return folder.id;
   return createHash("sha256").update(folder.ucloudPath).digest("hex").slice(0, 16);
 }
-
-/** Syncthing ignores dashes, spaces and case in device IDs, so duplicates are found that way too. */
-const canonicalDeviceId = (id: string) => id.replace(/[-\s]/g, "").toUpperCase();
 
 /** A folder Syncthing may use: its access as storage found it, and its id filled in. */
 export interface SyncthingFolderAccess extends FolderAccess {
@@ -117,6 +116,7 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
       }
       folderIds.set(id, index);
     }
+    // Syncthing ignores dashes, spaces and case in device IDs, so duplicates are found that way too.
     const deviceIds = new Map<string, number>();
     for (const [index, device] of config.devices.entries()) {
       const id = canonicalDeviceId(device.deviceId);

@@ -1,6 +1,12 @@
-// A replica's in-memory cache of records, bounded (second-chance eviction, an approximation of
-// least recently used), kept coherent
-// by invalidations that every write publishes (src/cache/invalidations.ts).
+// A replica's in-memory cache of records, bounded in entries and in bytes (second-chance
+// eviction, an approximation of least recently used), kept coherent by invalidations that every
+// write publishes (src/cache/invalidations.ts).
+//
+// An entry's bytes are an estimate: the length of its serialised configuration plus a fixed
+// overhead for the key, ETag, job id and the Map's own bookkeeping. The parsed objects take about
+// twice that on the heap (measured under Bun); the bound is on what operators can reason about
+// (the size of what Redis holds), and it keeps a few huge configurations from crowding out
+// thousands of small ones, or the process out of memory.
 //
 // The race that matters: a fill reads a record from Redis, a write replaces it and its
 // invalidation passes, and only then does the fill insert what it read. To never install that
@@ -29,6 +35,16 @@ interface Entry {
   value: CachedRecord;
   /** Read since it last came to the back: spared once at eviction (second chance). */
   used: boolean;
+  /** Its share of the byte bound (entryBytes). */
+  bytes: number;
+}
+
+/** What an entry costs beyond its configuration: key, ETag, job id, timestamps, Map slot. */
+export const ENTRY_OVERHEAD_BYTES = 512;
+
+/** The estimated bytes of an entry: its key and serialised configuration, plus the overhead. */
+export function entryBytes(key: string, value: CachedRecord): number {
+  return ENTRY_OVERHEAD_BYTES + key.length + (value === null ? 0 : (JSON.stringify(value.config)?.length ?? 0));
 }
 
 export class RecordCache {
@@ -36,10 +52,15 @@ export class RecordCache {
   private readonly tickets = new Map<string, Set<Ticket>>();
   /** False while the subscription is down or not yet confirmed: nothing is served or inserted. */
   private live = false;
+  private usedBytes = 0;
   hits = 0;
   misses = 0;
 
-  constructor(readonly maxEntries: number) {}
+  /** Both bounds must be positive for the cache to hold anything (0 turns it off). */
+  constructor(
+    readonly maxEntries: number,
+    readonly maxBytes: number = Number.POSITIVE_INFINITY,
+  ) {}
 
   get enabled(): boolean {
     return this.maxEntries > 0 && this.live;
@@ -47,6 +68,11 @@ export class RecordCache {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** The estimated bytes of every entry held (see entryBytes): never above maxBytes. */
+  get bytes(): number {
+    return this.usedBytes;
   }
 
   /** The cached answer, or undefined on a miss (or while the cache is not trusted). */
@@ -81,11 +107,22 @@ export class RecordCache {
     open?.delete(ticket);
     if (open?.size === 0) this.tickets.delete(ticket.key);
     if (value === undefined || ticket.stale || !this.enabled) return;
-    this.entries.delete(ticket.key);
-    this.entries.set(ticket.key, { value, used: false });
+    this.remove(ticket.key);
     // A write-through is the newest there is: fills that read before it must not overwrite it.
     if (ticket.etag !== undefined) for (const other of open ?? []) other.stale = true;
-    if (this.entries.size > this.maxEntries) this.evictOne();
+    const bytes = entryBytes(ticket.key, value);
+    // Larger than the whole budget: it would evict everything else and still not fit.
+    if (bytes > this.maxBytes) return;
+    this.entries.set(ticket.key, { value, used: false, bytes });
+    this.usedBytes += bytes;
+    while (this.entries.size > 0 && (this.entries.size > this.maxEntries || this.usedBytes > this.maxBytes)) this.evictOne();
+  }
+
+  private remove(key: string): void {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return;
+    this.entries.delete(key);
+    this.usedBytes -= entry.bytes;
   }
 
   /**
@@ -96,6 +133,7 @@ export class RecordCache {
     for (const [key, entry] of this.entries) {
       this.entries.delete(key);
       if (!entry.used) {
+        this.usedBytes -= entry.bytes;
         metrics.cacheEvictions.inc();
         return;
       }
@@ -107,7 +145,7 @@ export class RecordCache {
   /** A write elsewhere (or here) produced `etag` for `key`: drop anything older. */
   invalidate(key: string, etag: string | null): void {
     const entry = this.entries.get(key);
-    if (entry !== undefined && (entry.value === null || entry.value.etag !== etag)) this.entries.delete(key);
+    if (entry !== undefined && (entry.value === null || entry.value.etag !== etag)) this.remove(key);
     for (const ticket of this.tickets.get(key) ?? []) {
       if (ticket.etag === undefined || ticket.etag !== etag) ticket.stale = true;
     }
@@ -116,6 +154,7 @@ export class RecordCache {
   /** Forgets everything, including what fills in flight would insert. */
   clear(): void {
     this.entries.clear();
+    this.usedBytes = 0;
     for (const open of this.tickets.values()) for (const ticket of open) ticket.stale = true;
   }
 

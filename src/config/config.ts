@@ -10,6 +10,9 @@ import { maskSecrets } from "./secrets.ts";
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** `[api] cache_max_bytes` when unset: 256 MiB. */
+export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
+
 const duration = (fallback: string) =>
   v.optional(
     v.pipe(
@@ -102,6 +105,13 @@ export const ConfigSchema = v.strictObject({
         v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(100_000_000)),
         100_000,
       ),
+      /**
+       * Bytes of configuration each replica's cache holds at most (each entry estimated as its
+       * serialised configuration plus a fixed overhead); least recently used go first, and a
+       * record larger than the whole budget is not cached. 0 turns the cache off, as
+       * cache_max_entries = 0 does. Unset: DEFAULT_CACHE_MAX_BYTES.
+       */
+      cache_max_bytes: v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(2 ** 50))),
       /** How long a request waits for another replica that is registering the same record's first job. */
       job_claim_wait: duration("10s"),
     }),

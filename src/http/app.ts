@@ -11,7 +11,7 @@ import { notFound, payloadTooLarge } from "../errors.ts";
 import { type ConfigService, type Preconditions, type View } from "../service/configs.ts";
 import type { Owner } from "../store/keys.ts";
 import { type AuthOptions, type AuthVariables, authenticate, TokenVerifier } from "./auth.ts";
-import { errorResponse, routeNotFound, toAppError } from "./errors.ts";
+import { bodyReadError, CLIENT_CLOSED_REQUEST_STATUS, ClientClosedRequest, errorResponse, routeNotFound, toAppError } from "./errors.ts";
 import { mountApiDescription } from "./openapi.ts";
 import { mountOps, type OpsOptions } from "./ops.ts";
 import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
@@ -24,7 +24,7 @@ export interface HttpOptions {
   /** The enabled apps, for the API description (the service answers for them). */
   apps: AppRegistry;
   bodyLimit: number;
-  log?: (level: "warn" | "error", message: string, fields: Record<string, unknown>) => void;
+  log?: (level: "debug" | "warn" | "error", message: string, fields: Record<string, unknown>) => void;
   /** /healthz, /readyz and /metrics (without them, only the request ids and metrics of requests). */
   ops?: OpsOptions;
 }
@@ -41,6 +41,11 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
   let lastUnavailableLog = 0;
   app.onError((error, c) => {
     const requestId = c.get("requestId");
+    // The client hung up mid-body: nobody will read an answer, and it is no failure of ours.
+    if (error instanceof ClientClosedRequest) {
+      options.log?.("debug", "client closed the connection before sending its whole body", { requestId, route: c.req.path });
+      return new Response(null, { status: CLIENT_CLOSED_REQUEST_STATUS });
+    }
     const appError = toAppError(error, (message, fields) => options.log?.("error", message, { requestId, ...fields }));
     // A 503 is the service's own trouble: say why in the log, at most once a second.
     if (appError.status === 503 && Date.now() - lastUnavailableLog > 1000) {
@@ -51,14 +56,25 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
     return errorResponse(c, appError);
   });
   app.notFound((c) => errorResponse(c, routeNotFound(c.req.method, c.req.path)));
-  app.use(
-    bodyLimit({
-      maxSize: options.bodyLimit,
-      onError: () => {
-        throw payloadTooLarge(options.bodyLimit);
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: options.bodyLimit,
+    onError: () => {
+      throw payloadTooLarge(options.bodyLimit);
+    },
+  });
+  // bodyLimit reads a body of unknown length (chunked) itself, before the handler runs: a client
+  // hanging up then surfaces here. What the handler throws is no body read.
+  app.use(async (c, next) => {
+    let handling = false;
+    try {
+      await limitBody(c, () => {
+        handling = true;
+        return next();
+      });
+    } catch (error) {
+      throw handling ? error : bodyReadError(error);
+    }
+  });
 
   // Provider API: UCloud/Core calls these with a service token, naming the owner.
   const provider = new Hono<Env>();

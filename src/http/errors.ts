@@ -1,5 +1,6 @@
 // Errors to HTTP answers, in one place: every error body has UCloud's shape
-// `{statusCode, why, errorCode}`.
+// `{statusCode, why, errorCode}`. Also the one place that tells a client hanging up mid-body
+// apart from our own failures (each runtime reports it its own way).
 
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -16,6 +17,37 @@ export function toAppError(error: unknown, log?: (message: string, fields: Recor
   }
   log?.("unhandled error", { error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
   return new AppError(500, "INTERNAL_ERROR", "Something went wrong on our side. It has been logged; try again later.");
+}
+
+/**
+ * The client closed its connection before it had sent its whole body. Nothing of ours went wrong
+ * and there is no one left to answer: not a 5xx, not worth more than a debug line.
+ */
+export class ClientClosedRequest extends Error {
+  override name = "ClientClosedRequest";
+}
+
+/** nginx's status for a request whose client went away: what the request metrics count it as. */
+export const CLIENT_CLOSED_REQUEST_STATUS = 499;
+
+/**
+ * What an error raised while reading the request body means: the error a runtime raises when the
+ * connection closes under the read becomes a ClientClosedRequest; any other passes unchanged.
+ * Told apart by class and code, never by message: Bun rejects with a DOMException `AbortError`,
+ * Node (node:http under @hono/node-server) with an Error of code `ECONNRESET`, Deno with
+ * `Deno.errors.BadResource`.
+ */
+export function bodyReadError(error: unknown): unknown {
+  if (!connectionClosedUnderRead(error)) return error;
+  return new ClientClosedRequest("the client closed the connection while sending its body", { cause: error });
+}
+
+function connectionClosedUnderRead(error: unknown): boolean {
+  if (error instanceof DOMException) return error.name === "AbortError";
+  if ((error as { code?: unknown } | null)?.code === "ECONNRESET") return error instanceof Error;
+  const deno = (globalThis as { Deno?: { errors?: { BadResource?: new () => Error } } }).Deno;
+  const BadResource = deno?.errors?.BadResource;
+  return BadResource !== undefined && error instanceof BadResource;
 }
 
 export const routeNotFound = (method: string, path: string) =>

@@ -102,7 +102,10 @@ const ERRORS: Record<string, { description: string; codes: ErrorCode[] }> = {
   },
   "409": { description: "`expectedETag` differs from the current ETag: nothing changed.", codes: ["ETAG_MISMATCH"] },
   "412": { description: "`If-Match` differs from the current ETag: nothing changed.", codes: ["PRECONDITION_FAILED"] },
-  "413": { description: "The body is larger than `[api] body_limit` (1 MiB by default).", codes: ["PAYLOAD_TOO_LARGE"] },
+  "413": {
+    description: "The body is larger than `[api] body_limit` (1 MiB by default), or the configuration's JSON larger than 512 KiB (`why` names `config`). Nothing changed.",
+    codes: ["PAYLOAD_TOO_LARGE"],
+  },
   "428": {
     description: "With `[api] require_etag = true`: an update named neither `expectedETag` nor `If-Match`.",
     codes: ["PRECONDITION_REQUIRED"],
@@ -364,13 +367,14 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
         IfMatch: {
           name: "If-Match",
           in: "header",
-          description: 'A precondition: `"<etag>"` (or a list, or `*`). When the current ETag is not among them: 412, nothing changes.',
+          description:
+            'A precondition: `"<etag>"` (or a list, or `*`), compared strongly (a weak `W/"<etag>"` never matches). When the current ETag is not among them: 412, nothing changes.',
           schema: { type: "string" },
         },
         IfNoneMatch: {
           name: "If-None-Match",
           in: "header",
-          description: 'The ETag the client holds, `"<etag>"`. When it is current: 304 with no body.',
+          description: 'The ETag the client holds, `"<etag>"` or `W/"<etag>"` (compared weakly). When it is current: 304 with no body.',
           schema: { type: "string" },
         },
       },

@@ -8,6 +8,7 @@ import { ucloudPath } from "../apps/paths.ts";
 import { drivePathOf } from "../apps/terminal.ts";
 import { invalidRequest } from "../errors.ts";
 import { OwnerSchema } from "../service/owner.ts";
+import { bodyReadError } from "./errors.ts";
 
 const optionalString = v.optional(v.pipe(v.string("expected a string"), v.maxLength(256, "must be at most 256 characters")));
 const expectedETag = v.optional(
@@ -41,7 +42,12 @@ export const PublicRestart = PublicReset;
 
 /** Parses the JSON body against `schema`; a bad body is a 400 that names the field. */
 export async function readBody<S extends v.GenericSchema>(c: Context, schema: S, options: { emptyIsObject?: boolean } = {}) {
-  const text = await c.req.text();
+  let text: string;
+  try {
+    text = await c.req.text();
+  } catch (e) {
+    throw bodyReadError(e);
+  }
   let json: unknown;
   if (text.trim() === "" && options.emptyIsObject) {
     json = {};

@@ -19,10 +19,11 @@ export const metrics = {
 
   cacheHits: registry.counter("iapps_cache_hits_total", "Record reads answered from this replica's cache."),
   cacheMisses: registry.counter("iapps_cache_misses_total", "Record reads the cache could not answer while it was live (they read Redis)."),
-  cacheEvictions: registry.counter("iapps_cache_evictions_total", "Cached records dropped to stay within [api] cache_max_entries."),
+  cacheEvictions: registry.counter("iapps_cache_evictions_total", "Cached records dropped to stay within [api] cache_max_entries and cache_max_bytes."),
   cacheInvalidations: registry.counter("iapps_cache_invalidations_total", "Invalidation messages received on iapps:invalidations."),
   cacheSuspensions: registry.counter("iapps_cache_suspensions_total", "Times the cache stopped being trusted because its subscription dropped or stopped answering."),
   cacheEntries: registry.gauge("iapps_cache_entries", "Records in this replica's cache, at scrape time."),
+  cacheBytes: registry.gauge("iapps_cache_bytes", "Estimated bytes of the records in this replica's cache (as [api] cache_max_bytes counts them), at scrape time."),
   cacheLive: registry.gauge("iapps_cache_subscription_live", "1 while the invalidation subscription is confirmed (the cache is used), else 0."),
 
   queueDepth: registry.gauge("iapps_queue_tasks", "Tasks in the queue by state, read from Redis at scrape time (absent when Redis did not answer).", ["state"]),

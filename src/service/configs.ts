@@ -12,6 +12,7 @@ import type { AppRuntime } from "../apps/runtime.ts";
 import { drivePathOf, type TerminalConfig } from "../apps/terminal.ts";
 import {
   AppError,
+  configurationTooLarge,
   etagMismatch,
   invalidConfiguration,
   invalidRequest,
@@ -439,6 +440,16 @@ export class ConfigService {
 }
 
 /** Validates a configuration against the app's schema and rules; names the field at fault. */
+/**
+ * The most a stored configuration may take, as UTF-8 JSON: every replica's cache, every retrieve
+ * and every reconcile carries it whole. 1,000 Syncthing folders and devices of ordinary length
+ * take about a third of it; the request body limit alone (an operator may raise it) is no bound.
+ */
+export const MAX_CONFIG_BYTES = 512 * 1024;
+
+const utf8 = new TextEncoder();
+
+/** The configuration as it will be stored, or the 400 (or 413, over MAX_CONFIG_BYTES) saying why not. */
 export function validateConfig(app: IntegratedApp<unknown>, raw: unknown): unknown {
   const result = v.safeParse(app.configSchema, raw);
   if (!result.success) {
@@ -448,6 +459,9 @@ export function validateConfig(app: IntegratedApp<unknown>, raw: unknown): unkno
   }
   const problem = app.validate(result.output);
   if (problem) throw invalidConfiguration(`config.${problem.path}: ${problem.reason}`);
+  // Measured as stored: unknown fields are gone, ids and defaults filled in.
+  const bytes = utf8.encode(JSON.stringify(result.output)).length;
+  if (bytes > MAX_CONFIG_BYTES) throw configurationTooLarge(bytes, MAX_CONFIG_BYTES);
   return result.output;
 }
 

@@ -5,7 +5,7 @@ import { Cluster } from "ioredis";
 import type { AppSettings } from "../apps/app.ts";
 import type { AppRuntime } from "../apps/runtime.ts";
 import { type AppRegistry, enabledApps } from "../apps/registry.ts";
-import type { Config } from "../config/config.ts";
+import { type Config, DEFAULT_CACHE_MAX_BYTES } from "../config/config.ts";
 import { log } from "../log.ts";
 import { RecordCache } from "../cache/record-cache.ts";
 import { InvalidationSubscriber } from "../cache/subscriber.ts";
@@ -45,7 +45,7 @@ export interface ServiceContext {
   redisSettings: RedisSettings;
   pool: TransactionPool;
   store: RecordStore;
-  /** This replica's record cache and its subscription, when `[api] cache_max_entries` > 0. */
+  /** This replica's record cache and its subscription, when `[api] cache_max_entries` and `cache_max_bytes` are > 0. */
   cache: RecordCache | null;
   subscriber: InvalidationSubscriber | null;
   queue: TaskQueue;
@@ -78,7 +78,9 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   const redis = createCommandConnection(settings);
   const pool = new TransactionPool(settings, routerFor(settings, redis), nodeConnectionFor(settings, redis));
   const commands = readyConnection(redis, settings.commandTimeoutMs);
-  const cache = options.cache !== false && config.api.cache_max_entries > 0 ? new RecordCache(config.api.cache_max_entries) : null;
+  const cacheMaxBytes = config.api.cache_max_bytes ?? DEFAULT_CACHE_MAX_BYTES;
+  const cache =
+    options.cache !== false && config.api.cache_max_entries > 0 && cacheMaxBytes > 0 ? new RecordCache(config.api.cache_max_entries, cacheMaxBytes) : null;
   const subscriber = cache ? new InvalidationSubscriber(subscriberUrls(settings), cache, settings.commandTimeoutMs, log) : null;
   const queue = new TaskQueue(commands, {
     maxAttempts: config.worker.max_attempts,

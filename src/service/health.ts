@@ -54,6 +54,7 @@ export function opsFor(context: ServiceContext): OpsOptions {
       }
       if (context.cache) {
         metrics.cacheEntries.set({}, context.cache.size);
+        metrics.cacheBytes.set({}, context.cache.bytes);
         metrics.cacheLive.set({}, context.subscriber?.live ? 1 : 0);
       }
       return registry.expose();
