@@ -134,7 +134,8 @@ describe("a valid Syncthing configuration is accepted", () => {
       folders: [folder("/home-alice/Documents", "docs"), { ucloudPath: "/project-x/data", path: "data", id: "data" }],
       devices: [device(DEVICE_A), device(DEVICE_B.toLowerCase(), "phone")],
     };
-    expect(accepts(syncthing, config)).toMatchObject(config);
+    // Spec §7: a device ID is stored in Syncthing's canonical form, whatever case it was sent in.
+    expect(accepts(syncthing, config)).toMatchObject({ ...config, devices: [device(DEVICE_A), device(DEVICE_B, "phone")] });
   });
 
   test("two folders with empty ids on different paths are fine (their filled-in ids differ)", () => {

@@ -33,6 +33,8 @@ const DeviceSchema = v.object({
       const problem = deviceIdProblem(dataset.value);
       if (problem) addIssue({ message: problem });
     }),
+    // Spec §7: stored in Syncthing's canonical form (upper case, 8 groups of 7 joined by '-').
+    v.transform(canonicalDeviceId),
   ),
   label: v.optional(v.pipe(v.string("expected a string"), v.maxLength(256, "must be at most 256 characters")), ""),
 });

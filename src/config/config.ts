@@ -109,9 +109,9 @@ export const ConfigSchema = v.strictObject({
        * Bytes of configuration each replica's cache holds at most (each entry estimated as its
        * serialised configuration plus a fixed overhead); least recently used go first, and a
        * record larger than the whole budget is not cached. 0 turns the cache off, as
-       * cache_max_entries = 0 does. Unset: DEFAULT_CACHE_MAX_BYTES.
+       * cache_max_entries = 0 does.
        */
-      cache_max_bytes: v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(2 ** 50))),
+      cache_max_bytes: v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(2 ** 50)), DEFAULT_CACHE_MAX_BYTES),
       /** How long a request waits for another replica that is registering the same record's first job. */
       job_claim_wait: duration("10s"),
     }),

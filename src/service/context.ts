@@ -5,7 +5,7 @@ import { Cluster } from "ioredis";
 import type { AppSettings } from "../apps/app.ts";
 import type { AppRuntime } from "../apps/runtime.ts";
 import { type AppRegistry, enabledApps } from "../apps/registry.ts";
-import { type Config, DEFAULT_CACHE_MAX_BYTES } from "../config/config.ts";
+import type { Config } from "../config/config.ts";
 import { log } from "../log.ts";
 import { RecordCache } from "../cache/record-cache.ts";
 import { InvalidationSubscriber } from "../cache/subscriber.ts";
@@ -78,7 +78,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   const redis = createCommandConnection(settings);
   const pool = new TransactionPool(settings, routerFor(settings, redis), nodeConnectionFor(settings, redis));
   const commands = readyConnection(redis, settings.commandTimeoutMs);
-  const cacheMaxBytes = config.api.cache_max_bytes ?? DEFAULT_CACHE_MAX_BYTES;
+  const cacheMaxBytes = config.api.cache_max_bytes;
   const cache =
     options.cache !== false && config.api.cache_max_entries > 0 && cacheMaxBytes > 0 ? new RecordCache(config.api.cache_max_entries, cacheMaxBytes) : null;
   const subscriber = cache ? new InvalidationSubscriber(subscriberUrls(settings), cache, settings.commandTimeoutMs, log) : null;

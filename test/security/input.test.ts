@@ -284,7 +284,7 @@ describe("device IDs: Syncthing's alphabet with '-' or ' ' between groups, and n
   // ucloudPath, optional path and id, devices with deviceId and label") asserts that validation
   // keeps a lower-case ID as sent, and test/property.test.ts that what is stored is exactly what
   // validation answers. Both cannot hold with a canonical record; the existing assertions win.
-  test.todo("the stored configuration, and what retrieve answers, carry Syncthing's canonical form", async () => {
+  test("the stored configuration, and what retrieve answers, carry Syncthing's canonical form", async () => {
     expect((await update([{ deviceId: spaced.toLowerCase(), label: "laptop" }])).status).toBe(200);
     const answer = (await (await providerCall(api, "syncthing", "retrieve", { principal: alice })).json()) as { config: { devices: { deviceId: string }[] } };
     expect(answer.config.devices[0]!.deviceId).toBe(DEVICE_A);
