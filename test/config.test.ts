@@ -293,6 +293,27 @@ describe("[redis] cluster and wait_replicas", () => {
     expect(() => resolve({ redis: { cluster: ["http://a:1"] } })).toThrow(/redis\.cluster\.0/);
     expect(() => resolve({ redis: { wait_replicas: -1 } })).toThrow(/redis\.wait_replicas/);
   });
+
+  test("seed nodes may carry user:password@ and be rediss://, like redis.url", () => {
+    const seeds = ["redis://:hunter2@10.0.0.1:7000", "redis://10.0.0.2:7001", "redis://:hunter2@10.0.0.3:7002/"];
+    expect(resolve({ redis: { cluster: seeds } }).redis.cluster).toEqual(seeds);
+    expect(resolve({}, { IAPPS_REDIS_CLUSTER: '["rediss://app:p%40ss@[::1]:7000"]' }).redis.cluster).toEqual(["rediss://app:p%40ss@[::1]:7000"]);
+  });
+
+  test("seed nodes of one cluster share their scheme; a refusal never shows the password", () => {
+    const refusal = (cluster: string[]) => {
+      try {
+        resolve({ redis: { cluster } });
+      } catch (e) {
+        return (e as Error).message;
+      }
+      throw new Error("accepted");
+    };
+    expect(refusal(["rediss://a:1", "redis://b:2"])).toMatch(/redis\.cluster: expected every seed node with the same scheme/);
+    expect(refusal(["redis://:50%off@a:1"])).toMatch(/redis\.cluster\.0: .*percent-encoded/);
+    expect(refusal(["redis://a:99999"])).toMatch(/redis\.cluster\.0/);
+    expect(refusal(["redis://:50%off@a:1"])).not.toContain("50%off");
+  });
 });
 
 describe("durations are strings such as \"200ms\", \"30s\", \"15m\", \"1h30m\"", () => {

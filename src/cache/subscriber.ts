@@ -6,7 +6,7 @@
 // Imports ioredis, src/store/keys.ts, src/store/invalidations.ts, src/cache/record-cache.ts and
 // src/metrics/metrics.ts.
 
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import { metrics } from "../metrics/metrics.ts";
 import { decodeInvalidation } from "../store/invalidations.ts";
 import { keys } from "../store/keys.ts";
@@ -25,12 +25,15 @@ export class InvalidationSubscriber {
   /**
    * `urls`: where to subscribe. On a Redis Cluster every node hears every publish, so the
    * subscription may live on any node: when one cannot be reached, the next is tried.
+   * `nodeOptions`: credentials and TLS for every one of them (a cluster's node addresses come
+   * without; see `nodeOptions` in src/store/redis.ts). A URL that has its own keeps them.
    */
   constructor(
     private readonly urls: string[],
     private readonly cache: RecordCache,
     private readonly timeoutMs: number,
     private readonly log: (level: "info" | "warn", message: string) => void,
+    private readonly nodeOptions: Pick<RedisOptions, "username" | "password" | "tls"> = {},
   ) {
     this.connect();
     // A connection can die without a word (a NAT table flushed, a failover without RST): without
@@ -52,6 +55,7 @@ export class InvalidationSubscriber {
     const url = this.urls[this.next++ % this.urls.length]!;
     const single = this.urls.length === 1;
     const redis = new Redis(url, {
+      ...this.nodeOptions,
       // We resubscribe ourselves, so that we know when the subscription is back.
       autoResubscribe: false,
       enableOfflineQueue: false,

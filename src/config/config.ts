@@ -39,6 +39,26 @@ const appEntries = (image: string, imageVersion: string) => ({
   image_version: str(imageVersion),
 });
 
+/** `redis://host:port` or rediss://, with or without `user:password@` before the host. */
+const SEED_NODE = /^rediss?:\/\/[^/?#\s]+:\d+\/?$/;
+
+/** A seed node URL as the Redis clients read it, its username and password decoded; null if they cannot. */
+function parseSeed(seed: string): { protocol: string; hostname: string; port: string; username: string; password: string } | null {
+  try {
+    const url = new URL(seed);
+    return { protocol: url.protocol, hostname: url.hostname, port: url.port, username: decodeURIComponent(url.username), password: decodeURIComponent(url.password) };
+  } catch {
+    return null;
+  }
+}
+
+/** A seed node URL with a host and a port that the Redis clients can read (its form is the regex's to check). */
+function readableSeed(seed: string): boolean {
+  if (!SEED_NODE.test(seed)) return true;
+  const url = parseSeed(seed);
+  return url !== null && url.hostname !== "" && url.port !== "";
+}
+
 export const ConfigSchema = v.strictObject({
   name: str("ucloud-iapps"),
   main: str("src/main.ts"),
@@ -70,10 +90,22 @@ export const ConfigSchema = v.strictObject({
       ),
       /**
        * Seed nodes of a Redis Cluster (`redis://host:port`); when given, `url` is not used. A few
-       * of the nodes are enough: the rest are discovered.
+       * of the nodes are enough: the rest are discovered. The username and password of the first
+       * seed that has them (`redis://user:password@host:port`), and rediss:// (TLS), hold for every node.
        */
       cluster: v.optional(
-        v.array(v.pipe(v.string("expected a string"), v.regex(/^redis:\/\/[^/?#\s]+:\d+\/?$/, "expected redis://host:port")), "expected a list of redis://host:port"),
+        v.pipe(
+          v.array(
+            v.pipe(
+              v.string("expected a string"),
+              v.regex(SEED_NODE, "expected redis://host:port (or rediss://, and user:password@ before the host)"),
+              v.check(readableSeed, "expected redis://host:port with a valid host and port, and '%' in a password percent-encoded (%25)"),
+            ),
+            "expected a list of redis://host:port",
+          ),
+          // Every node is reached with TLS or every node without.
+          v.check((seeds) => new Set(seeds.map((seed) => parseSeed(seed)?.protocol)).size <= 1, "expected every seed node with the same scheme (redis:// or rediss://)"),
+        ),
         [],
       ),
       /**

@@ -21,12 +21,14 @@ import {
   createCommandConnection,
   mastersOf,
   nodeConnectionFor,
+  nodeOptions,
   readyConnection,
   type RedisClient,
   RedisUnavailableError,
   type RedisSettings,
   routerFor,
   TransactionPool,
+  withoutCredentials,
 } from "../store/redis.ts";
 import { CoreClient } from "../ucloud/core-client.ts";
 import { CoreJobRegistry } from "../ucloud/core-registry.ts";
@@ -81,7 +83,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   const cacheMaxBytes = config.api.cache_max_bytes;
   const cache =
     options.cache !== false && config.api.cache_max_entries > 0 && cacheMaxBytes > 0 ? new RecordCache(config.api.cache_max_entries, cacheMaxBytes) : null;
-  const subscriber = cache ? new InvalidationSubscriber(subscriberUrls(settings), cache, settings.commandTimeoutMs, log) : null;
+  const subscriber = cache ? new InvalidationSubscriber(subscriberUrls(settings), cache, settings.commandTimeoutMs, log, nodeOptions(settings)) : null;
   const queue = new TaskQueue(commands, {
     maxAttempts: config.worker.max_attempts,
     backoffBaseMs: config.worker.backoff_base,
@@ -167,9 +169,12 @@ function enqueueFor(config: Config, pool: TransactionPool, queue: TaskQueue, set
     });
 }
 
-/** Any node hears every invalidation (cluster pub/sub reaches all nodes): the seed nodes, in turn. */
+/**
+ * Any node hears every invalidation (cluster pub/sub reaches all nodes): the seed nodes, in turn,
+ * reached like every node of the cluster (their addresses, with `nodeOptions`).
+ */
 function subscriberUrls(settings: RedisSettings): string[] {
-  return settings.cluster && settings.cluster.length > 0 ? settings.cluster : [settings.url];
+  return settings.cluster && settings.cluster.length > 0 ? settings.cluster.map(withoutCredentials) : [settings.url];
 }
 
 function jobRegistryFor(config: Config, commands: CommandConnection): JobRegistry {

@@ -10,7 +10,9 @@
 //   that holds its WATCH. An interrupted transaction fails; it is never replayed unguarded.
 //
 // - On a Redis Cluster (`[redis] cluster`) the shared connection is ioredis' Cluster client, and
-//   each transaction borrows a connection to the master of its record's hash slot.
+//   each transaction borrows a connection to the master of its record's hash slot. The seed URLs'
+//   username and password (and TLS, for rediss://) apply to every connection to every node:
+//   `nodeOptions`. Node addresses (`nodeUrl`, the pools' keys) never carry them.
 //
 // - Error messages built here mask any URL password a connection error quotes (spec §10).
 //
@@ -26,7 +28,10 @@ export type RedisClient = Redis | Cluster;
 
 export interface RedisSettings {
   url: string;
-  /** Seed nodes (`redis://host:port`) of a Redis Cluster; empty for a single server. */
+  /**
+   * Seed nodes (`redis://[user:password@]host:port`, or rediss://) of a Redis Cluster; empty for a
+   * single server. The first seed's credentials and the seeds' scheme hold for every node.
+   */
   cluster?: string[];
   poolSize: number;
   /** Upper bound for one command, one connect, and one wait for a pooled connection. */
@@ -65,15 +70,38 @@ function nodeOf(url: string): { host: string; port: number } {
   return { host: parsed.hostname.replace(/^\[(.*)\]$/, "$1"), port: Number(parsed.port || 6379) };
 }
 
+/** What a connection to a node needs besides its address. */
+export type NodeOptions = Pick<RedisOptions, "username" | "password" | "tls">;
+
+/**
+ * What every connection to a cluster node needs besides its address: the username and password
+ * of the first seed URL that has any, decoded as ioredis decodes a URL's, and TLS when the seeds
+ * are rediss:// (the configuration has them all alike). Empty for a single server: its URL
+ * carries its own.
+ */
+export function nodeOptions(settings: RedisSettings): NodeOptions {
+  if (!isClusterSettings(settings)) return {};
+  const seeds = settings.cluster!.map((url) => new URL(url));
+  const options: NodeOptions = {};
+  const withCredentials = seeds.find((seed) => seed.username !== "" || seed.password !== "");
+  if (withCredentials) {
+    options.username = decodeURIComponent(withCredentials.username);
+    options.password = decodeURIComponent(withCredentials.password);
+  }
+  if (seeds.some((seed) => seed.protocol === "rediss:")) options.tls = {};
+  return options;
+}
+
 /**
  * A connection as `options` say, to the single server or to the cluster. On a cluster the same
  * options apply to every node connection, and `retryStrategy` to reconnecting the cluster.
  */
 export function createClient(settings: RedisSettings, options: RedisOptions): RedisClient {
   if (!isClusterSettings(settings)) return new Redis(settings.url, options);
-  const { retryStrategy, enableAutoPipelining: _single, lazyConnect, enableOfflineQueue, ...nodeOptions } = options;
+  const { retryStrategy, enableAutoPipelining: _single, lazyConnect, enableOfflineQueue, ...perNode } = options;
   const clusterOptions: ClusterOptions = {
-    redisOptions: nodeOptions,
+    // Every node connection, the seeds' and the discovered ones', authenticates alike.
+    redisOptions: { ...perNode, ...nodeOptions(settings) },
     enableOfflineQueue,
     // ioredis cannot follow a MOVED for an auto-pipeline whose commands span slots: on a
     // cluster each command goes on its own.
@@ -235,13 +263,22 @@ export async function scanEach(client: RedisClient, pattern: string, count: numb
 
 /**
  * Where a transaction on `key` must run: the URL of its slot's master. For a single server,
- * always its URL; for a cluster, from the client's slot map (refreshed after a MOVED).
+ * always its URL; for a cluster, from the client's slot map (refreshed after a MOVED): the
+ * node's address only, its connections take credentials and TLS from `nodeOptions`.
  */
 export type TransactionRouter = (key: string) => Promise<string>;
 
 /** The URLs transactions are routed to now: the master of every slot. */
 export function mastersOf(client: Cluster): Set<string> {
   return new Set(client.slots.map((nodes) => nodes?.[0]).filter((node): node is string => node !== undefined).map(nodeUrl));
+}
+
+/** `url` without its username and password: a node's address. */
+export function withoutCredentials(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = "";
+  parsed.password = "";
+  return parsed.toString();
 }
 
 function nodeUrl(node: string): string {
@@ -281,12 +318,16 @@ export class TransactionPool {
   private readonly pools = new Map<string, NodePool>();
   private readonly poolOf = new WeakMap<Redis, NodePool>();
   private closed = false;
+  /** Credentials and TLS of every node connection (a cluster's; a single server's URL has its own). */
+  private readonly connectionOptions: NodeOptions;
 
   constructor(
     private readonly settings: RedisSettings,
     private readonly route: TransactionRouter = async () => settings.url,
     private readonly nodeConnection: (url: string) => Redis | null = () => null,
-  ) {}
+  ) {
+    this.connectionOptions = nodeOptions(settings);
+  }
 
   /** Runs `body` on a connection of its own to the master of `key`; a connection that failed in any way is discarded. */
   async with<T>(key: string, body: (connection: Redis) => Promise<T>): Promise<T> {
@@ -294,7 +335,7 @@ export class TransactionPool {
     const url = await this.route(key);
     let pool = this.pools.get(url);
     if (!pool) {
-      pool = new NodePool(url, this.settings);
+      pool = new NodePool(url, this.settings, this.connectionOptions);
       this.pools.set(url, pool);
     }
     const owner = pool;
@@ -344,6 +385,7 @@ class NodePool {
   constructor(
     readonly url: string,
     private readonly settings: RedisSettings,
+    private readonly connectionOptions: NodeOptions,
   ) {}
 
   /** Runs `body` on a connection of its own; a connection that failed in any way is discarded. */
@@ -399,6 +441,7 @@ class NodePool {
   private async connect(): Promise<Redis> {
     const connection = new Redis(this.url, {
       ...noQueueNoReplay,
+      ...this.connectionOptions,
       lazyConnect: true,
       connectTimeout: this.settings.commandTimeoutMs,
       commandTimeout: this.settings.commandTimeoutMs,

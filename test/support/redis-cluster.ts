@@ -1,6 +1,8 @@
 // A real Redis Cluster for tests: six `redis-server --cluster-enabled yes` processes on free
 // ports, joined by `redis-cli --cluster create` with one replica per master, with the faults an
 // operator meets: a manual failover (`CLUSTER FAILOVER` on a replica) and a master killed.
+// With `{ password }` every node requires it (`requirepass`, and `masterauth` for its replica
+// links), and `urls` carry it; with `{ user }` too, every node also has that ACL user, same password.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -15,6 +17,13 @@ interface Node {
   port: number;
   process: ChildProcess | null;
   dir: string;
+}
+
+export interface ClusterOptions {
+  /** `requirepass` and `masterauth` of every node (none by default). */
+  password?: string;
+  /** An ACL user on every node, with all permissions and `password` (needs `password`). */
+  user?: string;
 }
 
 interface ClusterNodeLine {
@@ -34,24 +43,40 @@ export class TestRedisCluster {
   /** A cluster client for assertions (single-key commands; see `flushall` and `keys`). */
   admin!: Cluster;
 
-  /** Every node's URL: the seed list for `[redis] cluster`. */
+  private constructor(private readonly options: ClusterOptions) {}
+
+  /** Every node's URL: the seed list for `[redis] cluster` (with the default user's password, if any). */
   get urls(): string[] {
-    return this.nodes.map((n) => `redis://127.0.0.1:${n.port}`);
+    return this.urlsAs("");
   }
 
-  static async start(): Promise<TestRedisCluster> {
-    const cluster = new TestRedisCluster();
+  /** Every node's URL with `user`'s credentials (`""`: the default user). */
+  urlsAs(user: string): string[] {
+    const { password } = this.options;
+    const credentials = password === undefined ? "" : `${encodeURIComponent(user)}:${encodeURIComponent(password)}@`;
+    return this.nodes.map((n) => `redis://${credentials}127.0.0.1:${n.port}`);
+  }
+
+  /** Connection options for the helper's own clients. */
+  private get auth(): { password?: string } {
+    return this.options.password === undefined ? {} : { password: this.options.password };
+  }
+
+  static async start(options: ClusterOptions = {}): Promise<TestRedisCluster> {
+    if (options.user !== undefined && options.password === undefined) throw new Error("a cluster user needs a password");
+    const cluster = new TestRedisCluster(options);
     for (let i = 0; i < 6; i++) {
       const dir = join(cluster.dir, String(i));
       mkdirSync(dir);
       cluster.nodes.push({ port: await clusterPort(cluster.nodes.map((n) => n.port)), process: null, dir });
     }
     await Promise.all(cluster.nodes.map((node) => cluster.startNode(node)));
-    await run("redis-cli", ["--cluster", "create", ...cluster.nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "1", "--cluster-yes"]);
+    const auth = options.password === undefined ? [] : ["-a", options.password, "--no-auth-warning"];
+    await run("redis-cli", [...auth, "--cluster", "create", ...cluster.nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "1", "--cluster-yes"]);
     await cluster.waitHealthy();
     cluster.admin = new Cluster(
       cluster.nodes.map((n) => ({ host: "127.0.0.1", port: n.port })),
-      { redisOptions: { maxRetriesPerRequest: 3 }, retryDelayOnFailover: 100, retryDelayOnClusterDown: 100 },
+      { redisOptions: { maxRetriesPerRequest: 3, ...cluster.auth }, retryDelayOnFailover: 100, retryDelayOnClusterDown: 100 },
     );
     cluster.admin.on("error", () => {});
     await cluster.admin.ping();
@@ -59,15 +84,18 @@ export class TestRedisCluster {
   }
 
   private async startNode(node: Node) {
+    const { password, user } = this.options;
     node.process = await spawnRedisServer([
       ...["--port", String(node.port), "--bind", "127.0.0.1", "--dir", node.dir, "--save", "", "--appendonly", "no"],
       ...["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", String(NODE_TIMEOUT_MS)],
+      ...(password === undefined ? [] : ["--requirepass", password, "--masterauth", password]),
+      ...(user === undefined ? [] : ["--user", user, "on", `>${password}`, "~*", "&*", "+@all"]),
     ]);
   }
 
   /** One short-lived connection to a node. */
   async onNode<T>(port: number, body: (redis: Redis) => Promise<T>): Promise<T> {
-    const redis = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true });
+    const redis = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true, ...this.auth });
     redis.on("error", () => {});
     try {
       await redis.connect();
