@@ -24,10 +24,11 @@ import { heapStats } from "bun:jsc";
 import { existsSync } from "node:fs";
 import { Redis } from "ioredis";
 import { withCheckCharacters } from "../src/apps/syncthing-device-id.ts";
-import { loadConfig } from "../src/config/config.ts";
+import { loadConfig } from "../src/settings/config.ts";
 import { createContext } from "../src/service/context.ts";
-import { keys, type Owner } from "../src/store/keys.ts";
-import type { StoredRecord } from "../src/store/records.ts";
+import { keys } from "../src/store/keys.ts";
+import type { Owner } from "../src/domain/owner.ts";
+import type { StoredRecord } from "../src/domain/record.ts";
 
 const APP = "syncthing";
 const WARM = 1000;

@@ -43,15 +43,15 @@ import { Queue as BullQueue, Worker as BullWorker } from "bullmq";
 import { Redis } from "ioredis";
 import { option } from "./options.ts";
 
-// src/log.ts reads the level when it is loaded: set it before importing the service.
+// src/base/log.ts reads the level when it is loaded: set it before importing the service.
 process.env.IAPPS_LOG_LEVEL ??= "warn";
-const { resolveConfig } = await import("../src/config/config.ts");
+const { resolveConfig } = await import("../src/settings/config.ts");
 const { createContext } = await import("../src/service/context.ts");
 const { startWorker } = await import("../src/worker/start.ts");
 const { taskId } = await import("../src/queue/tasks.ts");
 const { keys } = await import("../src/store/keys.ts");
 type Lease = import("../src/queue/queue.ts").Lease;
-type Owner = import("../src/store/keys.ts").Owner;
+type Owner = import("../src/domain/owner.ts").Owner;
 
 // ---------------------------------------------------------------------------------------------
 // Options

@@ -11,14 +11,14 @@
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
 
 import { sign } from "hono/jwt";
-import { type Api, createApi, stopApi } from "./api.ts";
+import { type Api, createApi, stopApi } from "./runtimes/api.ts";
 import { DriveCommandError, driveCommand } from "./cli/drive.ts";
-import { type Config, ConfigError, configSource, loadConfig, redacted } from "./config/config.ts";
-import { maskSecrets } from "./config/secrets.ts";
+import { type Config, ConfigError, configSource, loadConfig, redacted } from "./settings/config.ts";
+import { maskSecrets } from "./base/secrets.ts";
 import { listenOps } from "./http/ops-listener.ts";
-import { configureLog, log } from "./log.ts";
+import { configureLog, log } from "./base/log.ts";
 import { startSimulator } from "./kubernetes/simulator.ts";
-import { listenWithBun } from "./serve-bun.ts";
+import { listenWithBun } from "./runtimes/bun.ts";
 import { createContext } from "./service/context.ts";
 import { opsFor } from "./service/health.ts";
 import { startReconcilingWorker } from "./worker/start.ts";
@@ -49,7 +49,7 @@ function parseArguments(argv: string[]): Arguments {
   }
   const [role, ...rest] = positional;
   if (role === undefined) fail(USAGE);
-  // Without --config and --env: IAPPS_CONFIG, else ./config.toml; IAPPS_ENV (as src/serve.ts).
+  // Without --config and --env: IAPPS_CONFIG, else ./config.toml; IAPPS_ENV (as src/runtimes/serve.ts).
   const fromEnvironment = configSource();
   return { role, rest, configFile: configFile ?? fromEnvironment.file, env: env ?? fromEnvironment.env };
 }

@@ -3,11 +3,11 @@
 
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import type { JobSpecification } from "../src/apps/app.ts";
+import type { JobSpecification } from "../src/domain/app.ts";
 import { deviceIdProblem, withCheckCharacters } from "../src/apps/syncthing-device-id.ts";
 import { syncthing } from "../src/apps/syncthing.ts";
 import { terminal } from "../src/apps/terminal.ts";
-import { AppError } from "../src/errors.ts";
+import { AppError } from "../src/base/errors.ts";
 import { validateConfig } from "../src/service/configs.ts";
 
 const DEVICE_A = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2";

@@ -7,12 +7,13 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaul
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveConfig } from "../src/config/config.ts";
+import { resolveConfig } from "../src/settings/config.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
 import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { ANNOTATIONS } from "../src/reconciler/objects.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
-import { keys, type Owner } from "../src/store/keys.ts";
+import { keys } from "../src/store/keys.ts";
+import type { Owner } from "../src/domain/owner.ts";
 import { relayOutboxes } from "../src/worker/resync.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
 import { eventually } from "./support/processes.ts";

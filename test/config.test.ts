@@ -6,8 +6,8 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { type Config, ConfigError, loadConfig, resolveConfig } from "../src/config/config.ts";
-import { durationMs } from "../src/config/duration.ts";
+import { type Config, ConfigError, loadConfig, resolveConfig } from "../src/settings/config.ts";
+import { durationMs } from "../src/settings/duration.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sign } from "hono/jwt";
 import { generateKeyPairSync } from "node:crypto";
-import { resolveConfig } from "../src/config/config.ts";
+import { resolveConfig } from "../src/settings/config.ts";
 import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";

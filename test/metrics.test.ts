@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaul
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveConfig } from "../src/config/config.ts";
+import { resolveConfig } from "../src/settings/config.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
 import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { Registry } from "../src/metrics/registry.ts";

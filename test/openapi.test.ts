@@ -8,17 +8,11 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import { Hono } from "hono";
 import { allApps } from "../src/apps/registry.ts";
-import { AppError, ERROR_CODES } from "../src/errors.ts";
+import { AppError, ERROR_CODES } from "../src/base/errors.ts";
 import { docsPage } from "../src/http/docs-page.ts";
-import {
-  type Method,
-  mountApiDescription,
-  type OpenApiDocument,
-  type OperationObject,
-  openApiDocument,
-  type SchemaObject,
-} from "../src/http/openapi.ts";
-import { httpAppFor } from "../src/http/server.ts";
+import { mountApiDescription, openApiDocument } from "../src/http/openapi.ts";
+import type { Method, OpenApiDocument, OperationObject, SchemaObject } from "../src/http/openapi-model.ts";
+import { httpAppFor } from "../src/runtimes/http-app.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, DEVICE_A, type Instance, startInstance, syncthingConfig, token } from "./support/service.ts";
 

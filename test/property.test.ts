@@ -8,7 +8,8 @@ import { sign } from "hono/jwt";
 import { withCheckCharacters } from "../src/apps/syncthing-device-id.ts";
 import { syncthing } from "../src/apps/syncthing.ts";
 import { validateConfig } from "../src/service/configs.ts";
-import { keys, type Owner } from "../src/store/keys.ts";
+import { keys } from "../src/store/keys.ts";
+import type { Owner } from "../src/domain/owner.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import {
   alice,

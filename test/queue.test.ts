@@ -2,7 +2,7 @@
 // processes, real SIGKILL and SIGTERM, and a Redis restarted under a running worker.
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { resolveConfig } from "../src/config/config.ts";
+import { resolveConfig } from "../src/settings/config.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { taskOfOutboxMember } from "../src/store/records.ts";
 import { relayOutboxes } from "../src/worker/resync.ts";

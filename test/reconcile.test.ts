@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
-import { resolveConfig } from "../src/config/config.ts";
+import { resolveConfig } from "../src/settings/config.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
 import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { ANNOTATIONS, filesystemVolume, podName, policyName, serviceName } from "../src/reconciler/objects.ts";
@@ -230,7 +230,6 @@ describe("idempotence (level-triggered)", () => {
         gateway: counting,
         runtime: context.runtime,
         filesystem: filesystemVolume(context.config.storage),
-        queue: context.queue,
         log: () => {},
       });
       await update(1);

@@ -7,10 +7,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaul
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveConfig } from "../src/config/config.ts";
+import { resolveConfig } from "../src/settings/config.ts";
 import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
-import { configureLog, log, prettyLine } from "../src/log.ts";
-import { withRequestId } from "../src/request-id.ts";
+import { configureLog, log, prettyLine } from "../src/base/log.ts";
+import { withRequestId } from "../src/base/request-id.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import { eventually, killAll, startProcess } from "./support/processes.ts";

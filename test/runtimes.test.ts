@@ -1,6 +1,6 @@
 // The API under each runtime it supports (issue 7, items 2 and 6): Bun, `deno serve` and Node 20
 // with tsx, each a real process on a free port against a real Redis, serving the entry module
-// src/serve.ts (or main.ts role api on Bun); and SIGTERM during load, where no request in flight
+// src/runtimes/serve.ts (or main.ts role api on Bun); and SIGTERM during load, where no request in flight
 // may be cut off and the process exits 0 with its Redis connections closed.
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
@@ -29,18 +29,18 @@ interface Runtime {
 
 const RUNTIMES: Runtime[] = [
   { name: "Bun: bun src/main.ts api", start: (_, env) => startProcess(["src/main.ts", "api"], env) },
-  { name: "Bun: bun src/serve.ts (the default export alone)", start: (_, env) => startProcess(["src/serve.ts"], env), drains: false },
+  { name: "Bun: bun src/runtimes/serve.ts (the default export alone)", start: (_, env) => startProcess(["src/runtimes/serve.ts"], env), drains: false },
   {
-    name: "Deno: deno serve src/serve-deno.ts",
+    name: "Deno: deno serve src/runtimes/deno.ts",
     start: (port, env) =>
       startProcess(
         // --cached-only and node_modules as they are: nothing may be downloaded.
-        ["serve", "--cached-only", "--node-modules-dir=manual", ...DENO_PERMISSIONS, "--host", "127.0.0.1", "--port", String(port), "src/serve-deno.ts"],
+        ["serve", "--cached-only", "--node-modules-dir=manual", ...DENO_PERMISSIONS, "--host", "127.0.0.1", "--port", String(port), "src/runtimes/deno.ts"],
         env,
         DENO,
       ),
   },
-  { name: "Node: node --import tsx src/serve-node.ts", start: (_, env) => startProcess(["--import", "tsx", "src/serve-node.ts"], env, "node") },
+  { name: "Node: node --import tsx src/runtimes/node.ts", start: (_, env) => startProcess(["--import", "tsx", "src/runtimes/node.ts"], env, "node") },
 ];
 
 let redis: TestRedis;

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { LocalStorage } from "../src/storage/local.ts";
 import { RedisDriveDirectory } from "../src/store/drives.ts";
-import { keys, type Owner } from "../src/store/keys.ts";
+import { keys } from "../src/store/keys.ts";
+import type { Owner } from "../src/domain/owner.ts";
 import { type DriveSpec, makeDrive as makeDriveIn } from "./support/drives.ts";
 import { TestRedis } from "./support/redis-server.ts";
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveConfig } from "../src/config/config.ts";
+import { resolveConfig } from "../src/settings/config.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
 import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { podName } from "../src/reconciler/objects.ts";

@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
-import type { AppSettings, PodContext } from "../src/apps/app.ts";
-import type { ActivityLeases, AppRuntime, PortAllocator } from "../src/apps/runtime.ts";
+import type { AppSettings, PodContext } from "../src/domain/app.ts";
+import type { ActivityLeases, AppRuntime, PortAllocator } from "../src/domain/runtime.ts";
 import {
   drivePathOf,
   TERMINAL_ANNOTATIONS,
@@ -18,8 +18,9 @@ import {
   terminalFoldersHash,
 } from "../src/apps/terminal.ts";
 import { buildPod, filesystemVolume } from "../src/reconciler/objects.ts";
-import type { FolderAccess, Storage } from "../src/storage/storage.ts";
-import { keys, type Owner } from "../src/store/keys.ts";
+import type { FolderAccess, Storage } from "../src/domain/storage.ts";
+import { keys } from "../src/store/keys.ts";
+import type { Owner } from "../src/domain/owner.ts";
 import { type DriveSpec, makeDrive } from "./support/drives.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, providerCall, publicCall, startInstance, token } from "./support/service.ts";

@@ -2,7 +2,7 @@
 // checking access belongs to the storage module (apps issue); here only their shape is checked.
 
 import * as v from "valibot";
-import type { Owner } from "../store/keys.ts";
+import type { Owner } from "../domain/owner.ts";
 
 export const ucloudPath = v.pipe(
   v.string("expected a string"),

@@ -1,6 +1,6 @@
 // The integrated applications this service knows. Adding an app: one module, one line here.
 
-import type { IntegratedApp } from "./app.ts";
+import type { IntegratedApp } from "../domain/app.ts";
 import { syncthing } from "./syncthing.ts";
 import { terminal } from "./terminal.ts";
 

@@ -5,10 +5,10 @@
 import { createHash } from "node:crypto";
 import * as v from "valibot";
 import type { V1Volume, V1VolumeMount } from "@kubernetes/client-node";
-import type { FolderAccess, ServiceFolder } from "../storage/storage.ts";
-import type { Owner } from "../store/keys.ts";
-import { type AppSettings, defineApp } from "./app.ts";
-import type { PortRange } from "./runtime.ts";
+import type { FolderAccess, ServiceFolder } from "../domain/storage.ts";
+import type { Owner } from "../domain/owner.ts";
+import { type AppSettings, defineApp } from "../domain/app.ts";
+import type { PortRange } from "../domain/runtime.ts";
 import { canonicalDeviceId, deviceIdProblem } from "./syncthing-device-id.ts";
 import { homeDrivePath, ucloudPath } from "./paths.ts";
 

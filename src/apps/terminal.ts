@@ -6,8 +6,8 @@
 
 import { createHash } from "node:crypto";
 import * as v from "valibot";
-import type { FolderAccess } from "../storage/storage.ts";
-import { defineApp } from "./app.ts";
+import type { FolderAccess } from "../domain/storage.ts";
+import { defineApp } from "../domain/app.ts";
 import { ucloudPath } from "./paths.ts";
 
 export const MAX_TERMINAL_FOLDERS = 1000;

@@ -19,7 +19,7 @@
 // Imports the record type and src/metrics/metrics.ts.
 
 import { metrics } from "../metrics/metrics.ts";
-import type { StoredRecord } from "../store/records.ts";
+import type { StoredRecord } from "../domain/record.ts";
 
 /** A cached answer: the record, or null for "no record" (the app's default applies). */
 export type CachedRecord = StoredRecord | null;

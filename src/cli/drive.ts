@@ -7,7 +7,8 @@
 import type { ServiceContext } from "../service/context.ts";
 import { Directory, errorCode, WalkError } from "../storage/directory.ts";
 import { HOME_PREFIX, parseUcloudPath, unsafeDriveId, unsafeUsername } from "../storage/local.ts";
-import { type DriveMetadata, folderKey, type MemberRole, type Sensitivity } from "../store/drives.ts";
+import { folderKey } from "../store/drives.ts";
+import type { DriveMetadata, MemberRole, Sensitivity } from "../domain/storage.ts";
 
 export const DRIVE_USAGE = `usage: bun src/main.ts drive <command>
   list                                  drives with metadata

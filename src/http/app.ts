@@ -1,15 +1,15 @@
 // The Hono application: routes of spec §2, auth, body limit, conditional requests, and the
 // mapping of errors to UCloud's error shape, request ids and the operational routes (ops.ts),
-// and the API description (openapi.ts). Web standards only: src/api.ts builds it for every
-// runtime, and src/serve-bun.ts, serve-deno.ts and serve-node.ts are the adapters at the edge.
-// Imports src/service, src/apps (types) and src/errors.ts, never store or Kubernetes code.
+// and the API description (openapi.ts). Web standards only: src/runtimes/api.ts builds it for every
+// runtime, and src/runtimes/bun.ts, serve-deno.ts and serve-node.ts are the adapters at the edge.
+// Imports src/service, src/apps (types) and src/base/errors.ts, never store or Kubernetes code.
 
 import { type Context, Hono } from "hono";
 import type { AppRegistry } from "../apps/registry.ts";
 import { bodyLimit } from "hono/body-limit";
-import { notFound, payloadTooLarge } from "../errors.ts";
+import { notFound, payloadTooLarge } from "../base/errors.ts";
 import { type ConfigService, type Preconditions, type View } from "../service/configs.ts";
-import type { Owner } from "../store/keys.ts";
+import type { Owner } from "../domain/owner.ts";
 import { type AuthOptions, type AuthVariables, authenticate, TokenVerifier } from "./auth.ts";
 import { bodyReadError, CLIENT_CLOSED_REQUEST_STATUS, ClientClosedRequest, errorResponse, routeNotFound, toAppError } from "./errors.ts";
 import { mountApiDescription } from "./openapi.ts";

@@ -4,8 +4,8 @@
 import type { MiddlewareHandler } from "hono";
 import { verify } from "hono/jwt";
 import * as v from "valibot";
-import { forbidden, invalidRequest, unauthorized } from "../errors.ts";
-import { UsernameSchema } from "../service/owner.ts";
+import { forbidden, invalidRequest, unauthorized } from "../base/errors.ts";
+import { UsernameSchema } from "../domain/owner.ts";
 
 export type Role = "USER" | "ADMIN" | "SERVICE";
 

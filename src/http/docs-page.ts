@@ -2,7 +2,7 @@
 // CSS. Self-contained on purpose: many deployments have no internet, so no script or style comes
 // from a CDN. Every text from the document is escaped. Imports only the document's types.
 
-import type { HeaderObject, Method, OpenApiDocument, OperationObject, ParameterObject, ResponseObject, SchemaObject } from "./openapi.ts";
+import type { HeaderObject, Method, OpenApiDocument, OperationObject, ParameterObject, ResponseObject, SchemaObject } from "./openapi-model.ts";
 
 /** HTML that is already safe; everything else interpolated into `html` is escaped. */
 class Safe {

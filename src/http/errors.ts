@@ -4,7 +4,7 @@
 
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { AppError, notFound } from "../errors.ts";
+import { AppError, notFound } from "../base/errors.ts";
 
 export function errorResponse(c: Context, error: AppError): Response {
   return c.json(error.toBody(), error.status as 400);

@@ -2,16 +2,17 @@
 // check requests with (src/http/requests.ts, the apps' config schemas, the owner schema), and
 // the two routes that serve it: `GET /openapi.json` and `GET /docs` (src/http/docs-page.ts).
 // The document depends on the enabled apps and the provider id, so each app instance builds it
-// once. Imports valibot, @valibot/to-json-schema, src/apps (schemas), src/errors.ts, requests.ts.
+// once. Imports valibot, @valibot/to-json-schema, src/apps (schemas), src/base/errors.ts, requests.ts.
 
-import { type ConversionConfig, type JsonSchema, toJsonSchema, toJsonSchemaDefs } from "@valibot/to-json-schema";
+import { type ConversionConfig, toJsonSchema, toJsonSchemaDefs } from "@valibot/to-json-schema";
 import type { Hono } from "hono";
 import * as v from "valibot";
-import type { IntegratedApp } from "../apps/app.ts";
-import { ERROR_CODES, type ErrorCode } from "../errors.ts";
+import type { IntegratedApp } from "../domain/app.ts";
+import { ERROR_CODES, type ErrorCode } from "../base/errors.ts";
 import type { TerminalOpened, View } from "../service/configs.ts";
-import { OwnerSchema } from "../service/owner.ts";
+import { OwnerSchema } from "../domain/owner.ts";
 import { docsPage } from "./docs-page.ts";
+import type { Method, OpenApiDocument, OperationObject, ParameterObject, ResponseObject, SchemaObject } from "./openapi-model.ts";
 import * as req from "./requests.ts";
 
 export interface ApiDescriptionOptions {
@@ -22,53 +23,9 @@ export interface ApiDescriptionOptions {
   operational?: Iterable<string>;
 }
 
-// A small model of the parts of OpenAPI 3.1 this document uses (the renderer reads it too).
-export type SchemaObject = JsonSchema & Record<string, unknown>;
-export interface ParameterObject {
-  name: string;
-  in: "query" | "header";
-  required?: boolean;
-  description?: string;
-  schema: SchemaObject;
-}
-export interface HeaderObject {
-  description: string;
-  schema: SchemaObject;
-}
-export interface ResponseObject {
-  description: string;
-  headers?: Record<string, HeaderObject | { $ref: string }>;
-  content?: Record<string, { schema: SchemaObject }>;
-}
-export interface OperationObject {
-  operationId: string;
-  tags: string[];
-  summary: string;
-  description?: string;
-  security: Record<string, string[]>[];
-  parameters?: (ParameterObject | { $ref: string })[];
-  requestBody?: { required: boolean; content: Record<string, { schema: SchemaObject }> };
-  responses: Record<string, ResponseObject | { $ref: string }>;
-}
-export type Method = "get" | "post";
-export interface OpenApiDocument {
-  openapi: string;
-  jsonSchemaDialect: string;
-  info: { title: string; version: string; description: string };
-  tags: { name: string; description: string }[];
-  paths: Record<string, Partial<Record<Method, OperationObject>>>;
-  components: {
-    schemas: Record<string, SchemaObject>;
-    responses: Record<string, ResponseObject>;
-    parameters: Record<string, ParameterObject>;
-    headers: Record<string, HeaderObject>;
-    securitySchemes: Record<string, Record<string, string>>;
-  };
-}
-
 export const OPENAPI_VERSION = "3.1.1";
 
-/** The error body every failure answers with (spec §2), built from src/errors.ts's codes. */
+/** The error body every failure answers with (spec §2), built from src/base/errors.ts's codes. */
 export const ErrorBodySchema = v.object({
   statusCode: v.pipe(v.number(), v.integer(), v.description("The HTTP status, repeated.")),
   why: v.pipe(v.string(), v.description("What went wrong, in a sentence a person can act on; names the field at fault.")),

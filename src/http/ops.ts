@@ -9,15 +9,15 @@
 //   GET /metrics  Prometheus text format 0.0.4
 //
 // Web standards only: what readiness and metrics mean for a process is handed in (see
-// src/service/health.ts). Imports hono, src/errors.ts, src/metrics, src/request-id.ts and the
+// src/service/health.ts). Imports hono, src/base/errors.ts, src/metrics, src/base/request-id.ts and the
 // types of src/service/health.ts.
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
-import { unavailable } from "../errors.ts";
+import { unavailable } from "../base/errors.ts";
 import { metrics } from "../metrics/metrics.ts";
 import { EXPOSITION_CONTENT_TYPE } from "../metrics/registry.ts";
-import { REQUEST_ID_HEADER, requestIdFrom, withRequestId } from "../request-id.ts";
+import { REQUEST_ID_HEADER, requestIdFrom, withRequestId } from "../base/request-id.ts";
 import type { OpsOptions } from "../service/health.ts";
 
 export type { OpsOptions };

@@ -6,8 +6,8 @@ import type { Context } from "hono";
 import * as v from "valibot";
 import { ucloudPath } from "../apps/paths.ts";
 import { drivePathOf } from "../apps/terminal.ts";
-import { invalidRequest } from "../errors.ts";
-import { OwnerSchema } from "../service/owner.ts";
+import { invalidRequest } from "../base/errors.ts";
+import { OwnerSchema } from "../domain/owner.ts";
 import { bodyReadError } from "./errors.ts";
 
 const optionalString = v.optional(v.pipe(v.string("expected a string"), v.maxLength(256, "must be at most 256 characters")));

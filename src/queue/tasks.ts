@@ -4,7 +4,8 @@
 // so at most one task per (kind, app, owner) can be pending (the dirty set holds the ids).
 // Imports src/store/keys.ts only.
 
-import { type Owner, recordTag } from "../store/keys.ts";
+import { recordTag } from "../store/keys.ts";
+import type { Owner } from "../domain/owner.ts";
 
 export type TaskKind = "reconcile" | "restart";
 

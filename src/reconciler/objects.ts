@@ -1,11 +1,11 @@
 // The generic Kubernetes objects of a record's job (spec §6), before the app shapes them:
 // pod `j-<jobId>-job-0`, headless service `j-<jobId>` and network policy `policy-<jobId>`.
-// Imports Kubernetes object types and src/apps/app.ts only.
+// Imports Kubernetes object types and src/domain/app.ts only.
 
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
 import type { V1NetworkPolicy, V1OwnerReference, V1Pod, V1Service, V1Volume } from "@kubernetes/client-node";
-import type { IntegratedApp, PodContext } from "../apps/app.ts";
+import type { IntegratedApp, PodContext } from "../domain/app.ts";
 
 export const LABELS = {
   jobId: "ucloud.dk/jobId",

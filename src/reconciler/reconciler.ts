@@ -5,17 +5,16 @@
 // Imports src/apps, src/store, src/ucloud/jobs.ts, src/kubernetes/gateway.ts, src/metrics and this folder.
 
 import type { V1Pod, V1Volume } from "@kubernetes/client-node";
-import type { AppSettings, IntegratedApp, PodContext } from "../apps/app.ts";
+import type { AppSettings, IntegratedApp, PodContext } from "../domain/app.ts";
 import type { AppRegistry } from "../apps/registry.ts";
-import type { AppRuntime } from "../apps/runtime.ts";
-import type { TaskQueue } from "../queue/queue.ts";
+import type { AppRuntime } from "../domain/runtime.ts";
 import { taskId } from "../queue/tasks.ts";
 import { type KubernetesGateway, statusOf } from "../kubernetes/gateway.ts";
 import { metrics } from "../metrics/metrics.ts";
-import { type Owner, recordTag } from "../store/keys.ts";
+import { recordTag } from "../store/keys.ts";
+import type { Owner } from "../domain/owner.ts";
 import type { RecordStore } from "../store/records.ts";
 import { isFinal, type Job, type JobRegistry, type JobState } from "../ucloud/jobs.ts";
-import type { TaskHandlers } from "../worker/handlers.ts";
 import { ANNOTATIONS, buildNetworkPolicy, buildPod, buildService, LABELS, ownedByPod, ownedService, ownerLabel, podName, policyName } from "./objects.ts";
 
 export interface ReconcilerOptions {
@@ -28,8 +27,6 @@ export interface ReconcilerOptions {
   runtime: AppRuntime;
   /** The storage root's volume, which pods mount user data from (objects.ts `filesystemVolume`). */
   filesystem: V1Volume;
-  /** For checks at a known time (a terminal's lease running out). */
-  queue: TaskQueue;
   log: (level: "debug" | "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -42,15 +39,26 @@ export interface ReconcilerOptions {
  */
 export type ReconcileOutcome = "in-sync" | "created" | "replaced" | "stopped" | "blocked" | "detached" | "waiting" | "skipped" | "pruned";
 
-export class Reconciler implements TaskHandlers {
+/**
+ * "Run me again after": when the record's wants change by themselves (a terminal's lease running
+ * out), in how many ms to reconcile it again; null when nothing changes by itself. The caller
+ * schedules it (as controller-runtime's `Result{RequeueAfter}`): the reconciler knows no queue.
+ */
+export interface ReconcileResult {
+  requeueAfterMs: number | null;
+}
+
+export class Reconciler {
   constructor(private readonly options: ReconcilerOptions) {}
 
-  async reconcile(appName: string, owner: Owner, signal?: AbortSignal): Promise<void> {
+  async reconcile(appName: string, owner: Owner, signal?: AbortSignal): Promise<ReconcileResult> {
     // Only enabled apps name a series: a task id naming anything else cannot add one.
     const app = this.options.apps.get(appName) ? appName : "unknown";
     let outcome: ReconcileOutcome | "aborted" | "error" = "error";
     try {
-      outcome = await this.converge(appName, owner, signal);
+      const result = await this.converge(appName, owner, signal);
+      outcome = result.outcome;
+      return { requeueAfterMs: result.requeueAfterMs ?? null };
     } catch (e) {
       if (signal?.aborted) outcome = "aborted";
       throw e;
@@ -59,14 +67,14 @@ export class Reconciler implements TaskHandlers {
     }
   }
 
-  private async converge(appName: string, owner: Owner, signal?: AbortSignal): Promise<ReconcileOutcome> {
+  private async converge(appName: string, owner: Owner, signal?: AbortSignal): Promise<{ outcome: ReconcileOutcome; requeueAfterMs?: number }> {
     // Before every change to the world: a task whose lease was lost stops here.
     const stop = () => signal?.throwIfAborted();
     const { store, jobs, apps, gateway } = this.options;
     const app = apps.get(appName);
-    if (!app) return "skipped"; // a disabled app's records are left as they are
+    if (!app) return { outcome: "skipped" }; // a disabled app's records are left as they are
     const record = await store.read(appName, owner);
-    if (!record || record.jobId === "") return "skipped";
+    if (!record || record.jobId === "") return { outcome: "skipped" };
     const name = podName(record.jobId);
     const tag = recordTag(appName, owner);
     // One list finds the job's pod and any pod left from an earlier job of this record (a new job
@@ -91,7 +99,7 @@ export class Reconciler implements TaskHandlers {
       stop();
       if (pod) await gateway.deletePod(name);
       await app.release(record.jobId, this.options.runtime);
-      return "detached";
+      return { outcome: "detached" };
     }
 
     const base = {
@@ -110,24 +118,25 @@ export class Reconciler implements TaskHandlers {
       stop();
       if (await store.prune(appName, owner, record.etag, pruned.config, pruned.warnings, taskId("reconcile", appName, owner))) {
         this.options.log("info", "removed what the configuration may no longer hold", { app: appName, owner, warnings: pruned.warnings });
-        return "pruned";
+        return { outcome: "pruned" };
       }
-      return "waiting"; // the record changed meanwhile: its own reconcile follows
+      return { outcome: "waiting" }; // the record changed meanwhile: its own reconcile follows
     }
     const shouldRun = app.shouldRun(context);
+    // A lease running out changes what the app wants by itself: look again just after.
     const recheck = app.recheckAfter(context);
-    if (recheck !== null) await this.options.queue.addAfter(taskId("reconcile", appName, owner), recheck + 50);
+    const done = (outcome: ReconcileOutcome) => (recheck === null ? { outcome } : { outcome, requeueAfterMs: recheck + 50 });
 
     if (pod) {
       // A pod on its way out: its DELETED event brings us back.
-      if (pod.metadata?.deletionTimestamp) return "waiting";
+      if (pod.metadata?.deletionTimestamp) return done("waiting");
       const phase = pod.status?.phase;
       const outdated = this.outdated(app, pod, context);
       if (outdated === null && shouldRun && phase !== "Succeeded" && phase !== "Failed") {
         stop();
         await this.ensureCompanions(app, context, pod);
         await this.setState(job, phase === "Running" ? "RUNNING" : "IN_QUEUE");
-        return "in-sync";
+        return done("in-sync");
       }
       stop();
       await gateway.deletePod(name);
@@ -135,7 +144,7 @@ export class Reconciler implements TaskHandlers {
       this.options.log("info", "deleted a pod", { app: appName, owner, pod: name, why: outdated ?? (shouldRun ? `phase ${phase}` : "should not run") });
       // Where deletion is immediate the new pod follows now; elsewhere its DELETED event brings us back.
       pod = await gateway.getPod(name);
-      if (pod) return "replaced";
+      if (pod) return done("replaced");
     }
 
     // No pod of this job runs now: a reset's side effects can be done without a pod undoing them.
@@ -151,7 +160,7 @@ export class Reconciler implements TaskHandlers {
       stop();
       await app.release(record.jobId, this.options.runtime);
       await this.setState(job, "SUSPENDED");
-      return "stopped";
+      return done("stopped");
     }
     stop();
     const blocked = await app.prepareStart(context, this.options.runtime);
@@ -159,7 +168,7 @@ export class Reconciler implements TaskHandlers {
       // Reported where operators and users look, and left for the resync to try again: no retry storm.
       if (job.status !== blocked) this.options.log("warn", "a pod cannot start", { app: appName, owner, jobId: record.jobId, why: blocked });
       await this.setState(job, "SUSPENDED", blocked);
-      return "blocked";
+      return done("blocked");
     }
     let created: V1Pod;
     try {
@@ -167,23 +176,23 @@ export class Reconciler implements TaskHandlers {
       created = await gateway.createPod(buildPod(app, context, tag));
     } catch (e) {
       // Another worker (a restart racing a reconcile) created it first: its events bring us back.
-      if (statusOf(e) === 409) return "in-sync";
+      if (statusOf(e) === 409) return done("in-sync");
       throw e;
     }
     stop();
     await this.ensureCompanions(app, context, created);
     await this.setState(job, "IN_QUEUE");
     this.options.log("info", "created a pod", { app: appName, owner, pod: name, etag: record.etag });
-    return "created";
+    return done("created");
   }
 
   /** Deletes the rank-0 pod (grace period 0, background propagation); the reconcile recreates it. */
-  async restart(appName: string, owner: Owner, signal?: AbortSignal): Promise<void> {
+  async restart(appName: string, owner: Owner, signal?: AbortSignal): Promise<ReconcileResult> {
     const record = await this.options.store.read(appName, owner);
-    if (!record || record.state !== "active" || record.jobId === "") return;
+    if (!record || record.state !== "active" || record.jobId === "") return { requeueAfterMs: null };
     signal?.throwIfAborted();
     await this.options.gateway.deletePod(podName(record.jobId));
-    await this.reconcile(appName, owner, signal);
+    return this.reconcile(appName, owner, signal);
   }
 
   /** Why a running pod no longer fits its record, or null when it does. */

@@ -2,13 +2,13 @@
 // and §4: ETag checks, validation before storing, exactly one job per record, new jobs for
 // detached records; and the terminal's open and activity (spec §2, §8), through the same
 // transaction loop. Knows nothing of HTTP or Kubernetes.
-// Imports src/apps, src/store, src/storage/storage.ts (types), src/queue/tasks.ts,
-// src/ucloud/jobs.ts and src/errors.ts.
+// Imports src/apps, src/store, src/domain/storage.ts (types), src/queue/tasks.ts,
+// src/ucloud/jobs.ts and src/base/errors.ts.
 
 import * as v from "valibot";
-import type { IntegratedApp, JobSpecification } from "../apps/app.ts";
+import type { IntegratedApp, JobSpecification } from "../domain/app.ts";
 import type { AppRegistry } from "../apps/registry.ts";
-import type { AppRuntime } from "../apps/runtime.ts";
+import type { AppRuntime } from "../domain/runtime.ts";
 import { drivePathOf, type TerminalConfig } from "../apps/terminal.ts";
 import {
   AppError,
@@ -21,12 +21,13 @@ import {
   preconditionRequired,
   unavailable,
   unknownApplication,
-} from "../errors.ts";
+} from "../base/errors.ts";
 import { type TaskKind, taskId } from "../queue/tasks.ts";
-import type { Owner } from "../store/keys.ts";
-import { type Commit, newEtag, type RecordStore, type Snapshot, type StoredRecord } from "../store/records.ts";
+import type { Owner } from "../domain/owner.ts";
+import { type Commit, newEtag, type RecordStore, type Snapshot } from "../store/records.ts";
+import type { StoredRecord } from "../domain/record.ts";
 import { AmbiguousCommitError, isRedisUnavailable, PoolExhaustedError } from "../store/redis.ts";
-import type { FolderAccess } from "../storage/storage.ts";
+import type { FolderAccess } from "../domain/storage.ts";
 import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
 
 /** The ETag of a configuration that was never stored. */

@@ -2,11 +2,11 @@
 // a configuration, and closes them again. Roles (src/main.ts) and tests start from here.
 
 import { Cluster } from "ioredis";
-import type { AppSettings } from "../apps/app.ts";
-import type { AppRuntime } from "../apps/runtime.ts";
+import type { AppSettings } from "../domain/app.ts";
+import type { AppRuntime } from "../domain/runtime.ts";
 import { type AppRegistry, enabledApps } from "../apps/registry.ts";
-import type { Config } from "../config/config.ts";
-import { log } from "../log.ts";
+import type { Config } from "../settings/config.ts";
+import { log } from "../base/log.ts";
 import { RecordCache } from "../cache/record-cache.ts";
 import { InvalidationSubscriber } from "../cache/subscriber.ts";
 import { TaskQueue } from "../queue/queue.ts";

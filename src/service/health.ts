@@ -8,9 +8,9 @@
 //   depth by state (from Redis, bounded by the command timeout so a scrape never hangs; left out
 //   when Redis does not answer) and the cache's size and state.
 //
-// Imports src/config/secrets.ts, src/metrics and src/service/context.ts.
+// Imports src/base/secrets.ts, src/metrics and src/service/context.ts.
 
-import { maskSecrets } from "../config/secrets.ts";
+import { maskSecrets } from "../base/secrets.ts";
 import { metrics, registry } from "../metrics/metrics.ts";
 import type { ServiceContext } from "./context.ts";
 

@@ -11,9 +11,9 @@
 
 import { resolve } from "node:path";
 import { InvalidDriveMetadata } from "../store/drives.ts";
-import type { Owner } from "../store/keys.ts";
+import type { Owner } from "../domain/owner.ts";
 import { Directory, isPlainName, WalkError } from "./directory.ts";
-import type { Access, DriveDirectory, DriveMetadata, FolderAccess, Sensitivity, ServiceFolder, Storage } from "./storage.ts";
+import type { Access, DriveDirectory, DriveMetadata, FolderAccess, Sensitivity, ServiceFolder, Storage } from "../domain/storage.ts";
 
 export const HOME_PREFIX = "home-";
 /** The longest folder name Linux file systems take, in bytes. */

@@ -11,21 +11,11 @@
 //   member:<user>    "read" or "write"
 //   sensitivity:<p>  "SENSITIVE" or "CONFIDENTIAL" for the folder <p> inside the drive ("" the drive itself)
 //   updatedAt        when an operator last changed it
-// Imports src/store/* only.
+// Imports src/domain/storage.ts (types) and src/store/* only.
 
+import type { DriveMetadata, MemberRole, Sensitivity } from "../domain/storage.ts";
 import { keys } from "./keys.ts";
 import { type CommandConnection, type RedisClient, scanEach } from "./redis.ts";
-
-export type Sensitivity = "SENSITIVE" | "CONFIDENTIAL";
-export type MemberRole = "read" | "write";
-
-export interface DriveMetadata {
-  owner: string;
-  members: Record<string, MemberRole>;
-  locked: boolean;
-  /** Restricted folders by their path inside the drive (`""` is the drive itself, `data/raw` a folder in it). */
-  sensitivity: Record<string, Sensitivity>;
-}
 
 const MEMBER = "member:";
 const SENSITIVITY = "sensitivity:";

@@ -2,7 +2,8 @@
 // the write: which record changed and its new ETag (null: the record is gone).
 // Imports src/store/keys.ts only.
 
-import { keys, type Owner } from "./keys.ts";
+import { keys } from "./keys.ts";
+import type { Owner } from "../domain/owner.ts";
 
 export interface Invalidation {
   app: string;

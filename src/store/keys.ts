@@ -4,10 +4,7 @@
 // Keys that one transaction touches together share a hash tag `{<app>:<owner>}`, so every
 // multi-key transaction stays inside one hash slot and the service also runs on Redis Cluster.
 
-export interface Owner {
-  createdBy: string;
-  project: string | null;
-}
+import type { Owner } from "../domain/owner.ts";
 
 const PREFIX = "iapps";
 

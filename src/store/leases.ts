@@ -2,10 +2,11 @@
 // record's hash slot, set with PX on every open and activity, so it disappears by itself when
 // the owner has been idle for the lease's length. Every API replica and worker reads the same
 // lease (UCloud keeps it in one process's memory). Lease times are the Redis server's clock.
-// Imports src/store/* and the ActivityLeases interface of src/apps/runtime.ts.
+// Imports src/store/* and the ActivityLeases interface of src/domain/runtime.ts.
 
-import type { ActivityLeases } from "../apps/runtime.ts";
-import { keys, type Owner } from "./keys.ts";
+import type { ActivityLeases } from "../domain/runtime.ts";
+import { keys } from "./keys.ts";
+import type { Owner } from "../domain/owner.ts";
 import type { CommandConnection } from "./redis.ts";
 
 export class RedisActivityLeases implements ActivityLeases {

@@ -2,7 +2,7 @@
 // hashes per pool (port → job, job → port) changed together by one script.
 // Imports src/store/keys.ts, src/store/redis.ts and the PortAllocator interface.
 
-import type { PortAllocator, PortRange } from "../apps/runtime.ts";
+import type { PortAllocator, PortRange } from "../domain/runtime.ts";
 import { keys } from "./keys.ts";
 import type { CommandConnection } from "./redis.ts";
 

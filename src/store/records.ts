@@ -10,14 +10,15 @@
 // The task a write causes therefore cannot join its MULTI (the queue has a slot of its own): the
 // MULTI puts it in the record's outbox, and after EXEC it moves to the queue. A writer that dies
 // in between leaves it in the outbox, where the worker's resync finds it (relayOutboxes).
-// Imports src/store/*, the cache's type and src/request-id.ts (a task remembers the request that
+// Imports src/store/*, the cache's type and src/base/request-id.ts (a task remembers the request that
 // added it).
 
 import { randomBytes } from "node:crypto";
-import type { RecordCache } from "../cache/record-cache.ts";
-import { currentRequestId } from "../request-id.ts";
+import type { StoredRecord } from "../domain/record.ts";
+import { currentRequestId } from "../base/request-id.ts";
 import { encodeInvalidation } from "./invalidations.ts";
-import { keys, type Owner } from "./keys.ts";
+import { keys } from "./keys.ts";
+import type { Owner } from "../domain/owner.ts";
 import type { Redis } from "ioredis";
 import {
   AmbiguousCommitError,
@@ -27,21 +28,6 @@ import {
   RedisUnavailableError,
   type TransactionPool,
 } from "./redis.ts";
-
-export type RecordState = "active" | "detached";
-
-export interface StoredRecord {
-  config: unknown;
-  etag: string;
-  jobId: string;
-  state: RecordState;
-  updatedAt: string;
-  /**
-   * What the service itself removed from the configuration, and why, in words for the owner (a
-   * folder marked restricted). Set by the write that removed it; gone with the next write.
-   */
-  warnings?: string[];
-}
 
 /** What one transaction read: the record and the job claim, as they were when watched. */
 export interface Snapshot {
@@ -92,6 +78,19 @@ export function newEtag(): string {
   return randomBytes(16).toString("hex");
 }
 
+/**
+ * What the store needs of a replica's cache (src/cache/record-cache.ts is one). A fill or a
+ * write-through first opens a ticket, then closes it with what it read or wrote: an invalidation
+ * that passes in between voids the ticket, so the older record is never installed.
+ */
+export interface WriteThroughCache {
+  readonly maxEntries: number;
+  /** The cached record (null: known absent), or undefined when not cached or not trusted now. */
+  get(key: string): StoredRecord | null | undefined;
+  open(key: string, etag?: string): unknown;
+  close(ticket: unknown, value: StoredRecord | null | undefined): void;
+}
+
 export type Outcome<T> = { committed: true; value: T } | { committed: false };
 
 export interface RecordStoreOptions {
@@ -105,13 +104,13 @@ export interface RecordStoreOptions {
   onRoutingTrouble?: () => void;
   log?: (level: "warn", message: string, fields?: Record<string, unknown>) => void;
   /** This replica's cache, or null to read Redis every time. */
-  cache?: RecordCache | null;
+  cache?: WriteThroughCache | null;
   /** Test hook: runs between a cache fill's Redis read and its insert. */
   afterFillRead?: (key: string) => Promise<void>;
 }
 
 export class RecordStore {
-  private readonly cache: RecordCache | null;
+  private readonly cache: WriteThroughCache | null;
 
   constructor(
     private readonly commands: CommandConnection,

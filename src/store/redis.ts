@@ -16,11 +16,11 @@
 //
 // - Error messages built here mask any URL password a connection error quotes (spec §10).
 //
-// Imports ioredis, src/errors.ts, src/config/secrets.ts and src/store/slots.ts only.
+// Imports ioredis, src/base/errors.ts, src/base/secrets.ts and src/store/slots.ts only.
 
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
-import { maskSecrets } from "../config/secrets.ts";
-import { AppError } from "../errors.ts";
+import { maskSecrets } from "../base/secrets.ts";
+import { AppError } from "../base/errors.ts";
 import { hashSlot } from "./slots.ts";
 
 /** A single server's connection, or a Redis Cluster's client: the commands the service uses are the same. */

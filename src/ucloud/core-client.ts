@@ -1,9 +1,9 @@
 // Calls to UCloud/Core as a provider: the access token from the provider's refresh token (renewed
 // shortly before it expires, one renewal per process however many calls wait for it), bounded
 // calls, and Core's failures as errors the API answers 503 for and the worker retries.
-// Imports src/errors.ts only.
+// Imports src/base/errors.ts only.
 
-import { AppError } from "../errors.ts";
+import { AppError } from "../base/errors.ts";
 
 export type Fetch = (input: string, init: RequestInit) => Promise<Response>;
 

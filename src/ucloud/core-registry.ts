@@ -2,9 +2,9 @@
 // Wire shapes follow UCloud's own definitions (provider-integration/shared/pkg/orchestrators/
 // jobs.go and resource.go in SDU-eScience/UCloud): absent optional fields are written as null,
 // timestamps are epoch milliseconds.
-// Imports src/apps/app.ts (types), src/ucloud/core-client.ts and src/ucloud/jobs.ts.
+// Imports src/domain/app.ts (types), src/ucloud/core-client.ts and src/ucloud/jobs.ts.
 
-import type { JobSpecification } from "../apps/app.ts";
+import type { JobSpecification } from "../domain/app.ts";
 import { CoreUnavailableError, type CoreClient } from "./core-client.ts";
 import { isFinal, type Job, type JobRegistry, type JobState } from "./jobs.ts";
 

@@ -2,7 +2,7 @@
 // A job is the hash `iapps:job:<id>`; ids come from the counter `iapps:job-seq`.
 // Imports src/store/keys.ts, src/store/redis.ts and src/ucloud/jobs.ts.
 
-import type { JobSpecification } from "../apps/app.ts";
+import type { JobSpecification } from "../domain/app.ts";
 import { keys } from "../store/keys.ts";
 import type { CommandConnection } from "../store/redis.ts";
 import type { Job, JobRegistry, JobState } from "./jobs.ts";

@@ -1,8 +1,8 @@
 // The job registry: where the dedicated job of each record is registered and its state kept.
 // `embedded` keeps jobs in Redis (src/ucloud/embedded-registry.ts); `core` talks to UCloud/Core
-// (src/ucloud/core-registry.ts). Imports src/apps/app.ts (for JobSpecification) only.
+// (src/ucloud/core-registry.ts). Imports src/domain/app.ts (for JobSpecification) only.
 
-import type { JobSpecification } from "../apps/app.ts";
+import type { JobSpecification } from "../domain/app.ts";
 
 /** UCloud's JobState (orchestrators/jobs.go). */
 export type JobState = "IN_QUEUE" | "RUNNING" | "SUCCESS" | "FAILURE" | "EXPIRED" | "SUSPENDED";

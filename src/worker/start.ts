@@ -3,7 +3,7 @@
 // Imports ioredis, src/service/context.ts, src/kubernetes, src/reconciler and src/worker/*.
 
 import { KubernetesGateway } from "../kubernetes/gateway.ts";
-import { log } from "../log.ts";
+import { log } from "../base/log.ts";
 import { ANNOTATIONS, filesystemVolume, LABELS } from "../reconciler/objects.ts";
 import { Reconciler } from "../reconciler/reconciler.ts";
 import type { ServiceContext } from "../service/context.ts";
@@ -78,7 +78,6 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
     gateway,
     runtime: context.runtime,
     filesystem: filesystemVolume(config.storage),
-    queue: context.queue,
     log,
   });
   const worker = startWorker(context, reconciler);

@@ -5,14 +5,14 @@
 // A task runs with the id of the request that added it as the current request id, so its log
 // lines (the reconciler's too) carry it; its duration and outcome go to the metrics.
 //
-// Imports ioredis, src/queue, src/store/keys.ts, src/request-id.ts, src/metrics and src/worker/*.
+// Imports ioredis, src/queue, src/store/keys.ts, src/base/request-id.ts, src/metrics and src/worker/*.
 
 import { randomBytes } from "node:crypto";
 import type { CommandConnection, RedisClient } from "../store/redis.ts";
 import { type Lease, TaskQueue } from "../queue/queue.ts";
-import { parseTaskId } from "../queue/tasks.ts";
+import { parseTaskId, taskId } from "../queue/tasks.ts";
 import { metrics } from "../metrics/metrics.ts";
-import { withRequestId } from "../request-id.ts";
+import { withRequestId } from "../base/request-id.ts";
 import type { TaskHandlers } from "./handlers.ts";
 import { resyncOnce } from "./resync.ts";
 
@@ -142,7 +142,9 @@ export class Worker {
     let error: string | null = null;
     try {
       if (!task) throw new Error(`not a task id: ${lease.id}`);
-      await handlers[task.kind](task.app, task.owner, abort.signal);
+      const result = await handlers[task.kind](task.app, task.owner, abort.signal);
+      // The handler's "run me again after" (a lease running out): the queue keeps one such task.
+      if (result?.requeueAfterMs != null) await queue.addAfter(taskId("reconcile", task.app, task.owner), result.requeueAfterMs);
     } catch (e) {
       error = e instanceof Error ? e.message : String(e);
     } finally {

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Child, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";
 import { RecordCache } from "../../src/cache/record-cache.ts";
-import { DEFAULT_CACHE_MAX_BYTES, resolveConfig } from "../../src/config/config.ts";
+import { DEFAULT_CACHE_MAX_BYTES, resolveConfig } from "../../src/settings/config.ts";
 import { withCheckCharacters } from "../../src/apps/syncthing-device-id.ts";
 import { MAX_CONFIG_BYTES } from "../../src/service/configs.ts";
 import { keys } from "../../src/store/keys.ts";
@@ -79,12 +79,12 @@ describe("a client that hangs up mid-body is not an error of ours (issue 12, ite
     [join(ROOT, "node_modules/deno/deno"), join(ROOT, "node_modules/@deno/linux-x64-glibc/deno")].find((p) => existsSync(p)) ?? "deno";
   const RUNTIMES: { name: string; start(port: number, env: Record<string, string>): Child }[] = [
     { name: "Bun (bun src/main.ts api)", start: (_, env) => startProcess(["src/main.ts", "api"], env) },
-    { name: "Node (src/serve-node.ts)", start: (_, env) => startProcess(["--import", "tsx", "src/serve-node.ts"], env, "node") },
+    { name: "Node (src/runtimes/node.ts)", start: (_, env) => startProcess(["--import", "tsx", "src/runtimes/node.ts"], env, "node") },
     {
-      name: "Deno (deno serve src/serve-deno.ts)",
+      name: "Deno (deno serve src/runtimes/deno.ts)",
       start: (port, env) =>
         startProcess(
-          ["serve", "--cached-only", "--node-modules-dir=manual", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--host", "127.0.0.1", "--port", String(port), "src/serve-deno.ts"],
+          ["serve", "--cached-only", "--node-modules-dir=manual", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--host", "127.0.0.1", "--port", String(port), "src/runtimes/deno.ts"],
           env,
           DENO,
         ),

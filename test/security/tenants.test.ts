@@ -8,12 +8,13 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
-import { resolveConfig } from "../../src/config/config.ts";
+import { resolveConfig } from "../../src/settings/config.ts";
 import { KubernetesGateway } from "../../src/kubernetes/gateway.ts";
 import { type RunningSimulator, startSimulator } from "../../src/kubernetes/simulator.ts";
 import { podName } from "../../src/reconciler/objects.ts";
 import { createContext, type ServiceContext } from "../../src/service/context.ts";
-import { keys, type Owner } from "../../src/store/keys.ts";
+import { keys } from "../../src/store/keys.ts";
+import type { Owner } from "../../src/domain/owner.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../../src/worker/start.ts";
 import { makeDrive } from "../support/drives.ts";
 import { BUN, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";

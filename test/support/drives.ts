@@ -3,7 +3,8 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { DriveMetadata, RedisDriveDirectory } from "../../src/store/drives.ts";
+import type { RedisDriveDirectory } from "../../src/store/drives.ts";
+import type { DriveMetadata } from "../../src/domain/storage.ts";
 
 export interface DriveSpec {
   owner: string;

@@ -2,7 +2,7 @@
 // fault to inject for tests: TEST_CRASH_AFTER_POD_DELETE=1 makes the process SIGKILL itself
 // right after it has deleted a pod, before anything can recreate it.
 
-import { resolveConfig } from "../../src/config/config.ts";
+import { resolveConfig } from "../../src/settings/config.ts";
 import { createContext } from "../../src/service/context.ts";
 import { exitOnSignal, startReconcilingWorker } from "../../src/worker/start.ts";
 

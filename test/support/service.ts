@@ -3,10 +3,10 @@
 // fetch handler the server runs.
 
 import { sign } from "hono/jwt";
-import { resolveConfig, type Config } from "../../src/config/config.ts";
-import { httpAppFor } from "../../src/http/server.ts";
+import { resolveConfig, type Config } from "../../src/settings/config.ts";
+import { httpAppFor } from "../../src/runtimes/http-app.ts";
 import { type ContextOptions, createContext, type ServiceContext } from "../../src/service/context.ts";
-import type { Owner } from "../../src/store/keys.ts";
+import type { Owner } from "../../src/domain/owner.ts";
 import { redisEnvironment } from "./redis-server.ts";
 
 export const SECRET = "test-secret-0123456789abcdef";

@@ -6,10 +6,10 @@
 //   TEST_MODE=fail    every task throws
 //   TEST_WORKER_NAME  recorded in `test:finished-by` for each task it completed
 
-import { resolveConfig } from "../../src/config/config.ts";
+import { resolveConfig } from "../../src/settings/config.ts";
 import { createContext } from "../../src/service/context.ts";
 import { createClient } from "../../src/store/redis.ts";
-import type { Owner } from "../../src/store/keys.ts";
+import type { Owner } from "../../src/domain/owner.ts";
 import { type TaskKind, taskId } from "../../src/queue/tasks.ts";
 import { exitOnSignal, startWorker } from "../../src/worker/start.ts";
 import { recordTag } from "../../src/store/keys.ts";

@@ -1,13 +1,13 @@
-// The API under Node (20 or later): `node --import tsx src/serve-node.ts` (`npm run api:node`). Serves
-// the default export of src/serve.ts with @hono/node-server on [server] host and port; SIGTERM or
+// The API under Node (20 or later): `node --import tsx src/runtimes/node.ts` (`npm run api:node`). Serves
+// the default export of src/runtimes/serve.ts with @hono/node-server on [server] host and port; SIGTERM or
 // SIGINT stops accepting, lets the requests in flight finish ([server] shutdown_timeout), closes
 // Redis and exits 0. The only file that knows Node's HTTP server.
 
 import type { Server, ServerResponse } from "node:http";
 import { serve } from "@hono/node-server";
 import { stopApi } from "./api.ts";
-import { maskSecrets } from "./config/secrets.ts";
-import { log } from "./log.ts";
+import { maskSecrets } from "../base/secrets.ts";
+import { log } from "../base/log.ts";
 import entry, { api } from "./serve.ts";
 
 const server = serve({ fetch: entry.fetch, hostname: entry.hostname, port: entry.port }, (address) => {

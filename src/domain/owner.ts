@@ -1,4 +1,5 @@
-// Owners as requests name them. A username or project id becomes part of Redis keys
+// The owner of a record: `{createdBy, project}` (spec §1), its schema, and the type every layer
+// names it by (inferred from the schema). Owners as requests name them. A username or project id becomes part of Redis keys
 // (`iapps:cfg:{syncthing:alice}`), so the characters that would make two owners share a key
 // (':') or break a hash tag ('{', '}') are refused, as are whitespace and control characters, and
 // what would make an unsafe folder name for the home drive ('/', '\\', '.', '..').
@@ -40,3 +41,6 @@ export const OwnerSchema = v.object({
   createdBy: UsernameSchema,
   project: v.optional(v.nullable(identifier("a project id", MAX_PROJECT_BYTES, "Syncthing-<project>")), null),
 });
+
+/** `{createdBy, project}`: whose record (spec §1). The UI only ever acts for `project: null`. */
+export type Owner = v.InferOutput<typeof OwnerSchema>;

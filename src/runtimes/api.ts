@@ -1,14 +1,14 @@
 // One API replica built from a configuration: its service context, its HTTP app as a plain
 // `fetch(Request)`, and the way it stops. The one place that builds the API for every runtime;
-// the runtime adapters only listen and stop listening: src/serve.ts is the entry module (its
-// default export `{ fetch }`), served by src/serve-bun.ts (Bun.serve, for src/main.ts roles api
-// and all), src/serve-deno.ts (`deno serve`) and src/serve-node.ts (Node, @hono/node-server).
+// the runtime adapters only listen and stop listening: src/runtimes/serve.ts is the entry module (its
+// default export `{ fetch }`), served by src/runtimes/bun.ts (Bun.serve, for src/main.ts roles api
+// and all), src/runtimes/deno.ts (`deno serve`) and src/runtimes/node.ts (Node, @hono/node-server).
 // Runtime-neutral: imports src/config, src/service, src/http and src/log.
 
-import type { Config } from "./config/config.ts";
-import { httpAppFor } from "./http/server.ts";
-import { log } from "./log.ts";
-import { createContext, type ServiceContext } from "./service/context.ts";
+import type { Config } from "../settings/config.ts";
+import { httpAppFor } from "./http-app.ts";
+import { log } from "../base/log.ts";
+import { createContext, type ServiceContext } from "../service/context.ts";
 
 export interface Api {
   config: Config;

@@ -1,11 +1,11 @@
 // The HTTP app of a service context, with the auth settings checked. Runtime-neutral: it answers
-// `fetch(Request)`; src/api.ts builds it for every runtime's adapter (src/serve*.ts).
+// `fetch(Request)`; src/runtimes/api.ts builds it for every runtime's adapter (src/serve*.ts).
 
-import type { Config } from "../config/config.ts";
-import { log } from "../log.ts";
+import type { Config } from "../settings/config.ts";
+import { log } from "../base/log.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { opsFor } from "../service/health.ts";
-import { createHttpApp } from "./app.ts";
+import { createHttpApp } from "../http/app.ts";
 
 export function httpAppFor(context: ServiceContext) {
   const { config } = context;

@@ -6,7 +6,7 @@
 
 import type { V1NetworkPolicy, V1Pod, V1Service, V1Volume } from "@kubernetes/client-node";
 import type * as v from "valibot";
-import type { Owner } from "../store/keys.ts";
+import type { Owner } from "./owner.ts";
 import type { AppRuntime } from "./runtime.ts";
 
 /** UCloud's JobSpecification, the fields this service fills in (see spec §4.2). */

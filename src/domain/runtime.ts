@@ -1,10 +1,10 @@
 // What an app's runtime hooks may use beside the record: storage, port allocation and the
 // terminal's inactivity leases. Interfaces only: the implementations (local files, Redis) live in
 // src/storage and src/store, so apps never touch Redis or the file system layout themselves.
-// Imports src/storage/storage.ts and src/store/keys.ts (types) only.
+// Imports src/domain/storage.ts and src/store/keys.ts (types) only.
 
-import type { Storage } from "../storage/storage.ts";
-import type { Owner } from "../store/keys.ts";
+import type { Storage } from "./storage.ts";
+import type { Owner } from "./owner.ts";
 
 export interface PortRange {
   /** First port of the range. */

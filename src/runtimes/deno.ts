@@ -1,5 +1,5 @@
-// The API under Deno: `deno serve --port 8080 --host 0.0.0.0 src/serve-deno.ts` (flags in
-// package.json's api:deno). Its default export is src/serve.ts's; Deno picks port and host from
+// The API under Deno: `deno serve --port 8080 --host 0.0.0.0 src/runtimes/deno.ts` (flags in
+// package.json's api:deno). Its default export is src/runtimes/serve.ts's; Deno picks port and host from
 // its flags, not from [server].
 //
 // On SIGTERM or SIGINT `deno serve` itself closes the listening socket and lets the requests in

@@ -8,12 +8,20 @@
 // and `write` members may write, `read` members may read, nobody may use a locked drive.
 // Imports src/store/keys.ts and src/store/drives.ts (types) only.
 
-import type { DriveMetadata, Sensitivity } from "../store/drives.ts";
-import type { Owner } from "../store/keys.ts";
+import type { Owner } from "./owner.ts";
 
 export type Access = "write" | "read" | "none";
 
-export type { DriveMetadata, Sensitivity };
+export type Sensitivity = "SENSITIVE" | "CONFIDENTIAL";
+export type MemberRole = "read" | "write";
+
+export interface DriveMetadata {
+  owner: string;
+  members: Record<string, MemberRole>;
+  locked: boolean;
+  /** Restricted folders by their path inside the drive (`""` is the drive itself, `data/raw` a folder in it). */
+  sensitivity: Record<string, Sensitivity>;
+}
 
 /** Where drive metadata is kept: outside every drive, where no pod can write it. */
 export interface DriveDirectory {

@@ -1,14 +1,14 @@
 // Logs on stderr, one line each: JSON (for a log pipeline; readable with `jq`) or a readable
 // line for a terminal, as `[log] format` says (`auto`: readable when stderr is a terminal).
-// Every line written while a request id is current (src/request-id.ts) carries it as `requestId`.
+// Every line written while a request id is current (src/base/request-id.ts) carries it as `requestId`.
 // `[log] level` and `[log] format` apply once src/main.ts has read the configuration; their
 // variables IAPPS_LOG_LEVEL and IAPPS_LOG_FORMAT are also read at each call, so a script, a test
 // or a process that never reads config.toml may set them after importing this module.
-// Every line is scrubbed of URL passwords (src/config/secrets.ts) as it is written: callers mask
+// Every line is scrubbed of URL passwords (src/base/secrets.ts) as it is written: callers mask
 // what they know is a URL, and this catches the rest, such as a library's error that quotes one.
-// Imports src/request-id.ts and src/config/secrets.ts only.
+// Imports src/base/request-id.ts and src/base/secrets.ts only.
 
-import { maskSecrets } from "./config/secrets.ts";
+import { maskSecrets } from "./secrets.ts";
 import { currentRequestId } from "./request-id.ts";
 
 export type Level = "debug" | "info" | "warn" | "error";

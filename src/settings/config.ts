@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
 import { durationMs } from "./duration.ts";
-import { maskSecrets } from "./secrets.ts";
+import { maskSecrets } from "../base/secrets.ts";
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -266,7 +266,7 @@ export interface LoadOptions {
 /**
  * Where the configuration comes from when no command line names it: `IAPPS_CONFIG` (a file),
  * else `config.toml` in the working directory when there is one; the overlay from `IAPPS_ENV`.
- * For src/serve.ts, which `deno serve`, `bun` and Node start without arguments of ours.
+ * For src/runtimes/serve.ts, which `deno serve`, `bun` and Node start without arguments of ours.
  */
 export function configSource(environment: Record<string, string | undefined> = process.env): { file?: string; env?: string } {
   const file = environment.IAPPS_CONFIG || (existsSync("config.toml") ? "config.toml" : undefined);
