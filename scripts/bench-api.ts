@@ -424,7 +424,15 @@ function rawTarget(child: Child): Target {
       const answered = child.output.filter((line) => line.startsWith("{")).length;
       child.process.stdin!.write(`${seconds}\n`);
       let line: string | undefined;
-      await waitFor(child, "result", () => (line = child.output.filter((l) => l.startsWith("{"))[answered]) !== undefined, seconds * 1000 + 15_000);
+      await waitFor(
+        child,
+        "result",
+        () => {
+          line = child.output.filter((l) => l.startsWith("{"))[answered];
+          return line !== undefined;
+        },
+        seconds * 1000 + 15_000,
+      );
       const r = JSON.parse(line!) as RawResult;
       return {
         ok: r.committed,
@@ -966,7 +974,9 @@ async function propagation(
       const sample: Sample = { owner, etag: r.etag, writer, answeredAt: r.answeredAt, own: { sentAt: 0, at: 0, status: 0, etag: null }, polls: [] };
       samples.push(sample);
       await Promise.all([
-        served(writer, owner).then((own) => void (sample.own = own)),
+        served(writer, owner).then((own) => {
+          sample.own = own;
+        }),
         ...[0, 1, 2].filter((replica) => replica !== writer).map((replica) => follow(sample, replica)),
       ]);
     } catch (e) {

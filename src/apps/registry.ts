@@ -4,7 +4,8 @@ import type { IntegratedApp } from "../domain/app.ts";
 import { syncthing } from "./syncthing.ts";
 import { terminal } from "./terminal.ts";
 
-export const allApps: readonly IntegratedApp<any>[] = [syncthing, terminal];
+// Each app's hooks take its own config and facts; the registry holds them as unknown.
+export const allApps: readonly IntegratedApp<unknown>[] = [syncthing as IntegratedApp<unknown>, terminal as IntegratedApp<unknown>];
 
 export type AppRegistry = ReadonlyMap<string, IntegratedApp<unknown>>;
 

@@ -96,7 +96,10 @@ export class RecordCache {
   open(key: string, etag?: string): Ticket {
     const ticket: Ticket = { key, etag, stale: !this.enabled };
     let open = this.tickets.get(key);
-    if (!open) this.tickets.set(key, (open = new Set()));
+    if (!open) {
+      open = new Set();
+      this.tickets.set(key, open);
+    }
     open.add(ticket);
     return ticket;
   }

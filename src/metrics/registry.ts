@@ -141,7 +141,10 @@ export class Histogram extends Metric {
 
   private observeKey(key: string, value: number): void {
     let series = this.series.get(key);
-    if (!series) this.series.set(key, (series = { counts: new Array(this.buckets.length + 1).fill(0), sum: 0, count: 0 }));
+    if (!series) {
+      series = { counts: new Array(this.buckets.length + 1).fill(0), sum: 0, count: 0 };
+      this.series.set(key, series);
+    }
     const index = this.buckets.findIndex((bound) => value <= bound);
     series.counts[index === -1 ? this.buckets.length : index]!++;
     series.sum += value;

@@ -189,7 +189,7 @@ export class Reconciler {
   /** Deletes the rank-0 pod (grace period 0, background propagation); the reconcile recreates it. */
   async restart(appName: string, owner: Owner, signal?: AbortSignal): Promise<ReconcileResult> {
     const record = await this.options.store.read(appName, owner);
-    if (!record || record.state !== "active" || record.jobId === "") return { requeueAfterMs: null };
+    if (record?.state !== "active" || record.jobId === "") return { requeueAfterMs: null };
     signal?.throwIfAborted();
     await this.options.gateway.deletePod(podName(record.jobId));
     return this.reconcile(appName, owner, signal);

@@ -370,7 +370,7 @@ function unwrap(schema: v.GenericSchema): v.GenericSchema {
   let s = schema as v.GenericSchema & { wrapped?: v.GenericSchema; pipe?: v.GenericSchema[] };
   for (;;) {
     if (s.wrapped) s = s.wrapped as typeof s;
-    else if (s.pipe && s.pipe[0] && s.pipe[0] !== s) s = s.pipe[0] as typeof s;
+    else if (s.pipe?.[0] && s.pipe[0] !== s) s = s.pipe[0] as typeof s;
     else return s;
   }
 }

@@ -169,7 +169,7 @@ export class LocalStorage implements Storage {
     const parsed = parseUcloudPath(ucloudPath);
     if ("why" in parsed) return none(parsed.why, parsed.driveId);
     const { driveId, rest } = parsed;
-    const display = "/" + [driveId, ...rest].join("/");
+    const display = `/${[driveId, ...rest].join("/")}`;
     const username = owner.createdBy;
 
     const root = await this.openRoot();
@@ -201,7 +201,7 @@ export class LocalStorage implements Storage {
         await (await root.walk([driveId, ...rest])).close();
       } catch (error) {
         if (!(error instanceof WalkError)) throw error;
-        const at = "/" + [driveId, ...rest].slice(0, error.index + 1).join("/");
+        const at = `/${[driveId, ...rest].slice(0, error.index + 1).join("/")}`;
         if (error.reason === "missing") return none(`the folder ${display} does not exist`, driveId);
         if (error.reason === "too-long") return none(`the path ${display} is too long`, driveId);
         if (error.reason === "symlink") {

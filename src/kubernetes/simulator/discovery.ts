@@ -81,7 +81,10 @@ export class Namespaces {
 
   get(name: string): KubeObject {
     let uid = this.uids.get(name);
-    if (!uid) this.uids.set(name, (uid = crypto.randomUUID()));
+    if (!uid) {
+      uid = crypto.randomUUID();
+      this.uids.set(name, uid);
+    }
     // Cluster-scoped: the metadata has no namespace, unlike the KubeObjects that are stored.
     const metadata = {
       name,
