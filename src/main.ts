@@ -120,7 +120,8 @@ async function runWorker(config: Config, simulatorUrl: string | undefined, withL
   let listener: Awaited<ReturnType<typeof listenOps>> | null = null;
   if (withListener && config.worker.metrics_port !== 0) {
     try {
-      listener = await listenOps(config.server.host, config.worker.metrics_port, opsFor(context));
+      const caches = () => ({ kubernetes: reconciling.gateway.synced ? null : "the watch caches of pods, services and policies have not synced yet" });
+      listener = await listenOps(config.server.host, config.worker.metrics_port, opsFor(context, caches));
     } catch (e) {
       await reconciling.stop();
       await context.close();

@@ -184,13 +184,14 @@ describe("/metrics moves with traffic", () => {
   });
 
   test("an update a worker processes moves the task, reconcile and Kubernetes metrics", async () => {
+    // Before the worker starts: its watch caches list the pods once when they start.
+    const before = await scrape();
     const context = createContext(resolveConfig(settings(), { source: "test", environment: {} }), { cache: false });
     const reconciling = startReconcilingWorker(context, simulator.url);
     stoppers.push(async () => {
       await reconciling.stop();
       await context.close();
     });
-    const before = await scrape();
     const done = { kind: "reconcile", outcome: "done" };
     expect((await providerCall(api, "syncthing", "update", { principal: alice, config: syncthingConfig(1) })).status).toBe(200);
     // One process, one registry: the API's /metrics shows what the worker did (as under role all).

@@ -1,9 +1,11 @@
 // The one module that talks to Kubernetes, through @kubernetes/client-node 1.4 (2.x breaks TLS
-// under Bun): pods, services and network policies in one namespace, and a pod watch. A missing
+// under Bun): pods, services and network policies in one namespace, a pod watch, and the watch
+// caches the worker reconciles against (`startCaches`, informers.ts): once they run, `cached*`
+// reads come from memory and every create and delete updates them before it returns. A missing
 // object reads as null, and every call is counted (by verb and kind) for tests and benchmarks,
 // and in the process's metrics with its failures.
 // In `embedded` mode it reaches the simulator over HTTP, like any cluster: no shortcut.
-// Imports @kubernetes/client-node and src/metrics/metrics.ts only.
+// Imports @kubernetes/client-node, ./informers.ts and src/metrics/metrics.ts only.
 
 import { homedir } from "node:os";
 import {
@@ -17,6 +19,7 @@ import {
   Watch,
 } from "@kubernetes/client-node";
 import { metrics } from "../metrics/metrics.ts";
+import { InformerCache } from "./informers.ts";
 
 export interface GatewaySettings {
   mode: "embedded" | "kubeconfig" | "in-cluster";
@@ -28,6 +31,23 @@ export interface GatewaySettings {
 
 export type PodEvent = "ADDED" | "MODIFIED" | "DELETED";
 
+/** The watch caches of one worker: pods (indexed by `indexLabel`), services, network policies. */
+export interface ClusterCaches {
+  pods: InformerCache<V1Pod>;
+  services: InformerCache<V1Service>;
+  policies: InformerCache<V1NetworkPolicy>;
+}
+
+export interface CacheOptions {
+  /** The label every object the worker manages carries (informers select by its presence). */
+  selectLabel: string;
+  /** The pods' label to index by (`podsByIndex`). */
+  indexLabel: string;
+  /** Any change to a cached object (events and relists; not the process's own writes). */
+  onChange?: (kind: "pod" | "service" | "networkpolicy", object: V1Pod | V1Service | V1NetworkPolicy, deleted: boolean) => void;
+  onError?: (kind: string, error: unknown) => void;
+}
+
 /** Calls that change something in the cluster, as counted in `calls`. */
 export const CHANGING_VERBS = ["create", "delete"] as const;
 
@@ -37,6 +57,8 @@ export class KubernetesGateway {
   readonly namespace: string;
   /** `<verb> <kind>` → how many calls were made (failed ones included). */
   readonly calls = new Map<string, number>();
+  /** The watch caches, once started. */
+  private caches: ClusterCaches | null = null;
 
   constructor(private readonly kubeConfig: KubeConfig, namespace: string) {
     this.core = kubeConfig.makeApiClient(CoreV1Api);
@@ -70,6 +92,81 @@ export class KubernetesGateway {
     return total;
   }
 
+  /**
+   * Starts the watch caches (one list each, then watches): until `stopCaches`, the `cached*`
+   * reads answer from memory. Resolves once every cache has its first list.
+   */
+  async startCaches(options: CacheOptions): Promise<void> {
+    const namespace = this.namespace;
+    const selector = options.selectLabel;
+    // Each informer lists (counted here), then watches (counted by its failures).
+    const common = <T extends V1Pod | V1Service | V1NetworkPolicy>(kind: "pod" | "service" | "networkpolicy", list: string, watch: string) => ({
+      labelSelector: selector,
+      onChange: (object: T, deleted: boolean) => options.onChange?.(kind, object, deleted),
+      onError: (error: unknown) => {
+        countError(watch, error);
+        options.onError?.(kind, error);
+      },
+      onConnect: () => this.tally(list),
+    });
+    const caches: ClusterCaches = {
+      pods: new InformerCache<V1Pod>(this.kubeConfig, {
+        path: `/api/v1/namespaces/${namespace}/pods`,
+        list: () => this.core.listNamespacedPod({ namespace, labelSelector: selector }),
+        indexLabel: options.indexLabel,
+        ...common<V1Pod>("pod", "list pod", "watch pod"),
+      }),
+      services: new InformerCache<V1Service>(this.kubeConfig, {
+        path: `/api/v1/namespaces/${namespace}/services`,
+        list: () => this.core.listNamespacedService({ namespace, labelSelector: selector }),
+        ...common<V1Service>("service", "list service", "watch service"),
+      }),
+      policies: new InformerCache<V1NetworkPolicy>(this.kubeConfig, {
+        path: `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies`,
+        list: () => this.networking.listNamespacedNetworkPolicy({ namespace, labelSelector: selector }),
+        ...common<V1NetworkPolicy>("networkpolicy", "list networkpolicy", "watch networkpolicy"),
+      }),
+    };
+    this.caches = caches;
+    for (const cache of Object.values(caches)) cache.start();
+    await this.cachesSynced();
+  }
+
+  /** Resolves once every started cache has its first list (at once without caches). */
+  async cachesSynced(): Promise<void> {
+    if (this.caches) await Promise.all(Object.values(this.caches).map((cache) => cache.whenSynced()));
+  }
+
+  /** Whether the caches run and each has its first list: what a worker's /readyz waits for. */
+  get synced(): boolean {
+    return this.caches !== null && Object.values(this.caches).every((cache) => cache.synced);
+  }
+
+  async stopCaches(): Promise<void> {
+    const caches = this.caches;
+    this.caches = null;
+    if (caches) await Promise.all(Object.values(caches).map((cache) => cache.stop()));
+  }
+
+  /** The pods whose index label (`CacheOptions.indexLabel`) is `value`: from the cache, else listed. */
+  async podsByIndex(label: string, value: string): Promise<V1Pod[]> {
+    if (this.caches) return this.caches.pods.byIndex(value);
+    return this.listPods(`${label}=${value}`);
+  }
+
+  cachedService(name: string): Promise<V1Service | null> {
+    return this.caches ? Promise.resolve(this.caches.services.get(name)) : this.getService(name);
+  }
+
+  cachedNetworkPolicy(name: string): Promise<V1NetworkPolicy | null> {
+    return this.caches ? Promise.resolve(this.caches.policies.get(name)) : this.getNetworkPolicy(name);
+  }
+
+  /** A pod as the cache has it (no call), or null; without caches, from the API server. */
+  cachedPod(name: string): Promise<V1Pod | null> {
+    return this.caches ? Promise.resolve(this.caches.pods.get(name)) : this.getPod(name);
+  }
+
   getPod(name: string): Promise<V1Pod | null> {
     return this.orNull("get pod", () => this.core.readNamespacedPod({ name, namespace: this.namespace }));
   }
@@ -78,41 +175,55 @@ export class KubernetesGateway {
     return (await this.count("list pod", () => this.core.listNamespacedPod({ namespace: this.namespace, labelSelector }))).items;
   }
 
-  createPod(body: V1Pod): Promise<V1Pod> {
-    return this.count("create pod", () => this.core.createNamespacedPod({ namespace: this.namespace, body }));
+  async createPod(body: V1Pod): Promise<V1Pod> {
+    const created = await this.count("create pod", () => this.core.createNamespacedPod({ namespace: this.namespace, body }));
+    this.caches?.pods.wrote(created);
+    return created;
   }
 
   /** Deletes at once (grace period 0) with background propagation; false when it was already gone. */
-  deletePod(name: string): Promise<boolean> {
-    return this.gone("delete pod", () =>
+  async deletePod(name: string): Promise<boolean> {
+    const gone = await this.gone("delete pod", () =>
       this.core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: 0, propagationPolicy: "Background" }),
     );
+    this.caches?.pods.deleted(name);
+    return gone;
   }
 
   getService(name: string): Promise<V1Service | null> {
     return this.orNull("get service", () => this.core.readNamespacedService({ name, namespace: this.namespace }));
   }
 
-  createService(body: V1Service): Promise<V1Service> {
-    return this.count("create service", () => this.core.createNamespacedService({ namespace: this.namespace, body }));
+  async createService(body: V1Service): Promise<V1Service> {
+    const created = await this.count("create service", () => this.core.createNamespacedService({ namespace: this.namespace, body }));
+    this.caches?.services.wrote(created);
+    return created;
   }
 
-  deleteService(name: string): Promise<boolean> {
-    return this.gone("delete service", () => this.core.deleteNamespacedService({ name, namespace: this.namespace, propagationPolicy: "Background" }));
+  async deleteService(name: string): Promise<boolean> {
+    const gone = await this.gone("delete service", () =>
+      this.core.deleteNamespacedService({ name, namespace: this.namespace, propagationPolicy: "Background" }),
+    );
+    this.caches?.services.deleted(name);
+    return gone;
   }
 
   getNetworkPolicy(name: string): Promise<V1NetworkPolicy | null> {
     return this.orNull("get networkpolicy", () => this.networking.readNamespacedNetworkPolicy({ name, namespace: this.namespace }));
   }
 
-  createNetworkPolicy(body: V1NetworkPolicy): Promise<V1NetworkPolicy> {
-    return this.count("create networkpolicy", () => this.networking.createNamespacedNetworkPolicy({ namespace: this.namespace, body }));
+  async createNetworkPolicy(body: V1NetworkPolicy): Promise<V1NetworkPolicy> {
+    const created = await this.count("create networkpolicy", () => this.networking.createNamespacedNetworkPolicy({ namespace: this.namespace, body }));
+    this.caches?.policies.wrote(created);
+    return created;
   }
 
-  deleteNetworkPolicy(name: string): Promise<boolean> {
-    return this.gone("delete networkpolicy", () =>
+  async deleteNetworkPolicy(name: string): Promise<boolean> {
+    const gone = await this.gone("delete networkpolicy", () =>
       this.networking.deleteNamespacedNetworkPolicy({ name, namespace: this.namespace, propagationPolicy: "Background" }),
     );
+    this.caches?.policies.deleted(name);
+    return gone;
   }
 
   /**

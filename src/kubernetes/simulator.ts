@@ -203,9 +203,9 @@ class SimulatedApi {
     const labels = parseLabelSelector(url.searchParams.get("labelSelector"));
     const fields = parseFieldSelector(url.searchParams.get("fieldSelector"), type.fieldSelectors);
     const selected = (object: KubeObject) => labels(object.metadata.labels) && fields(object);
-    if (watch) return this.watch(request, url, type, namespace, selected);
+    if (watch) return this.watch(request, url, type, namespace, selected, labels.required);
 
-    const items = this.state.list(type, namespace, selected);
+    const items = this.state.list(type, namespace, selected, labels.required);
     const resourceVersion = this.state.resourceVersion;
     const presentation = presentationFor(request, url);
     if (presentation.table) return json(this.tableOf(type.table, items, presentation, resourceVersion));
@@ -223,6 +223,7 @@ class SimulatedApi {
     type: ResourceType,
     namespace: string | null,
     selected: (object: KubeObject) => boolean,
+    required: [string, string][] = [],
   ): Response {
     const inScope = (object: KubeObject | undefined) =>
       object !== undefined && (namespace === null || object.metadata.namespace === namespace) && selected(object);
@@ -233,7 +234,7 @@ class SimulatedApi {
     const resourceVersion = url.searchParams.get("resourceVersion") ?? "";
     let backlog: WatchEvent[];
     if (resourceVersion === "" || resourceVersion === "0") {
-      backlog = this.state.list(type, namespace, selected).map((object) => ({ type: "ADDED", object }));
+      backlog = this.state.list(type, namespace, selected, required).map((object) => ({ type: "ADDED", object }));
     } else {
       if (!/^\d+$/.test(resourceVersion)) throw badRequest(`invalid resourceVersion: ${resourceVersion}`);
       backlog = this.state

@@ -10,7 +10,7 @@ import type { IntegratedApp, PodContext } from "../domain/app.ts";
 export const LABELS = {
   jobId: "ucloud.dk/jobId",
   rank: "ucloud.dk/rank",
-  /** Ours, not UCloud's: lets the worker watch exactly the pods of integrated apps. */
+  /** Ours, not UCloud's: lets the worker watch exactly the pods, services and policies of integrated apps. */
   app: "ucloud.dk/iapp-name",
   /** Ours: a hash of the record a pod belongs to, so a record finds pods of its earlier jobs too. */
   owner: "ucloud.dk/iapp-owner",
@@ -79,7 +79,7 @@ export function buildService(app: IntegratedApp<unknown>, context: PodContext<un
   const service: V1Service = {
     apiVersion: "v1",
     kind: "Service",
-    metadata: { name: serviceName(context.jobId), labels: { [LABELS.jobId]: context.jobId }, ownerReferences: ownedBy(pod) },
+    metadata: { name: serviceName(context.jobId), labels: companionLabels(app, context), ownerReferences: ownedBy(pod) },
     spec: { clusterIP: "None", selector: { [LABELS.jobId]: context.jobId } },
   };
   app.mutateService(service, context);
@@ -92,7 +92,7 @@ export function buildNetworkPolicy(app: IntegratedApp<unknown>, context: PodCont
   const policy: V1NetworkPolicy = {
     apiVersion: "networking.k8s.io/v1",
     kind: "NetworkPolicy",
-    metadata: { name: policyName(context.jobId), labels: { [LABELS.jobId]: context.jobId }, ownerReferences: ownedBy(pod) },
+    metadata: { name: policyName(context.jobId), labels: companionLabels(app, context), ownerReferences: ownedBy(pod) },
     spec: {
       podSelector: { matchLabels: { [LABELS.jobId]: context.jobId } },
       policyTypes: ["Ingress"],
@@ -104,9 +104,15 @@ export function buildNetworkPolicy(app: IntegratedApp<unknown>, context: PodCont
   return policy;
 }
 
-/** An app's extra service, owned by the pod like the job's own. */
+/** An app's extra service, owned by the pod like the job's own, and labelled like it. */
 export function ownedService(service: V1Service, pod: V1Pod): V1Service {
-  return { ...service, metadata: { ...service.metadata, ownerReferences: ownedBy(pod) } };
+  const labels = { ...service.metadata?.labels, [LABELS.app]: pod.metadata!.labels![LABELS.app]! };
+  return { ...service, metadata: { ...service.metadata, labels, ownerReferences: ownedBy(pod) } };
+}
+
+/** A pod's service and policy carry the job's id and the app's name (what the worker's caches select by). */
+function companionLabels(app: IntegratedApp<unknown>, context: PodContext<unknown>): Record<string, string> {
+  return { [LABELS.jobId]: context.jobId, [LABELS.app]: app.name };
 }
 
 /** Whether an object is owned by this very pod (not by an earlier pod of the same name). */

@@ -79,7 +79,7 @@ export class Reconciler {
     const tag = recordTag(appName, owner);
     // One list finds the job's pod and any pod left from an earlier job of this record (a new job
     // registered before the old one's pod was gone): those go, with what they held.
-    const pods = await gateway.listPods(`${LABELS.owner}=${ownerLabel(tag)}`);
+    const pods = await gateway.podsByIndex(LABELS.owner, ownerLabel(tag));
     for (const orphan of pods.filter((p) => p.metadata?.name !== name)) {
       stop();
       await gateway.deletePod(orphan.metadata!.name!);
@@ -209,12 +209,12 @@ export class Reconciler {
     const { gateway } = this.options;
     for (const wanted of [buildService(app, context, pod), ...app.extraServices(context).map((s) => ownedService(s, pod))]) {
       const name = wanted.metadata!.name!;
-      const service = await gateway.getService(name);
+      const service = await gateway.cachedService(name);
       if (service && ownedByPod(service, pod)) continue;
       if (service) await gateway.deleteService(name);
       await createOrKeep(() => gateway.createService(wanted));
     }
-    const policy = await gateway.getNetworkPolicy(policyName(context.jobId));
+    const policy = await gateway.cachedNetworkPolicy(policyName(context.jobId));
     if (!policy || !ownedByPod(policy, pod)) {
       if (policy) await gateway.deleteNetworkPolicy(policyName(context.jobId));
       await createOrKeep(() => gateway.createNetworkPolicy(buildNetworkPolicy(app, context, pod)));

@@ -1,7 +1,8 @@
 // What readiness and metrics mean for a process built from a service context: the answers of
 // /readyz and /metrics (src/http/ops.ts serves them, for the API and for the worker's listener).
 //
-// - Ready: Redis answers a PING within `[redis] command_timeout`, and, where the process keeps a
+// - Ready: Redis answers a PING within `[redis] command_timeout`; a worker's watch caches have
+//   their first lists; and, where the process keeps a
 //   record cache, its invalidation subscription is live (without it the replica serves from
 //   Redis, correctly but without the cache it was sized for: a load balancer should prefer others).
 // - Metrics: the process's registry, plus what lives elsewhere read at scrape time: the queue's
@@ -27,7 +28,11 @@ export interface OpsOptions {
   metrics(): Promise<string>;
 }
 
-export function opsFor(context: ServiceContext): OpsOptions {
+/**
+ * `more`: checks of the process beyond the context (a worker's watch caches): per check, null
+ * when it passes, else why not.
+ */
+export function opsFor(context: ServiceContext, more: () => Record<string, string | null> = () => ({})): OpsOptions {
   const timeoutMs = context.config.redis.command_timeout;
   return {
     async readiness(): Promise<Readiness> {
@@ -40,6 +45,7 @@ export function opsFor(context: ServiceContext): OpsOptions {
         checks.redis = `Redis did not answer a PING (${maskSecrets((e as Error).message)})`;
       }
       if (context.subscriber) checks.cache = context.subscriber.live ? null : "the cache's invalidation subscription is not live";
+      Object.assign(checks, more());
       return { ready: Object.values(checks).every((why) => why === null), checks };
     },
 

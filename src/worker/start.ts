@@ -4,7 +4,7 @@
 
 import { KubernetesGateway } from "../kubernetes/gateway.ts";
 import { log } from "../base/log.ts";
-import { ANNOTATIONS, filesystemVolume, LABELS } from "../reconciler/objects.ts";
+import { ANNOTATIONS, filesystemVolume, LABELS, podName } from "../reconciler/objects.ts";
 import { Reconciler } from "../reconciler/reconciler.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { createClient } from "../store/redis.ts";
@@ -62,10 +62,11 @@ export interface ReconcilingWorker {
 }
 
 /**
- * A worker whose handlers are the reconciler, plus a watch of the app pods whose every event
- * enqueues a reconcile of the pod's record: a pod that stops or vanishes is dealt with in
+ * A worker whose handlers are the reconciler, reading the cluster from watch caches (pods,
+ * services and network policies of integrated apps): every change a cache sees enqueues a
+ * reconcile of the record it belongs to, so a pod that stops or vanishes is dealt with in
  * milliseconds, not at the next resync. Several workers watching enqueue the same task, which
- * the queue keeps once.
+ * the queue keeps once. Tasks are taken once the caches have their first lists.
  */
 export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: string): ReconcilingWorker {
   const { config } = context;
@@ -80,26 +81,43 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
     filesystem: filesystemVolume(config.storage),
     log,
   });
-  const worker = startWorker(context, reconciler);
   let watchTrouble = false;
-  const stopWatch = gateway.watchPods(
-    LABELS.app,
-    (_type, pod) => {
+  const enqueueFor = (tag: string | undefined) => {
+    if (tag) context.queue.add(`reconcile:${tag}`).catch(() => {});
+  };
+  const caches = gateway.startCaches({
+    selectLabel: LABELS.app,
+    indexLabel: LABELS.owner,
+    onChange: async (kind, object, deleted) => {
       watchTrouble = false;
-      const tag = pod.metadata?.annotations?.[ANNOTATIONS.owner];
-      if (tag) context.queue.add(`reconcile:${tag}`).catch(() => {});
+      if (kind === "pod") return enqueueFor(object.metadata?.annotations?.[ANNOTATIONS.owner]);
+      // A service or policy gone from under its pod: the pod's record puts it back.
+      const jobId = object.metadata?.labels?.[LABELS.jobId];
+      if (deleted && jobId) enqueueFor((await gateway.cachedPod(podName(jobId)))?.metadata?.annotations?.[ANNOTATIONS.owner]);
     },
-    (error) => {
-      if (!watchTrouble) log("warn", "the pod watch failed; retrying (the resync still converges meanwhile)", { error: String(error) });
+    onError: (kind, error) => {
+      if (!watchTrouble) log("warn", `the ${kind} watch failed; retrying (the resync still converges meanwhile)`, { error: String(error) });
       watchTrouble = true;
     },
-  );
+  });
+  // The first reconcile waits for the caches: an empty cache would read as "no pod".
+  const worker = startWorker(context, {
+    reconcile: async (app, owner, signal) => {
+      await caches;
+      return reconciler.reconcile(app, owner, signal);
+    },
+    restart: async (app, owner, signal) => {
+      await caches;
+      return reconciler.restart(app, owner, signal);
+    },
+  });
   return {
     worker,
     gateway,
     async stop() {
-      stopWatch();
-      return worker.stop(config.worker.shutdown_timeout);
+      const stopped = await worker.stop(config.worker.shutdown_timeout);
+      await gateway.stopCaches();
+      return stopped;
     },
   };
 }

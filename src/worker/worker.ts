@@ -9,11 +9,11 @@
 
 import { randomBytes } from "node:crypto";
 import type { CommandConnection, RedisClient } from "../store/redis.ts";
-import { type Lease, TaskQueue } from "../queue/queue.ts";
+import type { Lease, TaskQueue } from "../queue/queue.ts";
 import { parseTaskId, taskId } from "../queue/tasks.ts";
 import { metrics } from "../metrics/metrics.ts";
 import { withRequestId } from "../base/request-id.ts";
-import type { TaskHandlers } from "./handlers.ts";
+import { requeueAfter, type TaskHandlers } from "./handlers.ts";
 import { resyncOnce } from "./resync.ts";
 
 export interface WorkerOptions {
@@ -142,9 +142,9 @@ export class Worker {
     let error: string | null = null;
     try {
       if (!task) throw new Error(`not a task id: ${lease.id}`);
-      const result = await handlers[task.kind](task.app, task.owner, abort.signal);
+      const delay = requeueAfter(await handlers[task.kind](task.app, task.owner, abort.signal));
       // The handler's "run me again after" (a lease running out): the queue keeps one such task.
-      if (result?.requeueAfterMs != null) await queue.addAfter(taskId("reconcile", task.app, task.owner), result.requeueAfterMs);
+      if (delay !== null) await queue.addAfter(taskId("reconcile", task.app, task.owner), delay);
     } catch (e) {
       error = e instanceof Error ? e.message : String(e);
     } finally {

@@ -12,12 +12,15 @@ type Requirement =
   | { key: string; op: "in" | "notin"; values: Set<string> }
   | { key: string; op: "gt" | "lt"; limit: number };
 
-export type LabelSelector = (labels: Labels) => boolean;
+/** A selector as a predicate, with the `label=value` pairs every match has (for an index). */
+export type LabelSelector = ((labels: Labels) => boolean) & { required: [string, string][] };
 
 /** Parses `text` (empty or missing: everything matches); a malformed selector is a 400. */
 export function parseLabelSelector(text: string | null | undefined): LabelSelector {
   const requirements = new LabelSelectorParser(text ?? "").parse();
-  return (labels) => requirements.every((requirement) => holds(requirement, labels ?? {}));
+  const selector = (labels: Labels) => requirements.every((requirement) => holds(requirement, labels ?? {}));
+  const required = requirements.flatMap((r): [string, string][] => (r.op === "in" && r.values.size === 1 ? [[r.key, [...r.values][0]!]] : []));
+  return Object.assign(selector, { required });
 }
 
 function holds(requirement: Requirement, labels: Record<string, string>): boolean {

@@ -65,6 +65,12 @@ export class ClusterState {
   private readonly objects = new Map<ResourceType, Map<string, KubeObject>>(
     RESOURCE_TYPES.map((type) => [type, new Map()]),
   );
+  /**
+   * `<label>=<value>` → keys of the objects that carry it, per kind: a list by label reads the
+   * objects that match, not all of them (the worker lists by label once per informer start, and
+   * kubectl and tests do often; at 100,000 pods a scan per list would be the busiest thing here).
+   */
+  private readonly byLabel = new Map<ResourceType, Map<string, Set<string>>>(RESOURCE_TYPES.map((type) => [type, new Map()]));
   private version = 0;
   private readonly log: ChangeEvent[] = [];
   /** Events up to this resourceVersion have been dropped from the log. */
@@ -85,9 +91,19 @@ export class ClusterState {
     return object;
   }
 
-  /** Objects of one namespace (or all, for null) that `matches`, ordered by namespace and name. */
-  list(type: ResourceType, namespace: string | null, matches: (object: KubeObject) => boolean): KubeObject[] {
-    return [...this.objectsOf(type).values()]
+  /**
+   * Objects of one namespace (or all, for null) that `matches`, ordered by namespace and name.
+   * `required`: label equalities every match has (from the selector), to start from the index.
+   */
+  list(type: ResourceType, namespace: string | null, matches: (object: KubeObject) => boolean, required: [string, string][] = []): KubeObject[] {
+    const objects = this.objectsOf(type);
+    let candidates: Iterable<KubeObject> = objects.values();
+    for (const [label, value] of required) {
+      const keys = this.byLabel.get(type)!.get(`${label}=${value}`);
+      if (!keys) return [];
+      if (keys.size < (Array.isArray(candidates) ? candidates.length : objects.size)) candidates = [...keys].map((k) => objects.get(k)!);
+    }
+    return [...candidates]
       .filter((object) => (namespace === null || object.metadata.namespace === namespace) && matches(object))
       .sort((a, b) => key(a.metadata.namespace, a.metadata.name).localeCompare(key(b.metadata.namespace, b.metadata.name)));
   }
@@ -178,6 +194,11 @@ export class ClusterState {
 
   /** The logged events after `resourceVersion`; 410 Expired when some of them were dropped. */
   eventsAfter(resourceVersion: number): ChangeEvent[] {
+    // A version this server never reached: its client saw an earlier life of it (the simulator
+    // starts empty each time). Expired makes a watcher list again, as after a long disconnect.
+    if (resourceVersion > this.version) {
+      throw new KubeStatusError("Expired", `resource version ${resourceVersion} is newer than this server's (${this.version}): it restarted; list again`);
+    }
     if (resourceVersion < this.forgottenUpTo) {
       throw new KubeStatusError("Expired", `too old resource version: ${resourceVersion} (${this.forgottenUpTo + 1})`);
     }
@@ -305,8 +326,25 @@ export class ClusterState {
     object.metadata.resourceVersion = String(++this.version);
     const objects = this.objectsOf(resource);
     const objectKey = key(object.metadata.namespace, object.metadata.name);
+    const index = this.byLabel.get(resource)!;
+    for (const [label, value] of Object.entries(objects.get(objectKey)?.metadata.labels ?? {})) {
+      const keys = index.get(`${label}=${value}`);
+      keys?.delete(objectKey);
+      if (keys?.size === 0) index.delete(`${label}=${value}`);
+    }
     if (type === "DELETED") objects.delete(objectKey);
-    else objects.set(objectKey, object);
+    else {
+      objects.set(objectKey, object);
+      for (const [label, value] of Object.entries(object.metadata.labels ?? {})) {
+        const entry = `${label}=${value}`;
+        let keys = index.get(entry);
+        if (!keys) {
+          keys = new Set();
+          index.set(entry, keys);
+        }
+        keys.add(objectKey);
+      }
+    }
 
     const event: ChangeEvent = { resourceVersion: this.version, type, resource, object, previous };
     this.log.push(event);

@@ -1,0 +1,191 @@
+// Watch caches of the objects the worker manages, as every real controller reads them
+// (client-go's shared informers, controller-runtime's cache): one informer per kind (pods,
+// services, network policies) in the namespace, by the label every integrated app's objects
+// carry. `@kubernetes/client-node`'s `makeInformer` lists once, then watches from that
+// resourceVersion; a watch that ends or fails is started again (a 410 relists), so an object
+// changed meanwhile still arrives.
+//
+// The reconciler reads from here and writes to the API server; what it wrote is recorded at
+// once (`wrote`, `deleted`), so a second reconcile right after a create never creates twice, and
+// an event older than a write never undoes it (resourceVersions are compared).
+// Imports @kubernetes/client-node only.
+
+import { type KubeConfig, type KubernetesListObject, type KubernetesObject, makeInformer } from "@kubernetes/client-node";
+
+type Listed<T extends KubernetesObject> = () => Promise<KubernetesListObject<T>>;
+
+export interface InformerOptions<T extends KubernetesObject> {
+  /** The API path of the collection, e.g. `/api/v1/namespaces/<ns>/pods`. */
+  path: string;
+  list: Listed<T>;
+  labelSelector: string;
+  /** A label to index objects by (the record's owner label of pods), for `byIndex`. */
+  indexLabel?: string;
+  /** Every change seen (added, modified or deleted), after the cache has it. */
+  onChange?: (object: T, deleted: boolean) => void;
+  /** A watch or list failed (it is started again after a pause). */
+  onError?: (error: unknown) => void;
+  /** Each (re)list or watch start: counted as a read of the API server. */
+  onConnect?: () => void;
+}
+
+/** One kind's cache. `synced` once the first list is in. */
+export class InformerCache<T extends KubernetesObject> {
+  private readonly objects = new Map<string, T>();
+  /** Objects this process deleted, by name, with the resourceVersion they were deleted at. */
+  private readonly tombstones = new Map<string, number>();
+  private readonly index = new Map<string, Set<string>>();
+  private readonly informer;
+  private stopped = false;
+  private failures = 0;
+  private restartTimer: ReturnType<typeof setTimeout> | null = null;
+  private syncWaiters: (() => void)[] = [];
+  synced = false;
+
+  constructor(
+    kubeConfig: KubeConfig,
+    private readonly options: InformerOptions<T>,
+  ) {
+    this.informer = makeInformer<T>(
+      kubeConfig,
+      options.path,
+      async () => {
+        options.onConnect?.();
+        const list = await options.list();
+        // The list is the truth now: forget what it no longer holds, tombstones included.
+        this.replaceAll(list.items);
+        this.failures = 0;
+        this.markSynced();
+        return list;
+      },
+      options.labelSelector,
+    );
+    this.informer.on("add", (object) => this.seen(object, false));
+    this.informer.on("update", (object) => this.seen(object, false));
+    this.informer.on("delete", (object) => this.seen(object, true));
+    this.informer.on("connect", () => {
+      this.failures = 0;
+    });
+    this.informer.on("error", (error) => {
+      options.onError?.(error);
+      if (this.stopped) return;
+      this.failures++;
+      // The informer does not restart itself after an error: start it again, backing off.
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = null;
+        if (!this.stopped) void this.informer.start().catch(() => {});
+      }, Math.min(100 * 2 ** this.failures, 5000));
+    });
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.informer.start().catch(() => {});
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    await this.informer.stop();
+    for (const wake of this.syncWaiters.splice(0)) wake();
+  }
+
+  /** Resolves once the first list is in (or the cache is stopped). */
+  whenSynced(): Promise<void> {
+    if (this.synced || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  get(name: string): T | null {
+    return this.objects.get(name) ?? null;
+  }
+
+  /** The objects whose index label has `value`. */
+  byIndex(value: string): T[] {
+    return [...(this.index.get(value) ?? [])].map((name) => this.objects.get(name)!).filter(Boolean);
+  }
+
+  get size(): number {
+    return this.objects.size;
+  }
+
+  /** What the API server answered to a create (or a read): the cache has it before any event. */
+  wrote(object: T): void {
+    const name = object.metadata?.name;
+    if (!name) return;
+    this.tombstones.delete(name);
+    this.put(name, object);
+  }
+
+  /** This process deleted `name`: gone from the cache, and older events about it are ignored. */
+  deleted(name: string): void {
+    const object = this.objects.get(name);
+    this.tombstones.set(name, version(object) ?? 0);
+    this.remove(name);
+  }
+
+  private seen(object: T, deleted: boolean) {
+    const name = object.metadata?.name;
+    if (!name) return;
+    const known = this.objects.get(name);
+    const rv = version(object);
+    // An event older than what this process wrote or deleted: it would undo a newer state.
+    if (rv !== null && known && (version(known) ?? 0) > rv) return;
+    const tomb = this.tombstones.get(name);
+    if (tomb !== undefined && rv !== null && rv <= tomb && !deleted) return;
+    if (deleted) {
+      this.tombstones.delete(name);
+      this.remove(name);
+    } else {
+      if (tomb !== undefined) this.tombstones.delete(name);
+      this.put(name, object);
+    }
+    this.options.onChange?.(object, deleted);
+  }
+
+  private replaceAll(items: T[]) {
+    const names = new Set(items.map((item) => item.metadata?.name).filter((name): name is string => !!name));
+    for (const name of [...this.objects.keys()]) if (!names.has(name)) this.remove(name);
+    this.tombstones.clear();
+    for (const item of items) if (item.metadata?.name) this.put(item.metadata.name, item);
+  }
+
+  private put(name: string, object: T) {
+    this.unindex(name);
+    this.objects.set(name, object);
+    const value = this.options.indexLabel ? object.metadata?.labels?.[this.options.indexLabel] : undefined;
+    if (value !== undefined) {
+      let names = this.index.get(value);
+      if (!names) {
+        names = new Set();
+        this.index.set(value, names);
+      }
+      names.add(name);
+    }
+  }
+
+  private remove(name: string) {
+    this.unindex(name);
+    this.objects.delete(name);
+  }
+
+  private unindex(name: string) {
+    const label = this.options.indexLabel;
+    const value = label ? this.objects.get(name)?.metadata?.labels?.[label] : undefined;
+    if (value === undefined) return;
+    const names = this.index.get(value);
+    names?.delete(name);
+    if (names?.size === 0) this.index.delete(value);
+  }
+
+  private markSynced() {
+    this.synced = true;
+    for (const wake of this.syncWaiters.splice(0)) wake();
+  }
+}
+
+/** An object's resourceVersion as a number (the API server's are; opaque strings count as unknown). */
+function version(object: KubernetesObject | undefined): number | null {
+  const rv = object?.metadata?.resourceVersion;
+  return rv !== undefined && /^\d+$/.test(rv) ? Number(rv) : null;
+}
