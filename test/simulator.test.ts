@@ -500,4 +500,25 @@ describe.skipIf(!KUBECTL)(KUBECTL_SUITE, () => {
       expect(missing.code).not.toBe(0);
       expect(missing.stderr).toContain(`pods "j-42-job-0" not found`);
     }));
+
+  test("services show kubectl's columns: TYPE, CLUSTER-IP, EXTERNAL-IP (externalIPs), PORT(S), AGE", () =>
+    withKubectl(async (kubectl) => {
+      const namespace = freshNamespace();
+      await core.createNamespacedService({
+        namespace,
+        body: {
+          metadata: { name: "j-7-syncthing" },
+          spec: { type: "ClusterIP", externalIPs: ["10.20.30.40"], ports: [{ name: "syncthing", protocol: "TCP", port: 21000, targetPort: 21000 }], selector: { "ucloud.dk/jobId": "7" } },
+        },
+      });
+      await core.createNamespacedService({ namespace, body: { metadata: { name: "j-7" }, spec: { clusterIP: "None", selector: { "ucloud.dk/jobId": "7" } } } });
+      await core.createNamespacedService({ namespace, body: { metadata: { name: "lb" }, spec: { type: "LoadBalancer", ports: [{ port: 80, nodePort: 30080 }] } } });
+
+      const listed = await kubectl("get", "services", "-n", namespace);
+      expect(listed.stderr).toBe("");
+      expect(listed.stdout).toMatch(/^NAME\s+TYPE\s+CLUSTER-IP\s+EXTERNAL-IP\s+PORT\(S\)\s+AGE\s*$/m);
+      expect(listed.stdout).toMatch(/^j-7-syncthing\s+ClusterIP\s+10\.96\.\d+\.\d+\s+10\.20\.30\.40\s+21000\/TCP\s+\d+s\s*$/m);
+      expect(listed.stdout).toMatch(/^j-7\s+ClusterIP\s+None\s+<none>\s+<none>\s+\d+s\s*$/m);
+      expect(listed.stdout).toMatch(/^lb\s+LoadBalancer\s+10\.96\.\d+\.\d+\s+<pending>\s+80:30080\/TCP\s+\d+s\s*$/m);
+    }));
 });

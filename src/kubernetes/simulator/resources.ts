@@ -195,20 +195,37 @@ const services: ResourceType = {
     ],
     cells(service, now) {
       const spec = service.spec ?? {};
-      const ports = Array.isArray(spec.ports) ? (spec.ports as { port?: number; protocol?: string }[]) : [];
+      const ports = Array.isArray(spec.ports) ? (spec.ports as { port?: number; nodePort?: number; protocol?: string }[]) : [];
       const selector = isRecord(spec.selector) ? Object.entries(spec.selector).map(([k, v]) => `${k}=${v}`) : [];
       return [
         service.metadata.name,
         spec.type ?? "ClusterIP",
         spec.clusterIP ?? "<none>",
-        "<none>",
-        ports.length === 0 ? "<none>" : ports.map((port) => `${port.port}/${port.protocol ?? "TCP"}`).join(","),
+        externalIpText(service),
+        ports.length === 0 ? "<none>" : ports.map((port) => `${port.port}${port.nodePort ? `:${port.nodePort}` : ""}/${port.protocol ?? "TCP"}`).join(","),
         age(service, now),
         selector.length === 0 ? "<none>" : selector.join(","),
       ];
     },
   },
 };
+
+/** kubectl's External-IP column (Kubernetes' printers.go, getServiceExternalIP). */
+function externalIpText(service: KubeObject): string {
+  const spec = service.spec ?? {};
+  const externalIPs = Array.isArray(spec.externalIPs) ? (spec.externalIPs as string[]) : [];
+  switch (spec.type ?? "ClusterIP") {
+    case "ExternalName":
+      return String(spec.externalName ?? "<none>");
+    case "LoadBalancer": {
+      const ingress = (service.status?.loadBalancer as { ingress?: { ip?: string; hostname?: string }[] } | undefined)?.ingress ?? [];
+      const addresses = [...ingress.map((entry) => entry.ip ?? entry.hostname ?? "").filter(Boolean), ...externalIPs];
+      return addresses.length === 0 ? "<pending>" : addresses.join(",");
+    }
+    default:
+      return externalIPs.length === 0 ? "<none>" : externalIPs.join(",");
+  }
+}
 
 const networkPolicies: ResourceType = {
   plural: "networkpolicies",
