@@ -1,11 +1,12 @@
 // The OpenAPI 3.1 description of the HTTP API, generated from the same valibot schemas the routes
 // check requests with (src/http/requests.ts, the apps' config schemas, the owner schema), and
-// the two routes that serve it: `GET /openapi.json` and `GET /docs` (src/http/docs-page.ts).
+// the two routes that serve it: `GET /openapi.json` and `GET /docs` (src/http/docs-page.ts). The
+// operational routes are documented from their declarations in ops.ts when the app serves them.
 // The document depends on the enabled apps and the provider id, so each app instance builds it
-// once. Imports valibot, @valibot/to-json-schema, src/apps (schemas), src/base/errors.ts, requests.ts.
+// once. Imports valibot, @valibot/to-json-schema, src/apps (schemas), src/base/errors.ts, requests.ts, ops.ts.
 
 import { type ConversionConfig, toJsonSchema, toJsonSchemaDefs } from "@valibot/to-json-schema";
-import type { Hono } from "hono";
+import type { Env, Hono } from "hono";
 import * as v from "valibot";
 import type { IntegratedApp } from "../domain/app.ts";
 import { ERROR_CODES, type ErrorCode } from "../base/errors.ts";
@@ -13,13 +14,14 @@ import type { TerminalOpened, View } from "../service/configs.ts";
 import { OwnerSchema } from "../domain/owner.ts";
 import { docsPage } from "./docs-page.ts";
 import type { Method, OpenApiDocument, OperationObject, ParameterObject, ResponseObject, SchemaObject } from "./openapi-model.ts";
+import { OPERATIONAL_ROUTES } from "./ops.ts";
 import * as req from "./requests.ts";
 
 export interface ApiDescriptionOptions {
   providerId: string;
   /** The enabled apps: each gets its own paths, as the routes answer 404 for the others. */
   apps: Iterable<IntegratedApp<unknown>>;
-  /** Operational routes the app serves (`/healthz`, `/readyz`, `/metrics`): see OPERATIONAL_ROUTES. */
+  /** Operational routes the app serves (`/healthz`, `/readyz`, `/metrics`): see ops.ts. */
   operational?: Iterable<string>;
 }
 
@@ -273,7 +275,7 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
 
   for (const path of options.operational ?? []) {
     const route = OPERATIONAL_ROUTES[path];
-    if (route) add(path, "get", { ...route, tags: ["Operations"], security: [] });
+    if (route) add(path, "get", { ...route.operation, tags: ["Operations"], security: [] });
   }
 
   add("/openapi.json", "get", {
@@ -352,31 +354,6 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
   };
 }
 
-/**
- * The operational routes, documented when the app serves them (they are mounted by another
- * module, before this one looks at the app's routes).
- */
-const OPERATIONAL_ROUTES: Record<string, Omit<OperationObject, "tags" | "security">> = {
-  "/healthz": {
-    operationId: "healthz",
-    summary: "Liveness: the process serves",
-    responses: { "200": { description: "The process serves.", content: json({ type: "object", properties: { status: { const: "ok" } } }) } },
-  },
-  "/readyz": {
-    operationId: "readyz",
-    summary: "Readiness: Redis answers and the cache's subscription is live",
-    responses: {
-      "200": { description: "Ready to serve.", content: json({ type: "object", properties: { status: { const: "ready" }, checks: { type: "object" } } }) },
-      "503": { description: "Not ready; `why` names what is missing.", content: json({ allOf: [ref("Error"), { type: "object", properties: { errorCode: { const: "UNAVAILABLE" } } }] }) },
-    },
-  },
-  "/metrics": {
-    operationId: "metrics",
-    summary: "Prometheus metrics (text format 0.0.4)",
-    responses: { "200": { description: "The process's metrics.", content: { "text/plain": { schema: { type: "string" } } } } },
-  },
-};
-
 /** The properties of a converted query object as query parameters. */
 function queryParameters(schema: SchemaObject): ParameterObject[] {
   const properties = (schema.properties ?? {}) as Record<string, SchemaObject>;
@@ -394,7 +371,7 @@ function queryParameters(schema: SchemaObject): ParameterObject[] {
  * Mounts `GET /openapi.json` and `GET /docs` (no token needed), built once for this app. Mount it
  * last: the operational routes already mounted are documented too.
  */
-export function mountApiDescription(app: Hono<any>, options: ApiDescriptionOptions): void {
+export function mountApiDescription<E extends Env>(app: Hono<E>, options: ApiDescriptionOptions): void {
   const served = app.routes.filter((r) => r.method === "GET" && r.path in OPERATIONAL_ROUTES).map((r) => r.path);
   const document = openApiDocument({ operational: served, ...options });
   const documentJson = JSON.stringify(document);
