@@ -2,9 +2,10 @@
 // may call it), the valibot schemas of its query and body, its answer, its documented errors and
 // its handler. app.ts registers the declaration's handler, which checks the request against the
 // declared schemas before the route's code sees it; openapi.ts turns the same declaration into
-// the route's OpenAPI operations. So a route cannot be served without being described, nor
-// check a body other than the one documented. Imports hono and valibot, the service's types,
-// auth.ts (roles) and requests.ts (reading and checking).
+// the route's OpenAPI operations. So a declared route is always described, and checks exactly
+// the body it documents (test/openapi.test.ts catches a route registered around the
+// declarations). Imports hono and valibot, the service's types, auth.ts (roles), the OpenAPI
+// model's types and requests.ts (reading and checking).
 
 import type { Context, Handler } from "hono";
 import type * as v from "valibot";
