@@ -1,21 +1,22 @@
-// The Hono application: routes of spec §2, auth, body limit, conditional requests, and the
-// mapping of errors to UCloud's error shape, request ids and the operational routes (ops.ts),
-// and the API description (openapi.ts). Web standards only: src/runtimes/api.ts builds it for every
-// runtime, and src/runtimes/bun.ts, serve-deno.ts and serve-node.ts are the adapters at the edge.
-// Imports src/service, src/apps (types) and src/base/errors.ts, never store or Kubernetes code.
+// The Hono application, one router: the request ids and metrics and the operational routes
+// (ops.ts), the mapping of errors to UCloud's error shape, the body limit, the auth of each route
+// family, the provider id, the routes of spec §2 as declared in routes.ts (each declaration also
+// describes its route), and the API description (openapi.ts). Web standards only:
+// src/runtimes/http-app.ts builds it for a service context, src/runtimes/api.ts for every runtime,
+// and src/runtimes/bun.ts, deno.ts and node.ts are the adapters at the edge.
+// Imports src/service and src/apps (types) and src/base/errors.ts, never store or Kubernetes code.
 
-import { type Context, Hono } from "hono";
-import type { AppRegistry } from "../apps/registry.ts";
+import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import type { AppRegistry } from "../apps/registry.ts";
 import { notFound, payloadTooLarge } from "../base/errors.ts";
-import { type ConfigService, type Preconditions, type View } from "../service/configs.ts";
-import type { Owner } from "../domain/owner.ts";
-import { type AuthOptions, type AuthVariables, authenticate, TokenVerifier } from "./auth.ts";
+import type { ConfigService } from "../service/configs.ts";
+import { type AuthOptions, authenticate, TokenVerifier } from "./auth.ts";
 import { bodyReadError, CLIENT_CLOSED_REQUEST_STATUS, ClientClosedRequest, errorResponse, routeNotFound, toAppError } from "./errors.ts";
 import { mountApiDescription } from "./openapi.ts";
 import { mountOps, type OpsOptions } from "./ops.ts";
-import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
-import * as req from "./requests.ts";
+import { type Env, handlerOf } from "./route.ts";
+import { API_ROUTES, FAMILIES, PROVIDER } from "./routes.ts";
 
 export interface HttpOptions {
   service: ConfigService;
@@ -28,9 +29,6 @@ export interface HttpOptions {
   /** /healthz, /readyz and /metrics (without them, only the request ids and metrics of requests). */
   ops?: OpsOptions;
 }
-
-/** `requestId`: set for every request by the ops middleware (ops.ts). */
-type Env = { Variables: AuthVariables & { requestId?: string } };
 
 export function createHttpApp(options: HttpOptions): Hono<Env> {
   const { service } = options;
@@ -76,91 +74,21 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
     }
   });
 
-  // Provider API: UCloud/Core calls these with a service token, naming the owner.
-  const provider = new Hono<Env>();
-  provider.use(authenticate(tokens, ["SERVICE"]));
-  provider.use("/:app/*", async (c, next) => {
+    // One router, every route with its full path. Each family's roles are checked on its whole
+  // prefix, before any route of it; then, for the provider API, its provider id.
+  for (const family of FAMILIES) app.use(`${family.prefix}/*`, authenticate(tokens, family.roles));
+  app.use(`${PROVIDER.prefix}/:app/*`, async (c, next) => {
     if (c.req.param("providerId") !== options.providerId) {
       throw notFound(`This service is provider '${options.providerId}', not '${c.req.param("providerId")}'.`);
     }
     await next();
   });
-  // The terminal (spec §2, §8): no configuration routes (the `/:app/...` routes answer 404 for
-  // it), but an open, which mounts a folder's drive, and a key press, which keeps it alive.
-  provider.post("/terminal/open", async (c) => {
-    const body = await req.readBody(c, req.TerminalOpen);
-    const opened = await service.openTerminal(body.principal, body.folder);
-    return c.json(opened, 200, { ETag: etagHeader(opened.etag) });
-  });
-  provider.post("/terminal/activity", async (c) => {
-    const body = await req.readBody(c, req.TerminalActivity);
-    await service.terminalActivity(body.principal);
-    return c.json({}, 200);
-  });
-  provider.post("/:app/retrieve", async (c) => {
-    const body = await req.readBody(c, req.ProviderRetrieve);
-    return answerView(c, await service.retrieve(c.req.param("app"), body.principal));
-  });
-  provider.post("/:app/update", async (c) => {
-    const body = await req.readBody(c, req.ProviderUpdate);
-    const { etag } = await service.update(c.req.param("app"), body.principal, body.config, preconditions(c, body.expectedETag));
-    return answerWritten(c, etag);
-  });
-  provider.post("/:app/reset", async (c) => {
-    const body = await req.readBody(c, req.ProviderReset);
-    const { etag } = await service.reset(c.req.param("app"), body.principal, preconditions(c, body.expectedETag));
-    return answerWritten(c, etag);
-  });
-  provider.post("/:app/restart", async (c) => {
-    const body = await req.readBody(c, req.ProviderRestart);
-    const { etag } = await service.restart(c.req.param("app"), body.principal, preconditions(c, null));
-    return answerWritten(c, etag);
-  });
-  app.route("/ucloud/:providerId/iapps", provider);
+  for (const route of API_ROUTES) {
+    if (!route.path.startsWith(`${route.family.prefix}/`)) throw new Error(`${route.path} is not under its family's prefix ${route.family.prefix}`);
+    app.on(route.method.toUpperCase(), route.path, handlerOf(route, service));
+  }
 
-  // Public API: the UCloud web UI calls these with a user token; the owner is the caller.
-  const publicApi = new Hono<Env>();
-  publicApi.use(authenticate(tokens, ["USER", "ADMIN"]));
-  const caller = (c: Context<Env>): Owner => ({ createdBy: c.get("principal").username, project: null });
-  publicApi.get("/:app/retrieve", async (c) => {
-    req.check(req.PublicRetrieve, c.req.query(), "query");
-    return answerView(c, await service.retrieve(c.req.param("app"), caller(c)));
-  });
-  publicApi.post("/:app/update", async (c) => {
-    const body = await req.readBody(c, req.PublicUpdate);
-    const { etag } = await service.update(c.req.param("app"), caller(c), body.config, preconditions(c, body.expectedETag));
-    return answerWritten(c, etag);
-  });
-  publicApi.post("/:app/reset", async (c) => {
-    // As in UCloud, the public reset carries no ETag; an If-Match header still counts.
-    await req.readBody(c, req.PublicReset, { emptyIsObject: true });
-    const { etag } = await service.reset(c.req.param("app"), caller(c), preconditions(c, null));
-    return answerWritten(c, etag);
-  });
-  publicApi.post("/:app/restart", async (c) => {
-    await req.readBody(c, req.PublicRestart, { emptyIsObject: true });
-    const { etag } = await service.restart(c.req.param("app"), caller(c), preconditions(c, null));
-    return answerWritten(c, etag);
-  });
-  app.route("/api/iapps", publicApi);
-
-  mountApiDescription(app, { providerId: options.providerId, apps: options.apps.values() });
+  mountApiDescription(app, { providerId: options.providerId, apps: options.apps.values(), routes: API_ROUTES });
 
   return app;
-}
-
-function preconditions(c: Context, expectedETag: string | null): Preconditions {
-  return { expectedETag, ifMatch: parseEtagList(c.req.header("if-match")) };
-}
-
-function answerView(c: Context, view: View): Response {
-  const etag = etagHeader(view.etag);
-  if (noneMatch(c.req.header("if-none-match"), view.etag)) {
-    return c.body(null, 304, { ETag: etag });
-  }
-  return c.json(view, 200, { ETag: etag });
-}
-
-function answerWritten(c: Context, etag: string | null): Response {
-  return c.json({}, 200, etag === null ? {} : { ETag: etagHeader(etag) });
 }

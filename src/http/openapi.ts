@@ -1,25 +1,32 @@
-// The OpenAPI 3.1 description of the HTTP API, generated from the same valibot schemas the routes
-// check requests with (src/http/requests.ts, the apps' config schemas, the owner schema), and
-// the two routes that serve it: `GET /openapi.json` and `GET /docs` (src/http/docs-page.ts).
+// The OpenAPI 3.1 description of the HTTP API, built from the routes' own declarations
+// (routes.ts; route.ts says what each field means): their paths, roles, the valibot schemas they
+// check requests with, their answers and errors, with the apps' config schemas and the owner
+// schema as components. The operational routes are documented from their declarations in ops.ts
+// when the app serves them, and the two routes that serve this description (`GET /openapi.json`
+// and `GET /docs`, rendered by src/http/docs-page.ts) are declared here with their operations.
 // The document depends on the enabled apps and the provider id, so each app instance builds it
-// once. Imports valibot, @valibot/to-json-schema, src/apps (schemas), src/base/errors.ts, requests.ts.
+// once. Imports valibot, @valibot/to-json-schema, hono's types, src/base/errors.ts, the domain
+// types, and the routes, ops and docs page of this folder.
 
 import { type ConversionConfig, toJsonSchema, toJsonSchemaDefs } from "@valibot/to-json-schema";
-import type { Hono } from "hono";
+import type { Env, Handler, Hono } from "hono";
 import * as v from "valibot";
-import type { IntegratedApp } from "../domain/app.ts";
 import { ERROR_CODES, type ErrorCode } from "../base/errors.ts";
-import type { TerminalOpened, View } from "../service/configs.ts";
+import type { IntegratedApp } from "../domain/app.ts";
 import { OwnerSchema } from "../domain/owner.ts";
 import { docsPage } from "./docs-page.ts";
-import type { Method, OpenApiDocument, OperationObject, ParameterObject, ResponseObject, SchemaObject } from "./openapi-model.ts";
-import * as req from "./requests.ts";
+import type { OpenApiDocument, OperationObject, ParameterObject, ResponseObject, SchemaObject } from "./openapi-model.ts";
+import { OPERATIONAL_ROUTES } from "./ops.ts";
+import type { ErrorStatus, Route, Tag } from "./route.ts";
+import { API_ROUTES, EmptySchema, TerminalOpenedSchema, viewSchema } from "./routes.ts";
 
 export interface ApiDescriptionOptions {
   providerId: string;
   /** The enabled apps: each gets its own paths, as the routes answer 404 for the others. */
   apps: Iterable<IntegratedApp<unknown>>;
-  /** Operational routes the app serves (`/healthz`, `/readyz`, `/metrics`): see OPERATIONAL_ROUTES. */
+  /** The routes to describe: the API's own by default. */
+  routes?: readonly Route[];
+  /** Operational routes the app serves (`/healthz`, `/readyz`, `/metrics`): see ops.ts. */
   operational?: Iterable<string>;
 }
 
@@ -32,21 +39,8 @@ export const ErrorBodySchema = v.object({
   errorCode: v.pipe(v.picklist(ERROR_CODES), v.description("A stable code a program can act on.")),
 });
 
-const EmptySchema = v.pipe(v.object({}), v.description("An empty object."));
-
-const TerminalOpenedSchema = v.object({
-  jobId: v.pipe(v.string(), v.description("The terminal's UCloud job.")),
-  etag: v.pipe(v.string(), v.description("The ETag of the terminal's record, also in the ETag header.")),
-  warnings: v.pipe(v.array(v.string()), v.description("Why folders were not added or were taken out, in words a user can act on.")),
-});
-
-// The answers are typed by the service, not by these schemas: fail to compile when they part.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const answersMatchTheService: [Same<v.InferOutput<typeof TerminalOpenedSchema>, TerminalOpened>, Same<keyof View, "etag" | "config" | "warnings">] = [true, true];
-void answersMatchTheService;
-
 /** The error cases of spec §2, by status: what each means and the codes it carries. */
-const ERRORS: Record<string, { description: string; codes: ErrorCode[] }> = {
+const ERRORS: Record<ErrorStatus, { description: string; codes: ErrorCode[] }> = {
   "400": {
     description: "Malformed JSON or wrong types (INVALID_REQUEST), or an invalid configuration (INVALID_CONFIGURATION). `why` names the field.",
     codes: ["INVALID_REQUEST", "INVALID_CONFIGURATION"],
@@ -114,182 +108,51 @@ const pascal = (name: string) => name.replace(/(^|[-_])([a-z])/g, (_m, _sep, c: 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: SchemaObject) => ({ "application/json": { schema } });
 
+/** The tags operations are grouped by, in the order the reference page shows them. */
+const TAGS: Record<Tag, string> = {
+  "Provider API": "Called by UCloud/Core with a token of role SERVICE; `principal` names the owner.",
+  "Public API": "Called by the UCloud web UI with a token of role USER or ADMIN; the owner is the caller's personal workspace.",
+  Terminal: "The integrated terminal: internal, so it has no configuration routes; opened and kept alive by UCloud/Core.",
+  Operations: "For probes and monitoring. No token needed.",
+  Description: "This description of the API. No token needed.",
+};
+
+/** A route as documented: once per enabled app with configuration routes when its path has `:app`. */
+interface Documented {
+  route: Route;
+  path: string;
+  /** The app that `:app` stands for. */
+  app?: IntegratedApp<unknown>;
+}
+
+function documentedRoutes(routes: readonly Route[], apps: IntegratedApp<unknown>[], providerId: string): Documented[] {
+  const configurable = apps.filter((app) => !app.internal);
+  return routes.flatMap((route): Documented[] => {
+    const path = route.path.replace(":providerId", providerId);
+    if (path.includes(":app")) return configurable.map((app) => ({ route, path: path.replace(":app", app.name), app }));
+    return route.app === undefined || apps.some((app) => app.name === route.app) ? [{ route, path }] : [];
+  });
+}
+
 export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument {
   const apps = [...options.apps];
+  const documented = documentedRoutes(options.routes ?? API_ROUTES, apps, options.providerId);
   const definitions: Record<string, v.GenericSchema> = { Owner: OwnerSchema, Error: ErrorBodySchema, Empty: EmptySchema };
   for (const app of apps) {
-    const config = `${pascal(app.name)}Config`;
-    definitions[config] = app.configSchema;
-    if (!app.internal) definitions[`${pascal(app.name)}View`] = v.object({
-        etag: v.string(),
-        config: app.configSchema,
-        warnings: v.optional(
-          v.pipe(v.array(v.string()), v.description("What the service itself removed from the configuration, and why (a folder marked restricted since it was configured). Absent when nothing was.")),
-        ),
-      });
+    definitions[`${pascal(app.name)}Config`] = app.configSchema;
+    if (!app.internal) definitions[`${pascal(app.name)}View`] = viewSchema(app.configSchema);
   }
-  if (apps.some((app) => app.name === "terminal")) definitions.TerminalOpened = TerminalOpenedSchema;
+  if (documented.some(({ route }) => route.answer.schema === TerminalOpenedSchema)) definitions.TerminalOpened = TerminalOpenedSchema;
   const schemas = toJsonSchemaDefs(definitions, conversion(definitions)) as Record<string, SchemaObject>;
-  const body = (schema: v.GenericSchema) => inline(schema, definitions);
+  const describe = (schema: v.GenericSchema) => inline(schema, definitions);
 
   const paths: OpenApiDocument["paths"] = {};
-  const add = (path: string, method: Method, operation: OperationObject) => {
-    paths[path] = { ...paths[path], [method]: operation };
-  };
-  const errors = (...statuses: string[]) => Object.fromEntries(statuses.map((s) => [s, { $ref: `#/components/responses/${errorResponseName(s)}` }]));
-  const ok = (description: string, schema: SchemaObject, etag: "always" | "when-stored" | "none") => ({
-    "200": {
-      description,
-      ...(etag === "none"
-        ? {}
-        : { headers: { ETag: etag === "always" ? { $ref: "#/components/headers/ETag" } : { $ref: "#/components/headers/ETagWhenStored" } } }),
-      content: json(schema),
-    },
-  });
-  const notModified = {
-    "304": {
-      description: "`If-None-Match` names the current ETag: the client's copy is current. No body.",
-      headers: { ETag: { $ref: "#/components/headers/ETag" } },
-    },
-  };
-  const ifMatch = { $ref: "#/components/parameters/IfMatch" };
-  const ifNoneMatch = { $ref: "#/components/parameters/IfNoneMatch" };
-  const service = [{ bearerAuth: ["SERVICE"] }];
-  const user = [{ bearerAuth: ["USER", "ADMIN"] }];
-  const provider = `/ucloud/${options.providerId}/iapps`;
-
-  for (const app of apps.filter((a) => !a.internal)) {
-    const name = app.name;
-    const config = definitions[`${pascal(name)}Config`]!;
-    const view = ref(`${pascal(name)}View`);
-    const withConfig = <E extends v.ObjectEntries>(schema: v.ObjectSchema<E, undefined>) => v.object({ ...schema.entries, config });
-    const id = (family: string, op: string) => `${name}${family}${pascal(op)}`;
-    const written = "Stored. The `ETag` header carries the record's new ETag.";
-
-    add(`${provider}/${name}/retrieve`, "post", {
-      operationId: id("Provider", "retrieve"),
-      tags: ["Provider API"],
-      summary: `The ${name} configuration of an owner`,
-      description: 'With no record: ETag "initial" and the default configuration; nothing is stored.',
-      security: service,
-      parameters: [ifNoneMatch],
-      requestBody: { required: true, content: json(body(req.ProviderRetrieve)) },
-      responses: { ...ok("The configuration and its ETag.", view, "always"), ...notModified, ...errors("400", "401", "403", "404", "413", "503") },
-    });
-    add(`${provider}/${name}/update`, "post", {
-      operationId: id("Provider", "update"),
-      tags: ["Provider API"],
-      summary: `Replace the ${name} configuration of an owner`,
-      description:
-        "Validated before anything is stored. `expectedETag` null writes unconditionally (unless `[api] require_etag`); the first update registers the record's job.",
-      security: service,
-      parameters: [ifMatch],
-      requestBody: { required: true, content: json(body(withConfig(req.ProviderUpdate))) },
-      responses: { ...ok(written, ref("Empty"), "always"), ...errors("400", "401", "403", "404", "409", "412", "413", "428", "503") },
-    });
-    add(`${provider}/${name}/reset`, "post", {
-      operationId: id("Provider", "reset"),
-      tags: ["Provider API"],
-      summary: `Reset the ${name} configuration of an owner to its default`,
-      description: "With no record, succeeds and stores nothing (then no `ETag` header).",
-      security: service,
-      parameters: [ifMatch],
-      requestBody: { required: true, content: json(body(req.ProviderReset)) },
-      responses: { ...ok(written, ref("Empty"), "when-stored"), ...errors("400", "401", "403", "404", "409", "412", "413", "503") },
-    });
-    add(`${provider}/${name}/restart`, "post", {
-      operationId: id("Provider", "restart"),
-      tags: ["Provider API"],
-      summary: `Restart the ${name} pod of an owner`,
-      description: "Deletes the pod; the worker recreates it for the same job. A plain restart keeps the ETag. 404 without a record.",
-      security: service,
-      parameters: [ifMatch],
-      requestBody: { required: true, content: json(body(req.ProviderRestart)) },
-      responses: { ...ok("Restart requested.", ref("Empty"), "always"), ...errors("400", "401", "403", "404", "412", "413", "503") },
-    });
-
-    add(`/api/iapps/${name}/retrieve`, "get", {
-      operationId: id("Public", "retrieve"),
-      tags: ["Public API"],
-      summary: `The caller's ${name} configuration`,
-      description: 'The owner is the token\'s `sub` in its personal workspace. With no record: ETag "initial" and the default configuration.',
-      security: user,
-      parameters: [...queryParameters(body(req.PublicRetrieve)), ifNoneMatch],
-      responses: { ...ok("The configuration and its ETag.", view, "always"), ...notModified, ...errors("400", "401", "403", "404", "503") },
-    });
-    add(`/api/iapps/${name}/update`, "post", {
-      operationId: id("Public", "update"),
-      tags: ["Public API"],
-      summary: `Replace the caller's ${name} configuration`,
-      description: "Validated before anything is stored. `provider` and `productId` are accepted and ignored.",
-      security: user,
-      parameters: [ifMatch],
-      requestBody: { required: true, content: json(body(withConfig(req.PublicUpdate))) },
-      responses: { ...ok(written, ref("Empty"), "always"), ...errors("400", "401", "403", "404", "409", "412", "413", "428", "503") },
-    });
-    add(`/api/iapps/${name}/reset`, "post", {
-      operationId: id("Public", "reset"),
-      tags: ["Public API"],
-      summary: `Reset the caller's ${name} configuration to its default`,
-      description: "No `expectedETag`, as in UCloud; an `If-Match` header still counts. An empty body is an empty object.",
-      security: user,
-      parameters: [ifMatch],
-      requestBody: { required: false, content: json(body(req.PublicReset)) },
-      responses: { ...ok(written, ref("Empty"), "when-stored"), ...errors("400", "401", "403", "404", "412", "413", "503") },
-    });
-    add(`/api/iapps/${name}/restart`, "post", {
-      operationId: id("Public", "restart"),
-      tags: ["Public API"],
-      summary: `Restart the caller's ${name} pod`,
-      description: "404 without a record. An empty body is an empty object.",
-      security: user,
-      parameters: [ifMatch],
-      requestBody: { required: false, content: json(body(req.PublicRestart)) },
-      responses: { ...ok("Restart requested.", ref("Empty"), "always"), ...errors("400", "401", "403", "404", "412", "413", "503") },
-    });
-  }
-
-  if (apps.some((app) => app.name === "terminal")) {
-    add(`${provider}/terminal/open`, "post", {
-      operationId: "terminalOpen",
-      tags: ["Terminal"],
-      summary: "Open the integrated terminal in a folder",
-      description:
-        "Adds the folder's drive (`/<driveId>`) to the terminal's folders (deduplicated, order kept) and refreshes the inactivity lease. A drive the owner cannot use is left out and `warnings` says why.",
-      security: service,
-      requestBody: { required: true, content: json(body(req.TerminalOpen)) },
-      responses: { ...ok("The terminal's job and ETag.", ref("TerminalOpened"), "always"), ...errors("400", "401", "403", "404", "413", "503") },
-    });
-    add(`${provider}/terminal/activity`, "post", {
-      operationId: "terminalActivity",
-      tags: ["Terminal"],
-      summary: "A key press in the integrated terminal",
-      description: "Refreshes the inactivity lease; after it ran out, brings the terminal back. 404 without a terminal.",
-      security: service,
-      requestBody: { required: true, content: json(body(req.TerminalActivity)) },
-      responses: { ...ok("The lease was refreshed.", ref("Empty"), "none"), ...errors("400", "401", "403", "404", "413", "503") },
-    });
-  }
-
+  for (const { route, path, app } of documented) paths[path] = { ...paths[path], [route.method]: operationOf(route, app, describe) };
   for (const path of options.operational ?? []) {
     const route = OPERATIONAL_ROUTES[path];
-    if (route) add(path, "get", { ...route, tags: ["Operations"], security: [] });
+    if (route) paths[path] = { ...paths[path], get: { ...route.operation, tags: ["Operations"], security: [] } };
   }
-
-  add("/openapi.json", "get", {
-    operationId: "openApiDocument",
-    tags: ["Description"],
-    summary: "This document",
-    security: [],
-    responses: { "200": { description: "The OpenAPI 3.1 document.", content: json({ type: "object" }) } },
-  });
-  add("/docs", "get", {
-    operationId: "referencePage",
-    tags: ["Description"],
-    summary: "This document as a readable page",
-    security: [],
-    responses: { "200": { description: "An HTML page.", content: { "text/html": { schema: { type: "string" } } } } },
-  });
+  for (const [path, route] of Object.entries(DESCRIPTION_ROUTES)) paths[path] = { ...paths[path], get: route.operation };
 
   const responses: Record<string, ResponseObject> = {};
   for (const [status, { description, codes }] of Object.entries(ERRORS)) {
@@ -309,13 +172,9 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
         "JSON in, JSON out. Every error answers `{statusCode, why, errorCode}`. Unknown request fields are ignored.",
       ].join("\n\n"),
     },
-    tags: [
-      { name: "Provider API", description: "Called by UCloud/Core with a token of role SERVICE; `principal` names the owner." },
-      { name: "Public API", description: "Called by the UCloud web UI with a token of role USER or ADMIN; the owner is the caller's personal workspace." },
-      { name: "Terminal", description: "The integrated terminal: internal, so it has no configuration routes; opened and kept alive by UCloud/Core." },
-      { name: "Operations", description: "For probes and monitoring. No token needed." },
-      { name: "Description", description: "This description of the API. No token needed." },
-    ].filter((tag) => Object.values(paths).some((item) => Object.values(item).some((op) => op.tags.includes(tag.name)))),
+    tags: Object.entries(TAGS)
+      .map(([name, description]) => ({ name, description }))
+      .filter((tag) => Object.values(paths).some((item) => Object.values(item).some((op) => op.tags.includes(tag.name)))),
     paths,
     components: {
       schemas,
@@ -352,31 +211,6 @@ export function openApiDocument(options: ApiDescriptionOptions): OpenApiDocument
   };
 }
 
-/**
- * The operational routes, documented when the app serves them (they are mounted by another
- * module, before this one looks at the app's routes).
- */
-const OPERATIONAL_ROUTES: Record<string, Omit<OperationObject, "tags" | "security">> = {
-  "/healthz": {
-    operationId: "healthz",
-    summary: "Liveness: the process serves",
-    responses: { "200": { description: "The process serves.", content: json({ type: "object", properties: { status: { const: "ok" } } }) } },
-  },
-  "/readyz": {
-    operationId: "readyz",
-    summary: "Readiness: Redis answers and the cache's subscription is live",
-    responses: {
-      "200": { description: "Ready to serve.", content: json({ type: "object", properties: { status: { const: "ready" }, checks: { type: "object" } } }) },
-      "503": { description: "Not ready; `why` names what is missing.", content: json({ allOf: [ref("Error"), { type: "object", properties: { errorCode: { const: "UNAVAILABLE" } } }] }) },
-    },
-  },
-  "/metrics": {
-    operationId: "metrics",
-    summary: "Prometheus metrics (text format 0.0.4)",
-    responses: { "200": { description: "The process's metrics.", content: { "text/plain": { schema: { type: "string" } } } } },
-  },
-};
-
 /** The properties of a converted query object as query parameters. */
 function queryParameters(schema: SchemaObject): ParameterObject[] {
   const properties = (schema.properties ?? {}) as Record<string, SchemaObject>;
@@ -390,16 +224,89 @@ function queryParameters(schema: SchemaObject): ParameterObject[] {
   }));
 }
 
+/** The operation of a route (for one app, when its path has `:app`). */
+function operationOf(route: Route, app: IntegratedApp<unknown> | undefined, describe: (schema: v.GenericSchema) => SchemaObject): OperationObject {
+  const named = (text: string) => (app === undefined ? text : text.replaceAll("{app}", app.name));
+  const parameters: OperationObject["parameters"] = [
+    ...(route.query === undefined ? [] : queryParameters(describe(route.query))),
+    ...(route.precondition === undefined ? [] : [{ $ref: `#/components/parameters/${route.precondition.replaceAll("-", "")}` }]),
+  ];
+  let answer: SchemaObject;
+  if (route.answer.schema !== "view") answer = describe(route.answer.schema);
+  else if (app !== undefined) answer = ref(`${pascal(app.name)}View`);
+  else throw new Error(`${route.method.toUpperCase()} ${route.path}: only a route with :app answers an app's view`);
+  return {
+    operationId: named(route.operationId),
+    tags: [route.tag],
+    summary: named(route.summary),
+    description: route.description,
+    security: [{ bearerAuth: [...route.family.roles] }],
+    ...(parameters.length > 0 ? { parameters } : {}),
+    ...(route.body === undefined ? {} : { requestBody: { required: !route.emptyBodyIsObject, content: json(describe(documentedBody(route.body, app))) } }),
+    responses: {
+      ...answerResponse(route.answer.description, answer, route.answer.etag),
+      ...(route.precondition === "If-None-Match" ? NOT_MODIFIED : {}),
+      ...Object.fromEntries(route.errors.map((status) => [status, { $ref: `#/components/responses/${errorResponseName(status)}` }])),
+    },
+  };
+}
+
+/** A body's `config` is checked by the service against the app's schema: documented as that schema. */
+function documentedBody(body: v.GenericSchema, app: IntegratedApp<unknown> | undefined): v.GenericSchema {
+  if (app === undefined || !(body.type === "object" && "entries" in body)) return body;
+  const { entries } = body as v.ObjectSchema<v.ObjectEntries, undefined>;
+  return "config" in entries ? v.object({ ...entries, config: app.configSchema }) : body;
+}
+
+function answerResponse(description: string, schema: SchemaObject, etag: Route["answer"]["etag"]): Record<string, ResponseObject> {
+  const headers = { ETag: { $ref: etag === "always" ? "#/components/headers/ETag" : "#/components/headers/ETagWhenStored" } };
+  return { "200": { description, ...(etag === "none" ? {} : { headers }), content: json(schema) } };
+}
+
+const NOT_MODIFIED: Record<string, ResponseObject> = {
+  "304": {
+    description: "`If-None-Match` names the current ETag: the client's copy is current. No body.",
+    headers: { ETag: { $ref: "#/components/headers/ETag" } },
+  },
+};
+
+/** The routes that serve this description, with their operations. No token needed. */
+const DESCRIPTION_ROUTES: Record<string, { operation: OperationObject; serve(document: OpenApiDocument): Handler }> = {
+  "/openapi.json": {
+    operation: {
+      operationId: "openApiDocument",
+      tags: ["Description"],
+      summary: "This document",
+      security: [],
+      responses: { "200": { description: "The OpenAPI 3.1 document.", content: json({ type: "object" }) } },
+    },
+    serve: (document) => {
+      const text = JSON.stringify(document);
+      return (c) => c.body(text, 200, { "Content-Type": "application/json; charset=UTF-8" });
+    },
+  },
+  "/docs": {
+    operation: {
+      operationId: "referencePage",
+      tags: ["Description"],
+      summary: "This document as a readable page",
+      security: [],
+      responses: { "200": { description: "An HTML page.", content: { "text/html": { schema: { type: "string" } } } } },
+    },
+    serve: (document) => {
+      const page = docsPage(document);
+      // The page is self-contained; the policy keeps it so (no scripts, nothing fetched from elsewhere).
+      return (c) => c.html(page, 200, { "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'" });
+    },
+  },
+};
+
 /**
  * Mounts `GET /openapi.json` and `GET /docs` (no token needed), built once for this app. Mount it
  * last: the operational routes already mounted are documented too.
  */
-export function mountApiDescription(app: Hono<any>, options: ApiDescriptionOptions): void {
+export function mountApiDescription<E extends Env>(app: Hono<E>, options: ApiDescriptionOptions): void {
   const served = app.routes.filter((r) => r.method === "GET" && r.path in OPERATIONAL_ROUTES).map((r) => r.path);
   const document = openApiDocument({ operational: served, ...options });
-  const documentJson = JSON.stringify(document);
-  const page = docsPage(document);
-  app.get("/openapi.json", (c) => c.body(documentJson, 200, { "Content-Type": "application/json; charset=UTF-8" }));
-  // The page is self-contained; the policy keeps it so (no scripts, nothing fetched from elsewhere).
-  app.get("/docs", (c) => c.html(page, 200, { "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'" }));
+  for (const [path, route] of Object.entries(DESCRIPTION_ROUTES)) app.get(path, route.serve(document));
 }

@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { Hono } from "hono";
 import { errorResponse, routeNotFound } from "./errors.ts";
 import type { OpsOptions } from "../service/health.ts";
-import { observeRequests, opsRoutes } from "./ops.ts";
+import { mountOps } from "./ops.ts";
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
@@ -20,8 +20,7 @@ export interface OpsListener {
 
 export async function listenOps(host: string, port: number, options: OpsOptions): Promise<OpsListener> {
   const app = new Hono();
-  app.use(observeRequests());
-  app.route("/", opsRoutes(options));
+  mountOps(app, options);
   app.notFound((c) => errorResponse(c, routeNotFound(c.req.method, c.req.path)));
   const server: Server = createServer((incoming, outgoing) => {
     // Any body is ignored: no route here reads one.

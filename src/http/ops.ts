@@ -1,7 +1,8 @@
 // What operators and their tools see of the HTTP layer: every request gets a request id (the
 // client's `X-Request-Id` when it is sane, else a fresh one; echoed in the answer and current
 // while the request runs, so its log lines and the task it enqueues carry it) and is counted by
-// route pattern, method and status with its latency; and three routes without auth:
+// route pattern, method and status with its latency; and three routes without auth, each
+// declared with its OpenAPI operation:
 //
 //   GET /healthz  200 while the process serves
 //   GET /readyz   200 when Redis answers and (with a cache) the invalidation subscription is
@@ -9,41 +10,75 @@
 //   GET /metrics  Prometheus text format 0.0.4
 //
 // Web standards only: what readiness and metrics mean for a process is handed in (see
-// src/service/health.ts). Imports hono, src/base/errors.ts, src/metrics, src/base/request-id.ts and the
-// types of src/service/health.ts.
+// src/service/health.ts). Imports hono, src/base/errors.ts, src/metrics, src/base/request-id.ts, the
+// types of src/service/health.ts and of the OpenAPI model.
 
-import { type Context, Hono, type MiddlewareHandler } from "hono";
+import type { Context, Env, Handler, Hono, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
 import { unavailable } from "../base/errors.ts";
 import { metrics } from "../metrics/metrics.ts";
 import { EXPOSITION_CONTENT_TYPE } from "../metrics/registry.ts";
 import { REQUEST_ID_HEADER, requestIdFrom, withRequestId } from "../base/request-id.ts";
 import type { OpsOptions } from "../service/health.ts";
+import { errorResponse } from "./errors.ts";
+import type { OperationObject, SchemaObject } from "./openapi-model.ts";
 
 export type { OpsOptions };
-import { errorResponse } from "./errors.ts";
 
 /**
  * The middleware, then the routes: call before any other route or middleware is added. `app`
  * may have any Env: these routes use none of it.
  */
-export function mountOps(app: Hono<any>, options: OpsOptions | undefined): void {
+export function mountOps<E extends Env>(app: Hono<E>, options: OpsOptions | undefined): void {
   app.use(observeRequests());
-  if (options) app.route("/", opsRoutes(options));
+  if (!options) return;
+  for (const [path, route] of Object.entries(OPERATIONAL_ROUTES)) app.get(path, route.serve(options));
 }
 
-export function opsRoutes(options: OpsOptions): Hono {
-  // A Hono of its own, so that a process without the API (the worker's listener) can serve it.
-  const ops = new Hono();
-  ops.get("/healthz", (c) => c.json({ status: "ok" }));
-  ops.get("/readyz", async (c) => {
-    const { ready, checks } = await options.readiness();
-    if (ready) return c.json({ status: "ready", checks: Object.fromEntries(Object.keys(checks).map((k) => [k, "ok"])) });
-    const failing = Object.entries(checks).filter(([, why]) => why !== null);
-    return errorResponse(c, unavailable(`not ready: ${failing.map(([name, why]) => `${name}: ${why}`).join("; ")}`));
-  });
-  ops.get("/metrics", async (c) => c.body(await options.metrics(), 200, { "Content-Type": EXPOSITION_CONTENT_TYPE }));
-  return ops;
+/**
+ * The operational routes, each with its OpenAPI operation: openapi.ts documents the ones an app
+ * serves (tagged Operations, no token).
+ */
+export const OPERATIONAL_ROUTES: Record<string, { operation: Omit<OperationObject, "tags" | "security">; serve(options: OpsOptions): Handler }> = {
+  "/healthz": {
+    operation: {
+      operationId: "healthz",
+      summary: "Liveness: the process serves",
+      responses: { "200": { description: "The process serves.", content: json({ type: "object", properties: { status: { const: "ok" } } }) } },
+    },
+    serve: () => (c) => c.json({ status: "ok" }),
+  },
+  "/readyz": {
+    operation: {
+      operationId: "readyz",
+      summary: "Readiness: Redis answers and the cache's subscription is live",
+      responses: {
+        "200": { description: "Ready to serve.", content: json({ type: "object", properties: { status: { const: "ready" }, checks: { type: "object" } } }) },
+        "503": {
+          description: "Not ready; `why` names what is missing.",
+          content: json({ allOf: [{ $ref: "#/components/schemas/Error" }, { type: "object", properties: { errorCode: { const: "UNAVAILABLE" } } }] }),
+        },
+      },
+    },
+    serve: (options) => async (c) => {
+      const { ready, checks } = await options.readiness();
+      if (ready) return c.json({ status: "ready", checks: Object.fromEntries(Object.keys(checks).map((k) => [k, "ok"])) });
+      const failing = Object.entries(checks).filter(([, why]) => why !== null);
+      return errorResponse(c, unavailable(`not ready: ${failing.map(([name, why]) => `${name}: ${why}`).join("; ")}`));
+    },
+  },
+  "/metrics": {
+    operation: {
+      operationId: "metrics",
+      summary: "Prometheus metrics (text format 0.0.4)",
+      responses: { "200": { description: "The process's metrics.", content: { "text/plain": { schema: { type: "string" } } } } },
+    },
+    serve: (options) => async (c) => c.body(await options.metrics(), 200, { "Content-Type": EXPOSITION_CONTENT_TYPE }),
+  },
+};
+
+function json(schema: SchemaObject) {
+  return { "application/json": { schema } };
 }
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
@@ -66,7 +101,10 @@ export function observeRequests(): MiddlewareHandler {
     const labels = { route: routeOf(c), method: METHODS.has(c.req.method) ? c.req.method : "OTHER", status: String(c.res.status) };
     const key = `${labels.route} ${labels.method} ${labels.status}`;
     let series = bound.get(key);
-    if (!series) bound.set(key, (series = { count: metrics.httpRequests.bind(labels), duration: metrics.httpDuration.bind(labels) }));
+    if (!series) {
+      series = { count: metrics.httpRequests.bind(labels), duration: metrics.httpDuration.bind(labels) };
+      bound.set(key, series);
+    }
     series.count.inc();
     series.duration.observe((performance.now() - started) / 1000);
   };

@@ -1,5 +1,6 @@
 // The HTTP app of a service context, with the auth settings checked. Runtime-neutral: it answers
-// `fetch(Request)`; src/runtimes/api.ts builds it for every runtime's adapter (src/serve*.ts).
+// `fetch(Request)`; src/runtimes/api.ts builds it for every runtime's adapter (bun.ts, deno.ts,
+// node.ts).
 
 import type { Config } from "../settings/config.ts";
 import { log } from "../base/log.ts";

@@ -1,0 +1,237 @@
+// The routes of spec §2, each declared once (route.ts): app.ts serves them and openapi.ts
+// describes them. Two families serve the same configuration operations: the provider API, which
+// UCloud/Core calls with a service token naming the owner, and the public API, which the UCloud
+// web UI calls with a user token (the owner is the caller). The terminal (spec §8) has no
+// configuration routes (the `:app` routes answer 404 for it) but an open, which mounts a folder's
+// drive, and a key press, which keeps it alive. Also the schemas of the answers.
+// Imports hono and valibot, the service's types, the owner type and the HTTP helpers.
+
+import type { Context } from "hono";
+import * as v from "valibot";
+import type { Owner } from "../domain/owner.ts";
+import type { Preconditions, TerminalOpened, View } from "../service/configs.ts";
+import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
+import * as req from "./requests.ts";
+import { type Env, type Family, type Route, route } from "./route.ts";
+
+/** Called by UCloud/Core; `principal` names the owner. */
+export const PROVIDER: Family = { prefix: "/ucloud/:providerId/iapps", roles: ["SERVICE"] };
+/** Called by the UCloud web UI; the owner is the caller's personal workspace. */
+export const PUBLIC: Family = { prefix: "/api/iapps", roles: ["USER", "ADMIN"] };
+export const FAMILIES: readonly Family[] = [PROVIDER, PUBLIC];
+
+export const EmptySchema = v.pipe(v.object({}), v.description("An empty object."));
+
+export const TerminalOpenedSchema = v.object({
+  jobId: v.pipe(v.string(), v.description("The terminal's UCloud job.")),
+  etag: v.pipe(v.string(), v.description("The ETag of the terminal's record, also in the ETag header.")),
+  warnings: v.pipe(v.array(v.string()), v.description("Why folders were not added or were taken out, in words a user can act on.")),
+});
+
+/** What a retrieve answers for an app with this configuration schema. */
+export const viewSchema = (config: v.GenericSchema) =>
+  v.object({
+    etag: v.string(),
+    config,
+    warnings: v.optional(
+      v.pipe(v.array(v.string()), v.description("What the service itself removed from the configuration, and why (a folder marked restricted since it was configured). Absent when nothing was.")),
+    ),
+  });
+
+// The answers are typed by the service, not by these schemas: fail to compile when they part.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const answersMatchTheService: [Same<v.InferOutput<typeof TerminalOpenedSchema>, TerminalOpened>, Same<keyof View, "etag" | "config" | "warnings">] = [true, true];
+void answersMatchTheService;
+
+const written = "Stored. The `ETag` header carries the record's new ETag.";
+const caller = (c: Context<Env>): Owner => ({ createdBy: c.get("principal").username, project: null });
+
+/** In the order the description lists them. */
+export const API_ROUTES: readonly Route[] = [
+  route({
+    method: "post",
+    path: "/ucloud/:providerId/iapps/:app/retrieve",
+    family: PROVIDER,
+    operationId: "{app}ProviderRetrieve",
+    tag: "Provider API",
+    summary: "The {app} configuration of an owner",
+    description: 'With no record: ETag "initial" and the default configuration; nothing is stored.',
+    body: req.ProviderRetrieve,
+    precondition: "If-None-Match",
+    answer: { description: "The configuration and its ETag.", schema: "view", etag: "always" },
+    errors: ["400", "401", "403", "404", "413", "503"],
+    handle: async (c, { body }, service) => answerView(c, await service.retrieve(c.req.param("app"), body.principal)),
+  }),
+  route({
+    method: "post",
+    path: "/ucloud/:providerId/iapps/:app/update",
+    family: PROVIDER,
+    operationId: "{app}ProviderUpdate",
+    tag: "Provider API",
+    summary: "Replace the {app} configuration of an owner",
+    description:
+      "Validated before anything is stored. `expectedETag` null writes unconditionally (unless `[api] require_etag`); the first update registers the record's job.",
+    body: req.ProviderUpdate,
+    precondition: "If-Match",
+    answer: { description: written, schema: EmptySchema, etag: "always" },
+    errors: ["400", "401", "403", "404", "409", "412", "413", "428", "503"],
+    handle: async (c, { body }, service) => {
+      const { etag } = await service.update(c.req.param("app"), body.principal, body.config, preconditions(c, body.expectedETag));
+      return answerWritten(c, etag);
+    },
+  }),
+  route({
+    method: "post",
+    path: "/ucloud/:providerId/iapps/:app/reset",
+    family: PROVIDER,
+    operationId: "{app}ProviderReset",
+    tag: "Provider API",
+    summary: "Reset the {app} configuration of an owner to its default",
+    description: "With no record, succeeds and stores nothing (then no `ETag` header).",
+    body: req.ProviderReset,
+    precondition: "If-Match",
+    answer: { description: written, schema: EmptySchema, etag: "when-stored" },
+    errors: ["400", "401", "403", "404", "409", "412", "413", "503"],
+    handle: async (c, { body }, service) => {
+      const { etag } = await service.reset(c.req.param("app"), body.principal, preconditions(c, body.expectedETag));
+      return answerWritten(c, etag);
+    },
+  }),
+  route({
+    method: "post",
+    path: "/ucloud/:providerId/iapps/:app/restart",
+    family: PROVIDER,
+    operationId: "{app}ProviderRestart",
+    tag: "Provider API",
+    summary: "Restart the {app} pod of an owner",
+    description: "Deletes the pod; the worker recreates it for the same job. A plain restart keeps the ETag. 404 without a record.",
+    body: req.ProviderRestart,
+    precondition: "If-Match",
+    answer: { description: "Restart requested.", schema: EmptySchema, etag: "always" },
+    errors: ["400", "401", "403", "404", "412", "413", "503"],
+    handle: async (c, { body }, service) => {
+      const { etag } = await service.restart(c.req.param("app"), body.principal, preconditions(c, null));
+      return answerWritten(c, etag);
+    },
+  }),
+
+  route({
+    method: "get",
+    path: "/api/iapps/:app/retrieve",
+    family: PUBLIC,
+    operationId: "{app}PublicRetrieve",
+    tag: "Public API",
+    summary: "The caller's {app} configuration",
+    description: 'The owner is the token\'s `sub` in its personal workspace. With no record: ETag "initial" and the default configuration.',
+    query: req.PublicRetrieve,
+    precondition: "If-None-Match",
+    answer: { description: "The configuration and its ETag.", schema: "view", etag: "always" },
+    errors: ["400", "401", "403", "404", "503"],
+    handle: async (c, _input, service) => answerView(c, await service.retrieve(c.req.param("app"), caller(c))),
+  }),
+  route({
+    method: "post",
+    path: "/api/iapps/:app/update",
+    family: PUBLIC,
+    operationId: "{app}PublicUpdate",
+    tag: "Public API",
+    summary: "Replace the caller's {app} configuration",
+    description: "Validated before anything is stored. `provider` and `productId` are accepted and ignored.",
+    body: req.PublicUpdate,
+    precondition: "If-Match",
+    answer: { description: written, schema: EmptySchema, etag: "always" },
+    errors: ["400", "401", "403", "404", "409", "412", "413", "428", "503"],
+    handle: async (c, { body }, service) => {
+      const { etag } = await service.update(c.req.param("app"), caller(c), body.config, preconditions(c, body.expectedETag));
+      return answerWritten(c, etag);
+    },
+  }),
+  route({
+    method: "post",
+    path: "/api/iapps/:app/reset",
+    family: PUBLIC,
+    operationId: "{app}PublicReset",
+    tag: "Public API",
+    summary: "Reset the caller's {app} configuration to its default",
+    description: "No `expectedETag`, as in UCloud; an `If-Match` header still counts. An empty body is an empty object.",
+    body: req.PublicReset,
+    emptyBodyIsObject: true,
+    precondition: "If-Match",
+    answer: { description: written, schema: EmptySchema, etag: "when-stored" },
+    errors: ["400", "401", "403", "404", "412", "413", "503"],
+    handle: async (c, _input, service) => {
+      const { etag } = await service.reset(c.req.param("app"), caller(c), preconditions(c, null));
+      return answerWritten(c, etag);
+    },
+  }),
+  route({
+    method: "post",
+    path: "/api/iapps/:app/restart",
+    family: PUBLIC,
+    operationId: "{app}PublicRestart",
+    tag: "Public API",
+    summary: "Restart the caller's {app} pod",
+    description: "404 without a record. An empty body is an empty object.",
+    body: req.PublicRestart,
+    emptyBodyIsObject: true,
+    precondition: "If-Match",
+    answer: { description: "Restart requested.", schema: EmptySchema, etag: "always" },
+    errors: ["400", "401", "403", "404", "412", "413", "503"],
+    handle: async (c, _input, service) => {
+      const { etag } = await service.restart(c.req.param("app"), caller(c), preconditions(c, null));
+      return answerWritten(c, etag);
+    },
+  }),
+
+  route({
+    method: "post",
+    path: "/ucloud/:providerId/iapps/terminal/open",
+    family: PROVIDER,
+    app: "terminal",
+    operationId: "terminalOpen",
+    tag: "Terminal",
+    summary: "Open the integrated terminal in a folder",
+    description:
+      "Adds the folder's drive (`/<driveId>`) to the terminal's folders (deduplicated, order kept) and refreshes the inactivity lease. A drive the owner cannot use is left out and `warnings` says why.",
+    body: req.TerminalOpen,
+    answer: { description: "The terminal's job and ETag.", schema: TerminalOpenedSchema, etag: "always" },
+    errors: ["400", "401", "403", "404", "413", "503"],
+    handle: async (c, { body }, service) => {
+      const opened = await service.openTerminal(body.principal, body.folder);
+      return c.json(opened, 200, { ETag: etagHeader(opened.etag) });
+    },
+  }),
+  route({
+    method: "post",
+    path: "/ucloud/:providerId/iapps/terminal/activity",
+    family: PROVIDER,
+    app: "terminal",
+    operationId: "terminalActivity",
+    tag: "Terminal",
+    summary: "A key press in the integrated terminal",
+    description: "Refreshes the inactivity lease; after it ran out, brings the terminal back. 404 without a terminal.",
+    body: req.TerminalActivity,
+    answer: { description: "The lease was refreshed.", schema: EmptySchema, etag: "none" },
+    errors: ["400", "401", "403", "404", "413", "503"],
+    handle: async (c, { body }, service) => {
+      await service.terminalActivity(body.principal);
+      return c.json({}, 200);
+    },
+  }),
+];
+
+function preconditions(c: Context, expectedETag: string | null): Preconditions {
+  return { expectedETag, ifMatch: parseEtagList(c.req.header("if-match")) };
+}
+
+function answerView(c: Context, view: View): Response {
+  const etag = etagHeader(view.etag);
+  if (noneMatch(c.req.header("if-none-match"), view.etag)) {
+    return c.body(null, 304, { ETag: etag });
+  }
+  return c.json(view, 200, { ETag: etag });
+}
+
+function answerWritten(c: Context, etag: string | null): Response {
+  return c.json({}, 200, etag === null ? {} : { ETag: etagHeader(etag) });
+}
