@@ -85,6 +85,12 @@ describe("a home drive home-<username> is created on first need", () => {
     expect(existsSync(join(root, "home-bob"))).toBe(false);
   });
 
+  test("a storage root that does not exist yet is made on first need", async () => {
+    const fresh = new LocalStorage(join(root, "not-yet", "storage"), drives);
+    expect((await fresh.access(alice, "/home-alice")).access).toBe("write");
+    expect(existsSync(join(root, "not-yet", "storage", "home-alice"))).toBe(true);
+  });
+
   test("a relative root resolves against the working directory", () => {
     expect(new LocalStorage("var/storage", drives).root).toBe(join(process.cwd(), "var/storage"));
   });

@@ -9,6 +9,7 @@
 // gives access "none" with a reason; only unexpected I/O errors throw.
 // Imports src/storage/* and src/store/keys.ts (types) only.
 
+import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import { InvalidDriveMetadata } from "../store/drives.ts";
 import type { Owner } from "../domain/owner.ts";
@@ -88,7 +89,15 @@ export class LocalStorage implements Storage {
     this.root = resolve(root);
   }
 
-  private openRoot(): Promise<Directory> {
+  /** Made once per process when missing: the operator's folder, so its own path may be followed. */
+  private rootMade: Promise<unknown> | null = null;
+
+  private async openRoot(): Promise<Directory> {
+    this.rootMade ??= mkdir(this.root, { recursive: true }).catch((error) => {
+      this.rootMade = null;
+      throw error;
+    });
+    await this.rootMade;
     return Directory.open(this.root);
   }
 
