@@ -1,14 +1,16 @@
 // The Hono application: routes of spec §2, auth, body limit, conditional requests, and the
 // mapping of errors to UCloud's error shape, request ids and the operational routes (ops.ts),
 // and the API description (openapi.ts). Web standards only: src/runtimes/api.ts builds it for every
-// runtime, and src/runtimes/bun.ts, serve-deno.ts and serve-node.ts are the adapters at the edge.
-// Imports src/service, src/apps (types) and src/base/errors.ts, never store or Kubernetes code.
+// runtime, and src/runtimes/bun.ts, deno.ts and node.ts are the adapters at the edge.
+// Imports hono, src/service (types), src/apps/registry.ts and src/domain (types), src/base/errors.ts
+// and src/http/*, never store or Kubernetes code.
 
 import { type Context, Hono } from "hono";
 import type { AppRegistry } from "../apps/registry.ts";
 import { bodyLimit } from "hono/body-limit";
 import { notFound, payloadTooLarge } from "../base/errors.ts";
-import { type ConfigService, type Preconditions, type View } from "../service/configs.ts";
+import type { ConfigurationService, View } from "../service/configurations.ts";
+import type { Preconditions } from "../service/preconditions.ts";
 import type { Owner } from "../domain/owner.ts";
 import { type AuthOptions, type AuthVariables, authenticate, TokenVerifier } from "./auth.ts";
 import { bodyReadError, CLIENT_CLOSED_REQUEST_STATUS, ClientClosedRequest, errorResponse, routeNotFound, toAppError } from "./errors.ts";
@@ -18,7 +20,7 @@ import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
 import * as req from "./requests.ts";
 
 export interface HttpOptions {
-  service: ConfigService;
+  service: ConfigurationService;
   auth: AuthOptions;
   providerId: string;
   /** The enabled apps, for the API description (the service answers for them). */

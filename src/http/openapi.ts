@@ -2,14 +2,17 @@
 // check requests with (src/http/requests.ts, the apps' config schemas, the owner schema), and
 // the two routes that serve it: `GET /openapi.json` and `GET /docs` (src/http/docs-page.ts).
 // The document depends on the enabled apps and the provider id, so each app instance builds it
-// once. Imports valibot, @valibot/to-json-schema, src/apps (schemas), src/base/errors.ts, requests.ts.
+// once. Imports hono (types), valibot, @valibot/to-json-schema, src/domain (the app interface, the
+// owner schema), src/service (the answers' types), src/base/errors.ts, docs-page.ts,
+// openapi-model.ts and requests.ts.
 
 import { type ConversionConfig, toJsonSchema, toJsonSchemaDefs } from "@valibot/to-json-schema";
-import type { Hono } from "hono";
+import type { Env, Hono } from "hono";
 import * as v from "valibot";
 import type { IntegratedApp } from "../domain/app.ts";
 import { ERROR_CODES, type ErrorCode } from "../base/errors.ts";
-import type { TerminalOpened, View } from "../service/configs.ts";
+import type { View } from "../service/configurations.ts";
+import type { TerminalOpened } from "../service/terminal.ts";
 import { OwnerSchema } from "../domain/owner.ts";
 import { docsPage } from "./docs-page.ts";
 import type { Method, OpenApiDocument, OperationObject, ParameterObject, ResponseObject, SchemaObject } from "./openapi-model.ts";
@@ -394,7 +397,7 @@ function queryParameters(schema: SchemaObject): ParameterObject[] {
  * Mounts `GET /openapi.json` and `GET /docs` (no token needed), built once for this app. Mount it
  * last: the operational routes already mounted are documented too.
  */
-export function mountApiDescription(app: Hono<any>, options: ApiDescriptionOptions): void {
+export function mountApiDescription<E extends Env>(app: Hono<E>, options: ApiDescriptionOptions): void {
   const served = app.routes.filter((r) => r.method === "GET" && r.path in OPERATIONAL_ROUTES).map((r) => r.path);
   const document = openApiDocument({ operational: served, ...options });
   const documentJson = JSON.stringify(document);
