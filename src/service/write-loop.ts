@@ -1,9 +1,10 @@
 // The transaction loop behind every change to a record (spec §3.6, §4.2, §4.3): each pass watches
-// the record and the job claim, decides, and either commits (WATCH/MULTI/EXEC, src/store) or
-// names a step to take outside the transaction first: wait for the job claim, take it, register
-// a job, or ask the registry whether a job is alive. Only the holder of the claim registers a
-// job, so concurrent first updates on any number of replicas register exactly one; a job
-// registered for a change that did not complete is retired. Knows nothing of HTTP or Kubernetes.
+// the record and the job claim, decides (`decide`: a function of the request, what the pass reads
+// and the loop's state), and either commits (WATCH/MULTI/EXEC, src/store) or names a step to take
+// outside the transaction first: wait for the job claim, take it, register a job, or ask the
+// registry whether a job is alive. Only the holder of the claim registers a job, so concurrent
+// first updates on any number of replicas register exactly one; a job registered for a change
+// that did not complete is retired. Knows nothing of HTTP or Kubernetes.
 // Imports src/store/records.ts and src/store/redis.ts (commits, claims, errors), src/queue/tasks.ts
 // (task ids), src/ucloud/jobs.ts, src/base/errors.ts, src/domain (types) and ./preconditions.ts,
 // ./unavailable.ts.
@@ -51,8 +52,33 @@ interface Written extends Changed {
   usedJob?: boolean;
 }
 
-/** Steps the transaction loop takes outside a transaction before trying again. */
-type Detour = "wait-for-claim" | "take-claim" | "register-job" | "check-job";
+/** Steps the loop takes outside a transaction before its next pass. */
+type Detour =
+  | { step: "wait-for-claim" }
+  | { step: "take-claim" }
+  | { step: "register-job" }
+  /** The record names a job the registry was not asked about yet. */
+  | { step: "check-job"; jobId: string };
+
+/** What one change asked for: the same on every pass. */
+interface ChangeRequest {
+  app: IntegratedApp<unknown>;
+  owner: Owner;
+  pre: Preconditions;
+  intend: (record: StoredRecord | null) => Intent;
+}
+
+/** What one change holds and has learnt across its passes. */
+interface LoopState {
+  /** The job claim's token, while this change holds the claim. */
+  claimToken: string | null;
+  /** A job this change registered and no commit of its own stored yet: retired at the end unless the record took it. */
+  registeredJobId: string | null;
+  /** Whether each job the record named is alive, as the registry answered outside a transaction. */
+  jobsAlive: Map<string, boolean>;
+}
+
+type Decision = { commit: Commit; value: Written } | { commit: null; value: Written | Detour };
 
 const MAX_CONFLICT_RETRIES = 100;
 
@@ -65,23 +91,19 @@ export class WriteLoop {
    */
   async change(app: IntegratedApp<unknown>, owner: Owner, pre: Preconditions, intend: (record: StoredRecord | null) => Intent): Promise<Changed> {
     const { store } = this.options;
-    let claimToken: string | null = null;
-    let unusedJobId: string | null = null;
+    const request: ChangeRequest = { app, owner, pre, intend };
+    const state: LoopState = { claimToken: null, registeredJobId: null, jobsAlive: new Map() };
     const claimDeadline = Date.now() + this.options.jobClaimWaitMs;
     // Whether the record's job is alive is asked of the registry (Redis, or UCloud/Core over
     // HTTP) before the transaction, not while it holds a connection watching the record.
-    const jobs = new Map<string, boolean>();
-    const toCheck: { jobId: string | null } = { jobId: null };
     const seen = await orUnavailable(store.read(app.name, owner));
-    if (seen?.state === "active" && seen.jobId !== "") jobs.set(seen.jobId, await orUnavailable(this.jobAlive(seen.jobId)));
+    if (seen?.state === "active" && seen.jobId !== "") state.jobsAlive.set(seen.jobId, await orUnavailable(this.jobAlive(seen.jobId)));
     try {
       for (let pass = 0; ; pass++) {
         const outcome = await orUnavailable(
-          store.attempt<Written | Detour>(app.name, owner, (snapshot) =>
-            this.decide(app, owner, pre, intend, snapshot, claimToken, unusedJobId, jobs, toCheck),
-          ).catch((e: unknown) => {
+          store.attempt<Written | Detour>(app.name, owner, async (snapshot) => decide(request, snapshot, state)).catch((e: unknown) => {
             // The record may now point at the job we registered: never retire it then.
-            if (e instanceof AmbiguousCommitError) unusedJobId = null;
+            if (e instanceof AmbiguousCommitError) state.registeredJobId = null;
             throw e;
           }),
         );
@@ -91,98 +113,49 @@ export class WriteLoop {
           continue;
         }
         const value = outcome.value;
-        if (value === "wait-for-claim" || value === "take-claim") {
-          if (Date.now() > claimDeadline) {
-            throw unavailable("Another request is still registering this application's job; try again in a moment.");
-          }
-          if (value === "take-claim") {
-            const token = newEtag();
-            if (await orUnavailable(store.claimJob(app.name, owner, token, this.options.jobClaimWaitMs))) claimToken = token;
-          } else {
-            await sleep(10 + Math.random() * 10);
-          }
-          continue;
-        }
-        if (value === "check-job") {
-          jobs.set(toCheck.jobId!, await orUnavailable(this.jobAlive(toCheck.jobId!)));
-          continue;
-        }
-        if (value === "register-job") {
-          unusedJobId = await orUnavailable(this.whileHoldingClaim(app, owner, claimToken!, () => this.registerJob(app, owner)));
+        if ("step" in value) {
+          await this.takeDetour(request, value, state, claimDeadline);
           continue;
         }
         // The record may use the job we registered without this call storing it (another replica
         // adopted it from the registry): it is not ours to retire then.
-        if (value.jobId !== null && value.jobId === unusedJobId) unusedJobId = null;
+        if (value.jobId !== null && value.jobId === state.registeredJobId) state.registeredJobId = null;
         if (value.usedJob) {
           // The commit stored the job and deleted the claim in the same EXEC.
-          unusedJobId = null;
-          claimToken = null;
+          state.registeredJobId = null;
+          state.claimToken = null;
         }
         return { etag: value.etag, jobId: value.jobId };
       }
     } finally {
-      await this.cleanUp(app, owner, claimToken, unusedJobId);
+      await this.cleanUp(request, state);
     }
   }
 
-  private async decide(
-    app: IntegratedApp<unknown>,
-    owner: Owner,
-    pre: Preconditions,
-    intend: (record: StoredRecord | null) => Intent,
-    { record, claim }: Snapshot,
-    claimToken: string | null,
-    registeredJobId: string | null,
-    jobs: Map<string, boolean>,
-    toCheck: { jobId: string | null },
-  ): Promise<{ commit: Commit; value: Written } | { commit: null; value: Written | Detour }> {
-    checkPreconditions(record, pre);
-    const intent = intend(record);
-    if (intent.kind === "nothing") return { commit: null, value: { etag: null, jobId: null } };
-
-    // The record, when its job is alive.
-    let live: StoredRecord | null = null;
-    if (record !== null && record.state === "active" && record.jobId !== "") {
-      const known = jobs.get(record.jobId);
-      if (known === undefined) {
-        // The record names another job than the one checked before the transaction.
-        toCheck.jobId = record.jobId;
-        return { commit: null, value: "check-job" };
+  /** Takes one step outside the transaction, learning into `state` what the next pass needs. */
+  private async takeDetour({ app, owner }: ChangeRequest, detour: Detour, state: LoopState, claimDeadline: number): Promise<void> {
+    const { store, jobClaimWaitMs } = this.options;
+    switch (detour.step) {
+      case "wait-for-claim":
+      case "take-claim": {
+        if (Date.now() > claimDeadline) {
+          throw unavailable("Another request is still registering this application's job; try again in a moment.");
+        }
+        if (detour.step === "wait-for-claim") {
+          await sleep(10 + Math.random() * 10);
+          return;
+        }
+        const token = newEtag();
+        if (await orUnavailable(store.claimJob(app.name, owner, token, jobClaimWaitMs))) state.claimToken = token;
+        return;
       }
-      if (known) live = record;
+      case "check-job":
+        state.jobsAlive.set(detour.jobId, await orUnavailable(this.jobAlive(detour.jobId)));
+        return;
+      case "register-job":
+        state.registeredJobId = await orUnavailable(this.whileHoldingClaim(app, owner, state.claimToken!, () => this.registerJob(app, owner)));
+        return;
     }
-    const reconcile = taskId("reconcile" satisfies TaskKind, app.name, owner);
-    if (live && intent.kind === "restart") {
-      return { commit: { enqueue: taskId("restart", app.name, owner) }, value: { etag: live.etag, jobId: live.jobId } };
-    }
-    if (live && intent.kind === "touch") {
-      return { commit: { enqueue: reconcile }, value: { etag: live.etag, jobId: live.jobId } };
-    }
-    const config = intent.kind === "restart" || intent.kind === "touch" ? record!.config : intent.config;
-    const etag = newEtag();
-    const updatedAt = new Date().toISOString();
-    const resetMarker = intent.kind === "write" && intent.reset ? etag : undefined;
-    if (live) {
-      return {
-        commit: { record: { config, etag, jobId: live.jobId, state: "active", updatedAt }, enqueue: reconcile, resetMarker },
-        value: { etag, jobId: live.jobId },
-      };
-    }
-
-    // No record, a detached one, or one whose job is gone: a new job, registered by one writer only.
-    if (claim !== null && claim !== claimToken) return { commit: null, value: "wait-for-claim" };
-    if (claimToken === null) return { commit: null, value: "take-claim" };
-    if (registeredJobId === null) return { commit: null, value: "register-job" };
-    return {
-      commit: {
-        record: { config, etag, jobId: registeredJobId, state: "active", updatedAt },
-        releaseClaim: true,
-        enqueue: reconcile,
-        resetMarker,
-      },
-      value: { etag, jobId: registeredJobId, usedJob: true },
-    };
   }
 
   private async jobAlive(jobId: string): Promise<boolean> {
@@ -222,20 +195,72 @@ export class WriteLoop {
   }
 
   /**
-   * Retires a job this call registered but never stored, unless the record uses it after all,
+   * Retires a job this change registered but never stored, unless the record uses it after all,
    * then gives back the claim: retiring first, while the claim still keeps other replicas from
    * adopting the job, means a retired job is never one a record has just taken.
    */
-  private async cleanUp(app: IntegratedApp<unknown>, owner: Owner, claimToken: string | null, unusedJobId: string | null) {
+  private async cleanUp({ app, owner }: ChangeRequest, { claimToken, registeredJobId }: LoopState): Promise<void> {
     try {
-      if (unusedJobId !== null && (await this.options.store.readFresh(app.name, owner))?.jobId !== unusedJobId) {
-        await this.options.jobs.updateState(unusedJobId, "FAILURE", "Registered for a configuration change that did not complete");
-        this.options.log?.("warn", "retired a job registered for a change that did not complete", { app: app.name, owner, jobId: unusedJobId });
+      if (registeredJobId !== null && (await this.options.store.readFresh(app.name, owner))?.jobId !== registeredJobId) {
+        await this.options.jobs.updateState(registeredJobId, "FAILURE", "Registered for a configuration change that did not complete");
+        this.options.log?.("warn", "retired a job registered for a change that did not complete", { app: app.name, owner, jobId: registeredJobId });
       }
       if (claimToken !== null) await this.options.store.releaseJobClaim(app.name, owner, claimToken);
     } catch (e) {
       this.options.log?.("error", "could not clean up after an incomplete change", { app: app.name, owner, error: String(e) });
     }
+  }
+}
+
+/**
+ * One pass's decision on the record and claim it watches: the commit (with the change's answer),
+ * or the step to take outside the transaction first. Throws the 409 or 412 of the preconditions
+ * and whatever `intend` throws.
+ */
+function decide({ app, owner, pre, intend }: ChangeRequest, { record, claim }: Snapshot, state: Readonly<LoopState>): Decision {
+  checkPreconditions(record, pre);
+  const intent = intend(record);
+  if (intent.kind === "nothing") return { commit: null, value: { etag: null, jobId: null } };
+
+  // The record, when its job is alive.
+  let live: StoredRecord | null = null;
+  if (record !== null && record.state === "active" && record.jobId !== "") {
+    const known = state.jobsAlive.get(record.jobId);
+    // The record names another job than the one checked before the transaction.
+    if (known === undefined) return { commit: null, value: { step: "check-job", jobId: record.jobId } };
+    if (known) live = record;
+  }
+  const reconcile = taskId("reconcile" satisfies TaskKind, app.name, owner);
+  if (live && intent.kind === "restart") {
+    return { commit: { enqueue: taskId("restart", app.name, owner) }, value: { etag: live.etag, jobId: live.jobId } };
+  }
+  if (live && intent.kind === "touch") {
+    return { commit: { enqueue: reconcile }, value: { etag: live.etag, jobId: live.jobId } };
+  }
+  const config = intent.kind === "restart" || intent.kind === "touch" ? record!.config : intent.config;
+  const etag = newEtag();
+  const updatedAt = new Date().toISOString();
+  const resetMarker = intent.kind === "write" && intent.reset ? etag : undefined;
+  if (live) {
+    return {
+      commit: { record: { config, etag, jobId: live.jobId, state: "active", updatedAt }, enqueue: reconcile, resetMarker },
+      value: { etag, jobId: live.jobId },
+    };
+  }
+
+  // No record, a detached one, or one whose job is gone: a new job, registered by one writer only.
+  const { claimToken, registeredJobId } = state;
+  if (claim !== null && claim !== claimToken) return { commit: null, value: { step: "wait-for-claim" } };
+  if (claimToken === null) return { commit: null, value: { step: "take-claim" } };
+  if (registeredJobId === null) return { commit: null, value: { step: "register-job" } };
+  return {
+    commit: {
+      record: { config, etag, jobId: registeredJobId, state: "active", updatedAt },
+      releaseClaim: true,
+      enqueue: reconcile,
+      resetMarker,
+    },
+    value: { etag, jobId: registeredJobId, usedJob: true },
   }
 }
 
