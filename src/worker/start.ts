@@ -1,6 +1,7 @@
 // Starts a worker for a service context: with given task handlers (tests), or with the
 // reconciler and a pod watch (roles worker and all).
-// Imports ioredis, src/service/context.ts, src/kubernetes, src/reconciler and src/worker/*.
+// Imports src/service/context.ts (types), src/store/redis.ts (the blocking connection), src/kubernetes,
+// src/reconciler, src/base/log.ts and src/worker/*.
 
 import { KubernetesGateway } from "../kubernetes/gateway.ts";
 import { log } from "../base/log.ts";
@@ -9,6 +10,7 @@ import { Reconciler } from "../reconciler/reconciler.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { createClient } from "../store/redis.ts";
 import type { TaskHandlers } from "./handlers.ts";
+import { reconcileTaskOf } from "./resync.ts";
 import { Worker } from "./worker.ts";
 
 export function startWorker(context: ServiceContext, handlers: TaskHandlers): Worker {
@@ -87,7 +89,8 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
     (_type, pod) => {
       watchTrouble = false;
       const tag = pod.metadata?.annotations?.[ANNOTATIONS.owner];
-      if (tag) context.queue.add(`reconcile:${tag}`).catch(() => {});
+      const task = tag === undefined ? null : reconcileTaskOf(tag);
+      if (task !== null) context.queue.add(task).catch(() => {});
     },
     (error) => {
       if (!watchTrouble) log("warn", "the pod watch failed; retrying (the resync still converges meanwhile)", { error: String(error) });
