@@ -41,21 +41,6 @@ export function startWorker(context: ServiceContext, handlers: TaskHandlers): Wo
   return worker;
 }
 
-/** SIGTERM or SIGINT: stop taking tasks, finish those in flight (bounded), close, exit 0. */
-export function exitOnSignal(worker: Worker, context: ServiceContext): void {
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log("info", "worker stopping: finishing the tasks in flight", { signal });
-    await worker.stop(context.config.worker.shutdown_timeout);
-    await context.close();
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
-}
-
 export interface ReconcilingWorker {
   worker: Worker;
   gateway: KubernetesGateway;
