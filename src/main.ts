@@ -11,7 +11,7 @@
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
 //
 // Long-running roles stop on SIGTERM or SIGINT (src/runtimes/signals.ts), their parts in order.
-// Imports hono/jwt, src/runtimes (the API on Bun, signals), src/cli, src/http/ops-listener.ts,
+// Imports hono/jwt, src/runtimes (the API, its Bun listener, signals), src/cli, src/http/ops-listener.ts,
 // src/worker/start.ts, src/service (context, health), src/kubernetes/simulator.ts, src/settings
 // and src/base.
 

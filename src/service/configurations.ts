@@ -3,7 +3,7 @@
 // the app's admission before anything is stored), and the entry to the terminal's open and
 // activity (./terminal.ts). Every change goes through the write loop (./write-loop.ts). Knows
 // nothing of HTTP or Kubernetes; the HTTP layer calls the ConfigurationService and nothing else.
-// Imports src/apps/registry.ts, src/store/records.ts (types), src/ucloud/jobs.ts (types),
+// Imports src/apps/registry.ts, src/store/records.ts and src/ucloud/jobs.ts (types),
 // src/domain (types), src/base/errors.ts and ./preconditions.ts, ./terminal.ts, ./unavailable.ts,
 // ./validation.ts, ./write-loop.ts.
 
