@@ -9,6 +9,11 @@
 //   drive    operator commands for drives' metadata: `drive list | show | create | share | lock | mark | import ...`
 //   config   print the resolved configuration (tokens and URL passwords hidden), or one value: `config redis.url`
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
+//
+// Long-running roles stop on SIGTERM or SIGINT (src/runtimes/signals.ts), their parts in order.
+// Imports hono/jwt, src/runtimes (the API, its Bun listener, signals), src/cli, src/http/ops-listener.ts,
+// src/worker/start.ts, src/service (context, health), src/kubernetes/simulator.ts, src/settings
+// and src/base.
 
 import { sign } from "hono/jwt";
 import { type Api, createApi, stopApi } from "./runtimes/api.ts";
@@ -19,6 +24,7 @@ import { listenOps } from "./http/ops-listener.ts";
 import { configureLog, log } from "./base/log.ts";
 import { startSimulator } from "./kubernetes/simulator.ts";
 import { listenWithBun } from "./runtimes/bun.ts";
+import { onStopSignal } from "./runtimes/signals.ts";
 import { createContext } from "./service/context.ts";
 import { opsFor } from "./service/health.ts";
 import { startReconcilingWorker } from "./worker/start.ts";
@@ -72,17 +78,13 @@ function readConfig(args: Arguments): Config {
 /** Parts of a role that must stop, in order, when it is told to. */
 type Stopper = () => Promise<unknown>;
 
+/** SIGTERM or SIGINT: run the stoppers in order (one that fails does not keep the next from running), exit 0. */
 function stopOnSignal(stoppers: Stopper[]) {
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  onStopSignal(async (signal) => {
     log("info", "shutting down", { signal });
     for (const stop of stoppers) await stop().catch((e) => log("warn", "while shutting down", { error: String(e) }));
     process.exit(0);
-  };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+  });
 }
 
 /** The API on Bun; its stopper drains the requests in flight, then closes Redis. */

@@ -8,7 +8,7 @@ import { deviceIdProblem, withCheckCharacters } from "../src/apps/syncthing-devi
 import { syncthing } from "../src/apps/syncthing.ts";
 import { terminal } from "../src/apps/terminal.ts";
 import { AppError } from "../src/base/errors.ts";
-import { validateConfig } from "../src/service/configs.ts";
+import { validateConfig } from "../src/service/validation.ts";
 
 const DEVICE_A = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2";
 const DEVICE_B = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD";

@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { sign } from "hono/jwt";
 import { withCheckCharacters } from "../src/apps/syncthing-device-id.ts";
 import { syncthing } from "../src/apps/syncthing.ts";
-import { validateConfig } from "../src/service/configs.ts";
+import { validateConfig } from "../src/service/validation.ts";
 import { keys } from "../src/store/keys.ts";
 import type { Owner } from "../src/domain/owner.ts";
 import { TestRedis } from "./support/redis-server.ts";

@@ -1,8 +1,9 @@
 // The integrated terminal: an idle shell container over the drives a user opened it in (spec §8).
 // Internal: it has no configuration routes; the service changes its folder list when a terminal
-// is opened (ConfigService.openTerminal). It runs while its inactivity lease (Redis, refreshed by
+// is opened (src/service/terminal.ts). It runs while its inactivity lease (Redis, refreshed by
 // open and activity) is alive and every folder can be used; each folder is mounted read-write
 // where the owner may write it, else read-only.
+// Imports node:crypto, valibot, src/domain (the app interface, storage types) and ./paths.ts.
 
 import { createHash } from "node:crypto";
 import * as v from "valibot";

@@ -10,7 +10,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AppRegistry } from "../apps/registry.ts";
 import { notFound, payloadTooLarge } from "../base/errors.ts";
-import type { ConfigService } from "../service/configs.ts";
+import type { ConfigurationService } from "../service/configurations.ts";
 import { type AuthOptions, authenticate, TokenVerifier } from "./auth.ts";
 import { bodyReadError, CLIENT_CLOSED_REQUEST_STATUS, ClientClosedRequest, errorResponse, routeNotFound, toAppError } from "./errors.ts";
 import { mountApiDescription } from "./openapi.ts";
@@ -19,7 +19,7 @@ import { type Env, handlerOf } from "./route.ts";
 import { API_ROUTES, FAMILIES, PROVIDER } from "./routes.ts";
 
 export interface HttpOptions {
-  service: ConfigService;
+  service: ConfigurationService;
   auth: AuthOptions;
   providerId: string;
   /** The enabled apps, for the API description (the service answers for them). */

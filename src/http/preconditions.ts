@@ -2,8 +2,9 @@
 // `If-Match` (a precondition of update, reset and restart) and `If-None-Match` (on retrieve).
 // RFC 9110 §13.1: If-Match compares strongly (a weak tag never matches), If-None-Match weakly
 // (`W/"x"` matches `"x"`): a cache that holds our answer as a weak tag may still revalidate it.
+// Imports src/service/preconditions.ts (types) only: the service compares, this file parses.
 
-import type { IfMatch } from "../service/configs.ts";
+import type { IfMatch } from "../service/preconditions.ts";
 
 export const etagHeader = (etag: string) => `"${etag}"`;
 

@@ -9,7 +9,7 @@
 
 import type { Context, Handler } from "hono";
 import type * as v from "valibot";
-import type { ConfigService } from "../service/configs.ts";
+import type { ConfigurationService } from "../service/configurations.ts";
 import type { AuthVariables, Role } from "./auth.ts";
 import type { Method } from "./openapi-model.ts";
 import { check, readBody } from "./requests.ts";
@@ -65,7 +65,7 @@ export interface Route<B extends Schema = Schema, Q extends Schema = Schema, P e
   answer: { description: string; schema: v.GenericSchema | "view"; etag: "always" | "when-stored" | "none" };
   errors: readonly ErrorStatus[];
   /** Runs with the query and body already checked against their schemas. */
-  handle(c: Context<Env, P>, input: { query: Parsed<Q>; body: Parsed<B> }, service: ConfigService): Promise<Response>;
+  handle(c: Context<Env, P>, input: { query: Parsed<Q>; body: Parsed<B> }, service: ConfigurationService): Promise<Response>;
 }
 
 /**
@@ -79,7 +79,7 @@ export function route<B extends Schema = undefined, Q extends Schema = undefined
 }
 
 /** The Hono handler of a route: checks the query, then reads and checks the body, then runs it. */
-export function handlerOf(route: Route, service: ConfigService): Handler<Env> {
+export function handlerOf(route: Route, service: ConfigurationService): Handler<Env> {
   const { query, body, emptyBodyIsObject = false } = route;
   return async (c) => {
     const input = {

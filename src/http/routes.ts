@@ -9,7 +9,9 @@
 import type { Context } from "hono";
 import * as v from "valibot";
 import type { Owner } from "../domain/owner.ts";
-import type { Preconditions, TerminalOpened, View } from "../service/configs.ts";
+import type { View } from "../service/configurations.ts";
+import type { Preconditions } from "../service/preconditions.ts";
+import type { TerminalOpened } from "../service/terminal.ts";
 import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
 import * as req from "./requests.ts";
 import { type Env, type Family, type Route, route } from "./route.ts";

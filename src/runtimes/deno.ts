@@ -6,9 +6,11 @@
 // flight finish; it has no handle to wait on, so we wait for our own handlers to end (bounded by
 // [server] shutdown_timeout), then close the Redis connections. With nothing left open the
 // process ends and Deno exits 0. Past the timeout we exit at once. The only file that knows Deno.
+// Imports ./api.ts, ./serve.ts and ./signals.ts.
 
 import { closingConnection, stopApi } from "./api.ts";
 import entry, { api } from "./serve.ts";
+import { onStopSignal } from "./signals.ts";
 
 let stopping = false;
 
@@ -19,13 +21,8 @@ export default {
   },
 };
 
-async function shutdown() {
-  if (stopping) return;
+onStopSignal(async () => {
   stopping = true;
   const outcome = await stopApi(api, { drain: () => api.idle(), abort: () => {} });
   if (outcome === "timeout") process.exit(0);
-}
-// Node's process API (Deno implements it): the typechecker knows it, and it adds a listener
-// beside Deno's own rather than replacing it.
-process.on("SIGTERM", () => void shutdown());
-process.on("SIGINT", () => void shutdown());
+});

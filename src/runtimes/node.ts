@@ -2,6 +2,7 @@
 // the default export of src/runtimes/serve.ts with @hono/node-server on [server] host and port; SIGTERM or
 // SIGINT stops accepting, lets the requests in flight finish ([server] shutdown_timeout), closes
 // Redis and exits 0. The only file that knows Node's HTTP server.
+// Imports @hono/node-server, src/base (log, secrets) and ./api.ts, ./serve.ts, ./signals.ts.
 
 import type { Server, ServerResponse } from "node:http";
 import { serve } from "@hono/node-server";
@@ -9,6 +10,7 @@ import { stopApi } from "./api.ts";
 import { maskSecrets } from "../base/secrets.ts";
 import { log } from "../base/log.ts";
 import entry, { api } from "./serve.ts";
+import { onStopSignal } from "./signals.ts";
 
 const server = serve({ fetch: entry.fetch, hostname: entry.hostname, port: entry.port }, (address) => {
   log("info", "ucloud-iapps api listening (Node)", {
@@ -34,8 +36,7 @@ server.on("request", (_request, response: ServerResponse) => {
   response.once("close", () => answering.delete(response));
 });
 
-async function shutdown(signal: string) {
-  if (stopping) return;
+onStopSignal(async (signal) => {
   stopping = true;
   log("info", "shutting down", { signal });
   for (const response of answering) if (!response.headersSent) response.shouldKeepAlive = false;
@@ -46,6 +47,4 @@ async function shutdown(signal: string) {
     abort: () => server.closeAllConnections(),
   });
   process.exit(0);
-}
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
-process.on("SIGINT", () => void shutdown("SIGINT"));
+});

@@ -1,5 +1,7 @@
 // The composition root: builds Redis connections, store, job registry, apps and the service from
 // a configuration, and closes them again. Roles (src/main.ts) and tests start from here.
+// Imports ioredis, src/store, src/cache, src/queue, src/storage, src/ucloud, src/apps/registry.ts,
+// src/settings/config.ts (types), src/base/log.ts, src/domain (types) and ./configurations.ts.
 
 import { Cluster } from "ioredis";
 import type { AppSettings } from "../domain/app.ts";
@@ -34,7 +36,7 @@ import { CoreClient } from "../ucloud/core-client.ts";
 import { CoreJobRegistry } from "../ucloud/core-registry.ts";
 import { EmbeddedJobRegistry } from "../ucloud/embedded-registry.ts";
 import type { JobRegistry } from "../ucloud/jobs.ts";
-import { ConfigService } from "./configs.ts";
+import { ConfigurationService } from "./configurations.ts";
 
 export interface ServiceContext {
   config: Config;
@@ -58,7 +60,7 @@ export interface ServiceContext {
   drives: RedisDriveDirectory;
   /** Users' drives and folder access (`[storage] root`), ports and inactivity leases (Redis): what the apps' runtime hooks use. */
   runtime: AppRuntime;
-  service: ConfigService;
+  service: ConfigurationService;
   close(): Promise<void>;
 }
 
@@ -113,7 +115,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     ports: new RedisPortAllocator(commands),
     leases: new RedisActivityLeases(commands),
   };
-  const service = new ConfigService({
+  const service = new ConfigurationService({
     apps,
     store,
     jobs,

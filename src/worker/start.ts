@@ -1,6 +1,7 @@
 // Starts a worker for a service context: with given task handlers (tests), or with the
 // reconciler and a pod watch (roles worker and all).
-// Imports ioredis, src/service/context.ts, src/kubernetes, src/reconciler and src/worker/*.
+// Imports src/service/context.ts (types), src/store/redis.ts (the blocking connection), src/kubernetes,
+// src/reconciler, src/base/log.ts and src/worker/*.
 
 import { KubernetesGateway } from "../kubernetes/gateway.ts";
 import { log } from "../base/log.ts";
@@ -9,6 +10,7 @@ import { Reconciler } from "../reconciler/reconciler.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { createClient } from "../store/redis.ts";
 import type { TaskHandlers } from "./handlers.ts";
+import { reconcileTaskOf } from "./resync.ts";
 import { Worker } from "./worker.ts";
 
 export function startWorker(context: ServiceContext, handlers: TaskHandlers): Worker {
@@ -37,21 +39,6 @@ export function startWorker(context: ServiceContext, handlers: TaskHandlers): Wo
   });
   worker.start();
   return worker;
-}
-
-/** SIGTERM or SIGINT: stop taking tasks, finish those in flight (bounded), close, exit 0. */
-export function exitOnSignal(worker: Worker, context: ServiceContext): void {
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log("info", "worker stopping: finishing the tasks in flight", { signal });
-    await worker.stop(context.config.worker.shutdown_timeout);
-    await context.close();
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
 }
 
 export interface ReconcilingWorker {
@@ -83,7 +70,8 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
   });
   let watchTrouble = false;
   const enqueueFor = (tag: string | undefined) => {
-    if (tag) context.queue.add(`reconcile:${tag}`).catch(() => {});
+    const task = tag === undefined ? null : reconcileTaskOf(tag);
+    if (task !== null) context.queue.add(task).catch(() => {});
   };
   const caches = gateway.startCaches({
     selectLabel: LABELS.app,

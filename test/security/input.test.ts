@@ -12,7 +12,7 @@ import { type Child, eventually, killAll, ROOT, startProcess } from "../support/
 import { RecordCache } from "../../src/cache/record-cache.ts";
 import { DEFAULT_CACHE_MAX_BYTES, resolveConfig } from "../../src/settings/config.ts";
 import { withCheckCharacters } from "../../src/apps/syncthing-device-id.ts";
-import { MAX_CONFIG_BYTES } from "../../src/service/configs.ts";
+import { MAX_CONFIG_BYTES } from "../../src/service/validation.ts";
 import { keys } from "../../src/store/keys.ts";
 import { parsePrometheus } from "../support/prometheus.ts";
 import { freePort, TestRedis } from "../support/redis-server.ts";

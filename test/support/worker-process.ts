@@ -5,14 +5,18 @@
 //                     `test:want:<tag>` to `test:have:<tag>` after TEST_TASK_MS, count executions
 //   TEST_MODE=fail    every task throws
 //   TEST_WORKER_NAME  recorded in `test:finished-by` for each task it completed
+//
+// SIGTERM or SIGINT stops it as a worker stops: no new tasks, those in flight finished (bounded).
 
 import { resolveConfig } from "../../src/settings/config.ts";
 import { createContext } from "../../src/service/context.ts";
 import { createClient } from "../../src/store/redis.ts";
 import type { Owner } from "../../src/domain/owner.ts";
 import { type TaskKind, taskId } from "../../src/queue/tasks.ts";
-import { exitOnSignal, startWorker } from "../../src/worker/start.ts";
+import { startWorker } from "../../src/worker/start.ts";
 import { recordTag } from "../../src/store/keys.ts";
+import { onStopSignal } from "../../src/runtimes/signals.ts";
+import { log } from "../../src/base/log.ts";
 
 const config = resolveConfig({ auth: { jwt_secret: "unused" } }, { source: "worker-process", environment: process.env });
 const context = createContext(config, { cache: false });
@@ -61,4 +65,10 @@ const worker = startWorker(context, {
   reconcile: (app, owner) => run("reconcile", app, owner),
   restart: (app, owner) => run("restart", app, owner),
 });
-exitOnSignal(worker, context);
+// SIGTERM or SIGINT: stop taking tasks, finish those in flight (bounded), close, exit 0.
+onStopSignal(async (signal) => {
+  log("info", "worker stopping: finishing the tasks in flight", { signal });
+  await worker.stop(config.worker.shutdown_timeout);
+  await context.close();
+  process.exit(0);
+});

@@ -1,0 +1,134 @@
+// Users' configurations of their apps (spec §2 to §4): the four operations retrieve, update,
+// reset and restart, with their rules (the ETag required when `[api] require_etag`, validation and
+// the app's admission before anything is stored), and the entry to the terminal's open and
+// activity (./terminal.ts). Every change goes through the write loop (./write-loop.ts). Knows
+// nothing of HTTP or Kubernetes; the HTTP layer calls the ConfigurationService and nothing else.
+// Imports src/apps/registry.ts, src/store/records.ts and src/ucloud/jobs.ts (types),
+// src/domain (types), src/base/errors.ts and ./preconditions.ts, ./terminal.ts, ./unavailable.ts,
+// ./validation.ts, ./write-loop.ts.
+
+import type { IntegratedApp } from "../domain/app.ts";
+import type { AppRegistry } from "../apps/registry.ts";
+import type { AppRuntime } from "../domain/runtime.ts";
+import { invalidConfiguration, notFound, preconditionRequired, unknownApplication } from "../base/errors.ts";
+import type { Owner } from "../domain/owner.ts";
+import type { RecordStore } from "../store/records.ts";
+import type { JobRegistry } from "../ucloud/jobs.ts";
+import { INITIAL_ETAG, type Preconditions } from "./preconditions.ts";
+import { openTerminal, type Terminal, type TerminalOpened, terminalActivity } from "./terminal.ts";
+import { orUnavailable } from "./unavailable.ts";
+import { validateConfig } from "./validation.ts";
+import { WriteLoop } from "./write-loop.ts";
+
+export interface ConfigurationServiceOptions {
+  apps: AppRegistry;
+  store: RecordStore;
+  jobs: JobRegistry;
+  providerId: string;
+  requireEtag: boolean;
+  /** How long to wait for another replica registering the same record's first job. */
+  jobClaimWaitMs: number;
+  /** Storage, ports and leases: for the terminal's open and activity (required by them). */
+  runtime?: AppRuntime;
+  /** `[apps.terminal] inactivity`: how long an open or activity keeps the terminal alive. Default 15 minutes. */
+  terminalInactivityMs?: number;
+  log?: (level: "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface View {
+  etag: string;
+  config: unknown;
+  /** What the service itself removed from the configuration, and why (a folder marked restricted); absent when nothing. */
+  warnings?: string[];
+}
+
+const TERMINAL = "terminal";
+const DEFAULT_TERMINAL_INACTIVITY_MS = 15 * 60_000;
+
+export class ConfigurationService {
+  private readonly writes: WriteLoop;
+
+  constructor(private readonly options: ConfigurationServiceOptions) {
+    this.writes = new WriteLoop(options);
+  }
+
+  /** An app with configuration routes (the terminal has none: it is internal). */
+  configurableApp(name: string): IntegratedApp<unknown> {
+    const app = this.options.apps.get(name);
+    if (!app || app.internal) throw unknownApplication(name);
+    return app;
+  }
+
+  async retrieve(appName: string, owner: Owner): Promise<View> {
+    const app = this.configurableApp(appName);
+    const record = await orUnavailable(this.options.store.read(app.name, owner));
+    if (!record) return { etag: INITIAL_ETAG, config: app.defaultConfig(owner) };
+    return record.warnings === undefined ? { etag: record.etag, config: record.config } : { etag: record.etag, config: record.config, warnings: record.warnings };
+  }
+
+  /** Validates `rawConfig` and stores it with a new ETag. Answers the new ETag. */
+  async update(appName: string, owner: Owner, rawConfig: unknown, pre: Preconditions): Promise<{ etag: string }> {
+    const app = this.configurableApp(appName);
+    if (this.options.requireEtag && pre.expectedETag === null && pre.ifMatch === null) throw preconditionRequired();
+    const config = validateConfig(app, rawConfig);
+    await this.admit(app, owner, config);
+    const result = await this.writes.change(app, owner, pre, () => ({ kind: "write", config }));
+    return { etag: result.etag! };
+  }
+
+  /** Stores the default configuration with a new ETag; with no record, does nothing. */
+  async reset(appName: string, owner: Owner, pre: Preconditions): Promise<{ etag: string | null }> {
+    const app = this.configurableApp(appName);
+    // The side effects (Syncthing wipes its state folder) are the worker's, once the old pod is
+    // gone: a pod still running could write its state again right after a wipe done here.
+    const result = await this.writes.change(app, owner, pre, (record) =>
+      record === null ? { kind: "nothing" } : { kind: "write", config: app.defaultConfig(owner), reset: true },
+    );
+    return { etag: result.etag };
+  }
+
+  /** Asks the worker to recreate the job's pod; a record whose job is gone gets a new job. */
+  async restart(appName: string, owner: Owner, pre: Preconditions): Promise<{ etag: string }> {
+    const app = this.configurableApp(appName);
+    const result = await this.writes.change(app, owner, pre, (record) => {
+      if (record === null) throw notFound(`There is no ${app.name} configuration to restart. Save a configuration first.`);
+      return { kind: "restart" };
+    });
+    return { etag: result.etag! };
+  }
+
+  /** Opens the owner's terminal on `folder`: see openTerminal in ./terminal.ts. */
+  async openTerminal(owner: Owner, folder: string): Promise<TerminalOpened> {
+    return openTerminal(this.terminal(), owner, folder);
+  }
+
+  /** A key press in the owner's terminal: see terminalActivity in ./terminal.ts. */
+  async terminalActivity(owner: Owner): Promise<void> {
+    return terminalActivity(this.terminal(), owner);
+  }
+
+  private terminal(): Terminal {
+    const app = this.options.apps.get(TERMINAL);
+    if (!app) throw unknownApplication(TERMINAL);
+    return {
+      app,
+      store: this.options.store,
+      runtime: this.runtime(),
+      writes: this.writes,
+      inactivityMs: this.options.terminalInactivityMs ?? DEFAULT_TERMINAL_INACTIVITY_MS,
+    };
+  }
+
+  private runtime(): AppRuntime {
+    const { runtime } = this.options;
+    if (!runtime) throw new Error("ConfigurationService: the terminal and admission rules need the `runtime` option");
+    return runtime;
+  }
+
+  /** The app's rules that look beyond the configuration (Syncthing's restricted folders). */
+  private async admit(app: IntegratedApp<unknown>, owner: Owner, config: unknown): Promise<void> {
+    if (!app.admit) return;
+    const problem = await orUnavailable(app.admit(owner, config, this.runtime()));
+    if (problem) throw invalidConfiguration(`config.${problem.path}: ${problem.reason}`);
+  }
+}

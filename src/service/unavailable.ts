@@ -1,0 +1,21 @@
+// Redis failures as the service answers them: a 503 saying why, at the edge of every operation
+// (pool exhausted: this replica is busy; Redis unreachable: the store cannot be reached). Errors
+// are told apart by class (src/store/redis.ts), never by message text; AppErrors pass unchanged.
+// Imports src/base/errors.ts and src/store/redis.ts.
+
+import { AppError, unavailable } from "../base/errors.ts";
+import { isRedisUnavailable, PoolExhaustedError } from "../store/redis.ts";
+
+/** Awaits `promise`, turning "Redis is unreachable" (or "no connection free") into a 503. */
+export async function orUnavailable<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (e) {
+    if (e instanceof AppError) throw e;
+    if (e instanceof PoolExhaustedError) {
+      throw unavailable("This replica has too many changes in flight right now; try again in a moment.", e);
+    }
+    if (isRedisUnavailable(e)) throw unavailable("The configuration store cannot be reached right now; try again in a moment.", e);
+    throw e;
+  }
+}
