@@ -45,6 +45,18 @@ export const metrics = {
     ["app", "outcome"],
   ),
 
+  resyncCompleted: registry.gauge(
+    "iapps_resync_last_completed_timestamp_seconds",
+    "When this worker last finished a periodic resync round (Unix time); absent until it has, and on workers that never held the round.",
+  ),
+
+  coreRequests: registry.counter("iapps_core_requests_total", "Calls to UCloud/Core (mode core), by path.", ["call"]),
+  coreErrors: registry.counter(
+    "iapps_core_errors_total",
+    "Calls to UCloud/Core that failed, by path and why: Core's HTTP status, timeout, network (no answer) or invalid (an answer that is not JSON).",
+    ["call", "code"],
+  ),
+
   kubernetesRequests: registry.counter("iapps_kubernetes_requests_total", "Kubernetes API calls, by verb and resource.", ["verb", "resource"]),
   kubernetesErrors: registry.counter(
     "iapps_kubernetes_errors_total",

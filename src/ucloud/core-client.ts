@@ -3,6 +3,7 @@
 // calls, and Core's failures as errors the API answers 503 for and the worker retries.
 // Imports src/base/errors.ts only.
 
+import { metrics } from "../metrics/metrics.ts";
 import { AppError } from "../base/errors.ts";
 
 export type Fetch = (input: string, init: RequestInit) => Promise<Response>;
@@ -125,6 +126,7 @@ export class CoreClient {
     { query, body }: { query?: Record<string, string>; body?: unknown },
   ): Promise<Response> {
     const url = `${this.options.coreUrl}${path}${query ? `?${new URLSearchParams(query)}` : ""}`;
+    metrics.coreRequests.inc({ call: path });
     const headers: Record<string, string> = { accept: "application/json" };
     if (accessToken !== null) headers.authorization = `Bearer ${accessToken}`;
     if (body !== undefined) headers["content-type"] = "application/json";
@@ -139,6 +141,7 @@ export class CoreClient {
       const timedOut = (e as Error)?.name === "TimeoutError" || (e as Error)?.name === "AbortError";
       // A refused connection never reached Core; anything else (timeout, reset) may have.
       const refused = /ECONNREFUSED|ConnectionRefused|Unable to connect/i.test(String((e as { code?: string })?.code ?? "") + String(e));
+      metrics.coreErrors.inc({ call: path, code: timedOut ? "timeout" : "network" });
       throw new CoreUnavailableError(
         timedOut ? `${method} ${path} had no answer within ${this.options.timeoutMs} ms` : `${method} ${path}: ${(e as Error)?.message ?? e}`,
         !refused,
@@ -152,8 +155,10 @@ export class CoreClient {
     try {
       text = await response.text();
     } catch (e) {
+      metrics.coreErrors.inc({ call: path, code: "network" });
       throw new CoreUnavailableError(`${method} ${path}: the answer was cut off`, true, e);
     }
+    if (!response.ok) metrics.coreErrors.inc({ call: path, code: String(response.status) });
     if (response.status >= 500) throw new CoreUnavailableError(`${method} ${path} answered ${response.status}`, true, undefined, response.status);
     if (!response.ok) {
       // Core refused the provider itself (bad refresh token, unknown job shape): an operator's
@@ -164,6 +169,7 @@ export class CoreClient {
     try {
       return JSON.parse(text);
     } catch (e) {
+      metrics.coreErrors.inc({ call: path, code: "invalid" });
       throw new CoreUnavailableError(`${method} ${path} answered something that is not JSON`, true, e);
     }
   }

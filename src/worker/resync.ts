@@ -1,7 +1,10 @@
 // The periodic resync: a reconcile task for every record, so the system converges whatever was
 // lost or missed, and the tasks left in records' outboxes by writers that died between their
-// EXEC and the queue. One worker at a time runs it (a lock held for most of the interval), and it
-// reads keys in batches with SCAN (on every master of a cluster), never all at once.
+// EXEC and the queue. It is the safety net: the watch caches' events and the records' writes
+// bring reconciles as things change. One worker at a time runs it (a lock held for most of the
+// interval), spread over half the interval, and not while the last one's tasks still wait; it
+// reads keys in batches with SCAN (on every master of a cluster), never all at once. A worker
+// that starts makes one pass of its own at once (pods come back right after role all restarts).
 // Imports src/queue (the queue, task ids), src/store (keys, outboxes, SCAN) and src/domain (types).
 
 import type { Owner } from "../domain/owner.ts";
@@ -13,15 +16,37 @@ import { type CommandConnection, scanEach } from "../store/redis.ts";
 
 const BATCH = 500;
 
-/** Enqueues a reconcile for every record; null when another worker holds this round. */
-export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, intervalMs: number, workerId: string): Promise<number | null> {
+export interface ResyncOptions {
+  /**
+   * The pass a worker makes when it starts: no lock, and not skipped for a busy queue, since
+   * after a restart of role `all` the cluster may hold none of the pods.
+   */
+  atStart?: boolean;
+  /** Spread the pass over this long (batches apart), rather than adding every task at once. */
+  spreadMs?: number;
+  /** How many records the last pass found: how far apart to spread this one's batches. */
+  lastCount?: number;
+}
+
+/**
+ * Enqueues a reconcile for every record, in batches spread over `spreadMs`; null when another
+ * worker holds this round, or when the last round's tasks are still waiting (a pass must never
+ * pile onto the one before it: the worker is busy, and the informers' events keep it current).
+ */
+export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, intervalMs: number, workerId: string, options: ResyncOptions = {}): Promise<number | null> {
   const connection = await redis();
-  const held = await connection.set(keys.resyncLock(), workerId, "PX", Math.max(Math.floor(intervalMs * 0.9), 1), "NX");
-  if (held !== "OK") return null;
+  if (!options.atStart) {
+    const held = await connection.set(keys.resyncLock(), workerId, "PX", Math.max(Math.floor(intervalMs * 0.9), 1), "NX");
+    if (held !== "OK") return null;
+    if ((await connection.llen(keys.queuePending())) > 0) return null;
+  }
   await relayOutboxes(redis, queue);
+  const batches = Math.max(1, Math.ceil((options.lastCount ?? 0) / BATCH));
+  const pause = options.spreadMs ? options.spreadMs / batches : 0;
   let count = 0;
   await scanEach(connection, keys.recordPattern(), BATCH, async (batch) => {
     const ids = batch.map(recordTagOfKey).filter((tag): tag is string => tag !== null).flatMap((tag) => reconcileTaskOf(tag) ?? []);
+    if (count > 0 && pause >= 1) await new Promise((resolve) => setTimeout(resolve, pause));
     await queue.add(...ids);
     count += ids.length;
   });

@@ -47,12 +47,19 @@ export class Worker {
     const { options } = this;
     this.loop = this.run();
     this.timers.push(setInterval(() => void this.maintain(), MAINTENANCE_MS));
-    const resync = () =>
-      resyncOnce(options.redis, options.queue, options.resyncIntervalMs, this.id).then(
-        (count) => count !== null && options.log("debug", "resync enqueued a reconcile for every record", { records: count }),
+    let lastCount = 0;
+    const resync = (atStart: boolean) =>
+      resyncOnce(options.redis, options.queue, options.resyncIntervalMs, this.id, { atStart, spreadMs: atStart ? 0 : options.resyncIntervalMs / 2, lastCount }).then(
+        (count) => {
+          if (count === null) return;
+          lastCount = count;
+          metrics.resyncCompleted.set({}, Date.now() / 1000);
+          options.log("debug", atStart ? "a reconcile for every record, as the worker starts" : "resync enqueued a reconcile for every record", { records: count });
+        },
         (e) => options.log("warn", "resync failed; the next one will try again", { error: String(e) }),
       );
-    this.timers.push(setInterval(resync, options.resyncIntervalMs));
+    void resync(true);
+    this.timers.push(setInterval(() => void resync(false), options.resyncIntervalMs));
     options.log("info", "worker started", { worker: this.id, concurrency: options.concurrency });
   }
 
