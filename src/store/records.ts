@@ -28,6 +28,7 @@ import {
   RedisUnavailableError,
   type TransactionPool,
 } from "./redis.ts";
+import { compareAndDelete, compareAndPexpire } from "./scripts.ts";
 
 /** What one transaction read: the record and the job claim, as they were when watched. */
 export interface Snapshot {
@@ -333,12 +334,7 @@ export class RecordStore {
   /** The owed reset side effects are done (unless a newer reset came meanwhile). */
   async resetDone(app: string, owner: Owner, marker: string): Promise<void> {
     const redis = await this.commands();
-    await redis.eval(
-      `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
-      1,
-      keys.resetPending(app, owner),
-      marker,
-    );
+    await compareAndDelete.run(redis, [keys.resetPending(app, owner)], [marker]);
   }
 
   /** Takes the job claim for `ttlMs`; true when this caller now holds it. */
@@ -354,25 +350,14 @@ export class RecordStore {
   /** Extends a claim that is still ours by `ttlMs`; false when it is not ours any more. */
   async renewJobClaim(app: string, owner: Owner, token: string, ttlMs: number): Promise<boolean> {
     const redis = await this.commands();
-    const renewed = await redis.eval(
-      `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`,
-      1,
-      keys.jobClaim(app, owner),
-      token,
-      ttlMs,
-    );
+    const renewed = await compareAndPexpire.run(redis, [keys.jobClaim(app, owner)], [token, ttlMs]);
     return Number(renewed) === 1;
   }
 
   /** Gives up a claim only if it is still ours (a claim that expired may be someone else's). */
   async releaseJobClaim(app: string, owner: Owner, token: string): Promise<void> {
     const redis = await this.commands();
-    await redis.eval(
-      `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
-      1,
-      keys.jobClaim(app, owner),
-      token,
-    );
+    await compareAndDelete.run(redis, [keys.jobClaim(app, owner)], [token]);
   }
 }
 
