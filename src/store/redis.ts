@@ -16,11 +16,15 @@
 //
 // - Error messages built here mask any URL password a connection error quotes (spec §10).
 //
-// Imports ioredis, src/base/errors.ts, src/base/secrets.ts and src/store/slots.ts only.
+// - Every connection made here has the Redis scripts loaded so far defined on it (scripts.ts).
+//
+// Imports ioredis, src/base/errors.ts, src/base/secrets.ts, src/store/scripts.ts and
+// src/store/slots.ts only.
 
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import { maskSecrets } from "../base/secrets.ts";
 import { AppError } from "../base/errors.ts";
+import { defineLoadedScripts } from "./scripts.ts";
 import { hashSlot } from "./slots.ts";
 
 /** A single server's connection, or a Redis Cluster's client: the commands the service uses are the same. */
@@ -97,7 +101,7 @@ export function nodeOptions(settings: RedisSettings): NodeOptions {
  * options apply to every node connection, and `retryStrategy` to reconnecting the cluster.
  */
 export function createClient(settings: RedisSettings, options: RedisOptions): RedisClient {
-  if (!isClusterSettings(settings)) return new Redis(settings.url, options);
+  if (!isClusterSettings(settings)) return defineLoadedScripts(new Redis(settings.url, options));
   const { retryStrategy, enableAutoPipelining: _single, lazyConnect, enableOfflineQueue, ...perNode } = options;
   const clusterOptions: ClusterOptions = {
     // Every node connection, the seeds' and the discovered ones', authenticates alike.
@@ -116,7 +120,7 @@ export function createClient(settings: RedisSettings, options: RedisOptions): Re
     slotsRefreshTimeout: Math.max(settings.commandTimeoutMs, 1000),
     slotsRefreshInterval: 5000,
   };
-  return new Cluster(settings.cluster!.map(nodeOf), clusterOptions);
+  return defineLoadedScripts(new Cluster(settings.cluster!.map(nodeOf), clusterOptions));
 }
 
 export function createCommandConnection(settings: RedisSettings): RedisClient {
@@ -176,19 +180,26 @@ const UNBOUNDED = new Set(["pipeline", "multi", "sendCommand", "on", "once", "of
  * ioredis' own commandTimeout starts when a command is written, and auto-pipelining runs one
  * batch at a time: behind a batch stuck on a frozen Redis, a command would wait for that batch's
  * timeout before its own began (two timeouts instead of one).
+ *
+ * Builders and event plumbing run on the client itself, not on the proxy: a pipeline copies its
+ * client's defined script commands (src/store/scripts.ts), and copied from the proxy they would
+ * run beside the pipeline instead of in it.
  */
 function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
   const wrapped = new Map<PropertyKey, unknown>();
   return new Proxy(client, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver);
-      if (typeof value !== "function" || typeof property !== "string" || property.startsWith("_") || UNBOUNDED.has(property)) return value;
+      if (typeof value !== "function" || typeof property !== "string" || property.startsWith("_")) return value;
       let bound = wrapped.get(property);
       if (bound === undefined) {
-        bound = (...args: unknown[]) => {
-          const result = (value as (...a: unknown[]) => unknown).apply(target, args);
-          return result instanceof Promise ? deadline(result, timeoutMs) : result;
-        };
+        const command = value as (...a: unknown[]) => unknown;
+        bound = UNBOUNDED.has(property)
+          ? command.bind(target)
+          : (...args: unknown[]) => {
+              const result = command.apply(target, args);
+              return result instanceof Promise ? deadline(result, timeoutMs) : result;
+            };
         wrapped.set(property, bound);
       }
       return bound;
@@ -439,15 +450,17 @@ class NodePool {
   }
 
   private async connect(): Promise<Redis> {
-    const connection = new Redis(this.url, {
-      ...noQueueNoReplay,
-      ...this.connectionOptions,
-      lazyConnect: true,
-      connectTimeout: this.settings.commandTimeoutMs,
-      commandTimeout: this.settings.commandTimeoutMs,
-      retryStrategy: () => null,
-      connectionName: "iapps-tx",
-    });
+    const connection = defineLoadedScripts(
+      new Redis(this.url, {
+        ...noQueueNoReplay,
+        ...this.connectionOptions,
+        lazyConnect: true,
+        connectTimeout: this.settings.commandTimeoutMs,
+        commandTimeout: this.settings.commandTimeoutMs,
+        retryStrategy: () => null,
+        connectionName: "iapps-tx",
+      }),
+    );
     // No error log here: a pooled connection that fails is dropped, and the request that used
     // it answers 503; the command connection reports the outage once.
     connection.on("error", () => {});

@@ -4,11 +4,13 @@
 // which Bun, Deno with --allow-read and Node all read), once, when it is imported.
 //
 // A script runs through ioredis' `defineCommand`: the first use on a connection sends EVAL, later
-// ones EVALSHA, and a NOSCRIPT (a restarted or flushed server) sends EVAL again. It is defined on a
-// client the first time it runs there, so every client works alike: the shared command connection
-// (a single server's or a Cluster's), the transaction pool's, and the shared one seen through its
-// deadline proxy (redis.ts), which passes `defineCommand` and the defined command on to the
-// client it wraps.
+// ones EVALSHA, and a NOSCRIPT (a restarted or flushed server) sends EVAL again. The store's
+// connection factories define every script loaded so far on each client they make, before it
+// sends anything (`defineLoadedScripts`): the shared command connection (a single server's or a
+// Cluster's; its deadline proxy passes the defined commands on) and the transaction pool's.
+// Never later, on first use: an auto-pipeline the client made before the definition would lack
+// the command, and ioredis then loses track of which reply is whose. A script run on a client
+// that does not have it fails, saying so.
 //
 // Also here: the two small scripts more than one store module uses (a key's value compared, then
 // the key deleted or its expiry set).
@@ -28,8 +30,16 @@ type DefinedScript = (...keysThenArguments: ScriptArgument[]) => unknown;
 
 const FILE_NAME = /^([a-z]+(?:-[a-z]+)*)-(\d+)\.lua$/;
 
-/** The text of every script loaded so far, by name: two different scripts of one name would overwrite each other on a client. */
-const loaded = new Map<string, string>();
+/** Every script loaded so far, by name: two different scripts of one name would overwrite each other on a client. */
+const loaded = new Map<string, RedisScript>();
+
+/** Defines every script loaded so far on a client that has sent nothing yet (see above); answers the client. */
+export function defineLoadedScripts<C extends ScriptClient>(client: C): C {
+  for (const { name, lua, numberOfKeys } of loaded.values()) {
+    if (typeof definedOn(client, name) !== "function") client.defineCommand(name, { lua, numberOfKeys });
+  }
+  return client;
+}
 
 export class RedisScript {
   /** The name it is defined under on a client: its file's name without `.lua`, such as `take-8`. */
@@ -45,29 +55,28 @@ export class RedisScript {
     this.numberOfKeys = Number(parts[2]);
     this.lua = readFileSync(file, "utf8");
     const other = loaded.get(this.name);
-    if (other !== undefined && other !== this.lua) throw new Error(`two different Redis scripts are named ${fileName}`);
-    loaded.set(this.name, this.lua);
+    if (other !== undefined && other.lua !== this.lua) throw new Error(`two different Redis scripts are named ${fileName}`);
+    loaded.set(this.name, this);
   }
 
-  /** Defines the script on `client` (unless it is there already), so that a pipeline made after it has it too. */
-  defineOn<C extends ScriptClient>(client: C): C {
-    if (typeof definedOn(client, this.name) !== "function") client.defineCommand(this.name, { lua: this.lua, numberOfKeys: this.numberOfKeys });
-    return client;
-  }
-
-  /** Runs the script on `client`: its reply. */
-  run(client: ScriptClient, keys: readonly string[], args: readonly ScriptArgument[] = []): Promise<unknown> {
+  /** Runs the script on `client` (made by the store's connection factories): its reply. */
+  async run(client: ScriptClient, keys: readonly string[], args: readonly ScriptArgument[] = []): Promise<unknown> {
     this.checkKeys(keys);
-    this.defineOn(client);
-    return Promise.resolve(Reflect.apply(definedOn(client, this.name)!, client, [...keys, ...args]));
+    return Reflect.apply(this.commandOn(client), client, [...keys, ...args]);
   }
 
-  /** Adds a run of the script to `pipeline`, whose client it was defined on (`defineOn`) before the pipeline was made. */
+  /** Adds a run of the script to a pipeline of a client made by the store's connection factories. */
   queue(pipeline: ChainableCommander, keys: readonly string[], args: readonly ScriptArgument[] = []): void {
     this.checkKeys(keys);
-    const command = definedOn(pipeline, this.name);
-    if (typeof command !== "function") throw new Error(`the Redis script ${this.name} was not defined on the client before its pipeline was made`);
-    Reflect.apply(command, pipeline, [...keys, ...args]);
+    Reflect.apply(this.commandOn(pipeline), pipeline, [...keys, ...args]);
+  }
+
+  private commandOn(client: ScriptClient | ChainableCommander): DefinedScript {
+    const command = definedOn(client, this.name);
+    if (typeof command !== "function") {
+      throw new Error(`the Redis script ${this.name} is not defined on this client: make clients with the store's connection factories, or load the script before making them`);
+    }
+    return command;
   }
 
   private checkKeys(keys: readonly string[]) {
