@@ -14,10 +14,10 @@
 // leases and backoffs.
 //
 // Imports src/store/keys.ts, the script loader src/store/scripts.ts and the connection types of
-// src/store/redis.ts only.
+// src/store/connections.ts only.
 
 import { keys } from "../store/keys.ts";
-import type { CommandConnection, RedisClient } from "../store/redis.ts";
+import type { CommandConnection, RedisClient } from "../store/connections.ts";
 import { RedisScript } from "../store/scripts.ts";
 
 /** The queue's transitions, one script each (in ./scripts, with their KEYS and ARGV). */

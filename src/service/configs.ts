@@ -26,7 +26,7 @@ import { type TaskKind, taskId } from "../queue/tasks.ts";
 import type { Owner } from "../domain/owner.ts";
 import { type Commit, newEtag, type RecordStore, type Snapshot } from "../store/records.ts";
 import type { StoredRecord } from "../domain/record.ts";
-import { AmbiguousCommitError, isRedisUnavailable, PoolExhaustedError } from "../store/redis.ts";
+import { AmbiguousCommitError, isRedisUnavailable, PoolExhaustedError } from "../store/redis-errors.ts";
 import type { FolderAccess } from "../domain/storage.ts";
 import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
 
@@ -183,7 +183,7 @@ export class ConfigService {
     const toCheck = [...new Set([...listed, drive])];
     const access = new Map<string, FolderAccess>();
     const checked = await Promise.all(toCheck.map((path) => storage.access(owner, path)));
-    toCheck.forEach((path, index) => access.set(path, checked[index]!));
+    for (const [index, path] of toCheck.entries()) access.set(path, checked[index]!);
 
     await guard(leases.refresh(app.name, owner, this.terminalInactivityMs));
 

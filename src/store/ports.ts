@@ -1,12 +1,12 @@
 // Ports handed out to pods, unique across every worker: the allocation lives in Redis, as two
 // hashes per pool (port → job, job → port) changed together by the scripts
 // scripts/allocate-port-2.lua and scripts/release-port-2.lua.
-// Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/redis.ts and
+// Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/connections.ts and
 // the PortAllocator interface of src/domain/runtime.ts.
 
 import type { PortAllocator, PortRange } from "../domain/runtime.ts";
 import { keys } from "./keys.ts";
-import type { CommandConnection } from "./redis.ts";
+import type { CommandConnection } from "./connections.ts";
 import { RedisScript } from "./scripts.ts";
 
 /** Hands a job the port it holds while that one is still allowed, else the lowest free one. */

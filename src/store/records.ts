@@ -20,14 +20,9 @@ import { encodeInvalidation } from "./invalidations.ts";
 import { keys } from "./keys.ts";
 import type { Owner } from "../domain/owner.ts";
 import type { Redis } from "ioredis";
-import {
-  AmbiguousCommitError,
-  type CommandConnection,
-  isRedisUnavailable,
-  isSlotMoved,
-  RedisUnavailableError,
-  type TransactionPool,
-} from "./redis.ts";
+import type { CommandConnection } from "./connections.ts";
+import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError } from "./redis-errors.ts";
+import type { TransactionPool } from "./transaction-pool.ts";
 import { compareAndDelete, compareAndPexpire } from "./scripts.ts";
 
 /** What one transaction read: the record and the job claim, as they were when watched. */

@@ -1,12 +1,12 @@
 // Jobs kept in Redis, for running without a UCloud installation: `[ucloud] mode = "embedded"`.
 // A job is the hash `iapps:job:<id>`; ids come from the counter `iapps:job-seq`.
 // A state change is the script scripts/update-job-state-1.lua.
-// Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/redis.ts,
+// Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/connections.ts,
 // src/ucloud/jobs.ts and the job specification type of src/domain/app.ts.
 
 import type { JobSpecification } from "../domain/app.ts";
 import { keys } from "../store/keys.ts";
-import type { CommandConnection } from "../store/redis.ts";
+import type { CommandConnection } from "../store/connections.ts";
 import { RedisScript } from "../store/scripts.ts";
 import type { Job, JobRegistry, JobState } from "./jobs.ts";
 

@@ -2,12 +2,14 @@
 // lost or missed, and the tasks left in records' outboxes by writers that died between their
 // EXEC and the queue. One worker at a time runs it (a lock held for most of the interval), and it
 // reads keys in batches with SCAN (on every master of a cluster), never all at once.
-// Imports src/queue and src/store.
+// Imports the TaskQueue type of src/queue, and src/store (keys, connections, routing for SCAN,
+// the outbox's member format).
 
 import type { TaskQueue } from "../queue/queue.ts";
 import { keys, outboxTagOfKey, recordTagOfKey } from "../store/keys.ts";
 import { taskOfOutboxMember } from "../store/records.ts";
-import { type CommandConnection, scanEach } from "../store/redis.ts";
+import type { CommandConnection } from "../store/connections.ts";
+import { scanEach } from "../store/routing.ts";
 
 const BATCH = 500;
 
