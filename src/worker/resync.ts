@@ -7,7 +7,7 @@
 
 import type { TaskQueue } from "../queue/queue.ts";
 import { keys, outboxTagOfKey, recordTagOfKey } from "../store/keys.ts";
-import { taskOfOutboxMember } from "../store/records.ts";
+import { taskOfOutboxMember } from "../store/outbox.ts";
 import type { CommandConnection } from "../store/connections.ts";
 import { scanEach } from "../store/routing.ts";
 
