@@ -1,5 +1,7 @@
 // The composition root: builds Redis connections, store, job registry, apps and the service from
 // a configuration, and closes them again. Roles (src/main.ts) and tests start from here.
+// Imports ioredis, src/apps, src/cache, src/queue, src/storage, src/store, src/ucloud,
+// src/settings, src/base, src/domain and src/service/configs.ts.
 
 import { Cluster } from "ioredis";
 import type { AppSettings } from "../domain/app.ts";

@@ -161,7 +161,7 @@ export function readyConnection(client: RedisClient, timeoutMs: number): Command
 }
 
 /** Methods whose result is not a command's promise: builders and event plumbing. */
-const UNBOUNDED = new Set(["pipeline", "multi", "sendCommand", "on", "once", "off", "removeListener", "duplicate", "disconnect", "quit", "nodes"]);
+const WITHOUT_DEADLINE = new Set(["pipeline", "multi", "sendCommand", "on", "once", "off", "removeListener", "duplicate", "disconnect", "quit", "nodes"]);
 
 /**
  * The client, with every command answering or failing within `timeoutMs` of being issued.
@@ -182,7 +182,7 @@ function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
       let bound = wrapped.get(property);
       if (bound === undefined) {
         const command = value as (...a: unknown[]) => unknown;
-        bound = UNBOUNDED.has(property)
+        bound = WITHOUT_DEADLINE.has(property)
           ? command.bind(target)
           : (...args: unknown[]) => {
               const result = command.apply(target, args);

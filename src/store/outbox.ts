@@ -4,7 +4,8 @@
 // (keys.outbox) instead, and after EXEC the writer relays it to the queue. A writer that dies in
 // between leaves it in the outbox, where the worker's resync finds it (src/worker/resync.ts).
 // Imports src/store/keys.ts, the connection type of src/store/connections.ts,
-// src/base/request-id.ts (a task remembers the request that added it) and ioredis' types.
+// src/base/request-id.ts (a task remembers the request that added it), the Owner type of
+// src/domain and ioredis' types.
 
 import { randomBytes } from "node:crypto";
 import type { ChainableCommander } from "ioredis";

@@ -6,8 +6,9 @@
 // A script runs through ioredis' `defineCommand`: the first use on a connection sends EVAL, later
 // ones EVALSHA, and a NOSCRIPT (a restarted or flushed server) sends EVAL again. The store's
 // connection factories define every script loaded so far on each client they make, before it
-// sends anything (`defineLoadedScripts`): the shared command connection (a single server's or a
-// Cluster's; its deadline proxy passes the defined commands on) and the transaction pool's.
+// sends anything (`defineLoadedScripts`): connections.ts's (the shared command connection, a
+// single server's or a Cluster's, whose deadline proxy passes the defined commands on) and
+// transaction-pool.ts's.
 // Never later, on first use: an auto-pipeline the client made before the definition would lack
 // the command, and ioredis then loses track of which reply is whose. A script run on a client
 // that does not have it fails, saying so.
