@@ -22,8 +22,7 @@ import { RedisScript } from "../store/scripts.ts";
 
 /** The queue's transitions, one script each (in ./scripts, with their KEYS and ARGV). */
 const scripts = {
-  add: queueScript("add-5.lua"),
-  addForRequest: queueScript("add-for-request-6.lua"),
+  add: queueScript("add-6.lua"),
   take: queueScript("take-8.lua"),
   renew: queueScript("renew-2.lua"),
   complete: queueScript("complete-12.lua"),
@@ -37,7 +36,9 @@ function queueScript(file: string): RedisScript {
   return new RedisScript(new URL(`./scripts/${file}`, import.meta.url));
 }
 
-const addKeys = () => [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueDelayed(), keys.queueWake()];
+const addKeys = () => [keys.queuePending(), keys.queueDirty(), keys.queueActive(), keys.queueDelayed(), keys.queueWake(), keys.queueRequestIds()];
+/** add-6.lua's arguments: no request id is '' (a resync, a pod event). */
+const addArgs = (id: string, requestId?: string) => [id, requestId ?? ""];
 /** The keys of the scripts that move a taken task on (complete, fail, promote), in their order. */
 const taskKeys = () => [
   keys.queuePending(),
@@ -92,9 +93,9 @@ export class TaskQueue {
   async add(...ids: string[]): Promise<number> {
     if (ids.length === 0) return 0;
     const redis = await this.redis();
-    if (ids.length === 1) return (await scripts.add.run(redis, addKeys(), [ids[0]!])) === 0 ? 0 : 1;
+    if (ids.length === 1) return (await scripts.add.run(redis, addKeys(), addArgs(ids[0]!))) === 0 ? 0 : 1;
     const pipeline = redis.pipeline();
-    for (const id of ids) scripts.add.queue(pipeline, addKeys(), [id]);
+    for (const id of ids) scripts.add.queue(pipeline, addKeys(), addArgs(id));
     const replies = (await pipeline.exec()) ?? [];
     let added = 0;
     for (const [error, value] of replies) {
@@ -113,13 +114,7 @@ export class TaskQueue {
     if (ids.length === 0) return 0;
     const redis = on ?? (await this.redis());
     // One script per task: the request id is never seen without its task.
-    const replies = await Promise.all(
-      ids.map((id) =>
-        requestId === undefined
-          ? scripts.add.run(redis, addKeys(), [id])
-          : scripts.addForRequest.run(redis, [...addKeys(), keys.queueRequestIds()], [id, requestId]),
-      ),
-    );
+    const replies = await Promise.all(ids.map((id) => scripts.add.run(redis, addKeys(), addArgs(id, requestId))));
     return replies.filter((value) => value !== 0).length;
   }
 
@@ -224,7 +219,7 @@ export class TaskQueue {
     const redis = await this.redis();
     const replayed = await scripts.replay.run(redis, [keys.queueDead(), keys.queueAttempts(), keys.queueErrors()], [id]);
     if (replayed === 0) return false;
-    await scripts.add.run(redis, addKeys(), [id]);
+    await scripts.add.run(redis, addKeys(), addArgs(id));
     return true;
   }
 

@@ -1,5 +1,5 @@
 -- Takes a task out of the dead letters with its attempts and last error forgotten; the caller
--- adds it again (add-5.lua).
+-- adds it again (add-6.lua).
 --
 -- KEYS[1] dead: hash of task id -> its dead letter (JSON)
 -- KEYS[2] attempts: hash of task id -> failed attempts so far

@@ -1,6 +1,7 @@
--- Adds a task as add-5.lua does, on behalf of a request: the request id replaces the task's (the
--- latest of coalesced requests wins), even when the task was pending already, so that the task's
--- run is logged with it.
+-- Adds a task, as client-go's workqueue does: a task that is pending already is not added again
+-- (the dirty set), and a task that is being processed is marked to run once more afterwards. On
+-- behalf of a request, the request id replaces the task's (the latest of coalesced requests
+-- wins), even when the task was pending already, so that the task's run is logged with it.
 --
 -- KEYS[1] pending: list of the task ids waiting to be taken
 -- KEYS[2] dirty: set of the task ids added and not taken since
@@ -9,15 +10,15 @@
 -- KEYS[5] wake: list of wake-up tokens idle workers block on
 -- KEYS[6] request ids: hash of task id -> the latest request that asked for it
 -- ARGV[1] the task id
--- ARGV[2] the request id
+-- ARGV[2] the request id, or '' when no request asked for it (a resync, a pod event)
 --
 -- Returns 1 when the task is now pending, 0 when it was pending already, 2 when it is being
 -- processed (it runs again once that run ends).
 
 local pending, dirty, active, delayed, wake, requestIds = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local id = ARGV[1]
+local id, requestId = ARGV[1], ARGV[2]
 
-redis.call('HSET', requestIds, id, ARGV[2])
+if requestId ~= '' then redis.call('HSET', requestIds, id, requestId) end
 if redis.call('SADD', dirty, id) == 0 then return 0 end
 if redis.call('ZSCORE', active, id) then return 2 end
 redis.call('ZREM', delayed, id)
