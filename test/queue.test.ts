@@ -4,7 +4,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { resolveConfig } from "../src/settings/config.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
-import { taskOfOutboxMember } from "../src/store/records.ts";
+import { taskOfOutboxMember } from "../src/store/outbox.ts";
 import { relayOutboxes } from "../src/worker/resync.ts";
 import { keys } from "../src/store/keys.ts";
 import { startProcess, eventually, killAll, type Child } from "./support/processes.ts";

@@ -1,5 +1,5 @@
 // The request id of the work in progress: set by the HTTP layer for each request, stored with
-// the task the request enqueues (src/store/records.ts), and set again by the worker around the
+// the task the request enqueues (src/store/outbox.ts), and set again by the worker around the
 // task's run, so that every log line of the request, its task and the reconcile it causes
 // carries the same id (src/base/log.ts adds it). Carried in an AsyncLocalStorage (node:async_hooks,
 // which Bun, Deno and Node all provide) rather than passed through every call, so the service

@@ -26,7 +26,7 @@ export class InvalidationSubscriber {
    * `urls`: where to subscribe. On a Redis Cluster every node hears every publish, so the
    * subscription may live on any node: when one cannot be reached, the next is tried.
    * `nodeOptions`: credentials and TLS for every one of them (a cluster's node addresses come
-   * without; see `nodeOptions` in src/store/redis.ts). A URL that has its own keeps them.
+   * without; see `nodeOptions` in src/store/connections.ts). A URL that has its own keeps them.
    */
   constructor(
     private readonly urls: string[],

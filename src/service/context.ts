@@ -21,17 +21,15 @@ import { RecordStore } from "../store/records.ts";
 import {
   type CommandConnection,
   createCommandConnection,
-  mastersOf,
-  nodeConnectionFor,
   nodeOptions,
   readyConnection,
   type RedisClient,
-  RedisUnavailableError,
   type RedisSettings,
-  routerFor,
-  TransactionPool,
   withoutCredentials,
-} from "../store/redis.ts";
+} from "../store/connections.ts";
+import { RedisUnavailableError } from "../store/redis-errors.ts";
+import { mastersOf, nodeConnectionFor, routerFor } from "../store/routing.ts";
+import { TransactionPool } from "../store/transaction-pool.ts";
 import { CoreClient } from "../ucloud/core-client.ts";
 import { CoreJobRegistry } from "../ucloud/core-registry.ts";
 import { EmbeddedJobRegistry } from "../ucloud/embedded-registry.ts";

@@ -15,7 +15,8 @@
 
 import type { DriveMetadata, MemberRole, Sensitivity } from "../domain/storage.ts";
 import { keys } from "./keys.ts";
-import { type CommandConnection, type RedisClient, scanEach } from "./redis.ts";
+import type { CommandConnection, RedisClient } from "./connections.ts";
+import { scanEach } from "./routing.ts";
 
 const MEMBER = "member:";
 const SENSITIVITY = "sensitivity:";

@@ -2,12 +2,13 @@
 // record's hash slot, set with PX on every open and activity, so it disappears by itself when
 // the owner has been idle for the lease's length. Every API replica and worker reads the same
 // lease (UCloud keeps it in one process's memory). Lease times are the Redis server's clock.
-// Imports src/store/* and the ActivityLeases interface of src/domain/runtime.ts.
+// Imports src/store/keys.ts, the connection type of src/store/connections.ts, and the
+// ActivityLeases interface and Owner type of src/domain.
 
 import type { ActivityLeases } from "../domain/runtime.ts";
 import { keys } from "./keys.ts";
 import type { Owner } from "../domain/owner.ts";
-import type { CommandConnection } from "./redis.ts";
+import type { CommandConnection } from "./connections.ts";
 
 export class RedisActivityLeases implements ActivityLeases {
   constructor(private readonly commands: CommandConnection) {}
@@ -25,6 +26,6 @@ export class RedisActivityLeases implements ActivityLeases {
   async remaining(app: string, owner: Owner): Promise<number> {
     const redis = await this.commands();
     const ttl = await redis.pttl(keys.activityLease(app, owner));
-    return ttl > 0 ? ttl : 0;
+    return Math.max(ttl, 0);
   }
 }

@@ -1,41 +1,17 @@
 // Ports handed out to pods, unique across every worker: the allocation lives in Redis, as two
-// hashes per pool (port → job, job → port) changed together by one script.
-// Imports src/store/keys.ts, src/store/redis.ts and the PortAllocator interface.
+// hashes per pool (port → job, job → port) changed together by the scripts
+// scripts/allocate-port-2.lua and scripts/release-port-2.lua.
+// Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/connections.ts and
+// the PortAllocator interface of src/domain/runtime.ts.
 
 import type { PortAllocator, PortRange } from "../domain/runtime.ts";
 import { keys } from "./keys.ts";
-import type { CommandConnection } from "./redis.ts";
+import type { CommandConnection } from "./connections.ts";
+import { RedisScript } from "./scripts.ts";
 
-// KEYS: by-port, by-job. ARGV: job, min, max (exclusive), excluded ports "a,b".
-// A job keeps the port it holds while that port is still allowed; else the lowest free one.
-const ALLOCATE = `
-local excluded = {}
-for p in string.gmatch(ARGV[4], '[^,]+') do excluded[p] = true end
-local min, max = tonumber(ARGV[2]), tonumber(ARGV[3])
-local held = redis.call('HGET', KEYS[2], ARGV[1])
-if held then
-  local port = tonumber(held)
-  if port >= min and port < max and not excluded[held] then return port end
-  redis.call('HDEL', KEYS[1], held)
-  redis.call('HDEL', KEYS[2], ARGV[1])
-end
-for port = min, max - 1 do
-  local key = tostring(port)
-  if not excluded[key] and redis.call('HEXISTS', KEYS[1], key) == 0 then
-    redis.call('HSET', KEYS[1], key, ARGV[1])
-    redis.call('HSET', KEYS[2], ARGV[1], key)
-    return port
-  end
-end
-return -1`;
-
-// KEYS: by-port, by-job. ARGV: job.
-const RELEASE = `
-local held = redis.call('HGET', KEYS[2], ARGV[1])
-if not held then return 0 end
-if redis.call('HGET', KEYS[1], held) == ARGV[1] then redis.call('HDEL', KEYS[1], held) end
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1`;
+/** Hands a job the port it holds while that one is still allowed, else the lowest free one. */
+const allocatePort = new RedisScript(new URL("./scripts/allocate-port-2.lua", import.meta.url));
+const releasePort = new RedisScript(new URL("./scripts/release-port-2.lua", import.meta.url));
 
 export class RedisPortAllocator implements PortAllocator {
   constructor(private readonly redis: CommandConnection) {}
@@ -43,7 +19,7 @@ export class RedisPortAllocator implements PortAllocator {
   async allocate(pool: string, jobId: string, range: PortRange): Promise<number | null> {
     const redis = await this.redis();
     const port = Number(
-      await redis.eval(ALLOCATE, 2, keys.portsByPort(pool), keys.portsByJob(pool), jobId, range.min, range.max, range.exclude.join(",")),
+      await allocatePort.run(redis, [keys.portsByPort(pool), keys.portsByJob(pool)], [jobId, range.min, range.max, range.exclude.join(",")]),
     );
     return port < 0 ? null : port;
   }
@@ -56,6 +32,6 @@ export class RedisPortAllocator implements PortAllocator {
 
   async release(pool: string, jobId: string): Promise<void> {
     const redis = await this.redis();
-    await redis.eval(RELEASE, 2, keys.portsByPort(pool), keys.portsByJob(pool), jobId);
+    await releasePort.run(redis, [keys.portsByPort(pool), keys.portsByJob(pool)], [jobId]);
   }
 }

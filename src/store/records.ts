@@ -7,27 +7,24 @@
 // invalidation in its own MULTI and updates this replica's cache at once.
 //
 // Every key a transaction touches is in the record's hash slot, so it runs on Redis Cluster too.
-// The task a write causes therefore cannot join its MULTI (the queue has a slot of its own): the
-// MULTI puts it in the record's outbox, and after EXEC it moves to the queue. A writer that dies
-// in between leaves it in the outbox, where the worker's resync finds it (relayOutboxes).
-// Imports src/store/*, the cache's type and src/base/request-id.ts (a task remembers the request that
-// added it).
+// The task a write causes goes through the record's outbox (outbox.ts); the job claim a
+// transaction watches is taken and given up by job-claims.ts. A reset's owed side effects are
+// marked in the MULTI and cleared here when done.
+// Imports ioredis' types, src/store/* (keys, invalidations, connections, the transaction pool,
+// redis-errors, scripts, outbox, job-claims) and the record and owner types of src/domain.
 
 import { randomBytes } from "node:crypto";
-import type { StoredRecord } from "../domain/record.ts";
-import { currentRequestId } from "../base/request-id.ts";
-import { encodeInvalidation } from "./invalidations.ts";
-import { keys } from "./keys.ts";
-import type { Owner } from "../domain/owner.ts";
 import type { Redis } from "ioredis";
-import {
-  AmbiguousCommitError,
-  type CommandConnection,
-  isRedisUnavailable,
-  isSlotMoved,
-  RedisUnavailableError,
-  type TransactionPool,
-} from "./redis.ts";
+import type { Owner } from "../domain/owner.ts";
+import type { StoredRecord } from "../domain/record.ts";
+import type { CommandConnection } from "./connections.ts";
+import { encodeInvalidation } from "./invalidations.ts";
+import { JobClaims } from "./job-claims.ts";
+import { keys } from "./keys.ts";
+import { addToOutbox, OutboxRelay } from "./outbox.ts";
+import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError } from "./redis-errors.ts";
+import { compareAndDelete } from "./scripts.ts";
+import type { TransactionPool } from "./transaction-pool.ts";
 
 /** What one transaction read: the record and the job claim, as they were when watched. */
 export interface Snapshot {
@@ -111,6 +108,8 @@ export interface RecordStoreOptions {
 
 export class RecordStore {
   private readonly cache: WriteThroughCache | null;
+  private readonly outbox: OutboxRelay;
+  private readonly claims: JobClaims;
 
   constructor(
     private readonly commands: CommandConnection,
@@ -118,6 +117,8 @@ export class RecordStore {
     private readonly options: RecordStoreOptions,
   ) {
     this.cache = options.cache && options.cache.maxEntries > 0 ? options.cache : null;
+    this.outbox = new OutboxRelay(commands, options);
+    this.claims = new JobClaims(commands);
   }
 
   /** The record, from this replica's cache when it can be trusted, else from Redis. */
@@ -201,9 +202,7 @@ export class RecordStore {
     }
     if (releaseClaim) multi.del(claimKey);
     if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
-    // A member of this write's own: emptying it after the relay cannot take another write's.
-    const owed = enqueue === undefined ? undefined : outboxMember(enqueue);
-    if (owed !== undefined) multi.sadd(keys.outbox(app, owner), owed);
+    const owed = enqueue === undefined ? undefined : addToOutbox(multi, app, owner, enqueue);
 
     // Write-through: this replica shows the new record at once, unless a newer write's
     // invalidation passes before EXEC answers.
@@ -227,7 +226,7 @@ export class RecordStore {
     } finally {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
-    if (owed !== undefined) await this.relay(app, owner, [owed]);
+    if (owed !== undefined) await this.outbox.relay(app, owner, [owed]);
     if (record) await this.awaitReplicas(connection);
     return { committed: true, value: decision.value };
   }
@@ -248,29 +247,6 @@ export class RecordStore {
     }
     if (acknowledged < wanted) {
       throw new AmbiguousCommitError(`the write reached the master but only ${acknowledged} of ${wanted} replicas confirmed it ([redis] wait_replicas)`);
-    }
-  }
-
-  /**
-   * Moves tasks from the record's outbox to the queue. A failure here loses nothing (the outbox
-   * keeps them for the resync), so it is logged, not raised: the write itself is done.
-   */
-  private async relay(app: string, owner: Owner, members: string[]) {
-    const ids = members.map(taskOfOutboxMember);
-    try {
-      await this.options.enqueue(ids, currentRequestId());
-    } catch (e) {
-      this.options.log?.("warn", "a task stays in its record's outbox until the next resync", { app, owner, tasks: ids, error: String(e) });
-      return;
-    }
-    // The task is on the queue: an outbox entry left by a failed SREM only makes the resync add
-    // it once more (tasks are deduplicated, reconciles idempotent). Waited for all the same, so
-    // that an answered write has nothing of it still in flight.
-    try {
-      const redis = await this.commands();
-      await redis.srem(keys.outbox(app, owner), ...members);
-    } catch {
-      // see above
     }
   }
 
@@ -333,57 +309,23 @@ export class RecordStore {
   /** The owed reset side effects are done (unless a newer reset came meanwhile). */
   async resetDone(app: string, owner: Owner, marker: string): Promise<void> {
     const redis = await this.commands();
-    await redis.eval(
-      `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
-      1,
-      keys.resetPending(app, owner),
-      marker,
-    );
+    await compareAndDelete.run(redis, [keys.resetPending(app, owner)], [marker]);
   }
 
-  /** Takes the job claim for `ttlMs`; true when this caller now holds it. */
-  async claimJob(app: string, owner: Owner, token: string, ttlMs: number): Promise<boolean> {
-    const redis = await this.commands();
-    const key = keys.jobClaim(app, owner);
-    if ((await redis.set(key, token, "PX", ttlMs, "NX")) === "OK") return true;
-    // Refused, or this very SET ran once already: a cluster client re-sends a command whose
-    // node connection closed under it, and the second one finds the first one's claim.
-    return (await redis.get(key)) === token;
+  /** Takes the record's job claim for `ttlMs`; true when this caller now holds it (job-claims.ts). */
+  claimJob(app: string, owner: Owner, token: string, ttlMs: number): Promise<boolean> {
+    return this.claims.take(app, owner, token, ttlMs);
   }
 
-  /** Extends a claim that is still ours by `ttlMs`; false when it is not ours any more. */
-  async renewJobClaim(app: string, owner: Owner, token: string, ttlMs: number): Promise<boolean> {
-    const redis = await this.commands();
-    const renewed = await redis.eval(
-      `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`,
-      1,
-      keys.jobClaim(app, owner),
-      token,
-      ttlMs,
-    );
-    return Number(renewed) === 1;
+  /** Extends a job claim that is still ours by `ttlMs`; false when it is not ours any more. */
+  renewJobClaim(app: string, owner: Owner, token: string, ttlMs: number): Promise<boolean> {
+    return this.claims.renew(app, owner, token, ttlMs);
   }
 
-  /** Gives up a claim only if it is still ours (a claim that expired may be someone else's). */
-  async releaseJobClaim(app: string, owner: Owner, token: string): Promise<void> {
-    const redis = await this.commands();
-    await redis.eval(
-      `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
-      1,
-      keys.jobClaim(app, owner),
-      token,
-    );
+  /** Gives up a job claim only if it is still ours (a claim that expired may be someone else's). */
+  releaseJobClaim(app: string, owner: Owner, token: string): Promise<void> {
+    return this.claims.release(app, owner, token);
   }
-}
-
-/** An outbox member: the task id and a nonce of the write that owes it (task ids hold no space). */
-export function outboxMember(taskId: string): string {
-  return `${taskId} ${randomBytes(6).toString("hex")}`;
-}
-
-export function taskOfOutboxMember(member: string): string {
-  const space = member.indexOf(" ");
-  return space === -1 ? member : member.slice(0, space);
 }
 
 function replyOf(replies: [Error | null, unknown][] | null, index: number): unknown {

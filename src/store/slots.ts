@@ -1,27 +1,16 @@
-// Redis Cluster's hash slot of a key: CRC16 (XMODEM) of the key, or of its hash tag — the part
-// between the first `{` and the next `}` when that is not empty — modulo 16384.
-// Imports nothing.
+// The Redis Cluster hash slot of a key: CRC16 (XMODEM) of the key, or of its hash tag, modulo
+// 16384. From cluster-key-slot, the package ioredis routes its own commands with, so our
+// transactions (routing.ts) and ioredis agree on where a key lives.
+//
+// cluster-key-slot 1.1.1 parts from Redis on one kind of key only: one whose first `{` is followed
+// at once by `}` and that has a later `}` (`a{}b{c}`: Redis hashes the whole key, cluster-key-slot
+// `b{c`). Every key keys.ts builds with a hash tag opens with a non-empty one, so none is of that
+// kind.
+// Imports cluster-key-slot only.
 
-const TABLE = (() => {
-  const table = new Uint16Array(256);
-  for (let i = 0; i < 256; i++) {
-    let crc = i << 8;
-    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-    table[i] = crc;
-  }
-  return table;
-})();
-
-const encoder = new TextEncoder();
+/// <reference path="./untyped-modules.d.ts" />
+import calculateSlot from "cluster-key-slot";
 
 export function hashSlot(key: string): number {
-  let bytes = encoder.encode(key);
-  const open = bytes.indexOf(0x7b); // {
-  if (open >= 0) {
-    const close = bytes.indexOf(0x7d, open + 1); // }
-    if (close > open + 1) bytes = bytes.subarray(open + 1, close);
-  }
-  let crc = 0;
-  for (const byte of bytes) crc = ((crc << 8) & 0xffff) ^ TABLE[((crc >> 8) ^ byte) & 0xff]!;
-  return crc % 16384;
+  return calculateSlot(key);
 }

@@ -65,7 +65,7 @@ export class CoreJobRegistry implements JobRegistry {
    * Registers the job, unless Core already holds a live one for this product and owner: that one
    * is adopted. Such a job is left by a register whose answer was lost (Core acted, the caller saw
    * a timeout), so looking first keeps a retry, on any replica, from registering a second job. The
-   * job claim (src/store/records.ts) keeps two writers from registering at the same moment.
+   * job claim (src/store/job-claims.ts) keeps two writers from registering at the same moment.
    */
   async register(specification: JobSpecification, createdBy: string, project: string | null): Promise<string> {
     const adopted = await this.findLive(specification, createdBy, project);

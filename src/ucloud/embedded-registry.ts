@@ -1,11 +1,16 @@
 // Jobs kept in Redis, for running without a UCloud installation: `[ucloud] mode = "embedded"`.
 // A job is the hash `iapps:job:<id>`; ids come from the counter `iapps:job-seq`.
-// Imports src/store/keys.ts, src/store/redis.ts and src/ucloud/jobs.ts.
+// A state change is the script scripts/update-job-state-1.lua.
+// Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/connections.ts,
+// src/ucloud/jobs.ts and the job specification type of src/domain/app.ts.
 
 import type { JobSpecification } from "../domain/app.ts";
 import { keys } from "../store/keys.ts";
-import type { CommandConnection } from "../store/redis.ts";
+import type { CommandConnection } from "../store/connections.ts";
+import { RedisScript } from "../store/scripts.ts";
 import type { Job, JobRegistry, JobState } from "./jobs.ts";
+
+const updateJobState = new RedisScript(new URL("./scripts/update-job-state-1.lua", import.meta.url));
 
 export class EmbeddedJobRegistry implements JobRegistry {
   constructor(private readonly redis: CommandConnection) {}
@@ -46,20 +51,8 @@ export class EmbeddedJobRegistry implements JobRegistry {
   }
 
   async updateState(jobId: string, state: JobState, status = ""): Promise<void> {
-    // Only an existing job changes (HSET on a missing key would invent a job without a spec),
-    // and a final state is final: a reconciler that read the job just before it ended must not
-    // bring it back to life with a late RUNNING.
+    // Only an existing job changes, and a final state is final (see the script).
     const redis = await this.redis();
-    await redis.eval(
-      `local current = redis.call('HGET', KEYS[1], 'state')
-       if not current or current == 'SUCCESS' or current == 'FAILURE' or current == 'EXPIRED' then return 0 end
-       redis.call('HSET', KEYS[1], 'state', ARGV[1], 'status', ARGV[2], 'updatedAt', ARGV[3])
-       return 1`,
-      1,
-      keys.job(jobId),
-      state,
-      status,
-      new Date().toISOString(),
-    );
+    await updateJobState.run(redis, [keys.job(jobId)], [state, status, new Date().toISOString()]);
   }
 }

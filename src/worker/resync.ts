@@ -5,14 +5,16 @@
 // interval), spread over half the interval, and not while the last one's tasks still wait; it
 // reads keys in batches with SCAN (on every master of a cluster), never all at once. A worker
 // that starts makes one pass of its own at once (pods come back right after role all restarts).
-// Imports src/queue (the queue, task ids), src/store (keys, outboxes, SCAN) and src/domain (types).
+// Imports src/queue (the queue, task ids), src/store (keys, connections, routing for SCAN, the
+// outbox's member format) and src/domain (types).
 
 import type { Owner } from "../domain/owner.ts";
 import type { TaskQueue } from "../queue/queue.ts";
 import { taskId } from "../queue/tasks.ts";
 import { keys, outboxTagOfKey, recordTagOfKey } from "../store/keys.ts";
-import { taskOfOutboxMember } from "../store/records.ts";
-import { type CommandConnection, scanEach } from "../store/redis.ts";
+import { taskOfOutboxMember } from "../store/outbox.ts";
+import type { CommandConnection } from "../store/connections.ts";
+import { scanEach } from "../store/routing.ts";
 
 const BATCH = 500;
 

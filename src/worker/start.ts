@@ -1,14 +1,14 @@
 // Starts a worker for a service context: with given task handlers (tests), or with the
 // reconciler and a pod watch (roles worker and all).
-// Imports src/service/context.ts (types), src/store/redis.ts (the blocking connection), src/kubernetes,
-// src/reconciler, src/base/log.ts and src/worker/*.
+// Imports src/service/context.ts, the connection factory of src/store/connections.ts (for the
+// blocking connection), src/kubernetes, src/reconciler, src/base/log.ts and src/worker/*.
 
 import { KubernetesGateway } from "../kubernetes/gateway.ts";
 import { log } from "../base/log.ts";
 import { ANNOTATIONS, filesystemVolume, LABELS, podName } from "../reconciler/objects.ts";
 import { Reconciler } from "../reconciler/reconciler.ts";
 import type { ServiceContext } from "../service/context.ts";
-import { createClient } from "../store/redis.ts";
+import { createClient } from "../store/connections.ts";
 import type { TaskHandlers } from "./handlers.ts";
 import { reconcileTaskOf } from "./resync.ts";
 import { Worker } from "./worker.ts";

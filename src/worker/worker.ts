@@ -5,10 +5,11 @@
 // A task runs with the id of the request that added it as the current request id, so its log
 // lines (the reconciler's too) carry it; its duration and outcome go to the metrics.
 //
-// Imports ioredis, src/queue, src/store/keys.ts, src/base/request-id.ts, src/metrics and src/worker/*.
+// Imports src/queue, the connection types of src/store/connections.ts, src/base/request-id.ts,
+// src/metrics and src/worker/*.
 
 import { randomBytes } from "node:crypto";
-import type { CommandConnection, RedisClient } from "../store/redis.ts";
+import type { CommandConnection, RedisClient } from "../store/connections.ts";
 import type { Lease, TaskQueue } from "../queue/queue.ts";
 import { parseTaskId, taskId } from "../queue/tasks.ts";
 import { metrics } from "../metrics/metrics.ts";

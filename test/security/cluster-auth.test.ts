@@ -13,7 +13,7 @@ import { httpAppFor } from "../../src/runtimes/http-app.ts";
 import { createContext, type ServiceContext } from "../../src/service/context.ts";
 import { keys } from "../../src/store/keys.ts";
 import type { Owner } from "../../src/domain/owner.ts";
-import { createClient, nodeOptions } from "../../src/store/redis.ts";
+import { createClient, nodeOptions } from "../../src/store/connections.ts";
 import { taskId } from "../../src/queue/tasks.ts";
 import type { Worker } from "../../src/worker/worker.ts";
 import { startWorker } from "../../src/worker/start.ts";

@@ -1,0 +1,96 @@
+// Redis scripts, each one a `.lua` file of its own named `<verb>-<number of keys>.lua` (BullMQ's
+// convention), opening with a comment on its KEYS, ARGV and reply. The module that owns a script
+// loads it from a file beside it (`new RedisScript(new URL("./scripts/take-8.lua", import.meta.url))`,
+// which Bun, Deno with --allow-read and Node all read), once, when it is imported.
+//
+// A script runs through ioredis' `defineCommand`: the first use on a connection sends EVAL, later
+// ones EVALSHA, and a NOSCRIPT (a restarted or flushed server) sends EVAL again. The store's
+// connection factories define every script loaded so far on each client they make, before it
+// sends anything (`defineLoadedScripts`): connections.ts's (the shared command connection, a
+// single server's or a Cluster's, whose deadline proxy passes the defined commands on) and
+// transaction-pool.ts's.
+// Never later, on first use: an auto-pipeline the client made before the definition would lack
+// the command, and ioredis then loses track of which reply is whose. A script run on a client
+// that does not have it fails, saying so.
+//
+// Also here: the two small scripts more than one store module uses (a key's value compared, then
+// the key deleted or its expiry set).
+//
+// Imports node:fs and ioredis' types only.
+
+import { readFileSync } from "node:fs";
+import type { ChainableCommander, Cluster, Redis } from "ioredis";
+
+export type ScriptArgument = string | number;
+
+/** A client a script can be defined on and run on: a single server's connection or a Cluster client. */
+type ScriptClient = Redis | Cluster;
+
+/** How a defined script is called: its keys, then its arguments. */
+type DefinedScript = (...keysThenArguments: ScriptArgument[]) => unknown;
+
+const FILE_NAME = /^([a-z]+(?:-[a-z]+)*)-(\d+)\.lua$/;
+
+/** Every script loaded so far, by name: two different scripts of one name would overwrite each other on a client. */
+const loaded = new Map<string, RedisScript>();
+
+/** Defines every script loaded so far on a client that has sent nothing yet (see above); answers the client. */
+export function defineLoadedScripts<C extends ScriptClient>(client: C): C {
+  for (const { name, lua, numberOfKeys } of loaded.values()) {
+    if (typeof definedOn(client, name) !== "function") client.defineCommand(name, { lua, numberOfKeys });
+  }
+  return client;
+}
+
+export class RedisScript {
+  /** The name it is defined under on a client: its file's name without `.lua`, such as `take-8`. */
+  readonly name: string;
+  readonly numberOfKeys: number;
+  readonly lua: string;
+
+  constructor(file: URL) {
+    const fileName = file.pathname.slice(file.pathname.lastIndexOf("/") + 1);
+    const parts = FILE_NAME.exec(fileName);
+    if (!parts) throw new Error(`${file.pathname}: a Redis script's file is named <verb>-<number of keys>.lua`);
+    this.name = `${parts[1]}-${parts[2]}`;
+    this.numberOfKeys = Number(parts[2]);
+    this.lua = readFileSync(file, "utf8");
+    const other = loaded.get(this.name);
+    if (other !== undefined && other.lua !== this.lua) throw new Error(`two different Redis scripts are named ${fileName}`);
+    loaded.set(this.name, this);
+  }
+
+  /** Runs the script on `client` (made by the store's connection factories): its reply. */
+  async run(client: ScriptClient, keys: readonly string[], args: readonly ScriptArgument[] = []): Promise<unknown> {
+    this.checkKeys(keys);
+    return Reflect.apply(this.commandOn(client), client, [...keys, ...args]);
+  }
+
+  /** Adds a run of the script to a pipeline of a client made by the store's connection factories. */
+  queue(pipeline: ChainableCommander, keys: readonly string[], args: readonly ScriptArgument[] = []): void {
+    this.checkKeys(keys);
+    Reflect.apply(this.commandOn(pipeline), pipeline, [...keys, ...args]);
+  }
+
+  private commandOn(client: ScriptClient | ChainableCommander): DefinedScript {
+    const command = definedOn(client, this.name);
+    if (typeof command !== "function") {
+      throw new Error(`the Redis script ${this.name} is not defined on this client: make clients with the store's connection factories, or load the script before making them`);
+    }
+    return command;
+  }
+
+  private checkKeys(keys: readonly string[]) {
+    if (keys.length !== this.numberOfKeys) throw new Error(`the Redis script ${this.name} takes ${this.numberOfKeys} keys, not ${keys.length}`);
+  }
+}
+
+function definedOn(client: ScriptClient | ChainableCommander, name: string): DefinedScript | undefined {
+  return (client as unknown as Record<string, DefinedScript | undefined>)[name];
+}
+
+/** Deletes a key if it still holds a given value (a claim or marker that may have passed to someone else). */
+export const compareAndDelete = new RedisScript(new URL("./scripts/compare-and-delete-1.lua", import.meta.url));
+
+/** Sets a key's expiry if it still holds a given value (extends a claim that is still ours). */
+export const compareAndPexpire = new RedisScript(new URL("./scripts/compare-and-pexpire-1.lua", import.meta.url));

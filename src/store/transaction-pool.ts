@@ -1,0 +1,228 @@
+// The connections for WATCH/MULTI/EXEC (see architecture.md, "ioredis pitfalls"). A WATCH
+// belongs to a connection, so each transaction borrows one for its whole duration, from a small
+// pool per node (on a Redis Cluster, the master of its record's hash slot: routing.ts). Pool
+// connections never reconnect: one that has closed once is thrown away, so an EXEC can only ever
+// run on the connection that holds its WATCH. An interrupted transaction fails; it is never
+// replayed unguarded. One whose fate is unclear can be fenced: closed on the server's side too.
+// Imports ioredis, src/base/errors.ts, src/base/secrets.ts and src/store/* (connections,
+// redis-errors, routing's types, scripts) only.
+
+import { Redis } from "ioredis";
+import { AppError } from "../base/errors.ts";
+import { maskSecrets } from "../base/secrets.ts";
+import { type NodeOptions, nodeOptions, noQueueNoReplay, type RedisSettings } from "./connections.ts";
+import { PoolExhaustedError, RedisUnavailableError } from "./redis-errors.ts";
+import type { TransactionRouter } from "./routing.ts";
+import { defineLoadedScripts } from "./scripts.ts";
+
+/**
+ * Connections for WATCH/MULTI/EXEC, one transaction per connection at a time, to the node that
+ * serves the transaction's key: `[redis] pool_size` of them per node.
+ */
+export class TransactionPool {
+  private readonly pools = new Map<string, NodePool>();
+  private readonly poolOf = new WeakMap<Redis, NodePool>();
+  private closed = false;
+  /** Credentials and TLS of every node connection (a cluster's; a single server's URL has its own). */
+  private readonly connectionOptions: NodeOptions;
+
+  constructor(
+    private readonly settings: RedisSettings,
+    private readonly route: TransactionRouter = async () => settings.url,
+    private readonly nodeConnection: (url: string) => Redis | null = () => null,
+  ) {
+    this.connectionOptions = nodeOptions(settings);
+  }
+
+  /** Runs `body` on a connection of its own to the master of `key`; a connection that failed in any way is discarded. */
+  async with<T>(key: string, body: (connection: Redis) => Promise<T>): Promise<T> {
+    if (this.closed) throw new RedisUnavailableError("the Redis pool is closed");
+    const url = await this.route(key);
+    let pool = this.pools.get(url);
+    if (!pool) {
+      pool = new NodePool(url, this.settings, this.connectionOptions);
+      this.pools.set(url, pool);
+    }
+    const owner = pool;
+    return owner.with((connection) => {
+      this.poolOf.set(connection, owner);
+      return body(connection);
+    });
+  }
+
+  /** Closes a transaction connection on the server's side too, so nothing more it sent can run. */
+  async fence(connection: Redis): Promise<void> {
+    const pool = this.poolOf.get(connection);
+    const id = pool?.clientIdOf(connection);
+    connection.disconnect();
+    if (pool === undefined || id === undefined) return;
+    try {
+      await this.nodeConnection(pool.url)?.client("KILL", "ID", String(id));
+    } catch {
+      // Already gone (the usual case: the connection dropped), or the node is unreachable, and
+      // then the ETag log cannot be read from it either.
+    }
+  }
+
+  /** Closes the connections to nodes that no longer serve transactions (a master that was demoted or left). */
+  async retain(urls: ReadonlySet<string>) {
+    for (const [url, pool] of this.pools) {
+      if (urls.has(url)) continue;
+      this.pools.delete(url);
+      await pool.close();
+    }
+  }
+
+  async close() {
+    this.closed = true;
+    await Promise.all([...this.pools.values()].map((pool) => pool.close()));
+  }
+}
+
+/** The transaction connections to one node. */
+class NodePool {
+  private readonly idle: Redis[] = [];
+  private open = 0;
+  private readonly waiters: { resolve: (r: Redis) => void; reject: (e: Error) => void; timer: Timer }[] = [];
+  private closed = false;
+  private readonly clientIds = new WeakMap<Redis, number>();
+
+  constructor(
+    readonly url: string,
+    private readonly settings: RedisSettings,
+    private readonly connectionOptions: NodeOptions,
+  ) {}
+
+  /** Runs `body` on a connection of its own; a connection that failed in any way is discarded. */
+  async with<T>(body: (connection: Redis) => Promise<T>): Promise<T> {
+    const connection = await this.acquire();
+    let healthy = false;
+    try {
+      const result = await body(connection);
+      healthy = true;
+      return result;
+    } catch (e) {
+      // An error the caller raised on purpose (a 409, say) leaves the connection sound: the next
+      // borrower starts with UNWATCH. Any other error may have left it mid-transaction: drop it.
+      healthy = e instanceof AppError;
+      throw e;
+    } finally {
+      this.release(connection, healthy);
+    }
+  }
+
+  private async acquire(): Promise<Redis> {
+    if (this.closed) throw new RedisUnavailableError("the Redis pool is closed");
+    while (this.idle.length > 0) {
+      const connection = this.idle.pop()!;
+      if (connection.status === "ready" && connection.stream?.writable !== false) return connection;
+      this.drop(connection);
+    }
+    if (this.open < this.settings.poolSize) {
+      this.open++;
+      try {
+        return await this.connect();
+      } catch (e) {
+        this.open--;
+        this.handOverCapacity();
+        throw new RedisUnavailableError(`cannot connect to Redis: ${maskSecrets((e as Error).message)}`);
+      }
+    }
+    return new Promise<Redis>((resolve, reject) => {
+      const waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const index = this.waiters.indexOf(waiter);
+          if (index >= 0) this.waiters.splice(index, 1);
+          reject(new PoolExhaustedError(`all ${this.settings.poolSize} transaction connections stayed busy ([redis] pool_size)`));
+          // Half the command timeout: a request that waited may still need a full one after.
+        }, this.settings.commandTimeoutMs / 2),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  private async connect(): Promise<Redis> {
+    const connection = defineLoadedScripts(
+      new Redis(this.url, {
+        ...noQueueNoReplay,
+        ...this.connectionOptions,
+        lazyConnect: true,
+        connectTimeout: this.settings.commandTimeoutMs,
+        commandTimeout: this.settings.commandTimeoutMs,
+        retryStrategy: () => null,
+        connectionName: "iapps-tx",
+      }),
+    );
+    // No error log here: a pooled connection that fails is dropped, and the request that used
+    // it answers 503; the command connection reports the outage once.
+    connection.on("error", () => {});
+    // connectTimeout covers the TCP handshake only; a frozen server would hold the ready check.
+    let timer: Timer | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisUnavailableError("Redis did not accept a connection in time")), this.settings.commandTimeoutMs);
+    });
+    try {
+      await Promise.race([connection.connect(), timeout]);
+      // Known up front, so that a transaction whose fate is unclear can be fenced (CLIENT KILL ID).
+      this.clientIds.set(connection, Number(await Promise.race([connection.client("ID"), timeout])));
+    } catch (e) {
+      connection.disconnect();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    return connection;
+  }
+
+  /** The server-side id of a pooled connection (for CLIENT KILL ID). */
+  clientIdOf(connection: Redis): number | undefined {
+    return this.clientIds.get(connection);
+  }
+
+  private release(connection: Redis, healthy: boolean) {
+    if (!healthy || connection.status !== "ready" || this.closed) {
+      this.drop(connection);
+      this.handOverCapacity();
+      return;
+    }
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      clearTimeout(waiter.timer);
+      waiter.resolve(connection);
+    } else {
+      this.idle.push(connection);
+    }
+  }
+
+  /** A slot freed by a dropped connection goes to the first waiter, on a new connection. */
+  private handOverCapacity() {
+    const waiter = this.waiters.shift();
+    if (!waiter) return;
+    clearTimeout(waiter.timer);
+    this.open++;
+    this.connect().then(waiter.resolve, (e: Error) => {
+      this.open--;
+      waiter.reject(new RedisUnavailableError(`cannot connect to Redis: ${maskSecrets(e.message)}`));
+      this.handOverCapacity();
+    });
+  }
+
+  private drop(connection: Redis) {
+    this.open--;
+    connection.disconnect();
+  }
+
+  async close() {
+    this.closed = true;
+    for (const waiter of this.waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new RedisUnavailableError("the Redis pool is closed"));
+    }
+    for (const connection of this.idle.splice(0)) {
+      this.open--;
+      await connection.quit().catch(() => connection.disconnect());
+    }
+  }
+}
