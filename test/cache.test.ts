@@ -6,7 +6,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, t
 import { sign } from "hono/jwt";
 import { RecordCache } from "../src/cache/record-cache.ts";
 import { keys } from "../src/store/keys.ts";
-import { type Child, eventually, killAll, startProcess } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
+import { type Child, killAll, startProcess } from "./support/processes.ts";
 import { CLUSTER_MODE, freePort, TestRedis } from "./support/redis-server.ts";
 import { alice, cacheLive, type Instance, providerCall, SECRET, startInstance, syncthingConfig } from "./support/service.ts";
 

@@ -16,7 +16,7 @@ import { keys } from "../src/store/keys.ts";
 import type { Owner } from "../src/domain/owner.ts";
 import { relayOutboxes } from "../src/worker/resync.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
-import { eventually } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
 import { TestRedisCluster } from "./support/redis-cluster.ts";
 import { cacheLive, DEVICE_A, type Instance, providerCall, startInstance } from "./support/service.ts";
 

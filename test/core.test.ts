@@ -15,7 +15,7 @@ import { keys } from "../src/store/keys.ts";
 import type { CoreJobRegistry } from "../src/ucloud/core-registry.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
 import { CoreDouble } from "./support/core-double.ts";
-import { eventually } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, startInstance, syncthingConfig } from "./support/service.ts";
 

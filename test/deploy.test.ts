@@ -18,7 +18,7 @@ import { ANNOTATIONS, podName } from "../src/reconciler/objects.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
-import { eventually } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, providerCall, startInstance, syncthingConfig } from "./support/service.ts";
 
@@ -32,6 +32,7 @@ interface KubeObject {
   apiVersion: string;
   kind: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  // biome-ignore lint/suspicious/noExplicitAny: parsed YAML, read field by field as each test needs
   [field: string]: any;
 }
 
@@ -61,8 +62,8 @@ const secretExample = objectsOf("secret.example.yaml")[0]!;
 /** The environment a container gets: its `env`, and the example Secret's keys (`envFrom`). */
 function environmentOf(deployment: KubeObject): Record<string, string> {
   const c = container(deployment);
-  const fromSecrets = (c.envFrom ?? []).some((e: any) => e.secretRef?.name === secretExample.metadata.name) ? secretExample.stringData : {};
-  return { ...fromSecrets, ...Object.fromEntries((c.env ?? []).map((e: any) => [e.name, e.value])) };
+  const fromSecrets = (c.envFrom ?? []).some((e: { secretRef?: { name: string } }) => e.secretRef?.name === secretExample.metadata.name) ? secretExample.stringData : {};
+  return { ...fromSecrets, ...Object.fromEntries((c.env ?? []).map((e: { name: string; value: string }) => [e.name, e.value])) };
 }
 
 const dir = mkdtempSync(join(tmpdir(), "iapps-deploy-"));
@@ -125,12 +126,12 @@ describe("the manifests", () => {
   test("the storage root is mounted at [storage] root, the same path as on the nodes", () => {
     const config = loadConfig({ file: configPath, environment: {} });
     for (const deployment of [apiDeployment, workerDeployment]) {
-      const mount = container(deployment).volumeMounts.find((m: any) => m.mountPath === config.storage.root);
+      const mount = container(deployment).volumeMounts.find((m: { mountPath: string }) => m.mountPath === config.storage.root);
       expect(mount).toBeDefined();
-      const volume = deployment.spec.template.spec.volumes.find((v: any) => v.name === mount.name);
+      const volume = deployment.spec.template.spec.volumes.find((v: { name: string }) => v.name === mount.name);
       expect(volume.hostPath?.path ?? volume.persistentVolumeClaim).toBeTruthy();
       if (volume.hostPath) expect(volume.hostPath.path).toBe(config.storage.root);
-      expect(container(deployment).volumeMounts.find((m: any) => m.mountPath === CONFIG_MOUNT)).toBeDefined();
+      expect(container(deployment).volumeMounts.find((m: { mountPath: string }) => m.mountPath === CONFIG_MOUNT)).toBeDefined();
     }
   });
 
@@ -138,13 +139,13 @@ describe("the manifests", () => {
     expect(apiDeployment.spec.replicas).toBeGreaterThanOrEqual(2);
     const service = find("Service", "ucloud-iapps");
     expect(service.spec.selector).toEqual(apiDeployment.spec.selector.matchLabels);
-    const port = container(apiDeployment).ports.find((p: any) => p.name === service.spec.ports[0].targetPort);
+    const port = container(apiDeployment).ports.find((p: { name: string }) => p.name === service.spec.ports[0].targetPort);
     expect(port.containerPort).toBe(containerConfig(apiDeployment).server.port);
     const budget = find("PodDisruptionBudget", "ucloud-iapps-api");
     expect(budget.spec.selector.matchLabels).toEqual(apiDeployment.spec.selector.matchLabels);
     expect(apiDeployment.spec.template.spec.automountServiceAccountToken).toBe(false);
     // No binding of any kind names the API's account.
-    const bound = objects.filter((o) => o.kind.endsWith("Binding")).flatMap((b) => b.subjects.map((s: any) => s.name));
+    const bound = objects.filter((o) => o.kind.endsWith("Binding")).flatMap((b) => b.subjects.map((s: { name: string }) => s.name));
     expect(bound).not.toContain(apiDeployment.spec.template.spec.serviceAccountName);
   });
 
@@ -177,7 +178,7 @@ describe("the probes point at what the processes serve", () => {
   const probe = (deployment: KubeObject, kind: "livenessProbe" | "readinessProbe") => {
     const c = container(deployment);
     const { path, port } = c[kind].httpGet;
-    const number = typeof port === "number" ? port : c.ports.find((p: any) => p.name === port)?.containerPort;
+    const number = typeof port === "number" ? port : c.ports.find((p: { name: string; containerPort: number }) => p.name === port)?.containerPort;
     return { path, port: number };
   };
 

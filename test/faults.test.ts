@@ -4,6 +4,7 @@
 
 import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { keys } from "../src/store/keys.ts";
+import { eventually } from "./support/eventually.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, providerCall, publicCall, startInstance, syncthingConfig } from "./support/service.ts";
 
@@ -42,22 +43,13 @@ async function timed(call: () => Promise<Response>): Promise<{ status: number; m
   return { status: response.status, ms, errorCode: body.errorCode };
 }
 
-async function eventually(check: () => Promise<boolean>, seconds: number) {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`not within ${seconds} s`);
-}
-
 describe("Redis down", () => {
   test("requests answer 503 UNAVAILABLE within 2 seconds, and the service recovers when Redis returns", async () => {
     expect((await update(1)).status).toBe(200);
     expect((await retrieve()).status).toBe(200);
     await redis.stop();
     // The replica learns of the outage from its cache subscription and stops trusting its cache.
-    await eventually(async () => !api.context.subscriber?.live, 2);
+    await eventually(async () => !api.context.subscriber?.live, 2, "the cache subscription sees the outage");
     try {
       for (const call of [retrieve, () => update(2), () => providerCall(api, "syncthing", "restart", { principal: alice })]) {
         const answer = await timed(call);
@@ -68,7 +60,7 @@ describe("Redis down", () => {
       await redis.startServer();
     }
     // The restarted server is empty (tests run it without persistence): recovery means 200 again.
-    await eventually(async () => (await retrieve()).status === 200, 10);
+    await eventually(async () => (await retrieve()).status === 200, 10, "a retrieve answers 200");
     expect((await update(3)).status).toBe(200);
   }, 30_000);
 
@@ -92,7 +84,7 @@ describe("Redis down", () => {
     } finally {
       redis.resume();
     }
-    await eventually(async () => (await update(4)).status === 200, 10);
+    await eventually(async () => (await update(4)).status === 200, 10, "an update answers 200");
     const config = JSON.parse((await redis.admin.hget(keys.record("syncthing", alice), "config"))!);
     expect(config).toEqual(syncthingConfig(4));
   }, 30_000);
@@ -120,7 +112,7 @@ describe("a transaction interrupted by a disconnect", () => {
     });
     await expect(attempt).rejects.toThrow();
     // Even once the pool has reconnected and served other requests, the interrupted write is not replayed.
-    await eventually(async () => (await retrieve()).status === 200, 5);
+    await eventually(async () => (await retrieve()).status === 200, 5, "a retrieve answers 200");
     expect((await update(2)).status).toBe(200);
     const etags = await redis.admin.lrange(keys.etagLog("syncthing", alice), 0, -1);
     expect(etags).not.toContain("unguarded-write");
@@ -137,7 +129,7 @@ describe("a transaction interrupted by a disconnect", () => {
       clearInterval(killer);
     }
     expect(statuses.every((s) => s === 200 || s === 503)).toBe(true);
-    await eventually(async () => (await retrieve()).status === 200, 5);
+    await eventually(async () => (await retrieve()).status === 200, 5, "a retrieve answers 200");
     const view = (await (await retrieve()).json()) as { etag: string; config: unknown };
     const etags = await redis.admin.lrange(keys.etagLog("syncthing", alice), 0, -1);
     expect(etags[0]).toBe(view.etag);

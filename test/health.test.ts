@@ -3,7 +3,7 @@
 // otherwise, coming back by itself. Real Redis, stopped (SIGKILL) and frozen (SIGSTOP).
 
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { eventually } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
 import { parsePrometheus } from "./support/prometheus.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { cacheLive, type Instance, publicCall, startInstance } from "./support/service.ts";

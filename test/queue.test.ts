@@ -7,7 +7,8 @@ import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { taskOfOutboxMember } from "../src/store/records.ts";
 import { relayOutboxes } from "../src/worker/resync.ts";
 import { keys } from "../src/store/keys.ts";
-import { startProcess, eventually, killAll, type Child } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
+import { startProcess, killAll, type Child } from "./support/processes.ts";
 import { CLUSTER_MODE, redisEnvironment, TestRedis } from "./support/redis-server.ts";
 import { providerCall, startInstance, syncthingConfig } from "./support/service.ts";
 

@@ -14,7 +14,8 @@ import { Reconciler } from "../src/reconciler/reconciler.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
-import { eventually, killAll, startProcess } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
+import { killAll, startProcess } from "./support/processes.ts";
 import { freePort, TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, providerCall, SECRET, startInstance, syncthingConfig, token } from "./support/service.ts";
 

@@ -13,7 +13,8 @@ import { configureLog, log, prettyLine } from "../src/base/log.ts";
 import { withRequestId } from "../src/base/request-id.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
-import { eventually, killAll, startProcess } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
+import { killAll, startProcess } from "./support/processes.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, providerCall, publicCall, startInstance, syncthingConfig } from "./support/service.ts";
 
@@ -197,7 +198,7 @@ describe("log lines", () => {
     expect(line).toBe('12:04:05.123 WARN  task failed requestId=abc error="two words" attempts=3\n');
     configureLog({ format: "pretty" });
     try {
-      expect(capture(() => withRequestId("r2", () => log("info", "hello", { n: 1 })))).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  hello requestId=r2 n=1\n$/);
+      expect(capture(() => withRequestId("r2", () => log("info", "hello", { n: 1 })))).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}hello requestId=r2 n=1\n$/);
     } finally {
       configureLog({ format: "auto" });
     }

@@ -7,7 +7,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaul
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Child, eventually, killAll, ROOT, startProcess } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
+import { type Child, killAll, ROOT, startProcess } from "./support/processes.ts";
 import { freePort, TestRedis } from "./support/redis-server.ts";
 import { SECRET, syncthingConfig, token } from "./support/service.ts";
 
@@ -203,7 +204,7 @@ describe("SIGTERM under load: no request in flight is cut off (issue 7, item 6)"
           try {
             const response = await call(base, kind, body);
             const text = await response.text();
-            let parsed: unknown = undefined;
+            let parsed: unknown;
             try {
               parsed = JSON.parse(text);
             } catch {}

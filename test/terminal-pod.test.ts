@@ -13,7 +13,7 @@ import { podName } from "../src/reconciler/objects.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
-import { eventually } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
 import { TestRedis } from "./support/redis-server.ts";
 import { alice, type Instance, providerCall, startInstance } from "./support/service.ts";
 

@@ -17,7 +17,7 @@ import { createClient, nodeOptions } from "../../src/store/redis.ts";
 import { taskId } from "../../src/queue/tasks.ts";
 import type { Worker } from "../../src/worker/worker.ts";
 import { startWorker } from "../../src/worker/start.ts";
-import { eventually } from "../support/processes.ts";
+import { eventually } from "../support/eventually.ts";
 import { TestRedisCluster } from "../support/redis-cluster.ts";
 import { cacheLive, DEVICE_A, type Instance, providerCall, SECRET } from "../support/service.ts";
 

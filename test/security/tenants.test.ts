@@ -17,7 +17,8 @@ import { keys } from "../../src/store/keys.ts";
 import type { Owner } from "../../src/domain/owner.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../../src/worker/start.ts";
 import { makeDrive } from "../support/drives.ts";
-import { BUN, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";
+import { eventually } from "../support/eventually.ts";
+import { BUN, killAll, ROOT, startProcess } from "../support/processes.ts";
 import { TestRedis } from "../support/redis-server.ts";
 import { DEVICE_A, DEVICE_B, type Instance, providerCall, startInstance } from "../support/service.ts";
 

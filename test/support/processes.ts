@@ -49,13 +49,3 @@ export async function killAll() {
   for (const child of running) child.kill("SIGKILL");
   await Promise.all(running.map((c) => c.exited));
 }
-
-export async function eventually<T>(check: () => Promise<T | false | null | undefined>, seconds: number, what: string): Promise<T> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
