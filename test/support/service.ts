@@ -32,9 +32,12 @@ export function testConfig(redisUrl: string, overrides: Record<string, unknown> 
   return resolveConfig(raw, { source: "test", environment: redisEnvironment() });
 }
 
-export function startInstance(redisUrl: string, overrides: Record<string, unknown> = {}, options: ContextOptions = {}): Instance {
+/** A service context's options; `now` is the instance's clock (tokens, Core's access token). */
+export type InstanceOptions = ContextOptions;
+
+export function startInstance(redisUrl: string, overrides: Record<string, unknown> = {}, options: InstanceOptions = {}): Instance {
   const context = createContext(testConfig(redisUrl, overrides), options);
-  const app = httpAppFor(context);
+  const app = httpAppFor(context, options.now);
   return {
     context,
     request: async (path, init) => app.request(path, init),
