@@ -5,7 +5,6 @@
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { Registry } from "../src/metrics/registry.ts";
-import { createContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import { startWorker } from "../src/worker/start.ts";
 import { eventually } from "./support/eventually.ts";
@@ -172,7 +171,7 @@ describe("/metrics moves with traffic", () => {
   });
 
   test("failing tasks count their retries, then their dead letter", async () => {
-    const context = createContext(h.config({ worker: { max_attempts: 2, backoff_base: "10ms" } }), { cache: false });
+    const context = h.context({ worker: { max_attempts: 2, backoff_base: "10ms" } });
     const failing = async () => {
       throw new Error("this task always fails");
     };

@@ -6,7 +6,6 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
 import { ANNOTATIONS, filesystemVolume, podName, policyName, serviceName } from "../src/reconciler/objects.ts";
 import { Reconciler } from "../src/reconciler/reconciler.ts";
-import { createContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import { eventually } from "./support/eventually.ts";
 import { startHarness } from "./support/harness.ts";
@@ -162,7 +161,7 @@ describe("pods of earlier jobs", () => {
 
 describe("idempotence (level-triggered)", () => {
   test("reconciling twice in a row makes no Kubernetes call that changes anything", async () => {
-    const context = createContext(h.config(), { cache: false });
+    const context = h.context();
     try {
       const counting = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
       const reconciler = new Reconciler({

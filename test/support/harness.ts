@@ -83,6 +83,7 @@ export class Harness {
   private apiInstance: Instance | null = null;
   private fileSettings: Settings = {};
   private readonly instances = new Set<Instance>();
+  private readonly contexts = new Set<ServiceContext>();
   private readonly workers = new Set<RunningWorker>();
 
   constructor(private readonly options: HarnessOptions) {}
@@ -176,6 +177,19 @@ export class Harness {
     };
   }
 
+  /** A service context with `config(extra)` and no record cache (a worker's); closed with the harness unless the test closes it. */
+  context(extra: Settings = {}): ServiceContext {
+    const context = createContext(this.config(extra), { cache: false });
+    this.contexts.add(context);
+    return {
+      ...context,
+      close: async () => {
+        this.contexts.delete(context);
+        await context.close();
+      },
+    };
+  }
+
   /** A reconciling worker in this process with `settings(extra)`, watching the simulator (or what `simulatorUrl` names). */
   startWorker(extra: Settings = {}, simulatorUrl = this.simulator.url): RunningWorker {
     const context = createContext(this.config(extra), { cache: false });
@@ -236,6 +250,8 @@ export class Harness {
     await this.stopWorkers();
     for (const instance of [...this.instances]) await instance.close();
     this.instances.clear();
+    for (const context of [...this.contexts]) await context.close();
+    this.contexts.clear();
     await this.runningSimulator?.stop();
     await this.server?.close();
     await this.redisCluster?.close();
