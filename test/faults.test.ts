@@ -2,34 +2,14 @@
 // its WATCH and its EXEC. Requests answer 503 quickly, nothing is written unguarded, and the
 // service recovers by itself.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { keys } from "../src/store/keys.ts";
 import { eventually } from "./support/eventually.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { alice, type Instance, providerCall, publicCall, startInstance, syncthingConfig } from "./support/service.ts";
+import { startHarness } from "./support/harness.ts";
+import { alice, providerCall, publicCall, syncthingConfig } from "./support/service.ts";
 
-// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
-// bun does not kill the test's child processes for overrunning).
-setDefaultTimeout(30_000);
-
-let redis: TestRedis;
-let api: Instance;
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  api = startInstance(redis.url);
-});
-
-afterAll(async () => {
-  await api.close();
-  await redis.close();
-});
-
-beforeEach(async () => {
-  redis.resume();
-  await redis.admin.flushall();
-  api.forgetCache();
-});
+// Before each test the harness also resumes a Redis a failed test left frozen.
+const { redis, api } = await startHarness();
 
 const update = (n: number, expectedETag: string | null = null) =>
   providerCall(api, "syncthing", "update", { principal: alice, config: syncthingConfig(n), expectedETag });
@@ -62,7 +42,7 @@ describe("Redis down", () => {
     // The restarted server is empty (tests run it without persistence): recovery means 200 again.
     await eventually(async () => (await retrieve()).status === 200, 10, "a retrieve answers 200");
     expect((await update(3)).status).toBe(200);
-  }, 30_000);
+  });
 
   test("a frozen Redis (SIGSTOP) answers 503 within 2 seconds instead of hanging", async () => {
     expect((await update(1)).status).toBe(200);
@@ -87,7 +67,7 @@ describe("Redis down", () => {
     await eventually(async () => (await update(4)).status === 200, 10, "an update answers 200");
     const config = JSON.parse((await redis.admin.hget(keys.record("syncthing", alice), "config"))!);
     expect(config).toEqual(syncthingConfig(4));
-  }, 30_000);
+  });
 });
 
 describe("a transaction interrupted by a disconnect", () => {
@@ -104,6 +84,8 @@ describe("a transaction interrupted by a disconnect", () => {
       expect(ids.length).toBeGreaterThan(0);
       for (const id of ids) await redis.admin.client("KILL", "ID", id);
       await redis.admin.hset(recordKey, "etag", "written-by-someone-else");
+      // Time for the client to notice its connection is gone (nothing the test can ask about):
+      // the EXEC must meet a dead connection, not race the kill.
       await new Promise((r) => setTimeout(r, 100));
       return {
         commit: { record: { ...record!, config: syncthingConfig(99), etag: "unguarded-write" } },

@@ -8,8 +8,8 @@
 //
 // and the harness registers the file's hooks: before each test Redis and the instances' caches
 // are emptied, the simulator's pods deleted and the storage root made anew (`resetEach: false`
-// leaves that to the file); after each test the workers the test started are stopped; after the
-// file, everything.
+// leaves that to the file); after each test the workers and child processes the test started are
+// stopped (those of a `beforeAll` live on); after the file, everything.
 //
 // It also sets the file's default test timeout. Bun keeps `setDefaultTimeout` per file, and the
 // one a preload sets reaches only the first file of a run (oven-sh/bun#43787); the harness runs
@@ -21,10 +21,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubernetesGateway } from "../../src/kubernetes/gateway.ts";
 import { type RunningSimulator, startSimulator } from "../../src/kubernetes/simulator.ts";
-import { createContext, type ServiceContext } from "../../src/service/context.ts";
+import { type ContextOptions, createContext, type ServiceContext } from "../../src/service/context.ts";
 import { type Config, resolveConfig } from "../../src/settings/config.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../../src/worker/start.ts";
-import { type Child, killAll, startProcess } from "./processes.ts";
+import { type Child, killAll, runningChildren, startProcess } from "./processes.ts";
 import { type ClusterOptions, TestRedisCluster } from "./redis-cluster.ts";
 import { redisEnvironment, TestRedis } from "./redis-server.ts";
 import { type Instance, type InstanceOptions, startInstance } from "./service.ts";
@@ -69,8 +69,12 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const harness = new Harness(options);
   await harness.start();
   afterAll(() => harness.stop());
-  if (options.resetEach !== false) beforeEach(() => harness.reset());
-  afterEach(() => harness.stopWorkers());
+  let before = new Set<Child>();
+  beforeEach(async () => {
+    if (options.resetEach !== false) await harness.reset();
+    before = new Set(runningChildren());
+  });
+  afterEach(() => harness.stopWorkers(runningChildren().filter((child) => !before.has(child))));
   return harness;
 }
 
@@ -177,9 +181,9 @@ export class Harness {
     };
   }
 
-  /** A service context with `config(extra)` and no record cache (a worker's); closed with the harness unless the test closes it. */
-  context(extra: Settings = {}): ServiceContext {
-    const context = createContext(this.config(extra), { cache: false });
+  /** A service context with `config(extra)`, by default without a record cache (a worker's); closed with the harness unless the test closes it. */
+  context(extra: Settings = {}, options: ContextOptions = { cache: false }): ServiceContext {
+    const context = createContext(this.config(extra), options);
     this.contexts.add(context);
     return {
       ...context,
@@ -240,10 +244,10 @@ export class Harness {
     }
   }
 
-  /** Stops the workers of the test: those in this process, and every child process. */
-  async stopWorkers() {
+  /** Stops the workers in this process, and kills `children` (by default every child process). */
+  async stopWorkers(children: Child[] = runningChildren()) {
     for (const worker of [...this.workers]) await worker.stop();
-    await killAll();
+    await killAll(children);
   }
 
   async stop() {

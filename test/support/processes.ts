@@ -43,9 +43,13 @@ export function startProcess(args: string[], env: Record<string, string>, comman
   return handle;
 }
 
-/** Kills every child still running (for afterAll/afterEach). */
-export async function killAll() {
-  const running = [...children];
-  for (const child of running) child.kill("SIGKILL");
-  await Promise.all(running.map((c) => c.exited));
+/** The children still running. */
+export function runningChildren(): Child[] {
+  return [...children];
+}
+
+/** Kills `which` (by default every child still running), and waits until they are gone. */
+export async function killAll(which: Child[] = runningChildren()) {
+  for (const child of which) child.kill("SIGKILL");
+  await Promise.all(which.map((c) => c.exited));
 }
