@@ -120,11 +120,19 @@ export class TestRedisCluster {
     throw new Error("no cluster node answers");
   }
 
-  /** Waits until every slot is served, every node agrees the cluster is ok, and every master has a replica in sync. */
+  /**
+   * Waits until every slot is served, every node agrees the cluster is ok and which nodes are its
+   * masters (after a failover, a node may list the old master a moment longer), and every master
+   * has a replica in sync.
+   */
   async waitHealthy(timeoutMs = 30_000) {
     const healthy = async () => {
       const live = this.nodes.filter((n) => n.process && n.process.exitCode === null);
-      const states = await Promise.all(live.map((n) => this.onNode(n.port, async (r) => [await r.cluster("INFO"), await r.info("replication")] as const)));
+      const states = await Promise.all(
+        live.map((n) => this.onNode(n.port, async (r) => [await r.cluster("INFO"), await r.info("replication"), await r.cluster("NODES")] as const)),
+      );
+      const mastersSeen = states.map(([, , nodes]) => mastersOf(parseNodes(String(nodes))));
+      if (mastersSeen.some((masters) => masters !== mastersSeen[0])) return false;
       const ok = states.every(([info]) => String(info).includes("cluster_state:ok"));
       const replicasInSync = states.filter(([, repl]) => repl.includes("role:slave")).every(([, repl]) => repl.includes("master_link_status:up"));
       const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed && n.slots.length > 0);
@@ -185,13 +193,13 @@ export class TestRedisCluster {
 
   /** FLUSHALL on every master. */
   async flushall() {
-    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed);
+    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed && n.slots.length > 0);
     await Promise.all(masters.map((m) => this.onNode(m.port, (r) => r.flushall())));
   }
 
   /** KEYS on every master, merged. */
   async keys(pattern: string): Promise<string[]> {
-    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed);
+    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed && n.slots.length > 0);
     const lists = await Promise.all(masters.map((m) => this.onNode(m.port, (r) => r.keys(pattern))));
     return lists.flat().sort();
   }
@@ -207,6 +215,15 @@ export class TestRedisCluster {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The ports of the masters serving slots in `nodes`, as one comparable string. */
+function mastersOf(nodes: ClusterNodeLine[]): string {
+  return nodes
+    .filter((n) => n.role === "master" && !n.failed && n.slots.length > 0)
+    .map((n) => n.port)
+    .sort((a, b) => a - b)
+    .join(",");
 }
 
 function parseNodes(text: string): ClusterNodeLine[] {
