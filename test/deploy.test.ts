@@ -4,25 +4,19 @@
 // that records every Kubernetes request, as an RBAC authorizer would see it (verb, resource,
 // namespace). The ConfigMap's config.toml must load with the service's own loader.
 
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
-import { type Config, loadConfig, resolveConfig } from "../src/settings/config.ts";
+import { type Config, loadConfig } from "../src/settings/config.ts";
 import { authOptions, httpAppFor } from "../src/runtimes/http-app.ts";
-import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
-import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { ANNOTATIONS, podName } from "../src/reconciler/objects.ts";
-import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
-import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
 import { eventually } from "./support/eventually.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { alice, type Instance, providerCall, startInstance, syncthingConfig } from "./support/service.ts";
-
-setDefaultTimeout(60_000);
+import { type RunningWorker, startHarness } from "./support/harness.ts";
+import { alice, providerCall, syncthingConfig } from "./support/service.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const MANIFESTS = join(ROOT, "deploy/kubernetes");
@@ -70,17 +64,22 @@ const dir = mkdtempSync(join(tmpdir(), "iapps-deploy-"));
 const configPath = join(dir, "config.toml");
 writeFileSync(configPath, find("ConfigMap", "ucloud-iapps-config").data["config.toml"]);
 
-// One Redis for the file, and an API app on it built before the tests are declared: which routes
-// it serves decides which probe checks can run yet.
-const redis = await TestRedis.start();
-const probeContext = createContext(resolveConfig({ redis: { url: redis.url }, auth: { jwt_secret: "deploy-test-secret" } }, { source: "test", environment: {} }));
+const namespace = () => loadConfig({ file: configPath, environment: {} }).kubernetes.namespace;
+
+// One Redis for the file (and the simulator, the API and the storage the Role's worker uses),
+// and an API app on it built before the tests are declared: which routes it serves decides which
+// probe checks can run yet.
+const h = await startHarness({
+  simulator: { namespace: namespace(), startDelayMs: 50 },
+  storage: { folders: [1, 2].map((n) => `home-alice/folder-${n}`) },
+  settings: { worker: { lease: "2s", resync_interval: "1h" } },
+  resetEach: false,
+});
+const { redis } = h;
+const probeContext = h.context({ auth: { jwt_secret: "deploy-test-secret" } }, {});
 const probeApp = httpAppFor(probeContext);
 
-afterAll(async () => {
-  await probeContext.close();
-  await redis.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** config.toml as the container loads it: the file its args name, with the container's environment. */
 function containerConfig(deployment: KubeObject): Config {
@@ -281,20 +280,15 @@ function gatewayCalls(): Set<string> {
 }
 
 describe("the worker's Role grants exactly what the worker does", () => {
-  let simulator: RunningSimulator;
+  const { api, simulator, kubernetes: direct } = h;
   let proxy: ReturnType<typeof Bun.serve>;
-  let api: Instance;
-  let worker: { reconciling: ReconcilingWorker; context: ServiceContext };
-  let direct: KubernetesGateway;
-  let storageRoot: string;
+  let worker: RunningWorker;
   const calls: Call[] = [];
   /** Extra permissions the request bodies call for (owner references that block deletion). */
   const implied = new Set<string>();
-  const namespace = () => loadConfig({ file: configPath, environment: {} }).kubernetes.namespace;
 
   beforeAll(async () => {
     await redis.admin.flushall();
-    simulator = await startSimulator({ port: 0, startDelayMs: 50 });
     // Between the worker and the simulator: records each request, then passes it on (watch
     // streams included).
     proxy = Bun.serve({
@@ -318,27 +312,12 @@ describe("the worker's Role grants exactly what the worker does", () => {
         return fetch(new URL(url.pathname + url.search, simulator.url), { method: request.method, headers, body, signal: request.signal });
       },
     });
-    storageRoot = mkdtempSync(join(tmpdir(), "iapps-deploy-storage-"));
-    for (const n of [1, 2]) mkdirSync(join(storageRoot, "home-alice", `folder-${n}`), { recursive: true });
-    const settings = {
-      redis: { url: redis.url },
-      storage: { root: storageRoot },
-      kubernetes: { mode: "embedded", namespace: namespace(), simulator_port: simulator.port, simulator_start_delay: "50ms" },
-      worker: { lease: "2s", resync_interval: "1h" },
-    };
-    api = startInstance(redis.url, { kubernetes: { namespace: namespace() }, storage: { root: storageRoot } });
-    const context = createContext(resolveConfig(settings, { source: "test", environment: {} }), { cache: false });
-    worker = { reconciling: startReconcilingWorker(context, `http://127.0.0.1:${proxy.port}`), context };
-    direct = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: namespace(), simulatorUrl: simulator.url });
+    worker = h.startWorker({}, `http://127.0.0.1:${proxy.port}`);
   });
 
   afterAll(async () => {
-    await worker?.reconciling.stop();
-    await worker?.context.close();
-    await api?.close();
+    await worker?.stop();
     await proxy?.stop(true);
-    await simulator?.stop();
-    rmSync(storageRoot, { recursive: true, force: true });
   });
 
   async function runningPod(app: string, etag: string, notUid?: string): Promise<V1Pod> {

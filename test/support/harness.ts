@@ -69,12 +69,18 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const harness = new Harness(options);
   await harness.start();
   afterAll(() => harness.stop());
-  let before = new Set<Child>();
+  // What a beforeAll started lives on; what a test started is stopped after it.
+  let before = { workers: new Set<RunningWorker>(), children: new Set<Child>() };
   beforeEach(async () => {
     if (options.resetEach !== false) await harness.reset();
-    before = new Set(runningChildren());
+    before = { workers: new Set(harness.runningWorkers()), children: new Set(runningChildren()) };
   });
-  afterEach(() => harness.stopWorkers(runningChildren().filter((child) => !before.has(child))));
+  afterEach(() =>
+    harness.stopWorkers(
+      harness.runningWorkers().filter((worker) => !before.workers.has(worker)),
+      runningChildren().filter((child) => !before.children.has(child)),
+    ),
+  );
   return harness;
 }
 
@@ -244,9 +250,14 @@ export class Harness {
     }
   }
 
-  /** Stops the workers in this process, and kills `children` (by default every child process). */
-  async stopWorkers(children: Child[] = runningChildren()) {
-    for (const worker of [...this.workers]) await worker.stop();
+  /** The workers in this process still running. */
+  runningWorkers(): RunningWorker[] {
+    return [...this.workers];
+  }
+
+  /** Stops `workers` and kills `children` (by default all of them). */
+  async stopWorkers(workers: RunningWorker[] = this.runningWorkers(), children: Child[] = runningChildren()) {
+    for (const worker of workers) await worker.stop();
     await killAll(children);
   }
 
