@@ -16,7 +16,7 @@
 // in every file that starts real processes, before its tests are declared.
 
 import { afterAll, afterEach, beforeEach, setDefaultTimeout } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubernetesGateway } from "../../src/kubernetes/gateway.ts";
@@ -144,7 +144,8 @@ export class Harness {
       this.gateway = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: simulator.namespace, simulatorUrl: this.runningSimulator.url });
     }
     if (storage) {
-      this.storageRoot = mkdtempSync(join(tmpdir(), "iapps-test-storage-"));
+      // Its real path: the storage code compares paths it resolved without following links.
+      this.storageRoot = realpathSync(mkdtempSync(join(tmpdir(), "iapps-test-storage-")));
       this.makeFolders();
     }
     this.fileSettings = typeof this.options.settings === "function" ? this.options.settings() : (this.options.settings ?? {});
