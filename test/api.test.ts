@@ -1,15 +1,15 @@
 // The HTTP API as spec §2-§4 describe it: routes, errors, ETags, the lifecycle of a record and
 // its job. Real Redis; requests through the same fetch handler the server runs.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { sign } from "hono/jwt";
 import { keys } from "../src/store/keys.ts";
-import { TestRedis } from "./support/redis-server.ts";
+import { TestClock } from "./support/clock.ts";
+import { startHarness } from "./support/harness.ts";
 import {
   alice,
   DEVICE_A,
   DEVICE_B,
-  type Instance,
   providerCall,
   publicCall,
   SECRET,
@@ -18,27 +18,8 @@ import {
   token,
 } from "./support/service.ts";
 
-// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
-// bun does not kill the test's child processes for overrunning).
-setDefaultTimeout(30_000);
-
-let redis: TestRedis;
-let api: Instance;
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  api = startInstance(redis.url);
-});
-
-afterAll(async () => {
-  await api.close();
-  await redis.close();
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  api.forgetCache();
-});
+const h = await startHarness();
+const { redis, api } = h;
 
 const recordKey = keys.record("syncthing", alice);
 
@@ -524,11 +505,17 @@ describe("production tokens signed with a private key (RS256, ES256)", () => {
 
 describe("remembered tokens", () => {
   test("a verified token stops working when it expires", async () => {
-    const shortLived = await token("alice", "USER", { exp: Math.floor(Date.now() / 1000) + 2 });
-    const call = () => api.request("/api/iapps/syncthing/retrieve", { headers: { authorization: `Bearer ${shortLived}` } });
-    expect((await call()).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 2100));
-    await expectError(await call(), 401, "UNAUTHORIZED");
+    const clock = new TestClock();
+    const clocked = h.instance({}, { now: clock.now });
+    try {
+      const shortLived = await token("alice", "USER", { exp: Math.floor(Date.now() / 1000) + 2 });
+      const call = () => clocked.request("/api/iapps/syncthing/retrieve", { headers: { authorization: `Bearer ${shortLived}` } });
+      expect((await call()).status).toBe(200);
+      clock.advance(2100);
+      await expectError(await call(), 401, "UNAUTHORIZED");
+    } finally {
+      await clocked.close();
+    }
   });
 });
 

@@ -2,32 +2,18 @@
 // ETag that a write has replaced for more than a moment, also across pub/sub disconnects and
 // with a fill racing an invalidation. Real Redis, real pub/sub, replicas as separate processes.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { sign } from "hono/jwt";
 import { RecordCache } from "../src/cache/record-cache.ts";
 import { keys } from "../src/store/keys.ts";
-import { type Child, eventually, killAll, startProcess } from "./support/processes.ts";
-import { CLUSTER_MODE, freePort, TestRedis } from "./support/redis-server.ts";
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
+import { type Child, startProcess } from "./support/processes.ts";
+import { CLUSTER_MODE, freePort } from "./support/redis-server.ts";
 import { alice, cacheLive, type Instance, providerCall, SECRET, startInstance, syncthingConfig } from "./support/service.ts";
 
-// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
-// bun does not kill the test's child processes for overrunning).
-setDefaultTimeout(30_000);
-
-let redis: TestRedis;
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-});
-
-afterAll(async () => {
-  await killAll();
-  await redis.close();
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-});
+// Each test starts its own replicas; the three replica processes live for their describe.
+const { redis } = await startHarness({ api: false });
 
 /**
  * Calls of every command Redis has served so far, except INFO (which we use to look) and PING

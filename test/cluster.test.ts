@@ -3,29 +3,21 @@
 // worker, the outbox relay, and no acknowledged update lost across a manual failover, nor, with
 // `[redis] wait_replicas = 1`, across a master killed.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { resolveConfig } from "../src/settings/config.ts";
-import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
-import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { ANNOTATIONS } from "../src/reconciler/objects.ts";
-import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import type { Owner } from "../src/domain/owner.ts";
 import { relayOutboxes } from "../src/worker/resync.ts";
-import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
-import { eventually } from "./support/processes.ts";
-import { TestRedisCluster } from "./support/redis-cluster.ts";
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
 import { cacheLive, DEVICE_A, type Instance, providerCall, startInstance } from "./support/service.ts";
 
-setDefaultTimeout(60_000);
-
 const NAMESPACE = "iapps-cluster-test";
-let cluster: TestRedisCluster;
-let simulator: RunningSimulator;
-const storageRoot = mkdtempSync(join(tmpdir(), "iapps-cluster-storage-"));
+// Before each test the harness waits until the cluster is healthy again, then empties it.
+const h = await startHarness({ redis: { cluster: {} }, simulator: { namespace: NAMESPACE, startDelayMs: 50 }, storage: {}, api: false });
+const { cluster, kubernetes: gateway, root: storageRoot } = h;
 
 /** Settings for an instance whose seed list starts at node `first` (so subscriptions land on different nodes). */
 const redisSettings = (first = 0, extra: Record<string, unknown> = {}) => ({
@@ -55,31 +47,9 @@ async function retrieve(api: Instance, who: Owner): Promise<{ etag: string; conf
 
 const etagOf = (response: Response) => response.headers.get("etag")!.slice(1, -1);
 
-beforeAll(async () => {
-  cluster = await TestRedisCluster.start();
-  simulator = await startSimulator({ port: 0, startDelayMs: 50 });
-});
-
-afterAll(async () => {
-  await simulator?.stop();
-  await cluster?.close();
-  rmSync(storageRoot, { recursive: true, force: true });
-});
-
 const opened: Instance[] = [];
-let worker: { worker: ReconcilingWorker; context: ServiceContext } | null = null;
-
-beforeEach(async () => {
-  await cluster.waitHealthy();
-  await cluster.flushall();
-});
 
 afterEach(async () => {
-  if (worker) {
-    await worker.worker.stop();
-    await worker.context.close();
-    worker = null;
-  }
   for (const api of opened.splice(0)) await api.close();
 });
 
@@ -135,20 +105,7 @@ describe("invalidations reach every replica", () => {
 describe("the queue and the worker", () => {
   test("an update's task reaches the worker: the pod runs with the record's ETag", async () => {
     const api = open();
-    const context = createContext(
-      resolveConfig(
-        {
-          redis: redisSettings(2),
-          storage: { root: storageRoot },
-          kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "50ms" },
-          worker: { lease: "2s", resync_interval: "1h" },
-        },
-        { source: "test", environment: {} },
-      ),
-      { cache: false },
-    );
-    worker = { worker: startReconcilingWorker(context, simulator.url), context };
-    const gateway = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
+    h.startWorker({ redis: redisSettings(2), worker: { lease: "2s", resync_interval: "1h" } });
     const owners = Array.from({ length: 6 }, (_, i) => owner(`queued${i}`));
     const etags = new Map<string, string>();
     for (const who of owners) {
@@ -205,12 +162,19 @@ function writeUntil(apis: Instance[], owners: Owner[], stop: () => boolean): { a
             seen.push(current);
           }
         } else {
+          // A writer's pause after a failed write, not a wait for anything.
           await new Promise((r) => setTimeout(r, 20));
         }
       }
     }),
   );
   return { acknowledged, done };
+}
+
+/** Waits until every writer has had another write acknowledged since now. */
+async function everyWriterWrites(acknowledged: Map<string, string[]>, when: string) {
+  const now = new Map([...acknowledged].map(([name, seen]) => [name, seen.length]));
+  await eventually(() => [...acknowledged].every(([name, seen]) => seen.length > now.get(name)!), 20, `every writer has a write acknowledged ${when}`);
 }
 
 /** Every owner's stored ETag is its last acknowledged one, or a later write's: never an older acknowledged one. */
@@ -237,12 +201,12 @@ describe("failover", () => {
     expect(replica).not.toBeNull();
     let stopped = false;
     const { acknowledged, done } = writeUntil(apis, owners, () => stopped);
-    await new Promise((r) => setTimeout(r, 1000));
+    await everyWriterWrites(acknowledged, "before the failover");
     const before = acknowledged.get(owners[0]!.createdBy)!.length;
     await cluster.manualFailover(replica!);
     expect((await cluster.nodesOf(keys.record("syncthing", owners[0]!))).master).toBe(replica!);
     expect(master).not.toBe(replica);
-    await new Promise((r) => setTimeout(r, 1500));
+    await everyWriterWrites(acknowledged, "after the failover");
     stopped = true;
     await done;
     expect(await expectNoneLost(acknowledged)).toBeGreaterThan(owners.length);
@@ -256,11 +220,11 @@ describe("failover", () => {
     const { master } = await cluster.nodesOf(keys.record("syncthing", owners[0]!));
     let stopped = false;
     const { acknowledged, done } = writeUntil(apis, owners, () => stopped);
-    await new Promise((r) => setTimeout(r, 1000));
+    await everyWriterWrites(acknowledged, "before the master dies");
     const before = acknowledged.get(owners[0]!.createdBy)!.length;
     await cluster.kill(master);
     await cluster.waitTakenOver(master);
-    await new Promise((r) => setTimeout(r, 2000));
+    await everyWriterWrites(acknowledged, "after the take-over");
     stopped = true;
     await done;
     expect(await expectNoneLost(acknowledged)).toBeGreaterThan(owners.length);

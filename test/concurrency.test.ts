@@ -2,32 +2,14 @@
 // share one Redis, and many clients race retrieve → update with expectedETag on one record,
 // first calmly, then while a chaos loop kills every normal client connection every 100 ms.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { keys } from "../src/store/keys.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { alice, DEVICE_A, type Instance, providerCall, startInstance, syncthingConfig } from "./support/service.ts";
+import { startHarness } from "./support/harness.ts";
+import { alice, DEVICE_A, type Instance, providerCall, syncthingConfig } from "./support/service.ts";
 
-// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
-// bun does not kill the test's child processes for overrunning).
-setDefaultTimeout(30_000);
-
-let redis: TestRedis;
-let instances: Instance[];
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  instances = [0, 1, 2].map(() => startInstance(redis.url));
-});
-
-afterAll(async () => {
-  await Promise.all(instances.map((i) => i.close()));
-  await redis.close();
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  for (const instance of instances) instance.forgetCache();
-});
+const h = await startHarness({ api: false });
+const { redis } = h;
+const instances = [0, 1, 2].map(() => h.instance());
 
 const counterConfig = (n: number) => ({ folders: [], devices: [{ deviceId: DEVICE_A, label: String(n) }] });
 
@@ -83,13 +65,14 @@ describe("lost updates across replicas (spec §3.6)", () => {
     expect(tally.ok).toBeGreaterThan(10);
     expect(tally.conflicts).toBeGreaterThan(0);
     expect(await storedCounter()).toBe(tally.ok);
-  }, 30_000);
+  });
 
   test("with CLIENT KILL TYPE normal every 100 ms: some requests may answer 503, no update is lost or invented", async () => {
     let kills = 0;
     let chaos = true;
     const chaosLoop = (async () => {
       while (chaos) {
+        // The chaos' pace, not a wait for anything.
         await new Promise((r) => setTimeout(r, 100));
         // Kills every normal connection: the instances' command and transaction connections
         // (and the admin connection, which reconnects by itself).

@@ -2,24 +2,19 @@
 // double with Core's wire shapes, test/support/core-double.ts), the provider's access token, and
 // Core's signed calls. Real Redis, the real API, the real reconciler against the simulator.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { sign } from "hono/jwt";
 import { generateKeyPairSync } from "node:crypto";
 import { resolveConfig } from "../src/settings/config.ts";
-import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
-import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import type { CoreJobRegistry } from "../src/ucloud/core-registry.ts";
-import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
+import { TestClock } from "./support/clock.ts";
 import { CoreDouble } from "./support/core-double.ts";
-import { eventually } from "./support/processes.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { alice, type Instance, startInstance, syncthingConfig } from "./support/service.ts";
-
-setDefaultTimeout(30_000);
+import { eventually } from "./support/eventually.ts";
+import { type Settings, startHarness } from "./support/harness.ts";
+import { alice, type Instance, type InstanceOptions, syncthingConfig } from "./support/service.ts";
 
 const NAMESPACE = "iapps-core-test";
 const REGISTER = "/api/jobs/control/register";
@@ -28,66 +23,30 @@ const UPDATE = "/api/jobs/control/update";
 const BROWSE = "/api/jobs/control/browse";
 const REFRESH = "/auth/providers/refresh";
 
-let redis: TestRedis;
-let core: CoreDouble;
-let simulator: RunningSimulator;
-let api: Instance;
-const storageRoot = mkdtempSync(join(tmpdir(), "iapps-core-storage-"));
-for (let n = 0; n < 4; n++) mkdirSync(join(storageRoot, "home-alice", `folder-${n}`), { recursive: true });
-
-const settings = (overrides: Record<string, unknown> = {}) => ({
-  redis: { url: redis.url },
-  auth: { jwt_public_key: core.publicKey },
-  ucloud: { mode: "core", core_url: core.url, refresh_token: core.refreshToken, core_timeout: "1s" },
-  storage: { root: storageRoot },
-  kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "50ms" },
-  worker: { lease: "1s", resync_interval: "1h", backoff_base: "100ms", backoff_max: "500ms" },
-  ...overrides,
+const core = await CoreDouble.start();
+// Before the harness's own: a call left hanging in Core is answered before the workers stop.
+afterEach(() => core.heal());
+const h = await startHarness({
+  simulator: { namespace: NAMESPACE, startDelayMs: 50 },
+  storage: { folders: [0, 1, 2, 3].map((n) => `home-alice/folder-${n}`) },
+  settings: () => ({
+    auth: { jwt_public_key: core.publicKey },
+    ucloud: { mode: "core", core_url: core.url, refresh_token: core.refreshToken, core_timeout: "1s" },
+    worker: { lease: "1s", resync_interval: "1h", backoff_base: "100ms", backoff_max: "500ms" },
+  }),
 });
+const { redis, api, root: storageRoot } = h;
+afterAll(() => core.close());
 
-function coreInstance(overrides: Record<string, unknown> = {}): Instance {
-  return startInstance(redis.url, settings(overrides));
+function coreInstance(overrides: Settings = {}, options: InstanceOptions = {}): Instance {
+  return h.instance(overrides, options);
 }
 
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  core = await CoreDouble.start();
-  simulator = await startSimulator({ port: 0, startDelayMs: 50 });
-  api = coreInstance();
-});
-
-afterAll(async () => {
-  await api.close();
-  await simulator.stop();
-  await core.close();
-  await redis.close();
-  rmSync(storageRoot, { recursive: true, force: true });
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  api.forgetCache();
+beforeEach(() => {
   core.heal();
   core.jobs.clear();
   core.calls.length = 0;
 });
-
-let running: { worker: ReconcilingWorker; context: ServiceContext } | null = null;
-
-afterEach(async () => {
-  core.heal();
-  if (running) {
-    await running.worker.stop();
-    await running.context.close();
-    running = null;
-  }
-});
-
-function startWorker() {
-  const context = createContext(resolveConfig(settings(), { source: "test", environment: {} }), { cache: false });
-  running = { worker: startReconcilingWorker(context, simulator.url), context };
-  return running;
-}
 
 async function call(instance: Instance, op: string, body: unknown, jwt?: string) {
   return instance.request(`/ucloud/k8s/iapps/syncthing/${op}`, {
@@ -156,7 +115,7 @@ describe("jobs are registered with Core", () => {
     try {
       core.slow(REGISTER, 900);
       const first = update(syncthingConfig(0), null, a);
-      await new Promise((r) => setTimeout(r, 100));
+      await eventually(async () => (await redis.admin.exists(keys.jobClaim("syncthing", alice))) === 1, 5, "the first update holds the job claim");
       const second = update(syncthingConfig(1), null, b);
       const statuses = [(await first).status, (await second).status];
       expect(statuses[0]).toBe(200);
@@ -181,8 +140,8 @@ describe("jobs are registered with Core", () => {
         core.jobs.delete(firstJob);
 
         // The worker finds the job gone and detaches the record.
-        startWorker();
-        await running!.context.queue.add(`reconcile:syncthing:alice`);
+        const running = h.startWorker();
+        await running.context.queue.add(`reconcile:syncthing:alice`);
         await eventually(async () => (await record()).state === "detached", 15, "the record detached");
         expect(core.callsTo(REGISTER)).toHaveLength(1);
 
@@ -263,7 +222,7 @@ describe("Core's faults", () => {
     expect((await update(syncthingConfig(0), "initial")).status).toBe(200);
     const jobId = (await record()).jobId!;
     core.hang(RETRIEVE);
-    startWorker();
+    h.startWorker();
     await eventually(async () => Number(await redis.admin.hget(keys.queueAttempts(), "reconcile:syncthing:alice")) >= 1, 15, "a failed attempt");
     expect(core.jobs.get(jobId)!.status.state).toBe("IN_QUEUE");
     core.heal();
@@ -335,8 +294,9 @@ describe("state updates", () => {
 
 describe("the provider's access token", () => {
   test("50 concurrent requests needing Core share one refresh; it is renewed once before it expires", async () => {
-    core.accessTokenSeconds = 4;
-    const fresh = coreInstance();
+    core.accessTokenSeconds = 60;
+    const clock = new TestClock();
+    const fresh = coreInstance({}, { now: clock.now });
     try {
       const owners = Array.from({ length: 50 }, (_, i) => ({ createdBy: `renew${i}`, project: null }));
       for (const owner of owners) mkdirSync(join(storageRoot, `home-${owner.createdBy}`), { recursive: true });
@@ -345,8 +305,8 @@ describe("the provider's access token", () => {
       expect(core.callsTo(REFRESH)).toHaveLength(1);
       expect(core.callsTo(REFRESH)[0]!.body).toEqual({ items: [{ refreshToken: core.refreshToken }] });
 
-      // Renewal starts at half the token's life (2 s here): wait past it, not past the expiry.
-      await new Promise((r) => setTimeout(r, 2300));
+      // Renewal starts at half the token's life (30 s here): move the clock past it, not past the expiry.
+      clock.advance(31_000);
       const second = await Promise.all(owners.map((owner) => update({ folders: [], devices: [] }, null, fresh, owner)));
       expect(second.map((a) => a.status)).toEqual(Array(50).fill(200));
       expect(core.callsTo(REFRESH)).toHaveLength(2);

@@ -4,25 +4,19 @@
 // that records every Kubernetes request, as an RBAC authorizer would see it (verb, resource,
 // namespace). The ConfigMap's config.toml must load with the service's own loader.
 
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
-import { type Config, loadConfig, resolveConfig } from "../src/settings/config.ts";
+import { type Config, loadConfig } from "../src/settings/config.ts";
 import { authOptions, httpAppFor } from "../src/runtimes/http-app.ts";
-import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
-import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { ANNOTATIONS, podName } from "../src/reconciler/objects.ts";
-import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
-import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
-import { eventually } from "./support/processes.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { alice, type Instance, providerCall, startInstance, syncthingConfig } from "./support/service.ts";
-
-setDefaultTimeout(60_000);
+import { eventually } from "./support/eventually.ts";
+import { type RunningWorker, startHarness } from "./support/harness.ts";
+import { alice, providerCall, syncthingConfig } from "./support/service.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const MANIFESTS = join(ROOT, "deploy/kubernetes");
@@ -32,6 +26,7 @@ interface KubeObject {
   apiVersion: string;
   kind: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  // biome-ignore lint/suspicious/noExplicitAny: parsed YAML, read field by field as each test needs
   [field: string]: any;
 }
 
@@ -61,25 +56,30 @@ const secretExample = objectsOf("secret.example.yaml")[0]!;
 /** The environment a container gets: its `env`, and the example Secret's keys (`envFrom`). */
 function environmentOf(deployment: KubeObject): Record<string, string> {
   const c = container(deployment);
-  const fromSecrets = (c.envFrom ?? []).some((e: any) => e.secretRef?.name === secretExample.metadata.name) ? secretExample.stringData : {};
-  return { ...fromSecrets, ...Object.fromEntries((c.env ?? []).map((e: any) => [e.name, e.value])) };
+  const fromSecrets = (c.envFrom ?? []).some((e: { secretRef?: { name: string } }) => e.secretRef?.name === secretExample.metadata.name) ? secretExample.stringData : {};
+  return { ...fromSecrets, ...Object.fromEntries((c.env ?? []).map((e: { name: string; value: string }) => [e.name, e.value])) };
 }
 
 const dir = mkdtempSync(join(tmpdir(), "iapps-deploy-"));
 const configPath = join(dir, "config.toml");
 writeFileSync(configPath, find("ConfigMap", "ucloud-iapps-config").data["config.toml"]);
 
-// One Redis for the file, and an API app on it built before the tests are declared: which routes
-// it serves decides which probe checks can run yet.
-const redis = await TestRedis.start();
-const probeContext = createContext(resolveConfig({ redis: { url: redis.url }, auth: { jwt_secret: "deploy-test-secret" } }, { source: "test", environment: {} }));
+const namespace = () => loadConfig({ file: configPath, environment: {} }).kubernetes.namespace;
+
+// One Redis for the file (and the simulator, the API and the storage the Role's worker uses),
+// and an API app on it built before the tests are declared: which routes it serves decides which
+// probe checks can run yet.
+const h = await startHarness({
+  simulator: { namespace: namespace(), startDelayMs: 50 },
+  storage: { folders: [1, 2].map((n) => `home-alice/folder-${n}`) },
+  settings: { worker: { lease: "2s", resync_interval: "1h" } },
+  resetEach: false,
+});
+const { redis } = h;
+const probeContext = h.context({ auth: { jwt_secret: "deploy-test-secret" } }, {});
 const probeApp = httpAppFor(probeContext);
 
-afterAll(async () => {
-  await probeContext.close();
-  await redis.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** config.toml as the container loads it: the file its args name, with the container's environment. */
 function containerConfig(deployment: KubeObject): Config {
@@ -125,12 +125,12 @@ describe("the manifests", () => {
   test("the storage root is mounted at [storage] root, the same path as on the nodes", () => {
     const config = loadConfig({ file: configPath, environment: {} });
     for (const deployment of [apiDeployment, workerDeployment]) {
-      const mount = container(deployment).volumeMounts.find((m: any) => m.mountPath === config.storage.root);
+      const mount = container(deployment).volumeMounts.find((m: { mountPath: string }) => m.mountPath === config.storage.root);
       expect(mount).toBeDefined();
-      const volume = deployment.spec.template.spec.volumes.find((v: any) => v.name === mount.name);
+      const volume = deployment.spec.template.spec.volumes.find((v: { name: string }) => v.name === mount.name);
       expect(volume.hostPath?.path ?? volume.persistentVolumeClaim).toBeTruthy();
       if (volume.hostPath) expect(volume.hostPath.path).toBe(config.storage.root);
-      expect(container(deployment).volumeMounts.find((m: any) => m.mountPath === CONFIG_MOUNT)).toBeDefined();
+      expect(container(deployment).volumeMounts.find((m: { mountPath: string }) => m.mountPath === CONFIG_MOUNT)).toBeDefined();
     }
   });
 
@@ -138,13 +138,13 @@ describe("the manifests", () => {
     expect(apiDeployment.spec.replicas).toBeGreaterThanOrEqual(2);
     const service = find("Service", "ucloud-iapps");
     expect(service.spec.selector).toEqual(apiDeployment.spec.selector.matchLabels);
-    const port = container(apiDeployment).ports.find((p: any) => p.name === service.spec.ports[0].targetPort);
+    const port = container(apiDeployment).ports.find((p: { name: string }) => p.name === service.spec.ports[0].targetPort);
     expect(port.containerPort).toBe(containerConfig(apiDeployment).server.port);
     const budget = find("PodDisruptionBudget", "ucloud-iapps-api");
     expect(budget.spec.selector.matchLabels).toEqual(apiDeployment.spec.selector.matchLabels);
     expect(apiDeployment.spec.template.spec.automountServiceAccountToken).toBe(false);
     // No binding of any kind names the API's account.
-    const bound = objects.filter((o) => o.kind.endsWith("Binding")).flatMap((b) => b.subjects.map((s: any) => s.name));
+    const bound = objects.filter((o) => o.kind.endsWith("Binding")).flatMap((b) => b.subjects.map((s: { name: string }) => s.name));
     expect(bound).not.toContain(apiDeployment.spec.template.spec.serviceAccountName);
   });
 
@@ -177,7 +177,7 @@ describe("the probes point at what the processes serve", () => {
   const probe = (deployment: KubeObject, kind: "livenessProbe" | "readinessProbe") => {
     const c = container(deployment);
     const { path, port } = c[kind].httpGet;
-    const number = typeof port === "number" ? port : c.ports.find((p: any) => p.name === port)?.containerPort;
+    const number = typeof port === "number" ? port : c.ports.find((p: { name: string; containerPort: number }) => p.name === port)?.containerPort;
     return { path, port: number };
   };
 
@@ -280,20 +280,15 @@ function gatewayCalls(): Set<string> {
 }
 
 describe("the worker's Role grants exactly what the worker does", () => {
-  let simulator: RunningSimulator;
+  const { api, simulator, kubernetes: direct } = h;
   let proxy: ReturnType<typeof Bun.serve>;
-  let api: Instance;
-  let worker: { reconciling: ReconcilingWorker; context: ServiceContext };
-  let direct: KubernetesGateway;
-  let storageRoot: string;
+  let worker: RunningWorker;
   const calls: Call[] = [];
   /** Extra permissions the request bodies call for (owner references that block deletion). */
   const implied = new Set<string>();
-  const namespace = () => loadConfig({ file: configPath, environment: {} }).kubernetes.namespace;
 
   beforeAll(async () => {
     await redis.admin.flushall();
-    simulator = await startSimulator({ port: 0, startDelayMs: 50 });
     // Between the worker and the simulator: records each request, then passes it on (watch
     // streams included).
     proxy = Bun.serve({
@@ -317,27 +312,12 @@ describe("the worker's Role grants exactly what the worker does", () => {
         return fetch(new URL(url.pathname + url.search, simulator.url), { method: request.method, headers, body, signal: request.signal });
       },
     });
-    storageRoot = mkdtempSync(join(tmpdir(), "iapps-deploy-storage-"));
-    for (const n of [1, 2]) mkdirSync(join(storageRoot, "home-alice", `folder-${n}`), { recursive: true });
-    const settings = {
-      redis: { url: redis.url },
-      storage: { root: storageRoot },
-      kubernetes: { mode: "embedded", namespace: namespace(), simulator_port: simulator.port, simulator_start_delay: "50ms" },
-      worker: { lease: "2s", resync_interval: "1h" },
-    };
-    api = startInstance(redis.url, { kubernetes: { namespace: namespace() }, storage: { root: storageRoot } });
-    const context = createContext(resolveConfig(settings, { source: "test", environment: {} }), { cache: false });
-    worker = { reconciling: startReconcilingWorker(context, `http://127.0.0.1:${proxy.port}`), context };
-    direct = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: namespace(), simulatorUrl: simulator.url });
+    worker = h.startWorker({}, `http://127.0.0.1:${proxy.port}`);
   });
 
   afterAll(async () => {
-    await worker?.reconciling.stop();
-    await worker?.context.close();
-    await api?.close();
+    await worker?.stop();
     await proxy?.stop(true);
-    await simulator?.stop();
-    rmSync(storageRoot, { recursive: true, force: true });
   });
 
   async function runningPod(app: string, etag: string, notUid?: string): Promise<V1Pod> {

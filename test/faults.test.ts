@@ -2,33 +2,14 @@
 // its WATCH and its EXEC. Requests answer 503 quickly, nothing is written unguarded, and the
 // service recovers by itself.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { keys } from "../src/store/keys.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { alice, type Instance, providerCall, publicCall, startInstance, syncthingConfig } from "./support/service.ts";
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
+import { alice, providerCall, publicCall, syncthingConfig } from "./support/service.ts";
 
-// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
-// bun does not kill the test's child processes for overrunning).
-setDefaultTimeout(30_000);
-
-let redis: TestRedis;
-let api: Instance;
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  api = startInstance(redis.url);
-});
-
-afterAll(async () => {
-  await api.close();
-  await redis.close();
-});
-
-beforeEach(async () => {
-  redis.resume();
-  await redis.admin.flushall();
-  api.forgetCache();
-});
+// Before each test the harness also resumes a Redis a failed test left frozen.
+const { redis, api } = await startHarness();
 
 const update = (n: number, expectedETag: string | null = null) =>
   providerCall(api, "syncthing", "update", { principal: alice, config: syncthingConfig(n), expectedETag });
@@ -42,22 +23,13 @@ async function timed(call: () => Promise<Response>): Promise<{ status: number; m
   return { status: response.status, ms, errorCode: body.errorCode };
 }
 
-async function eventually(check: () => Promise<boolean>, seconds: number) {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`not within ${seconds} s`);
-}
-
 describe("Redis down", () => {
   test("requests answer 503 UNAVAILABLE within 2 seconds, and the service recovers when Redis returns", async () => {
     expect((await update(1)).status).toBe(200);
     expect((await retrieve()).status).toBe(200);
     await redis.stop();
     // The replica learns of the outage from its cache subscription and stops trusting its cache.
-    await eventually(async () => !api.context.subscriber?.live, 2);
+    await eventually(async () => !api.context.subscriber?.live, 2, "the cache subscription sees the outage");
     try {
       for (const call of [retrieve, () => update(2), () => providerCall(api, "syncthing", "restart", { principal: alice })]) {
         const answer = await timed(call);
@@ -68,9 +40,9 @@ describe("Redis down", () => {
       await redis.startServer();
     }
     // The restarted server is empty (tests run it without persistence): recovery means 200 again.
-    await eventually(async () => (await retrieve()).status === 200, 10);
+    await eventually(async () => (await retrieve()).status === 200, 10, "a retrieve answers 200");
     expect((await update(3)).status).toBe(200);
-  }, 30_000);
+  });
 
   test("a frozen Redis (SIGSTOP) answers 503 within 2 seconds instead of hanging", async () => {
     expect((await update(1)).status).toBe(200);
@@ -92,10 +64,10 @@ describe("Redis down", () => {
     } finally {
       redis.resume();
     }
-    await eventually(async () => (await update(4)).status === 200, 10);
+    await eventually(async () => (await update(4)).status === 200, 10, "an update answers 200");
     const config = JSON.parse((await redis.admin.hget(keys.record("syncthing", alice), "config"))!);
     expect(config).toEqual(syncthingConfig(4));
-  }, 30_000);
+  });
 });
 
 describe("a transaction interrupted by a disconnect", () => {
@@ -112,6 +84,8 @@ describe("a transaction interrupted by a disconnect", () => {
       expect(ids.length).toBeGreaterThan(0);
       for (const id of ids) await redis.admin.client("KILL", "ID", id);
       await redis.admin.hset(recordKey, "etag", "written-by-someone-else");
+      // Time for the client to notice its connection is gone (nothing the test can ask about):
+      // the EXEC must meet a dead connection, not race the kill.
       await new Promise((r) => setTimeout(r, 100));
       return {
         commit: { record: { ...record!, config: syncthingConfig(99), etag: "unguarded-write" } },
@@ -120,7 +94,7 @@ describe("a transaction interrupted by a disconnect", () => {
     });
     await expect(attempt).rejects.toThrow();
     // Even once the pool has reconnected and served other requests, the interrupted write is not replayed.
-    await eventually(async () => (await retrieve()).status === 200, 5);
+    await eventually(async () => (await retrieve()).status === 200, 5, "a retrieve answers 200");
     expect((await update(2)).status).toBe(200);
     const etags = await redis.admin.lrange(keys.etagLog("syncthing", alice), 0, -1);
     expect(etags).not.toContain("unguarded-write");
@@ -137,7 +111,7 @@ describe("a transaction interrupted by a disconnect", () => {
       clearInterval(killer);
     }
     expect(statuses.every((s) => s === 200 || s === 503)).toBe(true);
-    await eventually(async () => (await retrieve()).status === 200, 5);
+    await eventually(async () => (await retrieve()).status === 200, 5, "a retrieve answers 200");
     const view = (await (await retrieve()).json()) as { etag: string; config: unknown };
     const etags = await redis.admin.lrange(keys.etagLog("syncthing", alice), 0, -1);
     expect(etags[0]).toBe(view.etag);

@@ -2,30 +2,16 @@
 // while Redis answers and its cache subscription is live, and says 503 in UCloud's error shape
 // otherwise, coming back by itself. Real Redis, stopped (SIGKILL) and frozen (SIGSTOP).
 
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { eventually } from "./support/processes.ts";
+import { describe, expect, test } from "bun:test";
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
 import { parsePrometheus } from "./support/prometheus.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { cacheLive, type Instance, publicCall, startInstance } from "./support/service.ts";
+import { cacheLive, type Instance, publicCall } from "./support/service.ts";
 
-setDefaultTimeout(30_000);
-
-let redis: TestRedis;
-let api: Instance;
-let uncached: Instance;
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  api = startInstance(redis.url, { redis: { url: redis.url, command_timeout: "500ms" } });
-  uncached = startInstance(redis.url, { redis: { url: redis.url, command_timeout: "500ms" }, api: { cache_max_entries: 0 } });
-  await cacheLive(api);
-});
-
-afterAll(async () => {
-  await api.close();
-  await uncached.close();
-  await redis.close();
-});
+const h = await startHarness({ settings: { redis: { command_timeout: "500ms" } } });
+const { redis, api } = h;
+const uncached = h.instance({ api: { cache_max_entries: 0 } });
+await cacheLive(api);
 
 const get = (instance: Instance, path: string) => instance.request(path);
 

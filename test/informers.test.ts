@@ -17,7 +17,7 @@ import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { resolveConfig } from "../src/settings/config.ts";
 import { keys } from "../src/store/keys.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
-import { eventually } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
 import { freePort, TestRedis } from "./support/redis-server.ts";
 import { DEVICE_A, type Instance, providerCall, startInstance } from "./support/service.ts";
 

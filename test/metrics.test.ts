@@ -3,65 +3,29 @@
 // depth, tasks, retries and dead letters, reconciles and Kubernetes calls. Real Redis, a real
 // reconciling worker against the simulator, and a real worker process with its own listener.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { resolveConfig } from "../src/settings/config.ts";
-import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
-import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
+import { afterEach, describe, expect, test } from "bun:test";
 import { Registry } from "../src/metrics/registry.ts";
-import { createContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
-import { startReconcilingWorker, startWorker } from "../src/worker/start.ts";
-import { eventually, killAll, startProcess } from "./support/processes.ts";
+import { startWorker } from "../src/worker/start.ts";
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
+import { startProcess } from "./support/processes.ts";
 import { parsePrometheus } from "./support/prometheus.ts";
-import { freePort, TestRedis } from "./support/redis-server.ts";
-import { alice, cacheLive, type Instance, providerCall, publicCall, startInstance, syncthingConfig } from "./support/service.ts";
-
-setDefaultTimeout(30_000);
+import { freePort } from "./support/redis-server.ts";
+import { alice, cacheLive, type Instance, providerCall, publicCall, syncthingConfig } from "./support/service.ts";
 
 const NAMESPACE = "iapps-metrics-test";
-let redis: TestRedis;
-let simulator: RunningSimulator;
-let api: Instance;
-let gateway: KubernetesGateway;
-const storageRoot = mkdtempSync(join(tmpdir(), "iapps-storage-"));
-for (let n = 0; n < 3; n++) mkdirSync(join(storageRoot, "home-alice", `folder-${n}`), { recursive: true });
-
-const settings = (extra: Record<string, unknown> = {}) => ({
-  redis: { url: redis.url },
-  storage: { root: storageRoot },
-  kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "50ms" },
-  worker: { lease: "1s", resync_interval: "1h" },
-  ...extra,
+const h = await startHarness({
+  simulator: { namespace: NAMESPACE, startDelayMs: 50 },
+  storage: { folders: [0, 1, 2].map((n) => `home-alice/folder-${n}`) },
+  settings: { worker: { lease: "1s", resync_interval: "1h" } },
 });
+const { redis, api, simulator, root: storageRoot } = h;
 
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  simulator = await startSimulator({ port: 0, startDelayMs: 50 });
-  api = startInstance(redis.url, { kubernetes: { namespace: NAMESPACE }, storage: { root: storageRoot } });
-  gateway = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
-});
-
-afterAll(async () => {
-  await killAll();
-  await api.close();
-  await simulator.stop();
-  await redis.close();
-  rmSync(storageRoot, { recursive: true, force: true });
-});
-
+/** Workers with handlers of a test's own (the harness stops the reconciling ones). */
 const stoppers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const stop of stoppers.splice(0)) await stop();
-  await killAll();
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  api.forgetCache();
-  for (const pod of await gateway.listPods("ucloud.dk/iapp-name")) await gateway.deletePod(pod.metadata!.name!);
 });
 
 async function scrape(instance: Instance = api) {
@@ -186,12 +150,7 @@ describe("/metrics moves with traffic", () => {
   test("an update a worker processes moves the task, reconcile and Kubernetes metrics", async () => {
     // Before the worker starts: its watch caches list the pods once when they start.
     const before = await scrape();
-    const context = createContext(resolveConfig(settings(), { source: "test", environment: {} }), { cache: false });
-    const reconciling = startReconcilingWorker(context, simulator.url);
-    stoppers.push(async () => {
-      await reconciling.stop();
-      await context.close();
-    });
+    h.startWorker();
     const done = { kind: "reconcile", outcome: "done" };
     expect((await providerCall(api, "syncthing", "update", { principal: alice, config: syncthingConfig(1) })).status).toBe(200);
     // One process, one registry: the API's /metrics shows what the worker did (as under role all).
@@ -213,9 +172,7 @@ describe("/metrics moves with traffic", () => {
   });
 
   test("failing tasks count their retries, then their dead letter", async () => {
-    const context = createContext(resolveConfig(settings({ worker: { lease: "1s", resync_interval: "1h", max_attempts: 2, backoff_base: "10ms" } }), { source: "test", environment: {} }), {
-      cache: false,
-    });
+    const context = h.context({ worker: { max_attempts: 2, backoff_base: "10ms" } });
     const failing = async () => {
       throw new Error("this task always fails");
     };

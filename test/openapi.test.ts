@@ -4,7 +4,7 @@
 // what it really accepts and refuses (its JSON Schemas, run by Ajv's 2020-12 validator, next to
 // real requests on a real Redis).
 
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import { Hono } from "hono";
 import { allApps } from "../src/apps/registry.ts";
@@ -13,28 +13,18 @@ import { docsPage } from "../src/http/docs-page.ts";
 import { mountApiDescription, openApiDocument } from "../src/http/openapi.ts";
 import type { Method, OpenApiDocument, OperationObject, SchemaObject } from "../src/http/openapi-model.ts";
 import { httpAppFor } from "../src/runtimes/http-app.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { alice, DEVICE_A, type Instance, startInstance, syncthingConfig, token } from "./support/service.ts";
+import { startHarness } from "./support/harness.ts";
+import { alice, DEVICE_A, syncthingConfig, token } from "./support/service.ts";
 
-setDefaultTimeout(30_000);
-
-let redis: TestRedis;
-let api: Instance;
-let app: Hono<any>;
+// A storage root of its own: the terminal's open reads the owner's home drive there.
+const { api } = await startHarness({ storage: {}, settings: { ucloud: { provider_id: "hpc-east" } }, resetEach: false });
+const app = httpAppFor(api.context);
 let document: OpenApiDocument;
 
 beforeAll(async () => {
-  redis = await TestRedis.start();
-  api = startInstance(redis.url, { ucloud: { provider_id: "hpc-east" } });
-  app = httpAppFor(api.context);
   const response = await api.request("/openapi.json");
   expect(response.status).toBe(200);
   document = (await response.json()) as OpenApiDocument;
-});
-
-afterAll(async () => {
-  await api.close();
-  await redis.close();
 });
 
 function operations(doc: OpenApiDocument): { path: string; method: Method; operation: OperationObject }[] {
@@ -61,7 +51,7 @@ function resolvePointer(doc: unknown, ref: string): unknown {
 }
 
 function allRefs(node: unknown, out: string[] = []): string[] {
-  if (Array.isArray(node)) node.forEach((n) => allRefs(n, out));
+  if (Array.isArray(node)) for (const n of node) allRefs(n, out);
   else if (typeof node === "object" && node !== null) {
     for (const [key, value] of Object.entries(node)) {
       if (key === "$ref" && typeof value === "string") out.push(value);
@@ -81,7 +71,10 @@ function validatorFor(doc: OpenApiDocument) {
   const cache = new Map<unknown, ValidateFunction>();
   return (schema: unknown, value: unknown): boolean => {
     let validate = cache.get(schema);
-    if (!validate) cache.set(schema, (validate = ajv.compile(relocate(schema))));
+    if (!validate) {
+      validate = ajv.compile(relocate(schema));
+      cache.set(schema, validate);
+    }
     return validate(value) as boolean;
   };
 }

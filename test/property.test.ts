@@ -2,7 +2,7 @@
 // a rejected request changes nothing, every error has UCloud's shape, and an update with the
 // current ETag answers 200 exactly when the configuration is valid.
 
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { sign } from "hono/jwt";
 import { withCheckCharacters } from "../src/apps/syncthing-device-id.ts";
@@ -10,40 +10,28 @@ import { syncthing } from "../src/apps/syncthing.ts";
 import { validateConfig } from "../src/service/validation.ts";
 import { keys } from "../src/store/keys.ts";
 import type { Owner } from "../src/domain/owner.ts";
-import { TestRedis } from "./support/redis-server.ts";
+import { startHarness } from "./support/harness.ts";
 import {
   alice,
   DEVICE_A,
   DEVICE_B,
-  type Instance,
   providerCall,
   publicCall,
   SECRET,
-  startInstance,
   syncthingConfig,
 } from "./support/service.ts";
-
-// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
-// bun does not kill the test's child processes for overrunning).
-setDefaultTimeout(30_000);
 
 const RUNS = 250;
 const TIMEOUT = 60_000; // a bound for the whole property, not an assertion on speed
 
-let redis: TestRedis;
-let instance: Instance;
+// The record seeded below stays for every property: no reset between the tests.
+const { redis, api: instance } = await startHarness({ resetEach: false });
 
 beforeAll(async () => {
-  redis = await TestRedis.start();
-  instance = startInstance(redis.url);
   const seeded = await providerCall(instance, "syncthing", "update", { principal: alice, config: syncthingConfig(0), expectedETag: null });
   expect(seeded.status).toBe(200);
 });
 
-afterAll(async () => {
-  await instance?.close();
-  await redis?.close();
-});
 
 // ---------------------------------------------------------------------------------------------
 // What a request may change, and what an error looks like

@@ -1,41 +1,21 @@
 // The durable task queue and its workers (spec §5, issue "The worker"): real Redis, real worker
 // processes, real SIGKILL and SIGTERM, and a Redis restarted under a running worker.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { resolveConfig } from "../src/settings/config.ts";
-import { createContext, type ServiceContext } from "../src/service/context.ts";
+import { createContext } from "../src/service/context.ts";
 import { taskOfOutboxMember } from "../src/store/outbox.ts";
 import { relayOutboxes } from "../src/worker/resync.ts";
 import { keys } from "../src/store/keys.ts";
-import { startProcess, eventually, killAll, type Child } from "./support/processes.ts";
-import { CLUSTER_MODE, redisEnvironment, TestRedis } from "./support/redis-server.ts";
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
+import { startProcess, type Child } from "./support/processes.ts";
+import { CLUSTER_MODE, redisEnvironment } from "./support/redis-server.ts";
 import { providerCall, startInstance, syncthingConfig } from "./support/service.ts";
 
-// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
-// bun does not kill the test's child processes for overrunning).
-setDefaultTimeout(30_000);
-
-let redis: TestRedis;
-let context: ServiceContext;
-
-beforeAll(async () => {
-  redis = await TestRedis.start({ persistent: true });
-  context = createContext(resolveConfig({ redis: { url: redis.url }, worker: { max_attempts: 3, backoff_base: "20ms" } }, { source: "test", environment: redisEnvironment() }));
-});
-
-afterAll(async () => {
-  await killAll();
-  await context.close();
-  await redis.close();
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-});
-
-afterEach(async () => {
-  await killAll();
-});
+const h = await startHarness({ redis: { persistent: true }, api: false });
+const { redis } = h;
+const context = h.context({ worker: { max_attempts: 3, backoff_base: "20ms" } }, {});
 
 function worker(env: Record<string, string> = {}): Child {
   return startProcess(["test/support/worker-process.ts"], {
@@ -86,6 +66,7 @@ describe("adding tasks (client-go workqueue rules)", () => {
     for (let w = 0; w < 2; w++) worker({ TEST_TASK_MS: "50", IAPPS_WORKER_CONCURRENCY: "8" });
     for (let round = 0; round < 5; round++) {
       await context.queue.add(...Array.from({ length: 20 }, (_, i) => [task(i), `restart:syncthing:user-${i}`]).flat());
+      // Rounds that arrive while the workers run, not a wait for anything.
       await new Promise((r) => setTimeout(r, 30));
     }
     await eventually(queueIdle, 60, "the queue drains");
@@ -102,6 +83,7 @@ describe("adding tasks (client-go workqueue rules)", () => {
   test("a worker whose lease was handed out cannot complete or renew it", async () => {
     await context.queue.add(task(1));
     const [lease] = await context.queue.take(1, 1, "old");
+    // Past the 1 ms lease.
     await new Promise((r) => setTimeout(r, 20));
     await context.queue.promote();
     const [next] = await context.queue.take(1, 10_000, "new");

@@ -1,82 +1,26 @@
 // The reconciler against the embedded Kubernetes simulator, through the real client over HTTP
 // (spec §4.5, §5, §6): pods, services and network policies follow the records.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import type { V1Pod } from "@kubernetes/client-node";
-import { resolveConfig } from "../src/settings/config.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
-import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { ANNOTATIONS, filesystemVolume, podName, policyName, serviceName } from "../src/reconciler/objects.ts";
 import { Reconciler } from "../src/reconciler/reconciler.ts";
-import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
-import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
-import { eventually, killAll, startProcess } from "./support/processes.ts";
-import { freePort, TestRedis } from "./support/redis-server.ts";
-import { alice, type Instance, providerCall, SECRET, startInstance, syncthingConfig, token } from "./support/service.ts";
-
-// Real processes and a shared machine: generous, so that a slow moment is not a failure (and
-// bun does not kill the test's child processes for overrunning).
-setDefaultTimeout(30_000);
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
+import { startProcess } from "./support/processes.ts";
+import { freePort } from "./support/redis-server.ts";
+import { alice, providerCall, SECRET, syncthingConfig, token } from "./support/service.ts";
 
 const NAMESPACE = "iapps-test";
-let redis: TestRedis;
-let simulator: RunningSimulator;
-let api: Instance;
-let gateway: KubernetesGateway;
-
-// Drives for the Syncthing folders: alice's home drive, with the folders the tests configure.
-const storageRoot = mkdtempSync(join(tmpdir(), "iapps-storage-"));
-for (let n = 0; n < 10; n++) mkdirSync(join(storageRoot, "home-alice", `folder-${n}`), { recursive: true });
-
-const settings = () => ({
-  redis: { url: redis.url },
-  storage: { root: storageRoot },
-  kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "50ms" },
-  worker: { lease: "1s", resync_interval: "1h" },
+const h = await startHarness({
+  simulator: { namespace: NAMESPACE, startDelayMs: 50 },
+  // Drives for the Syncthing folders: alice's home drive, with the folders the tests configure.
+  storage: { folders: Array.from({ length: 10 }, (_, n) => `home-alice/folder-${n}`) },
+  settings: { worker: { lease: "1s", resync_interval: "1h" } },
 });
-const workerContext = () => createContext(resolveConfig(settings(), { source: "test", environment: {} }), { cache: false });
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  simulator = await startSimulator({ port: 0, startDelayMs: 50 });
-  api = startInstance(redis.url, { kubernetes: { namespace: NAMESPACE }, storage: { root: storageRoot } });
-  gateway = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
-});
-
-afterAll(async () => {
-  await killAll();
-  await api.close();
-  await simulator.stop();
-  await redis.close();
-  rmSync(storageRoot, { recursive: true, force: true });
-});
-
-let running: { worker: ReconcilingWorker; context: ServiceContext } | null = null;
-
-function startWorkerInProcess() {
-  const context = workerContext();
-  running = { worker: startReconcilingWorker(context, simulator.url), context };
-  return running;
-}
-
-afterEach(async () => {
-  if (running) {
-    await running.worker.stop();
-    await running.context.close();
-    running = null;
-  }
-  await killAll();
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  api.forgetCache();
-  for (const pod of await gateway.listPods("ucloud.dk/iapp-name")) await gateway.deletePod(pod.metadata!.name!);
-});
+const { redis, api, simulator, kubernetes: gateway, root: storageRoot } = h;
 
 const aliceRecord = () => redis.admin.hgetall(keys.record("syncthing", alice));
 
@@ -103,7 +47,7 @@ const jobState = async (jobId: string) => redis.admin.hget(keys.job(jobId), "sta
 
 describe("pods follow the records (spec §5, §6)", () => {
   test("an update makes a pod with the record's ETag, its headless service and network policy", async () => {
-    startWorkerInProcess();
+    h.startWorker();
     const etag = await update(1);
     const pod = await runningPod(etag);
     const { jobId } = await aliceRecord();
@@ -126,7 +70,7 @@ describe("pods follow the records (spec §5, §6)", () => {
   });
 
   test("another update replaces the pod with one carrying the new ETag", async () => {
-    startWorkerInProcess();
+    h.startWorker();
     const first = await runningPod(await update(1));
     const etag = await update(2);
     const second = await runningPod(etag);
@@ -137,7 +81,7 @@ describe("pods follow the records (spec §5, §6)", () => {
   });
 
   test("restart deletes the pod and a new one (new uid) comes back with the same ETag", async () => {
-    startWorkerInProcess();
+    h.startWorker();
     const etag = await update(1);
     const before = await runningPod(etag);
     expect((await providerCall(api, "syncthing", "restart", { principal: alice })).status).toBe(200);
@@ -154,7 +98,7 @@ describe("pods follow the records (spec §5, §6)", () => {
   });
 
   test("a pod deleted behind the worker's back is recreated from the pod watch, without waiting for a resync", async () => {
-    startWorkerInProcess();
+    h.startWorker();
     const etag = await update(1);
     const before = await runningPod(etag);
     await gateway.deletePod(before.metadata!.name!);
@@ -166,7 +110,7 @@ describe("pods follow the records (spec §5, §6)", () => {
   });
 
   test("a configuration that should not run has no pod, and its job is SUSPENDED", async () => {
-    startWorkerInProcess();
+    h.startWorker();
     await update(1);
     await runningPod((await aliceRecord()).etag!);
     const response = await providerCall(api, "syncthing", "update", { principal: alice, config: { folders: [], devices: [] } });
@@ -179,11 +123,11 @@ describe("pods follow the records (spec §5, §6)", () => {
 
 describe("jobs that end (spec §4.3, §5)", () => {
   test("a job marked final detaches the record; the next update registers a new job with that update's config", async () => {
-    startWorkerInProcess();
+    const running = h.startWorker();
     await runningPod(await update(1));
     const { jobId: firstJob } = await aliceRecord();
     await api.context.jobs.updateState(firstJob!, "SUCCESS");
-    await running!.context.queue.add("reconcile:syncthing:alice");
+    await running.context.queue.add("reconcile:syncthing:alice");
     await eventually(async () => (await aliceRecord()).state === "detached", 5, "the record is detached");
     await eventually(async () => (await gateway.getPod(podName(firstJob!))) === null, 5, "the old pod is gone");
     const etag = await update(7);
@@ -197,19 +141,17 @@ describe("jobs that end (spec §4.3, §5)", () => {
 
 describe("pods of earlier jobs", () => {
   test("a record that got a new job before its old pod was gone: the old pod goes, and its port with it", async () => {
-    startWorkerInProcess();
+    const running = h.startWorker();
     await runningPod(await update(1));
     const { jobId: oldJob } = await aliceRecord();
-    await running!.worker.stop();
-    await running!.context.close();
-    running = null;
+    await running.stop();
     // The old job ends and, before any worker notices, an update registers a new one.
     await api.context.jobs.updateState(oldJob!, "FAILURE");
     const etag = await update(2);
     const { jobId: newJob } = await aliceRecord();
     expect(newJob).not.toBe(oldJob);
     expect(await gateway.getPod(podName(oldJob!))).not.toBeNull();
-    startWorkerInProcess();
+    h.startWorker();
     await runningPod(etag);
     await eventually(async () => (await gateway.getPod(podName(oldJob!))) === null, 10, "the old pod goes");
     expect(await redis.admin.hget(keys.portsByJob("syncthing"), oldJob!)).toBeNull();
@@ -219,7 +161,7 @@ describe("pods of earlier jobs", () => {
 
 describe("idempotence (level-triggered)", () => {
   test("reconciling twice in a row makes no Kubernetes call that changes anything", async () => {
-    const context = workerContext();
+    const context = h.context();
     try {
       const counting = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
       const reconciler = new Reconciler({
@@ -250,28 +192,20 @@ describe("idempotence (level-triggered)", () => {
 
 describe("a worker killed mid-restart", () => {
   test("killed between deleting and recreating a pod: after a worker restarts, the pod is there", async () => {
-    const env = {
-      IAPPS_REDIS_URL: redis.url,
-      IAPPS_KUBERNETES_NAMESPACE: NAMESPACE,
-      IAPPS_KUBERNETES_SIMULATOR_PORT: String(simulator.port),
-      IAPPS_WORKER_LEASE: "1s",
-      IAPPS_WORKER_RESYNC_INTERVAL: "1h",
-      TEST_SIMULATOR_URL: simulator.url,
-      IAPPS_STORAGE_ROOT: storageRoot,
-    };
-    const crashing = startProcess(["test/support/reconciler-process.ts"], { ...env, TEST_CRASH_AFTER_POD_DELETE: "1" });
+    const env = { IAPPS_WORKER_LEASE: "1s", IAPPS_WORKER_RESYNC_INTERVAL: "1h" };
+    const crashing = h.startWorkerProcess({ ...env, TEST_CRASH_AFTER_POD_DELETE: "1" });
     const etag = await update(1);
     const before = await runningPod(etag);
     expect((await providerCall(api, "syncthing", "restart", { principal: alice })).status).toBe(200);
     expect(await crashing.exited).toBe("SIGKILL");
     expect(await gateway.getPod(before.metadata!.name!)).toBeNull();
-    startProcess(["test/support/reconciler-process.ts"], env);
+    h.startWorkerProcess(env);
     const after = await eventually(async () => {
       const pod = await runningPod(etag);
       return pod.metadata!.uid !== before.metadata!.uid && pod;
     }, 15, "the pod is back");
     expect(after.metadata!.annotations![ANNOTATIONS.etag]).toBe(etag);
-  }, 30_000);
+  });
 });
 
 describe("role all, as a newcomer runs it", () => {

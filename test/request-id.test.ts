@@ -3,52 +3,20 @@
 // when several coalesce), and carried into the worker's and the reconciler's log lines for that
 // task; logs are JSON lines, or readable lines for a terminal.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { resolveConfig } from "../src/settings/config.ts";
-import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
+import { describe, expect, test } from "bun:test";
 import { configureLog, log, prettyLine } from "../src/base/log.ts";
 import { withRequestId } from "../src/base/request-id.ts";
-import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
-import { eventually, killAll, startProcess } from "./support/processes.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { alice, type Instance, providerCall, publicCall, startInstance, syncthingConfig } from "./support/service.ts";
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
+import { alice, providerCall, publicCall, syncthingConfig } from "./support/service.ts";
 
-setDefaultTimeout(30_000);
-
-const NAMESPACE = "iapps-request-id-test";
-let redis: TestRedis;
-let simulator: RunningSimulator;
-let api: Instance;
-let queueContext: ServiceContext;
-const storageRoot = mkdtempSync(join(tmpdir(), "iapps-storage-"));
-for (let n = 0; n < 3; n++) mkdirSync(join(storageRoot, "home-alice", `folder-${n}`), { recursive: true });
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  simulator = await startSimulator({ port: 0, startDelayMs: 50 });
-  api = startInstance(redis.url, { kubernetes: { namespace: NAMESPACE }, storage: { root: storageRoot } });
-  queueContext = createContext(resolveConfig({ redis: { url: redis.url }, worker: { max_attempts: 1 } }, { source: "test", environment: {} }), { cache: false });
+const h = await startHarness({
+  simulator: { namespace: "iapps-request-id-test", startDelayMs: 50 },
+  storage: { folders: [0, 1, 2].map((n) => `home-alice/folder-${n}`) },
 });
-
-afterAll(async () => {
-  await killAll();
-  await api.close();
-  await queueContext.close();
-  await simulator.stop();
-  await redis.close();
-  rmSync(storageRoot, { recursive: true, force: true });
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  api.forgetCache();
-});
-
-afterEach(() => killAll());
+const { redis, api } = h;
+const queueContext = h.context({ worker: { max_attempts: 1 } });
 
 const update = (n: number, headers: Record<string, string> = {}) =>
   providerCall(api, "syncthing", "update", { principal: alice, config: syncthingConfig(n) }, headers);
@@ -125,15 +93,7 @@ describe("the task remembers the latest request that added it", () => {
 
 describe("the worker's and the reconciler's log lines carry the request id", () => {
   test("an update with X-Request-Id: abc… shows that id in the worker process's lines for its task", async () => {
-    const child = startProcess(["test/support/reconciler-process.ts"], {
-      IAPPS_REDIS_URL: redis.url,
-      IAPPS_KUBERNETES_NAMESPACE: NAMESPACE,
-      IAPPS_STORAGE_ROOT: storageRoot,
-      IAPPS_WORKER_RESYNC_INTERVAL: "1h",
-      IAPPS_LOG_LEVEL: "debug",
-      IAPPS_LOG_FORMAT: "json",
-      TEST_SIMULATOR_URL: simulator.url,
-    });
+    const child = h.startWorkerProcess({ IAPPS_WORKER_RESYNC_INTERVAL: "1h", IAPPS_LOG_LEVEL: "debug", IAPPS_LOG_FORMAT: "json" });
     const requestId = `abc-${Date.now()}`;
     const response = await update(1, { "X-Request-Id": requestId });
     expect(response.status).toBe(200);
@@ -197,7 +157,7 @@ describe("log lines", () => {
     expect(line).toBe('12:04:05.123 WARN  task failed requestId=abc error="two words" attempts=3\n');
     configureLog({ format: "pretty" });
     try {
-      expect(capture(() => withRequestId("r2", () => log("info", "hello", { n: 1 })))).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  hello requestId=r2 n=1\n$/);
+      expect(capture(() => withRequestId("r2", () => log("info", "hello", { n: 1 })))).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}hello requestId=r2 n=1\n$/);
     } finally {
       configureLog({ format: "auto" });
     }

@@ -3,16 +3,19 @@
 // src/runtimes/serve.ts (or main.ts role api on Bun); and SIGTERM during load, where no request in flight
 // may be cut off and the process exits 0 with its Redis connections closed.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Child, eventually, killAll, ROOT, startProcess } from "./support/processes.ts";
-import { freePort, TestRedis } from "./support/redis-server.ts";
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
+import { type Child, ROOT, startProcess } from "./support/processes.ts";
+import { freePort } from "./support/redis-server.ts";
 import { SECRET, syncthingConfig, token } from "./support/service.ts";
 
-// Deno's first start compiles the module graph into a fresh cache: generous, and bounded.
-setDefaultTimeout(120_000);
+// Deno's first start compiles the module graph into a fresh cache: generous, and bounded. The
+// runtimes' tests wait up to 90 s for it, then take a few seconds.
+const RUNTIME_TEST_TIMEOUT_MS = 120_000;
 
 /** The native binary (npm's postinstall links it there); the bin.cjs wrapper would not pass signals on. */
 const DENO =
@@ -43,29 +46,10 @@ const RUNTIMES: Runtime[] = [
   { name: "Node: node --import tsx src/runtimes/node.ts", start: (_, env) => startProcess(["--import", "tsx", "src/runtimes/node.ts"], env, "node") },
 ];
 
-let redis: TestRedis;
+const { redis, root: storageRoot } = await startHarness({ api: false, storage: {} });
 /** Deno's cache, outside the repository and fresh for this run. */
 const denoDir = mkdtempSync(join(tmpdir(), "iapps-deno-"));
-const storageRoot = mkdtempSync(join(tmpdir(), "iapps-storage-"));
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-});
-
-afterAll(async () => {
-  await killAll();
-  await redis.close();
-  rmSync(denoDir, { recursive: true, force: true });
-  rmSync(storageRoot, { recursive: true, force: true });
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-});
-
-afterEach(async () => {
-  await killAll();
-});
+afterAll(() => rmSync(denoDir, { recursive: true, force: true }));
 
 function environment(port: number, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -146,7 +130,7 @@ describe("the API serves from the same entry module under every runtime (issue 7
       expect(await child.exited).toBe(0);
       expect(child.output()).toContain("API stopped");
       await eventually(async () => (await otherClients()).length === 0, 10, "the API's Redis connections closed");
-    });
+    }, RUNTIME_TEST_TIMEOUT_MS);
   }
 });
 
@@ -203,7 +187,7 @@ describe("SIGTERM under load: no request in flight is cut off (issue 7, item 6)"
           try {
             const response = await call(base, kind, body);
             const text = await response.text();
-            let parsed: unknown = undefined;
+            let parsed: unknown;
             try {
               parsed = JSON.parse(text);
             } catch {}
@@ -232,7 +216,8 @@ describe("SIGTERM under load: no request in flight is cut off (issue 7, item 6)"
       try {
         await eventually(async () => outstanding.size === LOOPS, 10, "every loop with a request outstanding");
         // Requests already written but not yet read by the server would be in flight but not
-        // yet the server's: give its (idle) event loop a moment to read them.
+        // yet the server's: give its (idle) event loop a moment to read them (the server tells
+        // nobody when it has).
         await new Promise((r) => setTimeout(r, 300));
         expect(outstanding.size).toBe(LOOPS);
 
@@ -263,7 +248,7 @@ describe("SIGTERM under load: no request in flight is cut off (issue 7, item 6)"
       expect(after.filter((o) => !o.ok && !o.detail.includes("ECONNREFUSED")).map((o) => `${o.status ?? "no answer"} ${o.detail}`)).toEqual([]);
       expect(after.filter((o) => !o.ok).length).toBeGreaterThan(0);
       await eventually(async () => (await otherClients()).length === 0, 10, "the API's Redis connections closed");
-    });
+    }, RUNTIME_TEST_TIMEOUT_MS);
   }
 });
 
@@ -294,6 +279,6 @@ describe("SIGTERM waits at most [server] shutdown_timeout (issue 7, item 6)", ()
       } finally {
         redis.resume();
       }
-    });
+    }, RUNTIME_TEST_TIMEOUT_MS);
   }
 });

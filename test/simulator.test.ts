@@ -19,6 +19,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EVENT_LOG_CAPACITY, type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
+import { eventually } from "./support/eventually.ts";
 
 const START_DELAY_MS = 50;
 
@@ -97,14 +98,6 @@ function statusOf(error: ApiException<unknown>): { reason: string; code: number;
   return typeof error.body === "string" ? JSON.parse(error.body) : (error.body as never);
 }
 
-async function until(condition: () => Promise<boolean> | boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await Bun.sleep(10);
-  }
-}
-
 async function gone(read: () => Promise<unknown>): Promise<boolean> {
   try {
     await read();
@@ -117,20 +110,29 @@ async function gone(read: () => Promise<unknown>): Promise<boolean> {
 
 const names = (list: { items: { metadata?: { name?: string } }[] }) => list.items.map((item) => item.metadata!.name).sort();
 
+/** What discovery answers, as far as these tests read it. */
+interface Discovery {
+  major: string;
+  versions: string[];
+  kind: string;
+  groups: { preferredVersion: { groupVersion: string } }[];
+  resources: { name: string; kind: string; namespaced: boolean; shortNames?: string[]; verbs: string[] }[];
+}
+
 describe("discovery", () => {
   test("answers /version, /api, /apis and the resource lists kubectl reads", async () => {
-    const get = async (path: string) => (await fetch(simulator.url + path)).json() as Promise<any>;
+    const get = async (path: string) => (await fetch(simulator.url + path)).json() as Promise<Discovery>;
     expect((await get("/version")).major).toBe("1");
     expect((await get("/api")).versions).toEqual(["v1"]);
     const groups = await get("/apis");
     expect(groups.kind).toBe("APIGroupList");
-    expect(groups.groups.map((group: any) => group.preferredVersion.groupVersion)).toContain("networking.k8s.io/v1");
+    expect(groups.groups.map((group) => group.preferredVersion.groupVersion)).toContain("networking.k8s.io/v1");
 
     const core = await get("/api/v1");
-    const pods = core.resources.find((resource: any) => resource.name === "pods");
+    const pods = core.resources.find((resource) => resource.name === "pods")!;
     expect(pods).toMatchObject({ kind: "Pod", namespaced: true, shortNames: ["po"] });
     expect(pods.verbs).toEqual(expect.arrayContaining(["create", "get", "list", "delete", "watch"]));
-    expect(core.resources.find((resource: any) => resource.name === "services").shortNames).toEqual(["svc"]);
+    expect(core.resources.find((resource) => resource.name === "services")!.shortNames).toEqual(["svc"]);
     const networkingList = await get("/apis/networking.k8s.io/v1");
     expect(networkingList.resources[0]).toMatchObject({ name: "networkpolicies", kind: "NetworkPolicy", shortNames: ["netpol"] });
   });
@@ -141,11 +143,11 @@ describe("discovery", () => {
     const response = await fetch(`${simulator.url}/api/v1/namespaces/${namespace}/pods`, {
       headers: { accept: "application/json;as=Table;v=v1;g=meta.k8s.io,application/json" },
     });
-    const table = (await response.json()) as any;
+    const table = (await response.json()) as { columnDefinitions: { name: string }[]; rows: { cells: unknown[]; object: { metadata: { name: string } } }[] };
     expect(table).toMatchObject({ kind: "Table", apiVersion: "meta.k8s.io/v1" });
-    expect(table.columnDefinitions.map((column: any) => column.name).slice(0, 5)).toEqual(["Name", "Ready", "Status", "Restarts", "Age"]);
-    expect(table.rows[0].cells.slice(0, 2)).toEqual(["tabled", "0/1"]);
-    expect(table.rows[0].object.metadata.name).toBe("tabled");
+    expect(table.columnDefinitions.map((column) => column.name).slice(0, 5)).toEqual(["Name", "Ready", "Status", "Restarts", "Age"]);
+    expect(table.rows[0]!.cells.slice(0, 2)).toEqual(["tabled", "0/1"]);
+    expect(table.rows[0]!.object.metadata.name).toBe("tabled");
   });
 });
 
@@ -167,7 +169,7 @@ describe("pods", () => {
     const namespace = freshNamespace();
     const startedAt = Date.now();
     await core.createNamespacedPod({ namespace, body: pod("starter") });
-    await until(async () => (await core.readNamespacedPod({ name: "starter", namespace })).status!.phase === "Running");
+    await eventually(async () => (await core.readNamespacedPod({ name: "starter", namespace })).status!.phase === "Running", 2, "the pod runs", 10);
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(START_DELAY_MS - 5);
 
     const status = (await core.readNamespacedPod({ name: "starter", namespace })).status!;
@@ -224,7 +226,7 @@ describe("pods", () => {
     expect(terminating.metadata!.deletionTimestamp).toBeInstanceOf(Date);
     expect(terminating.metadata!.deletionGracePeriodSeconds).toBe(30);
     expect(await gone(() => core.readNamespacedPod({ name: "graceful", namespace }))).toBe(false);
-    await until(() => gone(() => core.readNamespacedPod({ name: "graceful", namespace })), 1000);
+    await eventually(() => gone(() => core.readNamespacedPod({ name: "graceful", namespace })), 1, "the pod is gone", 10);
   });
 
   test("reading or deleting a missing pod is a 404 ApiException carrying a NotFound Status", async () => {
@@ -293,8 +295,8 @@ describe("services and network policies", () => {
     const read = await networking.readNamespacedNetworkPolicy({ name: "policy-1", namespace });
     expect(read.spec!.podSelector!.matchLabels).toEqual({ "ucloud.dk/jobId": "policy-1" });
     expect(read.spec!.ingress![0]!._from![0]!.podSelector!.matchLabels).toEqual({ "ucloud.dk/jobId": "policy-1" });
-    const stored = (await (await fetch(`${simulator.url}/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/policy-1`)).json()) as any;
-    expect(stored.spec.ingress[0].from).toHaveLength(1);
+    const stored = (await (await fetch(`${simulator.url}/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/policy-1`)).json()) as { spec: { ingress: { from: unknown[] }[] } };
+    expect(stored.spec.ingress[0]!.from).toHaveLength(1);
     expect(names(await networking.listNamespacedNetworkPolicy({ namespace, labelSelector: "app in (syncthing)" }))).toEqual(["policy-1"]);
     expect((await apiError(networking.createNamespacedNetworkPolicy({ namespace, body: policy("policy-1") }))).code).toBe(409);
 
@@ -312,9 +314,13 @@ describe("owner-reference garbage collection", () => {
     await core.createNamespacedService({ namespace, body: service("unowned") });
 
     await core.deleteNamespacedPod({ name: "j-7-job-0", namespace, gracePeriodSeconds: 0, propagationPolicy: "Background" });
-    await until(async () =>
-      (await gone(() => core.readNamespacedService({ name: "j-7", namespace }))) &&
-      (await gone(() => networking.readNamespacedNetworkPolicy({ name: "policy-7", namespace }))),
+    await eventually(
+      async () =>
+        (await gone(() => core.readNamespacedService({ name: "j-7", namespace }))) &&
+        (await gone(() => networking.readNamespacedNetworkPolicy({ name: "policy-7", namespace }))),
+      2,
+      "the pod's dependents are collected",
+      10,
     );
     expect(names(await core.listNamespacedService({ namespace }))).toEqual(["unowned"]);
   });
@@ -332,7 +338,7 @@ describe("owner-reference garbage collection", () => {
     const namespace = freshNamespace();
     const ghost: V1Pod = { metadata: { name: "ghost", uid: crypto.randomUUID() } };
     await core.createNamespacedService({ namespace, body: service("j-9", {}, ghost) });
-    await until(() => gone(() => core.readNamespacedService({ name: "j-9", namespace })));
+    await eventually(() => gone(() => core.readNamespacedService({ name: "j-9", namespace })), 2, "the service is collected", 10);
   });
 });
 
@@ -358,13 +364,13 @@ describe("watch", () => {
     const namespace = freshNamespace();
     await core.createNamespacedPod({ namespace, body: pod("existing") });
     const watch = await watchPods(namespace);
-    await until(() => watch.seen.length === 1);
+    await eventually(() => watch.seen.length === 1, 2, "the watch sees the pod", 10);
     expect(watch.seen[0]).toMatchObject({ type: "ADDED", name: "existing" });
 
     await core.createNamespacedPod({ namespace, body: pod("watched") });
-    await until(() => watch.seen.some((event) => event.name === "watched" && event.phase === "Running"));
+    await eventually(() => watch.seen.some((event) => event.name === "watched" && event.phase === "Running"), 2, "the watch sees it run", 10);
     await core.deleteNamespacedPod({ name: "watched", namespace, gracePeriodSeconds: 0, propagationPolicy: "Background" });
-    await until(() => watch.seen.some((event) => event.type === "DELETED"));
+    await eventually(() => watch.seen.some((event) => event.type === "DELETED"), 2, "the watch sees a deletion", 10);
     watch.stop();
 
     const ofWatched = watch.seen.filter((event) => event.name === "watched");
@@ -380,13 +386,13 @@ describe("watch", () => {
   test("a watch from a resourceVersion replays what happened after it, and honours the label selector", async () => {
     const namespace = freshNamespace();
     await core.createNamespacedPod({ namespace, body: pod("before", { app: "syncthing" }) });
-    await until(async () => (await core.readNamespacedPod({ name: "before", namespace })).status!.phase === "Running");
+    await eventually(async () => (await core.readNamespacedPod({ name: "before", namespace })).status!.phase === "Running", 2, "the pod runs", 10);
     const { metadata } = await core.listNamespacedPod({ namespace });
     await core.createNamespacedPod({ namespace, body: pod("after", { app: "syncthing" }) });
     await core.createNamespacedPod({ namespace, body: pod("other-app", { app: "terminal" }) });
 
     const watch = await watchPods(namespace, { resourceVersion: metadata!.resourceVersion!, labelSelector: "app=syncthing" });
-    await until(() => watch.seen.filter((event) => event.name === "after").length === 2);
+    await eventually(() => watch.seen.filter((event) => event.name === "after").length === 2, 2, "the watch replays both events", 10);
     watch.stop();
     expect(watch.seen.map((event) => event.name)).not.toContain("before");
     expect(watch.seen.map((event) => event.name)).not.toContain("other-app");
@@ -397,10 +403,10 @@ describe("watch", () => {
     const namespace = freshNamespace();
     await core.createNamespacedPod({ namespace, body: pod("relabelled", { app: "syncthing" }) });
     const watch = await watchPods(namespace, { labelSelector: "app=syncthing" });
-    await until(() => watch.seen.length > 0);
+    await eventually(() => watch.seen.length > 0, 2, "the watch sees an event", 10);
     // client-node's patch methods send a JSON Patch.
     await core.patchNamespacedPod({ name: "relabelled", namespace, body: [{ op: "replace", path: "/metadata/labels/app", value: "terminal" }] });
-    await until(() => watch.seen.some((event) => event.type === "DELETED"));
+    await eventually(() => watch.seen.some((event) => event.type === "DELETED"), 2, "the watch sees a deletion", 10);
     watch.stop();
     expect((await core.readNamespacedPod({ name: "relabelled", namespace })).metadata!.labels).toEqual({ app: "terminal" });
   });
@@ -474,7 +480,7 @@ describe.skipIf(!KUBECTL)(KUBECTL_SUITE, () => {
     withKubectl(async (kubectl) => {
       const namespace = freshNamespace();
       await core.createNamespacedPod({ namespace, body: pod("j-42-job-0", { "ucloud.dk/jobId": "42" }) });
-      await until(async () => (await core.readNamespacedPod({ name: "j-42-job-0", namespace })).status!.phase === "Running");
+      await eventually(async () => (await core.readNamespacedPod({ name: "j-42-job-0", namespace })).status!.phase === "Running", 2, "the pod runs", 10);
 
       const listed = await kubectl("get", "pods", "-n", namespace);
       expect(listed.stderr).toBe("");

@@ -3,9 +3,8 @@
 // any other drive, no path escapes its drive, and no symbolic link is ever followed. Temporary
 // directories and a real Redis.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, beforeEach, describe, expect, test } from "bun:test";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { LocalStorage } from "../src/storage/local.ts";
@@ -13,38 +12,22 @@ import { RedisDriveDirectory } from "../src/store/drives.ts";
 import { keys } from "../src/store/keys.ts";
 import type { Owner } from "../src/domain/owner.ts";
 import { type DriveSpec, makeDrive as makeDriveIn } from "./support/drives.ts";
-import { TestRedis } from "./support/redis-server.ts";
+import { startHarness } from "./support/harness.ts";
 
 const alice: Owner = { createdBy: "alice", project: null };
 const bob: Owner = { createdBy: "bob", project: null };
 const carol: Owner = { createdBy: "carol", project: null };
 const mallory: Owner = { createdBy: "mallory", project: null };
 
-let redis: TestRedis;
-let client: Redis;
-let drives: RedisDriveDirectory;
-let root: string;
+// The storage root is emptied before each test.
+const { redis, root } = await startHarness({ api: false, storage: {} });
+const client = new Redis(redis.url);
+afterAll(() => client.disconnect());
+const drives = new RedisDriveDirectory(async () => client);
 let storage: LocalStorage;
 
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  client = new Redis(redis.url);
-  drives = new RedisDriveDirectory(async () => client);
-});
-
-afterAll(async () => {
-  client.disconnect();
-  await redis.close();
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  root = realpathSync(mkdtempSync(join(tmpdir(), "iapps-storage-")));
+beforeEach(() => {
   storage = new LocalStorage(root, drives);
-});
-
-afterEach(() => {
-  rmSync(root, { recursive: true, force: true });
 });
 
 /** Makes drive `id` with `metadata` in Redis (null: a folder without metadata). */

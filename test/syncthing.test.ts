@@ -2,81 +2,26 @@
 // of its pod, services and network policy; with real Redis, real storage folders, the simulator
 // and real reconciling workers.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
 import { foldersHash } from "../src/apps/syncthing.ts";
-import { resolveConfig } from "../src/settings/config.ts";
-import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
-import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { podName, policyName } from "../src/reconciler/objects.ts";
-import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { keys } from "../src/store/keys.ts";
 import type { Owner } from "../src/domain/owner.ts";
-import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
-import { eventually, killAll, startProcess } from "./support/processes.ts";
+import { eventually } from "./support/eventually.ts";
 import { type DriveSpec, makeDrive } from "./support/drives.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { DEVICE_A, DEVICE_B, type Instance, providerCall, startInstance } from "./support/service.ts";
-
-setDefaultTimeout(60_000);
-
-const NAMESPACE = "syncthing-test";
-let redis: TestRedis;
-let simulator: RunningSimulator;
-let api: Instance;
-let cluster: KubernetesGateway;
-let root: string;
+import { startHarness } from "./support/harness.ts";
+import { DEVICE_A, DEVICE_B, providerCall } from "./support/service.ts";
 
 const appSettings = { port_min: 30000, port_max: 30300, ip_address: "10.20.30.40", relays: false, image: "example/syncthing", image_version: "7" };
-const settings = () => ({
-  redis: { url: redis.url },
-  storage: { root },
-  apps: { syncthing: appSettings },
-  kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "20ms" },
-  worker: { lease: "2s", resync_interval: "1h" },
+const h = await startHarness({
+  simulator: { namespace: "syncthing-test" },
+  storage: {},
+  settings: { apps: { syncthing: appSettings }, worker: { lease: "2s", resync_interval: "1h" } },
 });
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  simulator = await startSimulator({ port: 0, startDelayMs: 20 });
-  root = mkdtempSync(join(tmpdir(), "iapps-syncthing-"));
-  api = startInstance(redis.url, { storage: { root }, apps: { syncthing: appSettings } });
-  cluster = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
-});
-
-afterAll(async () => {
-  await killAll();
-  await api.close();
-  await simulator.stop();
-  await redis.close();
-  rmSync(root, { recursive: true, force: true });
-});
-
-let running: { worker: ReconcilingWorker; context: ServiceContext } | null = null;
-function startWorker() {
-  const context = createContext(resolveConfig(settings(), { source: "test", environment: {} }), { cache: false });
-  running = { worker: startReconcilingWorker(context, simulator.url), context };
-}
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  api.forgetCache();
-  for (const pod of await cluster.listPods("ucloud.dk/iapp-name")) await cluster.deletePod(pod.metadata!.name!);
-  rmSync(root, { recursive: true, force: true });
-  mkdirSync(root, { recursive: true });
-});
-
-afterEach(async () => {
-  if (running) {
-    await running.worker.stop();
-    await running.context.close();
-    running = null;
-  }
-  await killAll();
-});
+const { redis, api, kubernetes: cluster, root } = h;
 
 const owner = (name: string): Owner => ({ createdBy: name, project: null });
 const folder = (user: string, name: string) => {
@@ -110,7 +55,7 @@ async function runningPod(user: string, etag: string, check: (pod: V1Pod) => boo
 
 describe("which folders it runs with (spec §7)", () => {
   test("only folders the owner may write: the rest are left out; with none, or no device, it does not run", async () => {
-    startWorker();
+    h.startWorker();
     const mine = folder("alice", "Documents");
     const readOnly = await sharedDrive("proj-read", { owner: "bob", members: { alice: "read" } });
     const writable = await sharedDrive("proj-write", { owner: "bob", members: { alice: "write" } });
@@ -138,7 +83,7 @@ describe("which folders it runs with (spec §7)", () => {
   });
 
   test("a folder's drive locked after the pod runs: the pod is replaced without it, or stopped when none remain", async () => {
-    startWorker();
+    const running = h.startWorker();
     const shared = await sharedDrive("proj-1", { owner: "alice" });
     const mine = folder("alice", "Photos");
     const devices = [{ deviceId: DEVICE_A, label: "laptop" }];
@@ -146,12 +91,12 @@ describe("which folders it runs with (spec §7)", () => {
     const before = await runningPod("alice", etag);
 
     await api.context.drives.setLocked("proj-1", true);
-    await running!.context.queue.add("reconcile:syncthing:alice"); // what the periodic resync does
+    await running.context.queue.add("reconcile:syncthing:alice"); // what the periodic resync does
     const after = await runningPod("alice", etag, (pod) => pod.metadata!.uid !== before.metadata!.uid);
     expect(after.metadata!.annotations!["ucloud.dk/syncthingFolders"]).toBe(foldersHash([{ ucloudPath: mine }]));
 
     await makeDrive(api.context.drives, root, "home-alice", { owner: "alice", locked: true });
-    await running!.context.queue.add("reconcile:syncthing:alice");
+    await running.context.queue.add("reconcile:syncthing:alice");
     const { jobId } = await record("alice");
     await eventually(async () => (await cluster.getPod(podName(jobId!))) === null, 10, "the pod stops");
   });
@@ -159,7 +104,7 @@ describe("which folders it runs with (spec §7)", () => {
 
 describe("state folder (spec §7)", () => {
   test("ucloud_config.json (accessible folders, ids filled in, devices) and job_id.txt, written atomically", async () => {
-    startWorker();
+    h.startWorker();
     const a = folder("alice", "A");
     const b = folder("alice", "B");
     const devices = [{ deviceId: DEVICE_A, label: "laptop" }, { deviceId: DEVICE_B, label: "phone" }];
@@ -177,7 +122,7 @@ describe("state folder (spec §7)", () => {
   });
 
   test("reset deletes and recreates the state folder", async () => {
-    startWorker();
+    h.startWorker();
     const etag = await update("alice", { folders: [{ ucloudPath: folder("alice", "A"), id: "a" }], devices: [{ deviceId: DEVICE_A, label: "x" }] });
     await runningPod("alice", etag);
     const state = join(root, "home-alice", "Syncthing");
@@ -202,7 +147,7 @@ describe("state folder (spec §7)", () => {
     expect((await providerCall(api, "syncthing", "reset", { principal: owner("alice") })).status).toBe(200);
     expect(readdirSync(state)).toContain("config.xml");
     expect(await redis.admin.get(keys.resetPending("syncthing", owner("alice")))).toBe((await record("alice")).etag!);
-    startWorker();
+    h.startWorker();
     await eventually(async () => !readdirSync(state).includes("config.xml") && state, 10, "the worker wipes it");
   });
 });
@@ -213,7 +158,7 @@ function foldersId(ucloudPath: string) {
 
 describe("the pod, its services and network policy (spec §7)", () => {
   test("env, mounts, requests, annotations, image; the extra service with externalIPs; ingress rules", async () => {
-    startWorker();
+    h.startWorker();
     const etag = await update("alice", { folders: [{ ucloudPath: folder("alice", "A"), id: "a" }], devices: [{ deviceId: DEVICE_A, label: "x" }] });
     const pod = await runningPod("alice", etag);
     const container = pod.spec!.containers[0]!;
@@ -251,9 +196,7 @@ describe("the pod, its services and network policy (spec §7)", () => {
 describe("ports (spec §7)", () => {
   test("never 8435, and freed when the pod goes", async () => {
     const around = { ...appSettings, port_min: 8434, port_max: 8437 };
-    const config = { ...settings(), apps: { syncthing: around } };
-    const context = createContext(resolveConfig(config, { source: "t", environment: {} }), { cache: false });
-    running = { worker: startReconcilingWorker(context, simulator.url), context };
+    const running = h.startWorker({ apps: { syncthing: around } });
     const devices = [{ deviceId: DEVICE_A, label: "x" }];
     const ports: number[] = [];
     for (const user of ["u1", "u2"]) {
@@ -265,6 +208,7 @@ describe("ports (spec §7)", () => {
     await update("u3", { folders: [{ ucloudPath: folder("u3", "A"), id: "a" }], devices });
     const { jobId } = await record("u3");
     await eventually(async () => ((await redis.admin.hget(keys.job(jobId!), "status")) ?? "").includes("No free Syncthing port"), 10, "the job says why");
+    // Nothing to wait for: that no retry is scheduled shows only after a while.
     await new Promise((r) => setTimeout(r, 500));
     expect(await running.context.queue.stats()).toMatchObject({ pending: 0, delayed: 0, dead: 0 });
     expect(await cluster.getPod(podName(jobId!))).toBeNull();
@@ -278,17 +222,8 @@ describe("ports (spec §7)", () => {
   });
 
   test("3 workers, 200 owners updated at once: all ports distinct and in range", async () => {
-    const env = {
-      IAPPS_REDIS_URL: redis.url,
-      IAPPS_STORAGE_ROOT: root,
-      IAPPS_KUBERNETES_NAMESPACE: NAMESPACE,
-      IAPPS_KUBERNETES_SIMULATOR_PORT: String(simulator.port),
-      IAPPS_APPS_SYNCTHING_PORT_MIN: "30000",
-      IAPPS_APPS_SYNCTHING_PORT_MAX: "30300",
-      IAPPS_WORKER_RESYNC_INTERVAL: "1h",
-      TEST_SIMULATOR_URL: simulator.url,
-    };
-    for (let w = 0; w < 3; w++) startProcess(["test/support/reconciler-process.ts"], env);
+    const env = { IAPPS_APPS_SYNCTHING_PORT_MIN: "30000", IAPPS_APPS_SYNCTHING_PORT_MAX: "30300", IAPPS_WORKER_RESYNC_INTERVAL: "1h" };
+    for (let w = 0; w < 3; w++) h.startWorkerProcess(env);
     const users = Array.from({ length: 200 }, (_, i) => `user${i}`);
     const devices = [{ deviceId: DEVICE_A, label: "x" }];
     const answers = await Promise.all(users.map((u) => providerCall(api, "syncthing", "update", { principal: owner(u), config: { folders: [{ ucloudPath: folder(u, "A"), id: "a" }], devices } })));
@@ -301,5 +236,5 @@ describe("ports (spec §7)", () => {
     expect(new Set(ports).size).toBe(200);
     expect(ports.every((p) => p >= 30000 && p < 30300 && p !== 8435)).toBe(true);
     expect(await redis.admin.hlen(keys.portsByPort("syncthing"))).toBe(200);
-  });
+  }, 60_000);
 });

@@ -2,10 +2,7 @@
 // API against a real Redis and a temporary storage root, and the terminal's runtime hooks
 // (observe, shouldRun, podMatches, mutatePod, recheckAfter) with fake runtime objects.
 
-import { afterAll, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { beforeEach, describe, expect, test } from "bun:test";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { AppSettings, PodContext } from "../src/domain/app.ts";
 import type { ActivityLeases, AppRuntime, PortAllocator } from "../src/domain/runtime.ts";
@@ -22,37 +19,18 @@ import type { FolderAccess, Storage } from "../src/domain/storage.ts";
 import { keys } from "../src/store/keys.ts";
 import type { Owner } from "../src/domain/owner.ts";
 import { type DriveSpec, makeDrive } from "./support/drives.ts";
-import { TestRedis } from "./support/redis-server.ts";
-import { alice, type Instance, providerCall, publicCall, startInstance, token } from "./support/service.ts";
-
-setDefaultTimeout(30_000);
+import { eventually } from "./support/eventually.ts";
+import { startHarness } from "./support/harness.ts";
+import { alice, providerCall, publicCall, startInstance, token } from "./support/service.ts";
 
 const INACTIVITY_MS = 15 * 60_000;
 
-let redis: TestRedis;
-let api: Instance;
-let root: string;
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  root = mkdtempSync(join(tmpdir(), "iapps-terminal-storage-"));
-  api = startInstance(redis.url, { storage: { root } });
-});
-
-afterAll(async () => {
-  await api.close();
-  await redis.close();
-  rmSync(root, { recursive: true, force: true });
-});
+const { redis, api, root } = await startHarness({ storage: {} });
 
 /** A drive `<root>/<driveId>` with its metadata. */
 const drive = (driveId: string, metadata: DriveSpec) => makeDrive(api.context.drives, root, driveId, metadata);
 
 beforeEach(async () => {
-  await redis.admin.flushall();
-  api.forgetCache();
-  rmSync(root, { recursive: true, force: true });
-  mkdirSync(root, { recursive: true });
   await drive("shared", { owner: "bob", members: { alice: "read" } });
   await drive("project-x", { owner: "bob", members: { alice: "write" } });
   await drive("locked", { owner: "alice", locked: true });
@@ -357,7 +335,7 @@ describe("the inactivity lease in Redis (RedisActivityLeases)", () => {
 
   test("it expires by itself", async () => {
     await api.context.runtime.leases.refresh("terminal", alice, 50);
-    await new Promise((r) => setTimeout(r, 120));
+    await eventually(async () => (await redis.admin.exists(leaseKey)) === 0, 2, "Redis expires the lease", 10);
     expect(await api.context.runtime.leases.remaining("terminal", alice)).toBe(0);
     expect(await redis.admin.exists(leaseKey)).toBe(0);
   });

@@ -21,6 +21,8 @@ export interface AuthOptions {
   jwtSecret: string;
   jwtPublicKey: string;
   jwtAlgorithm: "RS256" | "ES256";
+  /** The clock tokens expire by, in epoch ms. Default `Date.now`; tests move theirs forward. */
+  now?: () => number;
 }
 
 // A `sub` that is a string is the token's own business; whether it can name an owner is ours
@@ -41,16 +43,18 @@ export class TokenVerifier {
   private readonly verified = new Map<string, { principal: Principal; exp: number }>();
   private readonly key: string;
   private readonly algorithm: "HS256" | "RS256" | "ES256";
+  private readonly now: () => number;
 
   constructor(
     options: AuthOptions,
     private readonly maxRemembered = 10_000,
   ) {
     [this.key, this.algorithm] = options.jwtPublicKey !== "" ? [options.jwtPublicKey, options.jwtAlgorithm] : [options.jwtSecret, "HS256"];
+    this.now = options.now ?? Date.now;
   }
 
   async principal(token: string): Promise<Principal> {
-    const now = Date.now() / 1000;
+    const now = this.now() / 1000;
     const known = this.verified.get(token);
     if (known && known.exp > now) return known.principal;
     if (known) this.verified.delete(token);
@@ -65,6 +69,9 @@ export class TokenVerifier {
       const issue = claims.issues[0];
       throw unauthorized(`Authorization: the token's ${v.getDotPath(issue) ?? "claims"} claim is missing or invalid.`);
     }
+    // `verify` checked `exp` against the system clock; this checks it against ours (the same one
+    // outside tests), as hono does: expired from the second it names.
+    if (claims.output.exp <= Math.floor(now)) throw unauthorized("Authorization: the token was refused (TokenExpired).");
     const username = v.safeParse(UsernameSchema, claims.output.sub);
     if (!username.success) throw invalidRequest(`sub: the token's subject cannot name an owner here: ${username.issues[0].message}.`);
     const principal = { username: username.output, role: claims.output.role };

@@ -27,7 +27,7 @@ function render(part: Part): string {
 
 function html(strings: TemplateStringsArray, ...parts: Part[]): Safe {
   let out = strings[0]!;
-  parts.forEach((part, i) => (out += render(part) + strings[i + 1]!));
+  for (const [i, part] of parts.entries()) out += render(part) + strings[i + 1]!;
   return new Safe(out);
 }
 

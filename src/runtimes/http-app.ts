@@ -8,11 +8,12 @@ import type { ServiceContext } from "../service/context.ts";
 import { opsFor } from "../service/health.ts";
 import { createHttpApp } from "../http/app.ts";
 
-export function httpAppFor(context: ServiceContext) {
+/** `now`: the clock tokens expire by (epoch ms), for tests. Default `Date.now`. */
+export function httpAppFor(context: ServiceContext, now?: () => number) {
   const { config } = context;
   return createHttpApp({
     service: context.service,
-    auth: authOptions(config),
+    auth: { ...authOptions(config), now },
     providerId: config.ucloud.provider_id,
     apps: context.apps,
     bodyLimit: config.api.body_limit,

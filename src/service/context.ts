@@ -67,6 +67,8 @@ export interface ContextOptions {
   cache?: boolean;
   /** Test hook: runs between a cache fill's Redis read and its insert. */
   afterFillRead?: (key: string) => Promise<void>;
+  /** Test hook: the clock Core's access tokens expire by (epoch ms). Default `Date.now`. */
+  now?: () => number;
 }
 
 export function createContext(config: Config, options: ContextOptions = {}): ServiceContext {
@@ -104,7 +106,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     cache,
     afterFillRead: options.afterFillRead,
   });
-  const jobs = jobRegistryFor(config, commands);
+  const jobs = jobRegistryFor(config, commands, options.now);
   const appSettings = (name: string) => (config.apps as Record<string, AppSettings>)[name]!;
   const apps = enabledApps((name) => appSettings(name)?.enabled ?? false);
   const drives = new RedisDriveDirectory(commands);
@@ -177,12 +179,13 @@ function subscriberUrls(settings: RedisSettings): string[] {
   return settings.cluster && settings.cluster.length > 0 ? settings.cluster.map(withoutCredentials) : [settings.url];
 }
 
-function jobRegistryFor(config: Config, commands: CommandConnection): JobRegistry {
+function jobRegistryFor(config: Config, commands: CommandConnection, now?: () => number): JobRegistry {
   if (config.ucloud.mode === "embedded") return new EmbeddedJobRegistry(commands);
   const core = new CoreClient({
     coreUrl: config.ucloud.core_url,
     refreshToken: config.ucloud.refresh_token,
     timeoutMs: config.ucloud.core_timeout,
+    now,
     log: (level, message, fields) => log(level, message, fields),
   });
   return new CoreJobRegistry(core, { log: (level, message, fields) => log(level, message, fields) });

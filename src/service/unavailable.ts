@@ -1,10 +1,10 @@
 // Redis failures as the service answers them: a 503 saying why, at the edge of every operation
 // (pool exhausted: this replica is busy; Redis unreachable: the store cannot be reached). Errors
-// are told apart by class (src/store/redis.ts), never by message text; AppErrors pass unchanged.
-// Imports src/base/errors.ts and src/store/redis.ts.
+// are told apart by class (src/store/redis-errors.ts), never by message text; AppErrors pass unchanged.
+// Imports src/base/errors.ts and src/store/redis-errors.ts.
 
 import { AppError, unavailable } from "../base/errors.ts";
-import { isRedisUnavailable, PoolExhaustedError } from "../store/redis.ts";
+import { isRedisUnavailable, PoolExhaustedError } from "../store/redis-errors.ts";
 
 /** Awaits `promise`, turning "Redis is unreachable" (or "no connection free") into a 503. */
 export async function orUnavailable<T>(promise: Promise<T>): Promise<T> {

@@ -5,7 +5,7 @@
 // registry whether a job is alive. Only the holder of the claim registers a job, so concurrent
 // first updates on any number of replicas register exactly one; a job registered for a change
 // that did not complete is retired. Knows nothing of HTTP or Kubernetes.
-// Imports src/store/records.ts and src/store/redis.ts (commits, claims, errors), src/queue/tasks.ts
+// Imports src/store/records.ts and src/store/redis-errors.ts (commits, claims, errors), src/queue/tasks.ts
 // (task ids), src/ucloud/jobs.ts, src/base/errors.ts, src/domain (types) and ./preconditions.ts,
 // ./unavailable.ts.
 
@@ -15,7 +15,7 @@ import { type TaskKind, taskId } from "../queue/tasks.ts";
 import type { Owner } from "../domain/owner.ts";
 import { type Commit, newEtag, type RecordStore, type Snapshot } from "../store/records.ts";
 import type { StoredRecord } from "../domain/record.ts";
-import { AmbiguousCommitError } from "../store/redis.ts";
+import { AmbiguousCommitError } from "../store/redis-errors.ts";
 import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
 import { checkPreconditions, type Preconditions } from "./preconditions.ts";
 import { orUnavailable } from "./unavailable.ts";

@@ -17,6 +17,8 @@ export interface CoreClientOptions {
   /** Renew the access token this long before it expires. Default 3 minutes, as UCloud's IM (or half its life when shorter). */
   renewBeforeMs?: number;
   fetch?: Fetch;
+  /** The clock access tokens expire by, in epoch ms. Default `Date.now`; tests move theirs forward. */
+  now?: () => number;
   log?: (level: "info" | "warn", message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -52,6 +54,7 @@ const ASSUMED_TOKEN_LIFETIME_MS = 5 * 60_000;
 
 export class CoreClient {
   private readonly fetch: Fetch;
+  private readonly now: () => number;
   private current: AccessToken | null = null;
   private renewal: Promise<AccessToken> | null = null;
   /** Refresh calls made: operators and tests see that renewal is single-flight. */
@@ -59,6 +62,7 @@ export class CoreClient {
 
   constructor(private readonly options: CoreClientOptions) {
     this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.now = options.now ?? Date.now;
   }
 
   /**
@@ -84,7 +88,7 @@ export class CoreClient {
 
   /** A valid access token: the current one, or one renewal shared by every caller waiting for it. */
   async accessToken(): Promise<AccessToken> {
-    const now = Date.now();
+    const now = this.now();
     const current = this.current;
     if (current && now < current.renewAt) return current;
     this.renewal ??= this.renew().finally(() => {
@@ -94,7 +98,7 @@ export class CoreClient {
       return await this.renewal;
     } catch (e) {
       // Renewal failed but the token still has life in it: use it, and try again next time.
-      if (current && Date.now() < current.expiresAt - 1000) {
+      if (current && this.now() < current.expiresAt - 1000) {
         this.options.log?.("warn", "could not renew the UCloud/Core access token; using the current one", { error: String(e) });
         return current;
       }
@@ -110,7 +114,7 @@ export class CoreClient {
     if (typeof token !== "string" || token === "") {
       throw new CoreUnavailableError("its answer to /auth/providers/refresh has no accessToken", false);
     }
-    const now = Date.now();
+    const now = this.now();
     const expiresAt = expiryOf(token) ?? now + ASSUMED_TOKEN_LIFETIME_MS;
     const life = Math.max(0, expiresAt - now);
     const renewBefore = Math.min(this.options.renewBeforeMs ?? 180_000, life / 2);

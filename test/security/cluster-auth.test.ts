@@ -3,10 +3,7 @@
 // opens to a node (the cluster client, the transaction pools, the invalidation subscriber, the
 // worker's blocking client), and must never be printed.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { Cluster } from "ioredis";
 import { resolveConfig } from "../../src/settings/config.ts";
 import { httpAppFor } from "../../src/runtimes/http-app.ts";
@@ -17,18 +14,13 @@ import { createClient, nodeOptions } from "../../src/store/connections.ts";
 import { taskId } from "../../src/queue/tasks.ts";
 import type { Worker } from "../../src/worker/worker.ts";
 import { startWorker } from "../../src/worker/start.ts";
-import { eventually } from "../support/processes.ts";
-import { TestRedisCluster } from "../support/redis-cluster.ts";
+import { eventually } from "../support/eventually.ts";
+import { startHarness } from "../support/harness.ts";
 import { cacheLive, DEVICE_A, type Instance, providerCall, SECRET } from "../support/service.ts";
-
-setDefaultTimeout(60_000);
 
 // Characters a URL must percent-encode: the seed URLs carry it encoded, Redis gets it decoded.
 const PASSWORD = "s3cr3t/p@ss:w0rd";
 const USER = "iapps";
-
-let cluster: TestRedisCluster;
-const storageRoot = mkdtempSync(join(tmpdir(), "iapps-cluster-auth-storage-"));
 
 // Everything this file's processes print, to check that the password is never in it.
 const printed: string[] = [];
@@ -36,36 +28,28 @@ const writeStderr = process.stderr.write.bind(process.stderr);
 const writeStdout = process.stdout.write.bind(process.stdout);
 const consoleWarn = console.warn;
 
-beforeAll(async () => {
-  process.stderr.write = ((chunk: unknown, ...rest: unknown[]) => {
-    printed.push(String(chunk));
-    return (writeStderr as (...a: unknown[]) => boolean)(chunk, ...rest);
-  }) as typeof process.stderr.write;
-  process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
-    printed.push(String(chunk));
-    return (writeStdout as (...a: unknown[]) => boolean)(chunk, ...rest);
-  }) as typeof process.stdout.write;
-  console.warn = (...args: unknown[]) => {
-    printed.push(args.map(String).join(" "));
-    consoleWarn(...args);
-  };
-  cluster = await TestRedisCluster.start({ password: PASSWORD, user: USER });
-});
-
-afterAll(async () => {
+process.stderr.write = ((chunk: unknown, ...rest: unknown[]) => {
+  printed.push(String(chunk));
+  return (writeStderr as (...a: unknown[]) => boolean)(chunk, ...rest);
+}) as typeof process.stderr.write;
+process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
+  printed.push(String(chunk));
+  return (writeStdout as (...a: unknown[]) => boolean)(chunk, ...rest);
+}) as typeof process.stdout.write;
+console.warn = (...args: unknown[]) => {
+  printed.push(args.map(String).join(" "));
+  consoleWarn(...args);
+};
+// Registered before the harness's own: the streams are given back, then the cluster stops.
+afterAll(() => {
   process.stderr.write = writeStderr;
   process.stdout.write = writeStdout;
   console.warn = consoleWarn;
-  await cluster?.close();
-  rmSync(storageRoot, { recursive: true, force: true });
 });
+
+const { cluster, root: storageRoot } = await startHarness({ redis: { cluster: { password: PASSWORD, user: USER } }, storage: {}, api: false });
 
 const opened: { close(): Promise<unknown> }[] = [];
-
-beforeEach(async () => {
-  await cluster.waitHealthy();
-  await cluster.flushall();
-});
 
 afterEach(async () => {
   for (const thing of opened.splice(0).reverse()) await thing.close();

@@ -3,26 +3,27 @@
 // a record cache bounded in bytes, and a configuration over its byte limit. Each rejected
 // request answers a 4xx that names the field and changes nothing in Redis.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Child, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";
+import { eventually } from "../support/eventually.ts";
+import { type Child, ROOT, startProcess } from "../support/processes.ts";
 import { RecordCache } from "../../src/cache/record-cache.ts";
 import { DEFAULT_CACHE_MAX_BYTES, resolveConfig } from "../../src/settings/config.ts";
 import { withCheckCharacters } from "../../src/apps/syncthing-device-id.ts";
 import { MAX_CONFIG_BYTES } from "../../src/service/validation.ts";
 import { keys } from "../../src/store/keys.ts";
 import { parsePrometheus } from "../support/prometheus.ts";
-import { freePort, TestRedis } from "../support/redis-server.ts";
+import { freePort } from "../support/redis-server.ts";
+import { startHarness } from "../support/harness.ts";
 import { sign } from "hono/jwt";
 import {
   alice,
   cacheLive,
   DEVICE_A,
   DEVICE_B,
-  type Instance,
   providerCall,
   publicCall,
   SECRET,
@@ -31,36 +32,13 @@ import {
   token,
 } from "../support/service.ts";
 
-// Deno's first start compiles the module graph into a fresh cache.
-setDefaultTimeout(120_000);
-
-let redis: TestRedis;
-/** An API replica in this process (requests through its fetch handler), on the storage root below. */
-let api: Instance;
-const storageRoot = mkdtempSync(join(tmpdir(), "iapps-storage-"));
+/** `api`: an API replica in this process (requests through its fetch handler), on the storage root. */
+const { redis, api, root: storageRoot } = await startHarness({ storage: {} });
 const denoDir = mkdtempSync(join(tmpdir(), "iapps-deno-"));
+afterAll(() => rmSync(denoDir, { recursive: true, force: true }));
 
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  api = startInstance(redis.url, { storage: { root: storageRoot } });
-});
-
-afterAll(async () => {
-  await killAll();
-  await api.close();
-  await redis.close();
-  rmSync(storageRoot, { recursive: true, force: true });
-  rmSync(denoDir, { recursive: true, force: true });
-});
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  api.forgetCache();
-});
-
-afterEach(async () => {
-  await killAll();
-});
+/** Deno's first start compiles the module graph into a fresh cache: generous, and bounded. */
+const FIRST_START_TIMEOUT_MS = 120_000;
 
 /** Every key in Redis: what "changes nothing" is checked against. */
 async function redisKeys(): Promise<string[]> {
@@ -159,7 +137,7 @@ describe("a client that hangs up mid-body is not an error of ours (issue 12, ite
       expect(lines.filter((l) => l.level === "error" || l.level === "warn")).toEqual([]);
       expect(lines.filter((l) => l.message.includes("closed the connection")).every((l) => l.level === "debug")).toBe(true);
       expect(await redisKeys()).toEqual(keysBefore);
-    });
+    }, FIRST_START_TIMEOUT_MS);
   }
 });
 

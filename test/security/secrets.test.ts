@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { maskSecrets } from "../../src/base/secrets.ts";
 import { log } from "../../src/base/log.ts";
-import { BUN, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";
+import { eventually } from "../support/eventually.ts";
+import { BUN, killAll, ROOT, startProcess } from "../support/processes.ts";
 import { freePort, spawnRedisServer } from "../support/redis-server.ts";
 import { SECRET } from "../support/service.ts";
 

@@ -3,83 +3,29 @@
 // §10). Each one worked against the service before drive metadata moved to Redis, before paths
 // were walked without following links, and before pods mounted subPaths of one volume.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
-import { resolveConfig } from "../../src/settings/config.ts";
-import { KubernetesGateway } from "../../src/kubernetes/gateway.ts";
-import { type RunningSimulator, startSimulator } from "../../src/kubernetes/simulator.ts";
 import { podName } from "../../src/reconciler/objects.ts";
-import { createContext, type ServiceContext } from "../../src/service/context.ts";
 import { keys } from "../../src/store/keys.ts";
 import type { Owner } from "../../src/domain/owner.ts";
-import { type ReconcilingWorker, startReconcilingWorker } from "../../src/worker/start.ts";
 import { makeDrive } from "../support/drives.ts";
-import { BUN, eventually, killAll, ROOT, startProcess } from "../support/processes.ts";
-import { TestRedis } from "../support/redis-server.ts";
-import { DEVICE_A, DEVICE_B, type Instance, providerCall, startInstance } from "../support/service.ts";
-
-setDefaultTimeout(90_000);
-
-const NAMESPACE = "security-test";
-let redis: TestRedis;
-let simulator: RunningSimulator;
-let api: Instance;
-let cluster: KubernetesGateway;
-let root: string;
+import { eventually } from "../support/eventually.ts";
+import { startHarness } from "../support/harness.ts";
+import { BUN, ROOT, startProcess } from "../support/processes.ts";
+import { DEVICE_A, DEVICE_B, providerCall } from "../support/service.ts";
 
 const appSettings = { port_min: 30000, port_max: 30300, ip_address: "10.20.30.40", relays: false, image: "example/syncthing", image_version: "7" };
-
-beforeAll(async () => {
-  redis = await TestRedis.start();
-  simulator = await startSimulator({ port: 0, startDelayMs: 20 });
-  root = mkdtempSync(join(tmpdir(), "iapps-tenants-"));
-  api = startInstance(redis.url, { storage: { root }, apps: { syncthing: appSettings } });
-  cluster = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
+const h = await startHarness({
+  simulator: { namespace: "security-test" },
+  storage: {},
+  settings: {
+    apps: { syncthing: appSettings },
+    worker: { lease: "2s", resync_interval: "1h", backoff_base: "20ms", backoff_max: "200ms", max_attempts: 1000 },
+  },
 });
-
-afterAll(async () => {
-  await killAll();
-  await api.close();
-  await simulator.stop();
-  await redis.close();
-  rmSync(root, { recursive: true, force: true });
-});
-
-let running: { worker: ReconcilingWorker; context: ServiceContext } | null = null;
-function startWorker(storage: Record<string, string> = {}) {
-  const config = resolveConfig(
-    {
-      redis: { url: redis.url },
-      storage: { root, ...storage },
-      apps: { syncthing: appSettings },
-      kubernetes: { mode: "embedded", namespace: NAMESPACE, simulator_port: simulator.port, simulator_start_delay: "20ms" },
-      worker: { lease: "2s", resync_interval: "1h", backoff_base: "20ms", backoff_max: "200ms", max_attempts: 1000 },
-    },
-    { source: "test", environment: {} },
-  );
-  const context = createContext(config, { cache: false });
-  running = { worker: startReconcilingWorker(context, simulator.url), context };
-}
-
-beforeEach(async () => {
-  await redis.admin.flushall();
-  api.forgetCache();
-  for (const pod of await cluster.listPods("ucloud.dk/iapp-name")) await cluster.deletePod(pod.metadata!.name!);
-  rmSync(root, { recursive: true, force: true });
-  mkdirSync(root, { recursive: true });
-});
-
-afterEach(async () => {
-  if (running) {
-    await running.worker.stop();
-    await running.context.close();
-    running = null;
-  }
-  await killAll();
-});
+const { redis, api, kubernetes: cluster, root } = h;
 
 const owner = (name: string): Owner => ({ createdBy: name, project: null });
 const folder = (user: string, name: string) => {
@@ -127,7 +73,7 @@ function mountsOf(pod: V1Pod) {
 
 describe("a symlink swap in alice's drive never redirects the worker into bob's (attack 1)", () => {
   test("alice swaps home-alice/Syncthing with a link to bob's while updating and resetting: bob's state is untouched", async () => {
-    startWorker();
+    h.startWorker();
     // Bob, an honest user, with his Syncthing running and its state written.
     const bobEtag = await update("bob", { folders: [{ ucloudPath: folder("bob", "B"), id: "b" }], devices: [{ deviceId: DEVICE_B, label: "bob's phone" }] });
     await runningPod("bob", bobEtag);
@@ -148,6 +94,7 @@ describe("a symlink swap in alice's drive never redirects the worker into bob's 
       if (changes % 6 === 5) expect((await providerCall(api, "syncthing", "reset", { principal: owner("alice") })).status).toBe(200);
       else await update("alice", { folders: [{ ucloudPath: "/home-alice/A", id: "a" }], devices: [{ deviceId: DEVICE_A, label: String(changes) }] });
       changes++;
+      // The attack's pace, not a wait for anything: a change every 100 ms while the swapper runs.
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     await swapper.exited;
@@ -192,7 +139,7 @@ describe("a file inside a drive grants nothing (attack 2)", () => {
   });
 
   test("a Syncthing folder on a drive a forged .drive.json 'gives' mallory is left out of her pod", async () => {
-    startWorker();
+    h.startWorker();
     mkdirSync(join(root, "proj-z", "data"), { recursive: true });
     writeFileSync(join(root, "proj-z", ".drive.json"), JSON.stringify({ owner: "mallory", members: {}, locked: false }));
     const etag = await update("mallory", {
@@ -208,7 +155,7 @@ describe("a file inside a drive grants nothing (attack 2)", () => {
 
 describe("pods mount user data by subPath of one volume, never a hostPath inside the storage root (attack 3)", () => {
   test("Syncthing and terminal pods: one ucloud-filesystem volume of the root, a subPath per folder", async () => {
-    startWorker();
+    h.startWorker();
     const etag = await update("alice", {
       folders: [{ ucloudPath: folder("alice", "A"), id: "a" }, { ucloudPath: folder("alice", "B/C"), id: "c" }],
       devices: [{ deviceId: DEVICE_A, label: "x" }],
@@ -236,7 +183,7 @@ describe("pods mount user data by subPath of one volume, never a hostPath inside
   });
 
   test("a folder swapped for a link before the pod is built is not mounted at all", async () => {
-    startWorker();
+    h.startWorker();
     folder("alice", "A");
     symlinkSync(join(root, "home-bob"), join(root, "home-alice", "B"));
     mkdirSync(join(root, "home-bob"), { recursive: true });
@@ -249,7 +196,7 @@ describe("pods mount user data by subPath of one volume, never a hostPath inside
   });
 
   test("with [storage] volume_claim, the volume is that PersistentVolumeClaim", async () => {
-    startWorker({ volume_claim: "ucloud-storage" });
+    h.startWorker({ storage: { volume_claim: "ucloud-storage" } });
     const etag = await update("alice", { folders: [{ ucloudPath: folder("alice", "A"), id: "a" }], devices: [{ deviceId: DEVICE_A, label: "x" }] });
     const pod = await runningPod("alice", etag);
     expect(pod.spec!.volumes).toEqual([{ name: "ucloud-filesystem", persistentVolumeClaim: { claimName: "ucloud-storage" } }]);
@@ -276,7 +223,7 @@ describe("restricted folders are never synchronised (spec §7 sensitivity)", () 
   });
 
   test("a folder marked after it was configured is removed by the worker: new ETag, the pod restarts without it, the owner sees why", async () => {
-    startWorker();
+    const running = h.startWorker();
     await makeDrive(api.context.drives, root, "proj-t", { owner: "alice" }, ["data"]);
     const mine = folder("alice", "Photos");
     const etag = await update("alice", {
@@ -287,7 +234,7 @@ describe("restricted folders are never synchronised (spec §7 sensitivity)", () 
     expect(mountsOf(before).mounts).toHaveLength(3);
 
     await api.context.drives.mark("proj-t", "", "CONFIDENTIAL");
-    await running!.context.queue.add("reconcile:syncthing:alice"); // what the periodic resync does
+    await running.context.queue.add("reconcile:syncthing:alice"); // what the periodic resync does
     const pruned = await eventually(async () => {
       const now = await record("alice");
       return now.etag !== etag && now;

@@ -43,19 +43,13 @@ export function startProcess(args: string[], env: Record<string, string>, comman
   return handle;
 }
 
-/** Kills every child still running (for afterAll/afterEach). */
-export async function killAll() {
-  const running = [...children];
-  for (const child of running) child.kill("SIGKILL");
-  await Promise.all(running.map((c) => c.exited));
+/** The children still running. */
+export function runningChildren(): Child[] {
+  return [...children];
 }
 
-export async function eventually<T>(check: () => Promise<T | false | null | undefined>, seconds: number, what: string): Promise<T> {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/** Kills `which` (by default every child still running), and waits until they are gone. */
+export async function killAll(which: Child[] = runningChildren()) {
+  for (const child of which) child.kill("SIGKILL");
+  await Promise.all(which.map((c) => c.exited));
 }

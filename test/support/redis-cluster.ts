@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { Cluster, Redis } from "ioredis";
 import { hashSlot } from "../../src/store/slots.ts";
 import { createServer } from "node:net";
+import { eventually } from "./eventually.ts";
 import { spawnRedisServer } from "./redis-server.ts";
 
 interface Node {
@@ -119,23 +120,25 @@ export class TestRedisCluster {
     throw new Error("no cluster node answers");
   }
 
-  /** Waits until every slot is served, every node agrees the cluster is ok, and every master has a replica in sync. */
+  /**
+   * Waits until every slot is served, every node agrees the cluster is ok and which nodes are its
+   * masters (after a failover, a node may list the old master a moment longer), and every master
+   * has a replica in sync.
+   */
   async waitHealthy(timeoutMs = 30_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        const live = this.nodes.filter((n) => n.process && n.process.exitCode === null);
-        const states = await Promise.all(live.map((n) => this.onNode(n.port, async (r) => [await r.cluster("INFO"), await r.info("replication")] as const)));
-        const ok = states.every(([info]) => String(info).includes("cluster_state:ok"));
-        const replicasInSync = states.filter(([, repl]) => repl.includes("role:slave")).every(([, repl]) => repl.includes("master_link_status:up"));
-        const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed && n.slots.length > 0);
-        if (ok && replicasInSync && masters.length === 3) return;
-      } catch {
-        // not yet
-      }
-      if (Date.now() > deadline) throw new Error("the test cluster did not become healthy");
-      await sleep(100);
-    }
+    const healthy = async () => {
+      const live = this.nodes.filter((n) => n.process && n.process.exitCode === null);
+      const states = await Promise.all(
+        live.map((n) => this.onNode(n.port, async (r) => [await r.cluster("INFO"), await r.info("replication"), await r.cluster("NODES")] as const)),
+      );
+      const mastersSeen = states.map(([, , nodes]) => mastersOf(parseNodes(String(nodes))));
+      if (mastersSeen.some((masters) => masters !== mastersSeen[0])) return false;
+      const ok = states.every(([info]) => String(info).includes("cluster_state:ok"));
+      const replicasInSync = states.filter(([, repl]) => repl.includes("role:slave")).every(([, repl]) => repl.includes("master_link_status:up"));
+      const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed && n.slots.length > 0);
+      return ok && replicasInSync && masters.length === 3;
+    };
+    await eventually(() => healthy().catch(() => false), timeoutMs / 1000, "the test cluster becomes healthy", 100);
   }
 
   /** The port of the master serving `key`, and of its replica. */
@@ -151,13 +154,12 @@ export class TestRedisCluster {
   /** `CLUSTER FAILOVER` on the replica: it takes over from its master (which becomes its replica). */
   async manualFailover(replicaPort: number) {
     await this.onNode(replicaPort, (r) => r.cluster("FAILOVER"));
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const role = await this.onNode(replicaPort, (r) => r.role()).catch(() => null);
-      if (role && role[0] === "master") break;
-      if (Date.now() > deadline) throw new Error(`node ${replicaPort} did not become master`);
-      await sleep(50);
-    }
+    await eventually(
+      async () => (await this.onNode(replicaPort, (r) => r.role()).catch(() => null))?.[0] === "master",
+      15,
+      `node ${replicaPort} becomes master`,
+      50,
+    );
     await this.waitHealthy();
   }
 
@@ -174,19 +176,12 @@ export class TestRedisCluster {
 
   /** Waits until `port`'s slots are served by another, live master. */
   async waitTakenOver(port: number, timeoutMs = 30_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        const topology = await this.topology();
-        const live = topology.filter((n) => n.role === "master" && !n.failed && n.port !== port && n.slots.length > 0);
-        const covered = live.reduce((sum, n) => sum + n.slots.reduce((s, [a, b]) => s + b - a + 1, 0), 0);
-        if (covered === 16384) return;
-      } catch {
-        // not yet
-      }
-      if (Date.now() > deadline) throw new Error(`nobody took over from node ${port}`);
-      await sleep(100);
-    }
+    const coveredElsewhere = async () => {
+      const topology = await this.topology();
+      const live = topology.filter((n) => n.role === "master" && !n.failed && n.port !== port && n.slots.length > 0);
+      return live.reduce((sum, n) => sum + n.slots.reduce((s, [a, b]) => s + b - a + 1, 0), 0) === 16384;
+    };
+    await eventually(() => coveredElsewhere().catch(() => false), timeoutMs / 1000, `another master takes over from node ${port}`, 100);
   }
 
   /** `body` on every live node (or every master), in parallel. */
@@ -198,13 +193,13 @@ export class TestRedisCluster {
 
   /** FLUSHALL on every master. */
   async flushall() {
-    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed);
+    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed && n.slots.length > 0);
     await Promise.all(masters.map((m) => this.onNode(m.port, (r) => r.flushall())));
   }
 
   /** KEYS on every master, merged. */
   async keys(pattern: string): Promise<string[]> {
-    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed);
+    const masters = (await this.topology()).filter((n) => n.role === "master" && !n.failed && n.slots.length > 0);
     const lists = await Promise.all(masters.map((m) => this.onNode(m.port, (r) => r.keys(pattern))));
     return lists.flat().sort();
   }
@@ -220,6 +215,15 @@ export class TestRedisCluster {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The ports of the masters serving slots in `nodes`, as one comparable string. */
+function mastersOf(nodes: ClusterNodeLine[]): string {
+  return nodes
+    .filter((n) => n.role === "master" && !n.failed && n.slots.length > 0)
+    .map((n) => n.port)
+    .sort((a, b) => a - b)
+    .join(",");
 }
 
 function parseNodes(text: string): ClusterNodeLine[] {
@@ -277,4 +281,3 @@ function run(command: string, args: string[]): Promise<void> {
   });
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -12,6 +12,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import { eventually } from "./eventually.ts";
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -33,13 +34,17 @@ export async function spawnRedisServer(args: string[]): Promise<ChildProcess> {
   let output = "";
   child.stdout?.on("data", (d) => (output += d));
   child.stderr?.on("data", (d) => (output += d));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`redis-server ${args.join(" ")} exited at start:\n${output}`);
-    if (output.includes("Ready to accept connections")) return child;
-    if (Date.now() > deadline) throw new Error(`redis-server did not start in 10 s:\n${output}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  return eventually(
+    () => {
+      if (child.exitCode !== null) throw new Error(`redis-server ${args.join(" ")} exited at start`);
+      return output.includes("Ready to accept connections") && child;
+    },
+    10,
+    "redis-server starts",
+    20,
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}:\n${output}`);
+  });
 }
 
 /** The environment a test's configuration resolves with: the cluster's seed nodes in cluster mode. */
@@ -122,13 +127,15 @@ export class TestRedis {
     const pid = this.process?.pid;
     this.process?.kill("SIGSTOP");
     if (pid === undefined) return;
-    const deadline = Date.now() + 2000;
-    while (Date.now() < deadline) {
-      const state = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
-      if (state === "T" || state === "t") return;
-      await new Promise((r) => setTimeout(r, 2));
-    }
-    throw new Error("redis-server did not stop on SIGSTOP");
+    await eventually(
+      () => {
+        const state = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
+        return state === "T" || state === "t";
+      },
+      2,
+      "redis-server stops on SIGSTOP",
+      2,
+    );
   }
 
   resume() {

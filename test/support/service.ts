@@ -7,6 +7,7 @@ import { resolveConfig, type Config } from "../../src/settings/config.ts";
 import { httpAppFor } from "../../src/runtimes/http-app.ts";
 import { type ContextOptions, createContext, type ServiceContext } from "../../src/service/context.ts";
 import type { Owner } from "../../src/domain/owner.ts";
+import { eventually } from "./eventually.ts";
 import { redisEnvironment } from "./redis-server.ts";
 
 export const SECRET = "test-secret-0123456789abcdef";
@@ -21,11 +22,8 @@ export interface Instance {
 
 /** Waits until the instance's cache subscription is confirmed (no-op with the cache off). */
 export async function cacheLive(instance: Instance, seconds = 10) {
-  const deadline = Date.now() + seconds * 1000;
-  while (instance.context.subscriber && !instance.context.subscriber.live) {
-    if (Date.now() > deadline) throw new Error("the cache subscription did not come up");
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  const { subscriber } = instance.context;
+  if (subscriber) await eventually(() => subscriber.live, seconds, "the cache subscription comes up", 10);
 }
 
 export function testConfig(redisUrl: string, overrides: Record<string, unknown> = {}): Config {
@@ -34,9 +32,12 @@ export function testConfig(redisUrl: string, overrides: Record<string, unknown> 
   return resolveConfig(raw, { source: "test", environment: redisEnvironment() });
 }
 
-export function startInstance(redisUrl: string, overrides: Record<string, unknown> = {}, options: ContextOptions = {}): Instance {
+/** A service context's options; `now` is the instance's clock (tokens, Core's access token). */
+export type InstanceOptions = ContextOptions;
+
+export function startInstance(redisUrl: string, overrides: Record<string, unknown> = {}, options: InstanceOptions = {}): Instance {
   const context = createContext(testConfig(redisUrl, overrides), options);
-  const app = httpAppFor(context);
+  const app = httpAppFor(context, options.now);
   return {
     context,
     request: async (path, init) => app.request(path, init),

@@ -10,7 +10,7 @@
 
 import { resolveConfig } from "../../src/settings/config.ts";
 import { createContext } from "../../src/service/context.ts";
-import { createClient } from "../../src/store/redis.ts";
+import { createClient } from "../../src/store/connections.ts";
 import type { Owner } from "../../src/domain/owner.ts";
 import { type TaskKind, taskId } from "../../src/queue/tasks.ts";
 import { startWorker } from "../../src/worker/start.ts";
