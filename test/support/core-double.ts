@@ -245,7 +245,7 @@ export class CoreDouble {
     const url = new URL(request.url);
     const path = url.pathname;
     const query = Object.fromEntries(url.searchParams);
-    let body: unknown = undefined;
+    let body: unknown;
     if (request.method === "POST") {
       try {
         body = await request.json();

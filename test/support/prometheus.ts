@@ -54,7 +54,10 @@ export function parsePrometheus(text: string): Exposition {
       if (!NAME.test(name)) throw new Error(`${where}: bad metric name`);
       let family = families.get(name);
       if (family && family.samples.length > 0) throw new Error(`${where}: ${keyword} after the family's samples`);
-      if (!family) families.set(name, (family = { name, type: "untyped", samples: [] }));
+      if (!family) {
+        family = { name, type: "untyped", samples: [] };
+        families.set(name, family);
+      }
       if (keyword === "TYPE") {
         if (!TYPES.has(rest)) throw new Error(`${where}: unknown type`);
         if (typed.has(name)) throw new Error(`${where}: a second TYPE for ${name}`);
@@ -157,7 +160,10 @@ function checkHistogram(family: Family) {
     const { le, ...rest } = sample.labels;
     const key = JSON.stringify(sorted(rest));
     let entry = series.get(key);
-    if (!entry) series.set(key, (entry = { buckets: [] }));
+    if (!entry) {
+      entry = { buckets: [] };
+      series.set(key, entry);
+    }
     if (sample.name === `${family.name}_bucket`) {
       if (le === undefined) throw new Error(`${family.name}: a bucket without le`);
       entry.buckets.push([parseValue(le, family.name), sample.value]);
