@@ -41,7 +41,6 @@ export function log(level: Level, message: string, fields: Record<string, unknow
   process.stderr.write(maskSecrets(pretty() ? prettyLine(entry, process.stderr.isTTY === true) : `${JSON.stringify(entry)}\n`));
 }
 
-export type Logger = typeof log;
 
 const COLOURS: Record<Level, string> = { debug: "\x1b[2m", info: "\x1b[36m", warn: "\x1b[33m", error: "\x1b[31m" };
 
