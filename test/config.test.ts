@@ -50,7 +50,7 @@ describe("with no file and no environment, every key has its default", () => {
   test("resolveConfig of an empty table answers the documented defaults", () => {
     const config = resolveConfig({}, { source: "test", environment: {} });
     expect(config.server).toEqual({ host: "0.0.0.0", port: 8080, shutdown_timeout: 25_000 });
-    expect(config.redis).toEqual({ url: "redis://127.0.0.1:6379", cluster: [], wait_replicas: 0, pool_size: 16, command_timeout: 1000 });
+    expect(config.redis).toEqual({ url: "redis://127.0.0.1:6379", cluster: [], wait_replicas: 0, pool_size: 16, pool_wait: 5000, command_timeout: 1000 });
     expect(config.auth).toEqual({ jwt_secret: "", jwt_public_key: "", jwt_algorithm: "RS256" });
     expect(config.api).toEqual({ require_etag: false, body_limit: 1048576, cache_max_entries: 100_000, cache_max_bytes: 268_435_456, job_claim_wait: 10_000 });
     expect(config.worker).toEqual({
@@ -98,7 +98,7 @@ describe("with no file and no environment, every key has its default", () => {
 
   test("a file that sets some keys of a section keeps the defaults of the others", () => {
     const config = load(`[redis]\npool_size = 4\n`);
-    expect(config.redis).toEqual({ url: "redis://127.0.0.1:6379", cluster: [], wait_replicas: 0, pool_size: 4, command_timeout: 1000 });
+    expect(config.redis).toEqual({ url: "redis://127.0.0.1:6379", cluster: [], wait_replicas: 0, pool_size: 4, pool_wait: 5000, command_timeout: 1000 });
     expect(config.server.port).toBe(8080);
   });
 
@@ -151,7 +151,7 @@ port = 9090
   test("an overlay replaces only the keys it names; sibling keys of the same table survive", () => {
     const config = load(file, { env: "production" });
     expect(config.server).toEqual({ host: "0.0.0.0", port: 8080, shutdown_timeout: 25_000 });
-    expect(config.redis).toEqual({ url: "redis://10.0.0.1:6379", cluster: [], wait_replicas: 0, pool_size: 32, command_timeout: 1000 });
+    expect(config.redis).toEqual({ url: "redis://10.0.0.1:6379", cluster: [], wait_replicas: 0, pool_size: 32, pool_wait: 5000, command_timeout: 1000 });
   });
 
   test("an overlay reaches nested tables ([env.production.apps.syncthing])", () => {

@@ -25,11 +25,15 @@ export class AppError extends Error {
     readonly status: number,
     readonly code: ErrorCode,
     readonly why: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterSeconds?: number },
   ) {
     super(why, options);
     this.name = "AppError";
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
+
+  /** When to try again (the `Retry-After` header), for a 503 that says "busy, not broken". */
+  readonly retryAfterSeconds: number | undefined;
 
   toBody() {
     return { statusCode: this.status, why: this.why, errorCode: this.code };

@@ -7,7 +7,8 @@ import { HTTPException } from "hono/http-exception";
 import { AppError, notFound } from "../base/errors.ts";
 
 export function errorResponse(c: Context, error: AppError): Response {
-  return c.json(error.toBody(), error.status as 400);
+  const headers = error.retryAfterSeconds === undefined ? undefined : { "Retry-After": String(error.retryAfterSeconds) };
+  return c.json(error.toBody(), error.status as 400, headers);
 }
 
 export function toAppError(error: unknown, log?: (message: string, fields: Record<string, unknown>) => void): AppError {

@@ -76,6 +76,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     url: config.redis.url,
     cluster: config.redis.cluster,
     poolSize: config.redis.pool_size,
+    poolWaitMs: config.redis.pool_wait,
     commandTimeoutMs: config.redis.command_timeout,
     onError: (message: string) => log("warn", message),
   };

@@ -13,7 +13,8 @@ export async function orUnavailable<T>(promise: Promise<T>): Promise<T> {
   } catch (e) {
     if (e instanceof AppError) throw e;
     if (e instanceof PoolExhaustedError) {
-      throw unavailable("This replica has too many changes in flight right now; try again in a moment.", e);
+      // Busy, not broken: the client may well succeed in a second.
+      throw new AppError(503, "UNAVAILABLE", "This replica has too many changes in flight right now; try again in a moment.", { cause: e, retryAfterSeconds: 1 });
     }
     if (isRedisUnavailable(e)) throw unavailable("The configuration store cannot be reached right now; try again in a moment.", e);
     throw e;

@@ -115,6 +115,11 @@ export const ConfigSchema = v.strictObject({
       wait_replicas: v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(16)), 0),
       /** Connections reserved for WATCH/MULTI/EXEC transactions, one per transaction in flight. */
       pool_size: positiveInt(16, 1024),
+      /**
+       * How long a write waits for a free transaction connection when all are busy (a burst);
+       * past it the write answers 503 with Retry-After.
+       */
+      pool_wait: duration("5s"),
       /** How long one Redis command may take before the request answers 503. */
       command_timeout: duration("1s"),
     }),

@@ -30,6 +30,8 @@ export interface RedisSettings {
    */
   cluster?: string[];
   poolSize: number;
+  /** How long a transaction waits for a free pooled connection before it answers "busy" (`[redis] pool_wait`). */
+  poolWaitMs: number;
   /** Upper bound for one command, one connect, and one wait for a pooled connection. */
   commandTimeoutMs: number;
   /** Called for connection trouble worth a log line (deduplicated by the caller's logger). */

@@ -135,9 +135,9 @@ class NodePool {
         timer: setTimeout(() => {
           const index = this.waiters.indexOf(waiter);
           if (index >= 0) this.waiters.splice(index, 1);
-          reject(new PoolExhaustedError(`all ${this.settings.poolSize} transaction connections stayed busy ([redis] pool_size)`));
-          // Half the command timeout: a request that waited may still need a full one after.
-        }, this.settings.commandTimeoutMs / 2),
+          reject(new PoolExhaustedError(`all ${this.settings.poolSize} transaction connections stayed busy for ${this.settings.poolWaitMs} ms ([redis] pool_size, pool_wait)`));
+          // A request that finds every connection busy waits its turn, up to [redis] pool_wait.
+        }, this.settings.poolWaitMs),
       };
       this.waiters.push(waiter);
     });

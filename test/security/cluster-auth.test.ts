@@ -217,7 +217,7 @@ describe("seed URLs with a password", () => {
 });
 
 describe("nodeOptions: what every node connection gets from the seed URLs", () => {
-  const settings = (cluster: string[], url = "redis://:single@127.0.0.1:6379") => ({ url, cluster, poolSize: 1, commandTimeoutMs: 1000 });
+  const settings = (cluster: string[], url = "redis://:single@127.0.0.1:6379") => ({ url, cluster, poolSize: 1, poolWaitMs: 1000, commandTimeoutMs: 1000 });
 
   test("the username and password, decoded, from the first seed that has them", () => {
     expect(nodeOptions(settings(["redis://10.0.0.1:7000", `redis://${USER}:${encodeURIComponent(PASSWORD)}@10.0.0.2:7001`]))).toEqual({
