@@ -9,6 +9,7 @@
 const LAYERS = [
   "main.ts", // files directly in src/: the entry point (roles and operator commands)
   "runtimes", // Bun, deno serve and Node adapters at the edge, and signal handling
+  "shell", // the terminal's shell sessions over WebSocket: exec into pods (above http, which never reaches Kubernetes)
   "cli", // operator commands
   "http", // routes, auth, HTTP semantics
   "worker", // takes tasks, schedules, resyncs

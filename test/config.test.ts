@@ -49,7 +49,7 @@ function configError(run: () => unknown): ConfigError {
 describe("with no file and no environment, every key has its default", () => {
   test("resolveConfig of an empty table answers the documented defaults", () => {
     const config = resolveConfig({}, { source: "test", environment: {} });
-    expect(config.server).toEqual({ host: "0.0.0.0", port: 8080, shutdown_timeout: 25_000 });
+    expect(config.server).toEqual({ host: "0.0.0.0", port: 8080, shutdown_timeout: 25_000, public_url: "" });
     expect(config.redis).toEqual({ url: "redis://127.0.0.1:6379", cluster: [], wait_replicas: 0, pool_size: 16, pool_wait: 5000, command_timeout: 1000 });
     expect(config.auth).toEqual({ jwt_secret: "", jwt_public_key: "", jwt_algorithm: "RS256" });
     expect(config.api).toEqual({ require_etag: false, body_limit: 1048576, cache_max_entries: 100_000, cache_max_bytes: 268_435_456, job_claim_wait: 10_000 });
@@ -75,7 +75,7 @@ describe("with no file and no environment, every key has its default", () => {
         ip_address: "127.0.0.1",
         relays: true,
       },
-      terminal: { enabled: true, image: "docker.io/library/alpine", image_version: "3", inactivity: 900_000 },
+      terminal: { enabled: true, image: "docker.io/library/alpine", image_version: "3", inactivity: 900_000, shell_session_ttl: 3_600_000, shell_sessions_per_user: 16 },
     });
     expect(config.storage).toEqual({ root: "./var/storage", host_path: "", volume_claim: "" });
     expect(config.kubernetes).toEqual({
@@ -143,14 +143,14 @@ port = 9090
 
   test("without --env the overlays are ignored", () => {
     const config = load(file);
-    expect(config.server).toEqual({ host: "127.0.0.1", port: 8080, shutdown_timeout: 25_000 });
+    expect(config.server).toEqual({ host: "127.0.0.1", port: 8080, shutdown_timeout: 25_000, public_url: "" });
     expect(config.redis.pool_size).toBe(8);
     expect(config.apps.syncthing.enabled).toBe(true);
   });
 
   test("an overlay replaces only the keys it names; sibling keys of the same table survive", () => {
     const config = load(file, { env: "production" });
-    expect(config.server).toEqual({ host: "0.0.0.0", port: 8080, shutdown_timeout: 25_000 });
+    expect(config.server).toEqual({ host: "0.0.0.0", port: 8080, shutdown_timeout: 25_000, public_url: "" });
     expect(config.redis).toEqual({ url: "redis://10.0.0.1:6379", cluster: [], wait_replicas: 0, pool_size: 32, pool_wait: 5000, command_timeout: 1000 });
   });
 
@@ -162,7 +162,7 @@ port = 9090
 
   test("only the named overlay applies", () => {
     const config = load(file, { env: "staging" });
-    expect(config.server).toEqual({ host: "127.0.0.1", port: 9090, shutdown_timeout: 25_000 });
+    expect(config.server).toEqual({ host: "127.0.0.1", port: 9090, shutdown_timeout: 25_000, public_url: "" });
     expect(config.redis.pool_size).toBe(8);
     expect(config.apps.syncthing.enabled).toBe(true);
   });

@@ -5,7 +5,7 @@
 // Imports src/service/context.ts, src/storage and src/store/drives.ts.
 
 import type { ServiceContext } from "../service/context.ts";
-import { Directory, errorCode, WalkError } from "../storage/directory.ts";
+import { Directory, errorCode, WalkError } from "../base/directory.ts";
 import { HOME_PREFIX, parseUcloudPath, unsafeDriveId, unsafeUsername } from "../storage/local.ts";
 import { folderKey } from "../store/drives.ts";
 import type { DriveMetadata, MemberRole, Sensitivity } from "../domain/storage.ts";

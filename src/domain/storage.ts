@@ -44,6 +44,8 @@ export interface FolderAccess {
   access: Access;
   /** Why access is "none", in words a user can act on. */
   why?: string;
+  /** Set when access is "none" because the path names nothing that exists (rather than something refused). */
+  missing?: true;
   /** Set when the folder, or a folder above it in its drive, is marked restricted. */
   sensitivity?: Sensitivity;
 }

@@ -16,7 +16,7 @@ import { bodyReadError, CLIENT_CLOSED_REQUEST_STATUS, ClientClosedRequest, error
 import { mountApiDescription } from "./openapi.ts";
 import { mountOps, type OpsOptions } from "./ops.ts";
 import { type Env, handlerOf } from "./route.ts";
-import { API_ROUTES, FAMILIES, PROVIDER } from "./routes.ts";
+import { API_ROUTES, FAMILIES, PROVIDER, PROVIDER_JOBS } from "./routes.ts";
 
 export interface HttpOptions {
   service: ConfigurationService;
@@ -77,12 +77,14 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
     // One router, every route with its full path. Each family's roles are checked on its whole
   // prefix, before any route of it; then, for the provider API, its provider id.
   for (const family of FAMILIES) app.use(`${family.prefix}/*`, authenticate(tokens, family.roles));
-  app.use(`${PROVIDER.prefix}/:app/*`, async (c, next) => {
-    if (c.req.param("providerId") !== options.providerId) {
-      throw notFound(`This service is provider '${options.providerId}', not '${c.req.param("providerId")}'.`);
-    }
-    await next();
-  });
+  for (const prefix of [`${PROVIDER.prefix}/:app/*`, `${PROVIDER_JOBS.prefix}/*`]) {
+    app.use(prefix, async (c, next) => {
+      if (c.req.param("providerId") !== options.providerId) {
+        throw notFound(`This service is provider '${options.providerId}', not '${c.req.param("providerId")}'.`);
+      }
+      await next();
+    });
+  }
   for (const route of API_ROUTES) {
     if (!route.path.startsWith(`${route.family.prefix}/`)) throw new Error(`${route.path} is not under its family's prefix ${route.family.prefix}`);
     app.on(route.method.toUpperCase(), route.path, handlerOf(route, service));

@@ -35,6 +35,15 @@ export const TerminalOpen = v.object({
 });
 export const TerminalActivity = v.object({ principal: OwnerSchema });
 
+/** UCloud's openTerminalInFolder: one shell session per item. */
+export const OpenTerminalInFolder = v.object({
+  items: v.pipe(
+    v.array(v.object({ folder: v.pipe(ucloudPath, v.check((path) => drivePathOf(path) !== null, "expected a UCloud path naming a drive")) }), "expected an array"),
+    v.minLength(1, "at least one item"),
+    v.maxLength(16, "at most 16 items"),
+  ),
+});
+
 export const PublicRetrieve = v.object({ provider: optionalString, productId: optionalString });
 export const PublicUpdate = v.object({ provider: optionalString, productId: optionalString, config, expectedETag });
 export const PublicReset = v.object({ provider: optionalString, productId: optionalString });

@@ -8,8 +8,9 @@
 
 import type { Context } from "hono";
 import * as v from "valibot";
-import type { Owner } from "../domain/owner.ts";
-import type { View } from "../service/configurations.ts";
+import { invalidRequest } from "../base/errors.ts";
+import { type Owner, UsernameSchema } from "../domain/owner.ts";
+import type { ConfigurationService, View } from "../service/configurations.ts";
 import type { Preconditions } from "../service/preconditions.ts";
 import type { TerminalOpened } from "../service/terminal.ts";
 import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
@@ -20,7 +21,11 @@ import { type Env, type Family, type Route, route } from "./route.ts";
 export const PROVIDER: Family = { prefix: "/ucloud/:providerId/iapps", roles: ["SERVICE"] };
 /** Called by the UCloud web UI; the owner is the caller's personal workspace. */
 export const PUBLIC: Family = { prefix: "/api/iapps", roles: ["USER", "ADMIN"] };
-export const FAMILIES: readonly Family[] = [PROVIDER, PUBLIC];
+/** UCloud/Core's calls about jobs (the terminal's shell sessions); the user is named by the `UCloud-Username` header. */
+export const PROVIDER_JOBS: Family = { prefix: "/ucloud/:providerId/jobs", roles: ["SERVICE"] };
+/** The UCloud web UI's calls about jobs, for the caller. */
+export const PUBLIC_JOBS: Family = { prefix: "/api/jobs", roles: ["USER", "ADMIN"] };
+export const FAMILIES: readonly Family[] = [PROVIDER, PUBLIC, PROVIDER_JOBS, PUBLIC_JOBS];
 
 export const EmptySchema = v.pipe(v.object({}), v.description("An empty object."));
 
@@ -28,6 +33,24 @@ export const TerminalOpenedSchema = v.object({
   jobId: v.pipe(v.string(), v.description("The terminal's UCloud job.")),
   etag: v.pipe(v.string(), v.description("The ETag of the terminal's record, also in the ETag header.")),
   warnings: v.pipe(v.array(v.string()), v.description("Why folders were not added or were taken out, in words a user can act on.")),
+});
+
+const ShellSessionSchema = v.object({
+  type: v.pipe(v.literal("shell"), v.description("Always `shell`.")),
+  jobId: v.pipe(v.string(), v.description("The folder the session was opened in, as UCloud answers it.")),
+  rank: v.pipe(v.number(), v.description("Always 0.")),
+  sessionIdentifier: v.pipe(v.string(), v.description("32 random characters: what the WebSocket's `initialize` names. Secret: it is the session.")),
+  domainOverride: v.pipe(v.string(), v.description("The WebSocket base URL to attach at (`ws(s)://<host>`), then `/ucloud/<providerId>/websocket`.")),
+});
+export const ProviderShellSessionsSchema = v.object({ responses: v.array(ShellSessionSchema) });
+export const PublicShellSessionsSchema = v.object({
+  responses: v.array(
+    v.object({
+      providerDomain: v.pipe(v.string(), v.description("The provider's public HTTP base URL.")),
+      providerId: v.string(),
+      session: ShellSessionSchema,
+    }),
+  ),
 });
 
 /** What a retrieve answers for an app with this configuration schema. */
@@ -47,6 +70,43 @@ void answersMatchTheService;
 
 const written = "Stored. The `ETag` header carries the record's new ETag.";
 const caller = (c: Context<Env>): Owner => ({ createdBy: c.get("principal").username, project: null });
+
+/** The user Core names in `UCloud-Username` (base64 of the username). */
+function ucloudUser(c: Context): Owner {
+  const header = c.req.header("ucloud-username");
+  if (header === undefined || header === "") throw invalidRequest("UCloud-Username: required (the end user's username, base64-encoded).");
+  let username: string;
+  try {
+    username = new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(atob(header), (ch) => ch.charCodeAt(0)));
+  } catch {
+    throw invalidRequest("UCloud-Username: not base64 of a UTF-8 username.");
+  }
+  const checked = v.safeParse(UsernameSchema, username);
+  if (!checked.success) throw invalidRequest(`UCloud-Username: ${checked.issues[0].message}.`);
+  return { createdBy: checked.output, project: null };
+}
+
+/** Where the UI reaches this service: `[server] public_url`, else the URL the request came in on. */
+function publicBase(c: Context, service: ConfigurationService): { http: string; ws: string } {
+  const configured = service.publicUrl();
+  const url = new URL(configured !== "" ? configured : c.req.url);
+  if (configured === "") {
+    const proto = c.req.header("x-forwarded-proto");
+    if (proto === "https" || proto === "http") url.protocol = `${proto}:`;
+  }
+  const http = url.origin;
+  return { http, ws: http.replace(/^http/, "ws") };
+}
+
+async function shellSessions(c: Context, service: ConfigurationService, owner: Owner, folders: string[]) {
+  const { ws } = publicBase(c, service);
+  const sessions = [];
+  for (const folder of folders) {
+    const session = await service.openShellSession(owner, folder);
+    sessions.push({ type: "shell" as const, jobId: folder, rank: 0, sessionIdentifier: session.id, domainOverride: ws });
+  }
+  return sessions;
+}
 
 /** In the order the description lists them. */
 export const API_ROUTES: readonly Route[] = [
@@ -218,6 +278,43 @@ export const API_ROUTES: readonly Route[] = [
     handle: async (c, { body }, service) => {
       await service.terminalActivity(body.principal);
       return c.json({}, 200);
+    },
+  }),
+
+  route({
+    method: "post",
+    path: "/ucloud/:providerId/jobs/openTerminalInFolder",
+    family: PROVIDER_JOBS,
+    app: "terminal",
+    operationId: "terminalProviderOpenInFolder",
+    tag: "Terminal",
+    summary: "Open a shell session in a folder (UCloud/Core, for a user)",
+    description:
+      "The user is the base64 `UCloud-Username` header. Each folder must exist (404 `Folder cannot be found`) and the user may use its drive (403). Creates a shell session in Redis bound to that user and folder, and nothing else: the terminal opens when the session is attached at `/ucloud/<providerId>/websocket`.",
+    body: req.OpenTerminalInFolder,
+    answer: { description: "One shell session per item.", schema: ProviderShellSessionsSchema, etag: "none" },
+    errors: ["400", "401", "403", "404", "413", "503"],
+    handle: async (c, { body }, service) => {
+      const owner = ucloudUser(c);
+      return c.json({ responses: await shellSessions(c, service, owner, body.items.map((item) => item.folder)) }, 200);
+    },
+  }),
+  route({
+    method: "post",
+    path: "/api/jobs/openTerminalInFolder",
+    family: PUBLIC_JOBS,
+    app: "terminal",
+    operationId: "terminalPublicOpenInFolder",
+    tag: "Terminal",
+    summary: "Open a shell session in a folder",
+    description: "As UCloud/Core's public call: a shell session for the token's user in each folder, with the provider to attach at.",
+    body: req.OpenTerminalInFolder,
+    answer: { description: "One shell session per item, with its provider.", schema: PublicShellSessionsSchema, etag: "none" },
+    errors: ["400", "401", "403", "404", "413", "503"],
+    handle: async (c, { body }, service) => {
+      const { http } = publicBase(c, service);
+      const sessions = await shellSessions(c, service, caller(c), body.items.map((item) => item.folder));
+      return c.json({ responses: sessions.map((session) => ({ providerDomain: http, providerId: service.providerId, session })) }, 200);
     },
   }),
 ];

@@ -19,6 +19,7 @@ import {
   Watch,
 } from "@kubernetes/client-node";
 import { metrics } from "../metrics/metrics.ts";
+import { type ExecProcess, type ExecRequest, execWithTty } from "./exec.ts";
 import { InformerCache } from "./informers.ts";
 
 export interface GatewaySettings {
@@ -83,6 +84,11 @@ export class KubernetesGateway {
       });
     }
     return new KubernetesGateway(kubeConfig, settings.namespace);
+  }
+
+  /** Runs a command with a TTY in a container of one of the namespace's pods (./exec.ts). */
+  exec(request: Omit<ExecRequest, "namespace">): Promise<ExecProcess> {
+    return execWithTty(this.kubeConfig, { ...request, namespace: this.namespace });
   }
 
   /** How many calls changed something (creates and deletes) so far. */

@@ -3,7 +3,8 @@
 // `@kubernetes/client-node` 1.4 and for kubectl (discovery, server-side Tables, watches). This
 // file owns the HTTP surface: routing, content negotiation, delete options, watch streams. The
 // cluster's behaviour (objects, resourceVersions, pods starting, garbage collection) is in
-// ./simulator/state.ts. Runs on Bun.serve. Imports ./simulator/*, nothing else of the project.
+// ./simulator/state.ts; exec (a real command in a bubblewrap sandbox) in ./simulator/exec.ts.
+// Runs on Bun.serve. Imports ./simulator/* (and through exec.ts src/base/directory.ts).
 //
 // What a client author must know:
 // - Any namespace exists; nothing has to be created first.
@@ -24,9 +25,12 @@
 //   object that stops matching a watch's selectors arrives as DELETED, one that starts
 //   matching as ADDED. A watch ends after `timeoutSeconds`, else when the client leaves.
 // - Lists ignore `limit` and `continue`: they answer everything at once.
+// - `pods/<name>/exec` over WebSocket (v5/v4.channel.k8s.io) runs the command for real, in a
+//   bubblewrap sandbox with the pod's hostPath mounts (./simulator/exec.ts).
 
 import { apiGroupDocument, apiGroupList, apiResourceList, apiVersions, Namespaces, versionInfo } from "./simulator/discovery.ts";
 import { isRecord, type KubeObject } from "./simulator/objects.ts";
+import { execTarget, SimulatedExec } from "./simulator/exec.ts";
 import { applyPatch } from "./simulator/patch.ts";
 import { resourceType, type ResourceType } from "./simulator/resources.ts";
 import { parseFieldSelector, parseLabelSelector } from "./simulator/selectors.ts";
@@ -59,12 +63,22 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
   const host = options.host ?? "127.0.0.1";
   const state = new ClusterState({ startDelayMs: options.startDelayMs, eventLogCapacity: EVENT_LOG_CAPACITY });
   const api = new SimulatedApi(state);
+  const exec = new SimulatedExec(state, resourceType("", "pods")!);
   const server = Bun.serve({
     hostname: host,
     port: options.port,
     // Watches are long-lived and quiet; Bun's default idle timeout (10 s) would cut them.
     idleTimeout: 0,
-    fetch: (request) => api.handle(request),
+    fetch: async (request, server) => {
+      const target = request.headers.get("upgrade")?.toLowerCase() === "websocket" ? execTarget(new URL(request.url)) : null;
+      if (target === null) return api.handle(request);
+      try {
+        return await exec.upgrade(request, server, target);
+      } catch (error) {
+        return api.failed(error);
+      }
+    },
+    websocket: exec.websocket,
   });
   const port = server.port!;
   const reachableHost = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host;
@@ -77,6 +91,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
       // Watches end cleanly first (their clients see the stream end, not a reset); then the
       // server stops, giving in-flight requests a moment before cutting what is left.
       api.endWatches();
+      exec.stopAll();
       state.close();
       const graceful = server.stop(false);
       await Promise.race([graceful, Bun.sleep(STOP_GRACE_MS)]);
@@ -99,6 +114,13 @@ class SimulatedApi {
     try {
       return await this.route(request);
     } catch (error) {
+      return this.failed(error);
+    }
+  }
+
+  /** An error as the Kubernetes `Status` answer. */
+  failed(error: unknown): Response {
+    {
       const failure =
         error instanceof KubeStatusError
           ? error

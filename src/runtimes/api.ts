@@ -9,12 +9,20 @@ import type { Config } from "../settings/config.ts";
 import { httpAppFor } from "./http-app.ts";
 import { log } from "../base/log.ts";
 import { createContext, type ServiceContext } from "../service/context.ts";
+import type { UpgradeWebSocket } from "hono/ws";
+import { mountShellSocket, shellSessionsFor } from "../shell/mount.ts";
+import type { ShellSessions } from "../shell/session.ts";
 
 export interface Api {
   config: Config;
   context: ServiceContext;
-  /** Answers one request; what every runtime's server calls. */
-  fetch(request: Request): Promise<Response>;
+  /** Answers one request; what every runtime's server calls (`env`: the runtime's bindings, which its WebSocket helper needs). */
+  fetch(request: Request, env?: unknown): Promise<Response>;
+  /** The terminal's shell sessions attached to this replica. */
+  shells: ShellSessions;
+  /** Serves the shell sessions' WebSocket with the runtime's helper; before the first request. */
+  // biome-ignore lint/suspicious/noExplicitAny: each runtime's helper has its own socket type.
+  serveWebSockets(upgradeWebSocket: UpgradeWebSocket<any>): void;
   /** Requests whose handler is running now. */
   inFlight(): number;
   /** Resolves once no handler is running (at once when none is). */
@@ -35,20 +43,23 @@ export function createApi(config: Config): Api {
   }
   let running = 0;
   const idleWaiters: (() => void)[] = [];
+  const shells = shellSessionsFor(context);
   return {
     config,
     context,
     // Runtimes pass extras (Bun its server, Deno connection info, Node its bindings) that the
     // app has no use for: it sees the request only. Counted for runtimes that stop accepting on
     // their own and give no handle to wait on (`deno serve`).
-    async fetch(request) {
+    async fetch(request, env) {
       running++;
       try {
-        return await app.fetch(request);
+        return await app.fetch(request, env);
       } finally {
         if (--running === 0) for (const wake of idleWaiters.splice(0)) wake();
       }
     },
+    shells,
+    serveWebSockets: (upgradeWebSocket) => mountShellSocket(app, upgradeWebSocket, shells),
     inFlight: () => running,
     idle: () => (running === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
     close: () => context.close(),
@@ -82,7 +93,9 @@ export interface Listener {
 export async function stopApi(api: Api, listener: Listener): Promise<"drained" | "timeout"> {
   const timeoutMs = api.config.server.shutdown_timeout;
   const startedAt = Date.now();
-  log("info", "API stopping: no new connections, answering the requests in flight", { inFlight: api.inFlight(), timeoutMs });
+  log("info", "API stopping: no new connections, answering the requests in flight", { inFlight: api.inFlight(), timeoutMs, shellSessions: api.shells.size });
+  // Shell sessions would hold the drain for as long as their users type: they end, with a message.
+  api.shells.closeAll();
   const outcome = await within(listener.drain().then(() => "drained" as const), timeoutMs, "timeout" as const);
   if (outcome === "timeout") {
     log("warn", "API stopping: requests still running after [server] shutdown_timeout; cutting them off", { inFlight: api.inFlight(), timeoutMs });

@@ -4,18 +4,23 @@
 // `server.stop()` without `true` closes the listening socket at once and resolves once the
 // requests in flight are answered; `stop(true)` cuts the connections still open.
 
+import { upgradeWebSocket, websocket } from "hono/bun";
 import { type Api, closingConnection, type Listener } from "./api.ts";
 
 export function listenWithBun(api: Api): { url: string; listener: Listener } {
   const { host, port } = api.config.server;
   let draining = false;
+  api.serveWebSockets(upgradeWebSocket);
   const server = Bun.serve({
     hostname: host,
     port,
-    async fetch(request) {
-      const response = await api.fetch(request);
+    // The server is what hono/bun's upgradeWebSocket upgrades with; an upgraded request has no answer.
+    async fetch(request, server) {
+      const response = await api.fetch(request, server);
+      if (response.status === 101 || request.headers.get("upgrade")?.toLowerCase() === "websocket") return response;
       return draining ? closingConnection(response) : response;
     },
+    websocket,
   });
   return {
     url: `http://${host}:${server.port}`,

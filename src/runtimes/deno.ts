@@ -8,16 +8,18 @@
 // process ends and Deno exits 0. Past the timeout we exit at once. The only file that knows Deno.
 // Imports ./api.ts, ./serve.ts and ./signals.ts.
 
+import { upgradeWebSocket } from "hono/deno";
 import { closingConnection, stopApi } from "./api.ts";
 import entry, { api } from "./serve.ts";
 import { onStopSignal } from "./signals.ts";
 
 let stopping = false;
+api.serveWebSockets(upgradeWebSocket);
 
 export default {
   async fetch(request: Request): Promise<Response> {
     const response = await entry.fetch(request);
-    return stopping ? closingConnection(response) : response;
+    return stopping && response.status !== 101 ? closingConnection(response) : response;
   },
 };
 

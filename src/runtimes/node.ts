@@ -5,14 +5,18 @@
 // Imports @hono/node-server, src/base (log, secrets) and ./api.ts, ./serve.ts, ./signals.ts.
 
 import type { Server, ServerResponse } from "node:http";
-import { serve } from "@hono/node-server";
+import { serve, upgradeWebSocket } from "@hono/node-server";
+import { WebSocketServer } from "ws";
 import { stopApi } from "./api.ts";
 import { maskSecrets } from "../base/secrets.ts";
 import { log } from "../base/log.ts";
 import entry, { api } from "./serve.ts";
 import { onStopSignal } from "./signals.ts";
 
-const server = serve({ fetch: entry.fetch, hostname: entry.hostname, port: entry.port }, (address) => {
+// The shell sessions' WebSocket: @hono/node-server upgrades through a `ws` server of its own.
+api.serveWebSockets(upgradeWebSocket);
+const websocket = { server: new WebSocketServer({ noServer: true, maxPayload: api.shells.deps.limits.maxMessageBytes }) };
+const server = serve({ fetch: entry.fetch, hostname: entry.hostname, port: entry.port, websocket }, (address) => {
   log("info", "ucloud-iapps api listening (Node)", {
     url: `http://${address.address}:${address.port}`,
     redis: maskSecrets(api.config.redis.url),

@@ -15,6 +15,8 @@ import type { Owner } from "../domain/owner.ts";
 import type { RecordStore } from "../store/records.ts";
 import type { JobRegistry } from "../ucloud/jobs.ts";
 import { INITIAL_ETAG, type Preconditions } from "./preconditions.ts";
+import type { ShellSession } from "../store/shell-sessions.ts";
+import { openShellSession, type ShellSessionSettings } from "./shell.ts";
 import { openTerminal, type Terminal, type TerminalOpened, terminalActivity } from "./terminal.ts";
 import { orUnavailable } from "./unavailable.ts";
 import { validateConfig } from "./validation.ts";
@@ -33,6 +35,11 @@ export interface ConfigurationServiceOptions {
   /** `[apps.terminal] inactivity`: how long an open or activity keeps the terminal alive. Default 15 minutes. */
   terminalInactivityMs?: number;
   log?: (level: "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+  /** The terminal's shell sessions (openTerminalInFolder). */
+  shells?: Omit<ShellSessionSettings, "storage"> & {
+    /** `[server] public_url`: where the UI reaches this service ("" when unknown: the request's own URL). */
+    publicUrl: string;
+  };
 }
 
 export interface View {
@@ -105,6 +112,24 @@ export class ConfigurationService {
   /** A key press in the owner's terminal: see terminalActivity in ./terminal.ts. */
   async terminalActivity(owner: Owner): Promise<void> {
     return terminalActivity(this.terminal(), owner);
+  }
+
+  /** A shell session of `owner` in `folder`: see openShellSession in ./shell.ts. */
+  async openShellSession(owner: Owner, folder: string): Promise<ShellSession> {
+    this.terminal();
+    const { shells } = this.options;
+    if (!shells) throw new Error("ConfigurationService: shell sessions need the `shells` option");
+    return openShellSession({ ...shells, storage: this.runtime().storage }, owner, folder);
+  }
+
+  /** `[ucloud] provider_id`. */
+  get providerId(): string {
+    return this.options.providerId;
+  }
+
+  /** `[server] public_url`, or "" when the request's own URL is to be used. */
+  publicUrl(): string {
+    return this.options.shells?.publicUrl ?? "";
   }
 
   private terminal(): Terminal {

@@ -16,6 +16,7 @@ import { LocalStorage } from "../storage/local.ts";
 import { RedisDriveDirectory } from "../store/drives.ts";
 import { RedisActivityLeases } from "../store/leases.ts";
 import { RedisPortAllocator } from "../store/ports.ts";
+import { RedisShellSessions } from "../store/shell-sessions.ts";
 import { keys } from "../store/keys.ts";
 import { RecordStore } from "../store/records.ts";
 import {
@@ -59,6 +60,8 @@ export interface ServiceContext {
   /** Users' drives and folder access (`[storage] root`), ports and inactivity leases (Redis): what the apps' runtime hooks use. */
   runtime: AppRuntime;
   service: ConfigurationService;
+  /** The terminal's shell sessions (src/shell attaches them). */
+  shellSessions: RedisShellSessions;
   close(): Promise<void>;
 }
 
@@ -116,6 +119,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     ports: new RedisPortAllocator(commands),
     leases: new RedisActivityLeases(commands),
   };
+  const shellSessions = new RedisShellSessions(commands);
   const service = new ConfigurationService({
     apps,
     store,
@@ -125,6 +129,10 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     jobClaimWaitMs: config.api.job_claim_wait,
     runtime,
     terminalInactivityMs: config.apps.terminal.inactivity,
+    shells: {
+      sessions: shellSessions, ttlMs: config.apps.terminal.shell_session_ttl, perUser: config.apps.terminal.shell_sessions_per_user,
+      publicUrl: config.server.public_url,
+    },
     log: (level, message, fields) => log(level, message, fields),
   });
   return {
@@ -143,6 +151,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     drives,
     runtime,
     service,
+    shellSessions,
     async close() {
       await jobs.close?.();
       await subscriber?.close();

@@ -70,6 +70,11 @@ export const ConfigSchema = v.strictObject({
       port: port(8080),
       /** How long SIGTERM waits for the requests in flight before it cuts the connections left. */
       shutdown_timeout: duration("25s"),
+      /**
+       * The service's public base URL (`https://provider.example.org`): what shell sessions tell the
+       * UI to open their WebSocket on. Empty: the URL the request came in on.
+       */
+      public_url: str(""),
     }),
     {},
   ),
@@ -247,6 +252,10 @@ export const ConfigSchema = v.strictObject({
           ...appEntries("docker.io/library/alpine", "3"),
           /** A terminal runs while it had activity within this long. */
           inactivity: duration("15m"),
+          /** How long a shell session (openTerminalInFolder) can be attached, counted again from each attach. */
+          shell_session_ttl: duration("1h"),
+          /** How many live shell sessions one user may hold; opening one more answers 403. */
+          shell_sessions_per_user: v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(1, "must be at least 1")), 16),
         }),
         {},
       ),

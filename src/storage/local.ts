@@ -13,7 +13,7 @@ import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import { InvalidDriveMetadata } from "../store/drives.ts";
 import type { Owner } from "../domain/owner.ts";
-import { Directory, isPlainName, WalkError } from "./directory.ts";
+import { Directory, isPlainName, WalkError } from "../base/directory.ts";
 import type { Access, DriveDirectory, DriveMetadata, FolderAccess, Sensitivity, ServiceFolder, Storage } from "../domain/storage.ts";
 
 export const HOME_PREFIX = "home-";
@@ -166,13 +166,14 @@ export class LocalStorage implements Storage {
   }
 
   async access(owner: Owner, ucloudPath: string): Promise<FolderAccess> {
-    const none = (why: string, driveId = ""): FolderAccess => ({
+    const none = (why: string, driveId = "", missing = false): FolderAccess => ({
       ucloudPath: String(ucloudPath),
       driveId,
       internalPath: "",
       subPath: "",
       access: "none",
       why,
+      ...(missing ? { missing: true as const } : {}),
     });
 
     const parsed = parseUcloudPath(ucloudPath);
@@ -190,7 +191,7 @@ export class LocalStorage implements Storage {
       } catch (error) {
         if (error instanceof UnsafeUsername) return none(error.message, driveId);
         if (!(error instanceof WalkError)) throw error;
-        if (error.reason === "missing") return none(`the drive ${driveId} does not exist`, driveId);
+        if (error.reason === "missing") return none(`the drive ${driveId} does not exist`, driveId, true);
         if (error.reason === "too-long") return none(`the drive id ${driveId} is too long`, driveId);
         if (error.reason === "symlink") return none(`the drive ${driveId} is a symbolic link, which is not followed`, driveId);
         return none(`the drive ${driveId} is not a folder`, driveId);
@@ -211,13 +212,13 @@ export class LocalStorage implements Storage {
       } catch (error) {
         if (!(error instanceof WalkError)) throw error;
         const at = `/${[driveId, ...rest].slice(0, error.index + 1).join("/")}`;
-        if (error.reason === "missing") return none(`the folder ${display} does not exist`, driveId);
+        if (error.reason === "missing") return none(`the folder ${display} does not exist`, driveId, true);
         if (error.reason === "too-long") return none(`the path ${display} is too long`, driveId);
         if (error.reason === "symlink") {
           return none(`${at} is a symbolic link: links are not followed, since they can lead outside the drive ${driveId}`, driveId);
         }
         // A file where a folder should be: the last component is not a folder; through it, nothing exists.
-        return error.index === rest.length ? none(`${display} is not a folder`, driveId) : none(`the folder ${display} does not exist`, driveId);
+        return error.index === rest.length ? none(`${display} is not a folder`, driveId, true) : none(`the folder ${display} does not exist`, driveId, true);
       }
 
       const subPath = [driveId, ...rest].join("/");

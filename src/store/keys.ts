@@ -113,6 +113,14 @@ export const keys = {
   queueRequestIds: () => `${PREFIX}:{queue}:request-ids`,
   /** String held (SET NX PX) by the worker running the periodic resync. */
   resyncLock: () => `${PREFIX}:{queue}:resync-lock`,
+
+  /**
+   * String (JSON: owner, folder, createdAt, attached) of one terminal shell session, named by its
+   * random 32-character identifier; expires by itself (PX). Any API replica attaches it.
+   */
+  shellSession: (sessionId: string) => `${PREFIX}:shell:${sessionId}`,
+  /** Sorted set of one user's shell session ids, scored by when they expire (ms): the per-user cap. */
+  shellSessionsOf: (username: string) => `${PREFIX}:shells:{${username}}`,
 } as const;
 
 /** Every key pattern, for documentation and for operators (`redis-cli --scan --pattern`). */
@@ -145,4 +153,6 @@ export const keyPatterns = {
   queueWake: `${PREFIX}:{queue}:wake`,
   queueRequestIds: `${PREFIX}:{queue}:request-ids`,
   resyncLock: `${PREFIX}:{queue}:resync-lock`,
+  shellSession: `${PREFIX}:shell:<sessionId>`,
+  shellSessionsOf: `${PREFIX}:shells:{<username>}`,
 } as const;

@@ -66,6 +66,11 @@ export class Directory {
     }
   }
 
+  /** The open descriptor: for handing the directory itself to another process (a sandbox's bind mount). */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
   /** `<name>` inside this directory, for a system call that does not follow a final link. */
   private at(name: string): string {
     return `/proc/self/fd/${this.handle.fd}/${plainName(name)}`;
