@@ -348,6 +348,20 @@ function describeIssue(issue: v.BaseIssue<unknown>): string {
   return issue.message;
 }
 
+/**
+ * The two ways an operator changes a setting, for messages: `settingName("server.port")` is
+ * "IAPPS_SERVER_PORT or [server] port".
+ */
+export function settingName(path: string): string {
+  const parts = path.split(".");
+  const key = parts.pop()!;
+  return `${environmentVariable([...parts, key])} or [${parts.join(".")}] ${key}`;
+}
+
+function environmentVariable(path: string[]): string {
+  return `IAPPS_${path.join("_").toUpperCase()}`;
+}
+
 /** Every overridable leaf: its dotted path, the environment variable, and the kind of value it takes. */
 export function overridableKeys(): { path: string[]; variable: string; kind: string }[] {
   const out: { path: string[]; variable: string; kind: string }[] = [];
@@ -360,7 +374,7 @@ export function overridableKeys(): { path: string[]; variable: string; kind: str
       return;
     }
     if (base.type === "record") return;
-    out.push({ path, variable: `IAPPS_${path.join("_").toUpperCase()}`, kind: base.type });
+    out.push({ path, variable: environmentVariable(path), kind: base.type });
   };
   walk(ConfigSchema, []);
   return out;
