@@ -21,7 +21,7 @@
 import { sign } from "hono/jwt";
 import { type Api, createApi, stopApi } from "./runtimes/api.ts";
 import { DriveCommandError, driveCommand } from "./cli/drive.ts";
-import { type Config, ConfigError, configSource, loadConfig, redacted } from "./settings/config.ts";
+import { asWritten, type Config, ConfigError, configSource, loadConfig, redacted } from "./settings/config.ts";
 import { maskSecrets } from "./base/secrets.ts";
 import { listenOps } from "./http/ops-listener.ts";
 import { configureLog, log } from "./base/log.ts";
@@ -240,7 +240,8 @@ async function main() {
       return;
     }
     case "config": {
-      const shown = redacted(config);
+      // Secrets hidden; durations as they are written ("25s"), not in ms.
+      const shown = asWritten(redacted(config));
       const path = args.rest[0];
       if (path === undefined) {
         process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
