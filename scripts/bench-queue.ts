@@ -281,7 +281,7 @@ async function throughputOurs(url: string, admin: Redis, tasks: number): Promise
 
   await worker.stop(5000);
   const stats = await queue.stats();
-  if (stats.pending + stats.active + stats.delayed + stats.dead !== 0) problems.push(`queue not empty after the drain: ${JSON.stringify(stats)}`);
+  if (stats.pending + stats.active + stats.retrying + stats.scheduled + stats.dead !== 0) problems.push(`queue not empty after the drain: ${JSON.stringify(stats)}`);
   await context.close();
   await admin.flushall();
   const duplicates = [...seen.values()].filter((n) => n > 1).length;

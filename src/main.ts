@@ -10,6 +10,9 @@
 //   config   print the resolved configuration (tokens and URL passwords hidden), or one value: `config redis.url`
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
 //
+// A long-running role checks its whole configuration before any part of it starts, and a part that
+// cannot start (a port in use) ends the process with one line saying why and which setting to
+// change (src/runtimes/preflight.ts); exit code 2, as for a configuration that does not parse.
 // Long-running roles stop on SIGTERM or SIGINT (src/runtimes/signals.ts), their parts in order.
 // Imports hono/jwt, src/runtimes (the API, its Bun listener, signals), src/cli, src/http/ops-listener.ts,
 // src/worker/start.ts, src/service (context, health), src/kubernetes/simulator.ts, src/settings
@@ -18,16 +21,17 @@
 import { sign } from "hono/jwt";
 import { type Api, createApi, stopApi } from "./runtimes/api.ts";
 import { DriveCommandError, driveCommand } from "./cli/drive.ts";
-import { type Config, ConfigError, configSource, loadConfig, redacted } from "./settings/config.ts";
+import { asWritten, type Config, ConfigError, configSource, loadConfig, redacted } from "./settings/config.ts";
 import { maskSecrets } from "./base/secrets.ts";
 import { listenOps } from "./http/ops-listener.ts";
 import { configureLog, log } from "./base/log.ts";
 import { startSimulator } from "./kubernetes/simulator.ts";
 import { listenWithBun } from "./runtimes/bun.ts";
+import { cannotListen, type ServiceRole, whyRoleCannotStart } from "./runtimes/preflight.ts";
 import { onStopSignal } from "./runtimes/signals.ts";
 import { createContext } from "./service/context.ts";
 import { opsFor } from "./service/health.ts";
-import { startReconcilingWorker } from "./worker/start.ts";
+import { type ReconcilingWorker, startReconcilingWorker } from "./worker/start.ts";
 
 const USAGE = "usage: bun src/main.ts <api|worker|kube-sim|all|queue|drive|config|token> [--config FILE] [--env NAME]";
 
@@ -95,7 +99,14 @@ function serveApi(config: Config, role: string): Stopper {
   } catch (e) {
     fail((e as Error).message);
   }
-  const { url, listener } = listenWithBun(api);
+  const { host, port } = config.server;
+  let started: ReturnType<typeof listenWithBun>;
+  try {
+    started = listenWithBun(api);
+  } catch (e) {
+    fail(cannotListen(e, { what: "API", host, port, portSetting: "server.port", hostSetting: "server.host" }));
+  }
+  const { url, listener } = started;
   log("info", `ucloud-iapps ${role} listening`, { url, redis: redisShown(config), provider: config.ucloud.provider_id });
   return () => stopApi(api, listener);
 }
@@ -106,7 +117,13 @@ function redisShown(config: Config): string {
 }
 
 async function runSimulator(config: Config): Promise<{ url: string; stop: Stopper }> {
-  const simulator = await startSimulator({ port: config.kubernetes.simulator_port, startDelayMs: config.kubernetes.simulator_start_delay });
+  const port = config.kubernetes.simulator_port;
+  let simulator: Awaited<ReturnType<typeof startSimulator>>;
+  try {
+    simulator = await startSimulator({ port, startDelayMs: config.kubernetes.simulator_start_delay });
+  } catch (e) {
+    fail(cannotListen(e, { what: "Kubernetes simulator", host: "127.0.0.1", port, portSetting: "kubernetes.simulator_port" }));
+  }
   log("info", "Kubernetes simulator listening", {
     url: simulator.url,
     try: `kubectl --server ${simulator.url} get pods -n ${config.kubernetes.namespace}`,
@@ -118,33 +135,36 @@ async function runSimulator(config: Config): Promise<{ url: string; stop: Stoppe
 async function runWorker(config: Config, simulatorUrl: string | undefined, withListener: boolean): Promise<Stopper> {
   // The worker reads records straight from Redis: a cache would only add a way to be stale.
   const context = createContext(config, { cache: false });
-  const reconciling = startReconcilingWorker(context, simulatorUrl);
+  // The listener first: a port in use ends the process before the worker took any task.
+  let reconciling: ReconcilingWorker | null = null;
   let listener: Awaited<ReturnType<typeof listenOps>> | null = null;
   if (withListener && config.worker.metrics_port !== 0) {
+    const { host } = config.server;
+    const port = config.worker.metrics_port;
+    const caches = () => ({ kubernetes: reconciling?.gateway.synced ? null : "the watch caches of pods, services and policies have not synced yet" });
     try {
-      const caches = () => ({ kubernetes: reconciling.gateway.synced ? null : "the watch caches of pods, services and policies have not synced yet" });
-      listener = await listenOps(config.server.host, config.worker.metrics_port, opsFor(context, caches));
+      listener = await listenOps(host, port, opsFor(context, caches));
     } catch (e) {
-      await reconciling.stop();
-      await context.close();
-      fail(`worker: cannot listen on ${config.server.host}:${config.worker.metrics_port} ([worker] metrics_port): ${(e as Error).message}`);
+      fail(cannotListen(e, { what: "worker metrics", host, port, portSetting: "worker.metrics_port", hostSetting: "server.host" }));
     }
-    log("info", "worker metrics listening", { url: `http://${config.server.host}:${listener.port}/metrics` });
+    log("info", "worker metrics listening", { url: `http://${host}:${listener.port}/metrics` });
   }
+  const started = startReconcilingWorker(context, simulatorUrl);
+  reconciling = started;
   return async () => {
     await listener?.close();
-    await reconciling.stop();
+    await started.stop();
     await context.close();
   };
 }
 
+/** Where a worker alone finds the simulator (its port is not 0: whyRoleCannotStart checked). */
 function embeddedSimulatorUrl(config: Config): string | undefined {
   if (config.kubernetes.mode !== "embedded") return undefined;
-  if (config.kubernetes.simulator_port === 0) {
-    fail("worker: [kubernetes] simulator_port is 0; name the port of the simulator that role all or kube-sim runs");
-  }
   return `http://127.0.0.1:${config.kubernetes.simulator_port}`;
 }
+
+const SERVICE_ROLES: readonly string[] = ["api", "worker", "kube-sim", "all"] satisfies ServiceRole[];
 
 async function queueCommand(config: Config, [command, id]: string[]) {
   const context = createContext(config, { cache: false });
@@ -180,6 +200,10 @@ async function main() {
   const args = parseArguments(process.argv.slice(2));
   const config = readConfig(args);
   configureLog(config.log);
+  if (SERVICE_ROLES.includes(args.role)) {
+    const problem = whyRoleCannotStart(config, args.role as ServiceRole);
+    if (problem !== null) fail(problem);
+  }
   switch (args.role) {
     case "api":
       stopOnSignal([serveApi(config, args.role)]);
@@ -216,7 +240,8 @@ async function main() {
       return;
     }
     case "config": {
-      const shown = redacted(config);
+      // Secrets hidden; durations as they are written ("25s"), not in ms.
+      const shown = asWritten(redacted(config));
       const path = args.rest[0];
       if (path === undefined) {
         process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);

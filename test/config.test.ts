@@ -6,8 +6,8 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { type Config, ConfigError, loadConfig, resolveConfig } from "../src/settings/config.ts";
-import { durationMs } from "../src/settings/duration.ts";
+import { asWritten, type Config, ConfigError, loadConfig, resolveConfig } from "../src/settings/config.ts";
+import { durationMs, durationText } from "../src/settings/duration.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -356,6 +356,38 @@ describe("durations are strings such as \"200ms\", \"30s\", \"15m\", \"1h30m\"",
   });
 });
 
+describe("durations are shown as they are written: the shortest exact form, in the largest whole unit", () => {
+  test.each([
+    [200, "200ms"],
+    [1_000, "1s"],
+    [25_000, "25s"],
+    [900_000, "15m"],
+    [3_600_000, "1h"],
+    [5_400_000, "90m"],
+    [1_500, "1500ms"],
+    [0, "0s"],
+  ])("%p ms is %p", (ms, text) => {
+    expect(durationText(ms)).toBe(text);
+    expect(durationMs(text)).toBe(ms);
+  });
+
+  test("every whole number of milliseconds reads back as itself", () => {
+    for (const ms of [1, 999, 1_001, 59_999, 60_001, 86_400_000, 2 ** 31 - 1, 123_456_789]) expect(durationMs(durationText(ms))).toBe(ms);
+  });
+
+  test("asWritten turns every duration setting into its string and leaves the rest, and the configuration, as they are", () => {
+    const config = load(`[server]\nshutdown_timeout = "25s"\nport = 9000\n[api]\njob_claim_wait = "1h30m"\n`);
+    const shown = asWritten(config) as Record<string, Record<string, unknown>>;
+    expect(shown.server).toMatchObject({ shutdown_timeout: "25s", port: 9000 });
+    expect(shown.api).toMatchObject({ job_claim_wait: "90m", body_limit: 1024 * 1024 });
+    expect((shown.apps as Record<string, Record<string, unknown>>).terminal).toMatchObject({ inactivity: "15m" });
+    expect(shown.worker).toMatchObject({ backoff_base: "200ms", backoff_max: "5m", metrics_port: 0 });
+    expect(config.server.shutdown_timeout).toBe(25_000);
+    // Shown again, they read as the same configuration.
+    expect(resolveConfig(shown, { source: "shown", environment: {} })).toEqual(config);
+  });
+});
+
 describe("a bad file fails with a ConfigError naming the key path and the reason", () => {
   test("a mistake in an overlay is reported even when another overlay (or none) is selected", () => {
     const text = `[env.production]\nsever = { host = "0.0.0.0" }\n[env.staging]\nserver = { port = 9000 }\n`;
@@ -503,5 +535,33 @@ describe("the CLI refuses to start with a bad configuration: exit code 2 and the
     const result = cli(["api", "--config", configFile(`[server]\nport = 0\n[env.production]\nserver = { host = "0.0.0.0" }\n`), "--env", "prodution"]);
     expect(result.status).toBe(2);
     expect(result.stderr).toContain("prodution");
+  }, 30_000);
+});
+
+describe("bun src/main.ts config shows durations as they are written", () => {
+  /** Runs `bun src/main.ts config <args>` without any IAPPS_ variables of this process. */
+  function config(args: string[], variables: Record<string, string> = {}) {
+    const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("IAPPS_")));
+    return spawnSync(BUN, ["src/main.ts", "config", ...args], { cwd: ROOT, env: { ...inherited, ...variables }, encoding: "utf8", timeout: 20_000 });
+  }
+
+  test("one duration: config server.shutdown_timeout prints 25s, not 25000", () => {
+    const result = config(["server.shutdown_timeout", "--config", configFile(`[server]\nshutdown_timeout = "25s"\n`)]);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe("25s\n");
+  }, 30_000);
+
+  test("a section, and the whole configuration: every duration a string, every other number a number", () => {
+    const path = configFile(`[worker]\nbackoff_base = "200ms"\nresync_interval = "1m"\n`);
+    const worker = config(["worker", "--config", path], { IAPPS_WORKER_LEASE: "1h" });
+    expect(worker.status).toBe(0);
+    expect(JSON.parse(worker.stdout)).toMatchObject({ lease: "1h", backoff_base: "200ms", resync_interval: "1m", backoff_max: "5m", concurrency: 8 });
+    const whole = config(["--config", path]);
+    expect(whole.status).toBe(0);
+    const shown = JSON.parse(whole.stdout);
+    expect(shown.redis.command_timeout).toBe("1s");
+    expect(shown.kubernetes.simulator_start_delay).toBe("200ms");
+    expect(shown.apps.terminal.inactivity).toBe("15m");
+    expect(shown.server.port).toBe(8080);
   }, 30_000);
 });

@@ -136,6 +136,10 @@ describe("/metrics moves with traffic", () => {
 
   test("the queue's depth by state is read from Redis at scrape time", async () => {
     const queue = api.context.queue;
+    // A failed task waiting out its backoff (retrying), and a check added for later (scheduled).
+    await queue.add("reconcile:syncthing:u6");
+    const [failing] = await queue.take(1, 60_000, "failing");
+    await queue.fail(failing!, "boom");
     await queue.add("reconcile:syncthing:u1", "reconcile:syncthing:u2", "reconcile:syncthing:u3");
     await queue.addAfter("reconcile:syncthing:u4", 3_600_000);
     await queue.take(1, 60_000, "test");
@@ -143,7 +147,9 @@ describe("/metrics moves with traffic", () => {
     const metrics = await scrape();
     expect(metrics.get("iapps_queue_tasks", { state: "pending" })).toBe(2);
     expect(metrics.get("iapps_queue_tasks", { state: "active" })).toBe(1);
-    expect(metrics.get("iapps_queue_tasks", { state: "delayed" })).toBe(1);
+    expect(metrics.get("iapps_queue_tasks", { state: "retrying" })).toBe(1);
+    expect(metrics.get("iapps_queue_tasks", { state: "scheduled" })).toBe(1);
+    expect(metrics.get("iapps_queue_tasks", { state: "delayed" })).toBeUndefined();
     expect(metrics.get("iapps_queue_tasks", { state: "dead" })).toBe(1);
   });
 

@@ -31,7 +31,7 @@ const task = (i: number | string) => `reconcile:syncthing:user-${i}`;
 const executions = async (id: string) => Number((await redis.admin.hget("test:executions", id)) ?? 0);
 const queueIdle = async () => {
   const stats = await context.queue.stats();
-  return stats.pending === 0 && stats.active === 0 && stats.delayed === 0;
+  return stats.pending === 0 && stats.active === 0 && stats.retrying === 0 && stats.scheduled === 0;
 };
 
 describe("adding tasks (client-go workqueue rules)", () => {
@@ -200,7 +200,7 @@ describe("failures", () => {
       return dead.length > 0 && dead;
     }, 30, "the task is parked");
     expect(letter).toMatchObject({ id: task(1), attempts: 4, error: `${task(1)} always fails` });
-    expect(await context.queue.stats()).toMatchObject({ pending: 0, active: 0, delayed: 0, dead: 1 });
+    expect(await context.queue.stats()).toMatchObject({ pending: 0, active: 0, retrying: 0, scheduled: 0, dead: 1 });
     failing.kill();
     await failing.exited;
     expect(await context.queue.replay(task(1))).toBe(true);
@@ -233,6 +233,37 @@ describe("failures", () => {
     } finally {
       await queue.close();
     }
+  });
+});
+
+describe("stats tell a retry's wait from a check scheduled on purpose", () => {
+  test("a failed task waiting out its backoff is retrying; a task added for later is scheduled", async () => {
+    await context.queue.addAfter(task(1), 3_600_000);
+    expect(await context.queue.stats()).toEqual({ pending: 0, active: 0, retrying: 0, scheduled: 1, dead: 0 });
+    await context.queue.add(task(2));
+    const [lease] = await context.queue.take(1, 10_000, "t");
+    expect(await context.queue.fail(lease!, "boom")).toBe("delayed");
+    expect(await context.queue.stats()).toEqual({ pending: 0, active: 0, retrying: 1, scheduled: 1, dead: 0 });
+  });
+
+  test("a run that succeeds after failing and asks to run again later is scheduled, not retrying", async () => {
+    await context.queue.add(task(1));
+    const [failed] = await context.queue.take(1, 10_000, "t");
+    expect(await context.queue.fail(failed!, "boom")).toBe("delayed");
+    await redis.admin.zrem(keys.queueDelayed(), task(1));
+    await context.queue.add(task(1));
+    const [lease] = await context.queue.take(1, 10_000, "u");
+    // As the worker does with a handler's requeueAfterMs: the time is set before the run completes.
+    await context.queue.addAfter(task(1), 3_600_000);
+    expect(await context.queue.complete(lease!)).toBe(true);
+    expect(await context.queue.stats()).toEqual({ pending: 0, active: 0, retrying: 0, scheduled: 1, dead: 0 });
+  });
+
+  test("queue stats on the command line shows both", async () => {
+    await context.queue.addAfter(task(1), 3_600_000);
+    const child = startProcess(["src/main.ts", "queue", "stats"], { IAPPS_REDIS_URL: redis.url });
+    expect(await child.exited).toBe(0);
+    expect(JSON.parse(child.stdout())).toEqual({ pending: 0, active: 0, retrying: 0, scheduled: 1, dead: 0 });
   });
 });
 
@@ -308,7 +339,7 @@ describe("operator CLI", () => {
     const [lease] = await context.queue.take(1, 10_000, "x");
     await redis.admin.hset(keys.queueAttempts(), task(1), "2");
     expect(await context.queue.fail(lease!, "broken")).toBe("dead");
-    expect(JSON.parse((await cli("stats")).output)).toEqual({ pending: 0, active: 0, delayed: 0, dead: 1 });
+    expect(JSON.parse((await cli("stats")).output)).toEqual({ pending: 0, active: 0, retrying: 0, scheduled: 0, dead: 1 });
     expect(JSON.parse((await cli("dead")).output)).toMatchObject([{ id: task(1), attempts: 3, error: "broken" }]);
     expect(await cli("replay", task(1))).toMatchObject({ code: 0 });
     expect(await cli("replay", task(1))).toMatchObject({ code: 2 });

@@ -208,6 +208,58 @@ describe("a worker killed mid-restart", () => {
   });
 });
 
+describe("the worker's log names every object the reconciler creates or deletes", () => {
+  test("an update logs the pod, service and policy it creates; a restart logs the pod's deletion, then its creation", async () => {
+    const worker = h.startWorkerProcess({ IAPPS_WORKER_RESYNC_INTERVAL: "1h", IAPPS_LOG_LEVEL: "info", IAPPS_LOG_FORMAT: "json" });
+    /** The worker's JSON log lines on stderr. */
+    const lines = () =>
+      worker
+        .output()
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const changes = () => lines().filter((line) => line.kind !== undefined);
+    const etag = await update(1);
+    const before = await runningPod(etag);
+    const { jobId } = await aliceRecord();
+    const pod = podName(jobId!);
+    const owner = { createdBy: "alice", project: null };
+    const created = await eventually(
+      async () => {
+        const kinds = changes().filter((line) => line.message !== undefined && String(line.message).startsWith("created"));
+        return kinds.length >= 3 && kinds;
+      },
+      10,
+      `the pod, service and policy created are logged (output: ${worker.output()})`,
+    );
+    expect(created).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ level: "info", message: "created a pod", app: "syncthing", owner, kind: "Pod", name: pod }),
+        expect.objectContaining({ level: "info", message: "created a service", app: "syncthing", owner, kind: "Service", name: serviceName(jobId!) }),
+        expect.objectContaining({ level: "info", message: "created a network policy", app: "syncthing", owner, kind: "NetworkPolicy", name: policyName(jobId!) }),
+      ]),
+    );
+
+    const logged = changes().length;
+    expect((await providerCall(api, "syncthing", "restart", { principal: alice })).status).toBe(200);
+    await eventually(async () => (await runningPod(etag)).metadata!.uid !== before.metadata!.uid, 10, "a new pod");
+    const afterRestart = await eventually(
+      async () => {
+        const later = changes().slice(logged);
+        return later.some((line) => line.message === "created a pod") && later;
+      },
+      10,
+      `the restart's changes are logged (output: ${worker.output()})`,
+    );
+    const deletion = afterRestart.findIndex((line) => line.message === "deleted a pod");
+    const creation = afterRestart.findIndex((line) => line.message === "created a pod");
+    expect(afterRestart[deletion]).toMatchObject({ level: "info", app: "syncthing", owner, kind: "Pod", name: pod, why: "restart" });
+    expect(afterRestart[creation]).toMatchObject({ level: "info", app: "syncthing", owner, kind: "Pod", name: pod });
+    expect(deletion).toBeGreaterThanOrEqual(0);
+    expect(creation).toBeGreaterThan(deletion);
+  });
+});
+
 describe("role all, as a newcomer runs it", () => {
   test("one process serves the API, runs the simulator and a worker: an update makes a running pod", async () => {
     const [port, simulatorPort] = [await freePort(), await freePort()];

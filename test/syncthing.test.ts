@@ -210,7 +210,7 @@ describe("ports (spec §7)", () => {
     await eventually(async () => ((await redis.admin.hget(keys.job(jobId!), "status")) ?? "").includes("No free Syncthing port"), 10, "the job says why");
     // Nothing to wait for: that no retry is scheduled shows only after a while.
     await new Promise((r) => setTimeout(r, 500));
-    expect(await running.context.queue.stats()).toMatchObject({ pending: 0, delayed: 0, dead: 0 });
+    expect(await running.context.queue.stats()).toMatchObject({ pending: 0, retrying: 0, scheduled: 0, dead: 0 });
     expect(await cluster.getPod(podName(jobId!))).toBeNull();
     // u1 stops running (no devices): its port is freed, and u3 gets it at the next reconcile.
     await update("u1", { folders: [], devices: [] });

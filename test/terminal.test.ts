@@ -306,6 +306,16 @@ describe("the terminal's routes refuse what they should", () => {
     expect((await publicCall(api, "alice", "POST", "terminal/open", { folder: "/home-alice" })).status).toBe(404);
   });
 
+  test("the terminal's configuration routes say it has none, and that it is configured by opening it", async () => {
+    const said = "The integrated application 'terminal' has no configuration routes: it is configured by opening it, POST /ucloud/k8s/iapps/terminal/open";
+    for (const op of ["retrieve", "update", "reset", "restart"]) {
+      await expectError(await providerCall(api, "terminal", op, { principal: alice, config: { folders: [] } }), 404, "UNKNOWN_APPLICATION", said);
+    }
+    await expectError(await publicCall(api, "alice", "GET", "terminal/retrieve"), 404, "UNKNOWN_APPLICATION", said);
+    // An app that is not there at all still says so.
+    await expectError(await providerCall(api, "nope", "retrieve", { principal: alice }), 404, "UNKNOWN_APPLICATION", "There is no integrated application called 'nope'");
+  });
+
   test("a disabled terminal: 404 UNKNOWN_APPLICATION", async () => {
     const disabled = startInstance(redis.url, { storage: { root }, apps: { terminal: { enabled: false } } });
     try {

@@ -46,6 +46,13 @@ export const unauthorized = (why: string) => new AppError(401, "UNAUTHORIZED", w
 export const forbidden = (why: string) => new AppError(403, "FORBIDDEN", why);
 export const unknownApplication = (app: string) =>
   new AppError(404, "UNKNOWN_APPLICATION", `There is no integrated application called '${app}' on this provider.`);
+/** An internal app's configuration routes (it has none): the code of an unknown app, and what to do instead. */
+export const noConfigurationRoutes = (app: string, providerId: string) =>
+  new AppError(
+    404,
+    "UNKNOWN_APPLICATION",
+    `The integrated application '${app}' has no configuration routes: it is configured by opening it, POST /ucloud/${providerId}/iapps/${app}/open (which UCloud/Core calls with the folder to open).`,
+  );
 export const notFound = (why: string) => new AppError(404, "NOT_FOUND", why);
 export const etagMismatch = () =>
   new AppError(

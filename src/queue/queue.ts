@@ -9,7 +9,8 @@
 //
 // Lists and sorted sets moved by Lua scripts, rather than streams: every transition touches the
 // dirty set, the lease and the retry state together, and a script makes each one atomic and
-// named (add, take, renew, complete, fail, promote): src/queue/scripts/<verb>-<number of keys>.lua.
+// named (add, take, renew, complete, fail, promote; and stats, which tells a retry's wait from a
+// check scheduled on purpose): src/queue/scripts/<verb>-<number of keys>.lua.
 // Times come from the Redis server's clock, so workers on machines with skewed clocks agree on
 // leases and backoffs.
 //
@@ -30,6 +31,7 @@ const scripts = {
   promote: queueScript("promote-12.lua"),
   replay: queueScript("replay-3.lua"),
   addAfter: queueScript("add-after-2.lua"),
+  stats: queueScript("stats-5.lua"),
 };
 
 function queueScript(file: string): RedisScript {
@@ -76,10 +78,17 @@ export interface DeadLetter {
   requestId?: string;
 }
 
+/** How many tasks are in each state. */
 export interface QueueStats {
+  /** Waiting for a worker. */
   pending: number;
+  /** Being processed (under a lease). */
   active: number;
-  delayed: number;
+  /** Waiting out the backoff after a failed attempt. */
+  retrying: number;
+  /** Waiting for a time set on purpose (`addAfter`: a terminal's lease running out); healthy. */
+  scheduled: number;
+  /** Out of attempts: dead letters. */
   dead: number;
 }
 
@@ -195,15 +204,9 @@ export class TaskQueue {
 
   async stats(): Promise<QueueStats> {
     const redis = await this.redis();
-    const replies = await redis
-      .multi()
-      .llen(keys.queuePending())
-      .zcard(keys.queueActive())
-      .zcard(keys.queueDelayed())
-      .hlen(keys.queueDead())
-      .exec();
-    const [pending, active, delayed, dead] = (replies ?? []).map(([, value]) => Number(value));
-    return { pending: pending ?? 0, active: active ?? 0, delayed: delayed ?? 0, dead: dead ?? 0 };
+    const keyNames = [keys.queuePending(), keys.queueActive(), keys.queueDelayed(), keys.queueAttempts(), keys.queueDead()];
+    const [pending, active, retrying, scheduled, dead] = ((await scripts.stats.run(redis, keyNames, [])) as number[]).map(Number);
+    return { pending: pending ?? 0, active: active ?? 0, retrying: retrying ?? 0, scheduled: scheduled ?? 0, dead: dead ?? 0 };
   }
 
   async deadLetters(): Promise<DeadLetter[]> {

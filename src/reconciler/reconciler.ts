@@ -1,7 +1,8 @@
 // The reconciler: one level-triggered, idempotent function per (app, owner) that reads the
 // record, its job and its pod, and closes the difference (spec §5). Running it twice in a row
 // changes nothing the second time. Restart is a pod deletion followed by a reconcile.
-// Every reconcile counts its outcome in the metrics (iapps_reconcile_total).
+// Every reconcile counts its outcome in the metrics (iapps_reconcile_total), and every object it
+// creates or deletes in the cluster is a log line (info): app, owner, kind, name, and why.
 // Imports src/apps, src/store, src/ucloud/jobs.ts, src/kubernetes/gateway.ts, src/metrics and this folder.
 
 import type { V1Pod, V1Volume } from "@kubernetes/client-node";
@@ -38,6 +39,10 @@ export interface ReconcilerOptions {
  * new version was stored, and its own reconcile follows). Failures count as `aborted` (lease lost) or `error`.
  */
 export type ReconcileOutcome = "in-sync" | "created" | "replaced" | "stopped" | "blocked" | "detached" | "waiting" | "skipped" | "pruned";
+
+/** The kinds of object the reconciler changes, and how a log line names them. */
+const KINDS = { Pod: "a pod", Service: "a service", NetworkPolicy: "a network policy" } as const;
+type Kind = keyof typeof KINDS;
 
 /**
  * "Run me again after": when the record's wants change by themselves (a terminal's lease running
@@ -82,10 +87,11 @@ export class Reconciler {
     const pods = await gateway.podsByIndex(LABELS.owner, ownerLabel(tag));
     for (const orphan of pods.filter((p) => p.metadata?.name !== name)) {
       stop();
-      await gateway.deletePod(orphan.metadata!.name!);
       const orphanJob = orphan.metadata?.labels?.[LABELS.jobId];
+      if (await gateway.deletePod(orphan.metadata!.name!)) {
+        this.changed("deleted", "Pod", orphan.metadata!.name!, appName, owner, { why: `it belongs to an earlier job (${orphanJob ?? "unknown"})` });
+      }
       if (orphanJob) await app.release(orphanJob, this.options.runtime);
-      this.options.log("info", "deleted the pod of an earlier job", { app: appName, owner, pod: orphan.metadata!.name });
     }
     let pod = pods.find((p) => p.metadata?.name === name) ?? null;
 
@@ -97,7 +103,7 @@ export class Reconciler {
         this.options.log("info", "detached a record whose job is gone or final", { app: appName, owner, jobId: record.jobId });
       }
       stop();
-      if (pod) await gateway.deletePod(name);
+      if (pod && (await gateway.deletePod(name))) this.changed("deleted", "Pod", name, appName, owner, { why: "its job is gone or final" });
       await app.release(record.jobId, this.options.runtime);
       return { outcome: "detached" };
     }
@@ -139,9 +145,10 @@ export class Reconciler {
         return done("in-sync");
       }
       stop();
-      await gateway.deletePod(name);
+      if (await gateway.deletePod(name)) {
+        this.changed("deleted", "Pod", name, appName, owner, { why: outdated ?? (shouldRun ? `phase ${phase}` : "should not run") });
+      }
       await this.setState(job, "SUSPENDED");
-      this.options.log("info", "deleted a pod", { app: appName, owner, pod: name, why: outdated ?? (shouldRun ? `phase ${phase}` : "should not run") });
       // Where deletion is immediate the new pod follows now; elsewhere its DELETED event brings us back.
       pod = await gateway.getPod(name);
       if (pod) return done("replaced");
@@ -179,10 +186,10 @@ export class Reconciler {
       if (statusOf(e) === 409) return done("in-sync");
       throw e;
     }
+    this.changed("created", "Pod", name, appName, owner, { etag: record.etag });
     stop();
     await this.ensureCompanions(app, context, created);
     await this.setState(job, "IN_QUEUE");
-    this.options.log("info", "created a pod", { app: appName, owner, pod: name, etag: record.etag });
     return done("created");
   }
 
@@ -191,7 +198,8 @@ export class Reconciler {
     const record = await this.options.store.read(appName, owner);
     if (record?.state !== "active" || record.jobId === "") return { requeueAfterMs: null };
     signal?.throwIfAborted();
-    await this.options.gateway.deletePod(podName(record.jobId));
+    const name = podName(record.jobId);
+    if (await this.options.gateway.deletePod(name)) this.changed("deleted", "Pod", name, appName, owner, { why: "restart" });
     return this.reconcile(appName, owner, signal);
   }
 
@@ -207,18 +215,26 @@ export class Reconciler {
   /** The pod's services and network policy exist, and belong to this pod (not an earlier one). */
   private async ensureCompanions(app: IntegratedApp<unknown>, context: PodContext<unknown>, pod: V1Pod) {
     const { gateway } = this.options;
+    const changed = (verb: "created" | "deleted", kind: Kind, name: string, why: string) => this.changed(verb, kind, name, app.name, context.owner, { why });
+    const why = { deleted: "it belonged to an earlier pod", created: `for pod ${pod.metadata?.name}` };
     for (const wanted of [buildService(app, context, pod), ...app.extraServices(context).map((s) => ownedService(s, pod))]) {
       const name = wanted.metadata!.name!;
       const service = await gateway.cachedService(name);
       if (service && ownedByPod(service, pod)) continue;
-      if (service) await gateway.deleteService(name);
-      await createOrKeep(() => gateway.createService(wanted));
+      if (service && (await gateway.deleteService(name))) changed("deleted", "Service", name, why.deleted);
+      if (await createOrKeep(() => gateway.createService(wanted))) changed("created", "Service", name, why.created);
     }
-    const policy = await gateway.cachedNetworkPolicy(policyName(context.jobId));
+    const name = policyName(context.jobId);
+    const policy = await gateway.cachedNetworkPolicy(name);
     if (!policy || !ownedByPod(policy, pod)) {
-      if (policy) await gateway.deleteNetworkPolicy(policyName(context.jobId));
-      await createOrKeep(() => gateway.createNetworkPolicy(buildNetworkPolicy(app, context, pod)));
+      if (policy && (await gateway.deleteNetworkPolicy(name))) changed("deleted", "NetworkPolicy", name, why.deleted);
+      if (await createOrKeep(() => gateway.createNetworkPolicy(buildNetworkPolicy(app, context, pod)))) changed("created", "NetworkPolicy", name, why.created);
     }
+  }
+
+  /** A create or delete in the cluster, as a log line: `created a pod`, with the app, owner, kind, name and what else explains it. */
+  private changed(verb: "created" | "deleted", kind: Kind, name: string, app: string, owner: Owner, more: Record<string, unknown> = {}) {
+    this.options.log("info", `${verb} ${KINDS[kind]}`, { app, owner, kind, name, ...more });
   }
 
   private async setState(job: Job, state: JobState, status = "") {
@@ -229,10 +245,13 @@ export class Reconciler {
   }
 }
 
-async function createOrKeep(create: () => Promise<unknown>) {
+/** Creates an object; false when one of its name exists already (another worker made it). */
+async function createOrKeep(create: () => Promise<unknown>): Promise<boolean> {
   try {
     await create();
+    return true;
   } catch (e) {
     if (statusOf(e) !== 409) throw e;
+    return false;
   }
 }

@@ -2,7 +2,7 @@
 // `fetch(Request)`; src/runtimes/api.ts builds it for every runtime's adapter (bun.ts, deno.ts,
 // node.ts).
 
-import type { Config } from "../settings/config.ts";
+import { type Config, settingName } from "../settings/config.ts";
 import { log } from "../base/log.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { opsFor } from "../service/health.ts";
@@ -24,7 +24,9 @@ export function httpAppFor(context: ServiceContext, now?: () => number) {
 
 export function authOptions(config: Config) {
   if (config.auth.jwt_secret === "" && config.auth.jwt_public_key === "") {
-    throw new Error("[auth]: set jwt_secret (HS256, local use) or jwt_public_key (RS256/ES256); without one no request can be authenticated");
+    throw new Error(
+      `no JWT key, so no request could be authenticated: set ${settingName("auth.jwt_public_key")} (RS256/ES256, the key UCloud signs with), or ${settingName("auth.jwt_secret")} (HS256, local use)`,
+    );
   }
   return {
     jwtSecret: config.auth.jwt_secret,

@@ -10,7 +10,7 @@
 import type { IntegratedApp } from "../domain/app.ts";
 import type { AppRegistry } from "../apps/registry.ts";
 import type { AppRuntime } from "../domain/runtime.ts";
-import { invalidConfiguration, notFound, preconditionRequired, unknownApplication } from "../base/errors.ts";
+import { invalidConfiguration, noConfigurationRoutes, notFound, preconditionRequired, unknownApplication } from "../base/errors.ts";
 import type { Owner } from "../domain/owner.ts";
 import type { RecordStore } from "../store/records.ts";
 import type { JobRegistry } from "../ucloud/jobs.ts";
@@ -59,10 +59,11 @@ export class ConfigurationService {
     this.writes = new WriteLoop(options);
   }
 
-  /** An app with configuration routes (the terminal has none: it is internal). */
+  /** An app with configuration routes (the terminal has none: it is internal, and configured by opening it). */
   configurableApp(name: string): IntegratedApp<unknown> {
     const app = this.options.apps.get(name);
-    if (!app || app.internal) throw unknownApplication(name);
+    if (!app) throw unknownApplication(name);
+    if (app.internal) throw noConfigurationRoutes(app.name, this.options.providerId);
     return app;
   }
 

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
-import { durationMs } from "./duration.ts";
+import { durationMs, durationText } from "./duration.ts";
 import { maskSecrets } from "../base/secrets.ts";
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -13,8 +13,12 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** `[api] cache_max_bytes` when unset: 256 MiB. */
 export const DEFAULT_CACHE_MAX_BYTES = 256 * 1024 * 1024;
 
-const duration = (fallback: string) =>
-  v.optional(
+/** The schemas of the duration settings, to show them as they are written (`asWritten`). */
+const durationSchemas = new WeakSet<v.GenericSchema>();
+
+/** A duration setting: written "30s", held in ms. */
+const duration = (fallback: string) => {
+  const schema = v.optional(
     v.pipe(
       v.string("expected a duration such as \"30s\""),
       v.check((s) => durationMs(s) !== null, "expected a duration such as \"200ms\", \"30s\" or \"15m\""),
@@ -24,6 +28,9 @@ const duration = (fallback: string) =>
     ),
     fallback,
   );
+  durationSchemas.add(schema);
+  return schema;
+};
 const port = (fallback: number) =>
   v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(65535)), fallback);
 const positiveInt = (fallback: number, max = 1_000_000_000) =>
@@ -362,6 +369,20 @@ function describeIssue(issue: v.BaseIssue<unknown>): string {
   return issue.message;
 }
 
+/**
+ * The two ways an operator changes a setting, for messages: `settingName("server.port")` is
+ * "IAPPS_SERVER_PORT or [server] port".
+ */
+export function settingName(path: string): string {
+  const parts = path.split(".");
+  const key = parts.pop()!;
+  return `${environmentVariable([...parts, key])} or [${parts.join(".")}] ${key}`;
+}
+
+function environmentVariable(path: string[]): string {
+  return `IAPPS_${path.join("_").toUpperCase()}`;
+}
+
 /** Every overridable leaf: its dotted path, the environment variable, and the kind of value it takes. */
 export function overridableKeys(): { path: string[]; variable: string; kind: string }[] {
   const out: { path: string[]; variable: string; kind: string }[] = [];
@@ -374,7 +395,7 @@ export function overridableKeys(): { path: string[]; variable: string; kind: str
       return;
     }
     if (base.type === "record") return;
-    out.push({ path, variable: `IAPPS_${path.join("_").toUpperCase()}`, kind: base.type });
+    out.push({ path, variable: environmentVariable(path), kind: base.type });
   };
   walk(ConfigSchema, []);
   return out;
@@ -451,4 +472,19 @@ function maskStrings(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(maskStrings);
   if (isTable(value)) return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, maskStrings(child)]));
   return value;
+}
+
+/**
+ * The configuration as config.toml writes it, for `bun src/main.ts config`: durations as
+ * strings ("25s", not 25000). The code keeps them in ms.
+ */
+export function asWritten(config: Config): Record<string, unknown> {
+  const walk = (schema: v.GenericSchema, value: unknown): unknown => {
+    if (durationSchemas.has(schema) && typeof value === "number") return durationText(value);
+    const base = unwrap(schema);
+    if ((base.type !== "strict_object" && base.type !== "object") || !isTable(value)) return value;
+    const entries = (base as unknown as v.ObjectSchema<v.ObjectEntries, undefined>).entries;
+    return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, entries[key] ? walk(entries[key] as v.GenericSchema, child) : child]));
+  };
+  return walk(ConfigSchema, config) as Record<string, unknown>;
 }
