@@ -13,6 +13,9 @@
 // the command, and ioredis then loses track of which reply is whose. A script run on a client
 // that does not have it fails, saying so.
 //
+// A script may include helpers it shares with others: `--- @include "_helpers.lua"` on a line of
+// its own (see `withIncludes`).
+//
 // Also here: the two small scripts more than one store module uses (a key's value compared, then
 // the key deleted or its expiry set).
 //
@@ -42,6 +45,15 @@ export function defineLoadedScripts<C extends ScriptClient>(client: C): C {
   return client;
 }
 
+/**
+ * A script with its `--- @include "<file>"` lines replaced by those files (beside it, named with a
+ * leading `_`: not scripts of their own), as BullMQ's preprocessor does: helpers several scripts
+ * share are written once.
+ */
+function withIncludes(file: URL, lua: string): string {
+  return lua.replace(/^--- @include "(_[\w-]+\.lua)"$/gm, (_line, name: string) => readFileSync(new URL(name, file), "utf8").trimEnd());
+}
+
 export class RedisScript {
   /** The name it is defined under on a client: its file's name without `.lua`, such as `take-8`. */
   readonly name: string;
@@ -54,7 +66,7 @@ export class RedisScript {
     if (!parts) throw new Error(`${file.pathname}: a Redis script's file is named <verb>-<number of keys>.lua`);
     this.name = `${parts[1]}-${parts[2]}`;
     this.numberOfKeys = Number(parts[2]);
-    this.lua = readFileSync(file, "utf8");
+    this.lua = withIncludes(file, readFileSync(file, "utf8"));
     const other = loaded.get(this.name);
     if (other !== undefined && other.lua !== this.lua) throw new Error(`two different Redis scripts are named ${fileName}`);
     loaded.set(this.name, this);

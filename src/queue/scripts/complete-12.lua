@@ -24,30 +24,7 @@ local attempts, errors, delayed, dead = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local busy, parked, requestIds = KEYS[10], KEYS[11], KEYS[12]
 local id, token = ARGV[1], ARGV[2]
 
--- Wake one idle worker; the token list is capped, since one token may start many tasks.
-local function wakeOne()
-  if redis.call('LLEN', wake) < 256 then redis.call('RPUSH', wake, '1') end
-end
-
--- The (app, owner) part of a task id ("reconcile:syncthing:alice" -> "syncthing:alice"): tasks of
--- one tag never run at once, whatever their kind.
-local function tagOf(id)
-  local at = string.find(id, ':', 1, true)
-  return at and string.sub(id, at + 1) or id
-end
-
--- A task leaves the active set: its (app, owner) is free again, and a task of it that had to wait
--- (parked by take-8.lua) goes back to pending.
-local function free(id)
-  local tag = tagOf(id)
-  if redis.call('HGET', busy, tag) == id then redis.call('HDEL', busy, tag) end
-  local waiting = redis.call('HGET', parked, tag)
-  if waiting then
-    redis.call('HDEL', parked, tag)
-    redis.call('RPUSH', pending, waiting)
-    wakeOne()
-  end
-end
+--- @include "_free.lua"
 
 if redis.call('HGET', leases, id) ~= token then return 0 end
 redis.call('ZREM', active, id)

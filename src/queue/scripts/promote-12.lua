@@ -33,39 +33,9 @@ local maxAttempts, batch = tonumber(ARGV[1]), tonumber(ARGV[5])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
--- Wake one idle worker; the token list is capped, since one token may start many tasks.
-local function wakeOne()
-  if redis.call('LLEN', wake) < 256 then redis.call('RPUSH', wake, '1') end
-end
+--- @include "_free.lua"
 
--- The (app, owner) part of a task id ("reconcile:syncthing:alice" -> "syncthing:alice"): tasks of
--- one tag never run at once, whatever their kind.
-local function tagOf(id)
-  local at = string.find(id, ':', 1, true)
-  return at and string.sub(id, at + 1) or id
-end
-
--- A task leaves the active set: its (app, owner) is free again, and a task of it that had to wait
--- (parked by take-8.lua) goes back to pending.
-local function free(id)
-  local tag = tagOf(id)
-  if redis.call('HGET', busy, tag) == id then redis.call('HDEL', busy, tag) end
-  local waiting = redis.call('HGET', parked, tag)
-  if waiting then
-    redis.call('HDEL', parked, tag)
-    redis.call('RPUSH', pending, waiting)
-    wakeOne()
-  end
-end
-
--- A task out of attempts becomes a dead letter, with the request that last asked for it.
-local function bury(id, attemptCount, err)
-  local requestId = redis.call('HGET', requestIds, id)
-  redis.call('HSET', dead, id, cjson.encode({id = id, attempts = attemptCount, error = err, failedAt = now, requestId = requestId or nil}))
-  redis.call('HDEL', attempts, id)
-  redis.call('HDEL', errors, id)
-  redis.call('HDEL', requestIds, id)
-end
+--- @include "_bury.lua"
 
 local promoted, expired, buried = 0, 0, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, batch)) do
