@@ -227,7 +227,9 @@ describe("the worker's log names every object the reconciler creates or deletes"
     const created = await eventually(
       async () => {
         const kinds = changes().filter((line) => line.message !== undefined && String(line.message).startsWith("created"));
-        return kinds.length >= 3 && kinds;
+        // The companions come after the pod, the policy last: wait for all three kinds.
+        const seen = new Set(kinds.map((line) => line.kind));
+        return ["Pod", "Service", "NetworkPolicy"].every((kind) => seen.has(kind)) && kinds;
       },
       10,
       `the pod, service and policy created are logged (output: ${worker.output()})`,
