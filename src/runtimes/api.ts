@@ -11,6 +11,7 @@ import { log } from "../base/log.ts";
 import { createContext, type ServiceContext } from "../service/context.ts";
 import type { UpgradeWebSocket } from "hono/ws";
 import { mountShellSocket, shellSessionsFor } from "../shell/mount.ts";
+import { mountTerminalPage } from "../shell/page.ts";
 import type { ShellSessions } from "../shell/session.ts";
 
 export interface Api {
@@ -37,6 +38,8 @@ export function createApi(config: Config): Api {
   let app: ReturnType<typeof httpAppFor>;
   try {
     app = httpAppFor(context);
+    // The terminal page (GET /terminal), for every runtime; its socket comes with serveWebSockets.
+    mountTerminalPage(app);
   } catch (e) {
     void context.close();
     throw e;
