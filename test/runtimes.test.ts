@@ -21,7 +21,9 @@ const RUNTIME_TEST_TIMEOUT_MS = 120_000;
 const DENO =
   [join(ROOT, "node_modules/deno/deno"), join(ROOT, "node_modules/@deno/linux-x64-glibc/deno")].find((p) => existsSync(p)) ??
   "no Deno binary in node_modules/deno or node_modules/@deno/linux-x64-glibc: run npm ci";
-const DENO_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read", "--allow-write"];
+// --allow-all: the storage model reaches drives through /proc/self/fd/<fd>/<name> (no openat in
+// Node's API), which Deno grants only with all permissions ("Requires all access").
+const DENO_PERMISSIONS = ["--allow-all"];
 
 interface Runtime {
   name: string;

@@ -28,17 +28,15 @@ beforeEach(async () => {
   await makeDrive(h.startWorker().context.drives, h.root, "home-alice", null, []);
 });
 
-// Deno: opening the session answers 500 today: src/base/directory.ts walks drives through
-// /proc/self/fd/<n>/..., which Deno's --allow-read/--allow-write refuse ("Requires all access",
-// NotCapable) short of --allow-all. Listed as todo until the storage layer or the flags change.
+// Deno runs with --allow-all: src/base/directory.ts walks drives through /proc/self/fd/<n>/...,
+// which Deno's --allow-read/--allow-write refuse ("Requires all access") short of it.
 const RUNTIMES: { name: string; todo?: string; start(port: number, env: Record<string, string>): Child }[] = [
   { name: "Node: node --import tsx src/runtimes/node.ts", start: (_, env) => startProcess(["--import", "tsx", "src/runtimes/node.ts"], env, "node") },
   {
     name: "Deno: deno serve src/runtimes/deno.ts",
-    todo: "Deno refuses the storage layer's /proc/self/fd paths without --allow-all",
     start: (port, env) =>
       startProcess(
-        ["serve", "--cached-only", "--node-modules-dir=manual", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--allow-sys", "--host", "127.0.0.1", "--port", String(port), "src/runtimes/deno.ts"],
+        ["serve", "--cached-only", "--node-modules-dir=manual", "--allow-all", "--host", "127.0.0.1", "--port", String(port), "src/runtimes/deno.ts"],
         env,
         DENO,
       ),

@@ -62,7 +62,7 @@ describe("a client that hangs up mid-body is not an error of ours (issue 12, ite
       name: "Deno (deno serve src/runtimes/deno.ts)",
       start: (port, env) =>
         startProcess(
-          ["serve", "--cached-only", "--node-modules-dir=manual", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "--host", "127.0.0.1", "--port", String(port), "src/runtimes/deno.ts"],
+          ["serve", "--cached-only", "--node-modules-dir=manual", "--allow-all", "--host", "127.0.0.1", "--port", String(port), "src/runtimes/deno.ts"],
           env,
           DENO,
         ),
