@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 ensure_node_modules
+# The simulator runs the terminal's shell in a bubblewrap sandbox (`/terminal`).
+ensure_debian_package bwrap bubblewrap
 bun=node_modules/.bin/bun
 # The configuration is checked first (a bad file or overlay stops here, exit 2, naming the key),
 # before anything starts. What is printed of the URL has its password masked: only its host and

@@ -12,6 +12,8 @@ source scripts/setup.sh
 
 ensure_node_modules
 ensure_debian_package redis-server redis-server
+# The terminal's shell runs in a bubblewrap sandbox in the simulator (test/shell*.test.ts).
+ensure_debian_package bwrap bubblewrap
 
 junit() {
   if [ -n "${IAPPS_TEST_JUNIT_DIR:-}" ]; then echo "--reporter=junit --reporter-outfile=$IAPPS_TEST_JUNIT_DIR/$1.xml"; fi
