@@ -1,4 +1,4 @@
-// The README's redis-cli section is the operators' map of Redis: it must list every key the
+// The redis-cli section of docs/operations.md is the operators' map of Redis: it must list every key the
 // service builds, and the spec's record key must look exactly as spec §9 shows it.
 
 import { describe, expect, test } from "bun:test";
@@ -19,8 +19,8 @@ describe("key layout (spec §9)", () => {
     expect(tag(keys.etagLog("syncthing", owner))).toBe(tag(keys.record("syncthing", owner)));
   });
 
-  test("the README documents every key pattern", () => {
-    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+  test("docs/operations.md documents every key pattern", () => {
+    const readme = readFileSync(new URL("../docs/operations.md", import.meta.url), "utf8");
     for (const pattern of Object.values(keyPatterns)) expect(readme).toContain(`\`${pattern}\``);
     expect(Object.keys(keyPatterns).sort()).toEqual(Object.keys(keys).sort());
   });

@@ -1,4 +1,4 @@
-// The README's Layout section is the newcomer's map of the code: it names every folder of src/
+// The Layout section of docs/development.md is the newcomer's map of the code: it names every folder of src/
 // (and every file directly in src/), and everything it names exists.
 
 import { describe, expect, test } from "bun:test";
@@ -6,10 +6,10 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const ROOT = join(import.meta.dir, "..");
-const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+const readme = readFileSync(join(ROOT, "docs/development.md"), "utf8");
 const layout = readme.slice(readme.indexOf("## Layout"), readme.indexOf("\n## ", readme.indexOf("## Layout") + 1));
 
-describe("the README's Layout section matches the tree", () => {
+describe("the Layout section of docs/development.md matches the tree", () => {
   test("every folder of src/, and every file directly in it, has its row", () => {
     const entries = readdirSync(join(ROOT, "src"), { withFileTypes: true }).map((entry) => (entry.isDirectory() ? `src/${entry.name}/` : `src/${entry.name}`));
     expect(entries.filter((entry) => !layout.includes(`\`${entry}\``))).toEqual([]);

@@ -211,7 +211,7 @@ describe("SIGTERM under load: no request in flight is cut off (issue 7, item 6)"
       // waiting on Redis, when SIGTERM arrives. Not a SIGTERM into the running stream: there a
       // request written onto an idle keep-alive connection an instant before the signal, not yet
       // read by the server, can be reset when the server closes that idle connection (seen under
-      // Bun and deno serve; see README, Runtimes). That race is HTTP/1.1's, not the drain's.
+      // Bun and deno serve; see docs/operations.md, Runtimes). That race is HTTP/1.1's, not the drain's.
       const loops = Array.from({ length: LOOPS }, (_, i) => loop(i));
       await eventually(async () => outcomes.length >= 20 * LOOPS, 60, "a steady stream of answers");
       await redis.pause();

@@ -52,4 +52,4 @@ function connectionClosedUnderRead(error: unknown): boolean {
 }
 
 export const routeNotFound = (method: string, path: string) =>
-  notFound(`There is no route ${method} ${path}. The routes are listed in the README.`);
+  notFound(`There is no route ${method} ${path}. The routes are listed at /docs (and in docs/api.md).`);

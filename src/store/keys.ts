@@ -1,5 +1,5 @@
 // Every Redis key and channel the service uses is built here, and nowhere else.
-// The README's redis-cli section is written from this file; test/keys.test.ts checks the two agree.
+// The redis-cli section of docs/operations.md is written from this file; test/keys.test.ts checks the two agree.
 //
 // Keys that one transaction touches together share a hash tag `{<app>:<owner>}`, so every
 // multi-key transaction stays inside one hash slot and the service also runs on Redis Cluster.
