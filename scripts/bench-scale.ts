@@ -38,7 +38,7 @@ const redisServer = await spawnRedisServer(["--port", String(redisPort), "--bind
 const redis = new Redis(`redis://127.0.0.1:${redisPort}`);
 const env = {
   ...process.env,
-  IAPPS_LOG_LEVEL: "error",
+  IAPPS_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "error",
   IAPPS_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
   IAPPS_STORAGE_ROOT: storage,
   IAPPS_AUTH_JWT_SECRET: SECRET,
@@ -71,7 +71,10 @@ async function until<T>(what: string, seconds: number, check: () => Promise<T | 
   for (;;) {
     const value = await check().catch(() => null);
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s`);
+    if (Date.now() > deadline) {
+      const [pending, active, delayed] = await Promise.all([redis.llen("iapps:{queue}:pending"), redis.zcard("iapps:{queue}:active"), redis.zcard("iapps:{queue}:delayed")]);
+      throw new Error(`${what}: not within ${seconds} s (queue: ${pending} pending, ${active} active, ${delayed} delayed)`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }
