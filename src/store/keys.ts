@@ -63,6 +63,10 @@ export const keys = {
   portsByPort: (pool: string) => `${PREFIX}:{ports}:${pool}:by-port`,
   /** Hash: job → the port it holds, the same allocation seen from the other side. */
   portsByJob: (pool: string) => `${PREFIX}:{ports}:${pool}:by-job`,
+  /** List of the ports of the pool's range that no job holds, each once: taken from the head, given back at the tail. */
+  portsFree: (pool: string) => `${PREFIX}:{ports}:${pool}:free`,
+  /** String `<min>:<max>:<excluded>`: the range the free list was built for (another range rebuilds it). */
+  portsRange: (pool: string) => `${PREFIX}:{ports}:${pool}:range`,
 
   /**
    * Hash of one drive's metadata (src/store/drives.ts): `owner`, `locked`, `member:<user>` →
@@ -128,6 +132,8 @@ export const keyPatterns = {
   invalidations: `${PREFIX}:invalidations`,
   portsByPort: `${PREFIX}:{ports}:<pool>:by-port`,
   portsByJob: `${PREFIX}:{ports}:<pool>:by-job`,
+  portsFree: `${PREFIX}:{ports}:<pool>:free`,
+  portsRange: `${PREFIX}:{ports}:<pool>:range`,
   drive: `${PREFIX}:drive:<driveId>`,
   drivePattern: `${PREFIX}:drive:*`,
   job: `${PREFIX}:job:<jobId>`,
