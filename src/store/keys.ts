@@ -31,8 +31,9 @@ export const keys = {
   /** SCAN pattern of every record key. */
   recordPattern: () => `${PREFIX}:cfg:*`,
   /**
-   * List of the record's latest ETags, newest first (capped). Written in the same MULTI as the
-   * record, so a writer whose connection dropped during EXEC can learn whether the write landed.
+   * List of the record's latest ETags, newest first (capped at 8, expiring 10 minutes after the
+   * last write: src/store/records.ts). Written in the same MULTI as the record, so a writer whose
+   * connection dropped during EXEC can learn whether the write landed.
    */
   etagLog: (app: string, owner: Owner) => `${PREFIX}:etags:{${recordTag(app, owner)}}`,
   /**
@@ -77,7 +78,7 @@ export const keys = {
   /** SCAN pattern of every drive's metadata. */
   drivePattern: () => `${PREFIX}:drive:*`,
 
-  /** Hash of one job in the embedded job registry: id, spec, createdBy, project, state, status, createdAt, updatedAt. */
+  /** Hash of one job in the embedded job registry: id, specification, createdBy, project, state, status (while there is one), createdAt, updatedAt. */
   job: (jobId: string) => `${PREFIX}:job:${jobId}`,
   /** Counter the embedded registry draws job ids from. */
   jobSequence: () => `${PREFIX}:job-seq`,
