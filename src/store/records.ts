@@ -21,7 +21,7 @@ import type { CommandConnection } from "./connections.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { JobClaims } from "./job-claims.ts";
 import { keys } from "./keys.ts";
-import { addToOutbox, OutboxRelay } from "./outbox.ts";
+import { addToOutbox, OutboxRelay, owedFor } from "./outbox.ts";
 import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError } from "./redis-errors.ts";
 import { compareAndDelete } from "./scripts.ts";
 import type { TransactionPool } from "./transaction-pool.ts";
@@ -116,6 +116,8 @@ export interface RecordStoreOptions {
   cache?: WriteThroughCache | null;
   /** Test hook: runs between a cache fill's Redis read and its insert. */
   afterFillRead?: (key: string) => Promise<void>;
+  /** Test hook: runs just before a write's EXEC, after its outbox index entry was written (outbox.ts). */
+  beforeExec?: (key: string) => Promise<void>;
 }
 
 export class RecordStore {
@@ -193,8 +195,12 @@ export class RecordStore {
   ): Promise<Outcome<T>> {
     const recordKey = keys.record(app, owner);
     const claimKey = keys.jobClaim(app, owner);
+    // On a cluster the outbox index entry cannot join the MULTI: watching the outbox fence keeps
+    // the EXEC from landing a task after that entry was removed (outbox.ts).
+    const indexOutsideMulti = this.pool.clustered;
+    const watched = indexOutsideMulti ? [recordKey, claimKey, keys.outboxFence(app, owner)] : [recordKey, claimKey];
     // UNWATCH first: whoever borrowed this connection before may have returned it watching.
-    const replies = await connection.pipeline().unwatch().watch(recordKey, claimKey).hgetall(recordKey).get(claimKey).exec();
+    const replies = await connection.pipeline().unwatch().watch(...watched).hgetall(recordKey).get(claimKey).exec();
     const [hash, claim] = [replyOf(replies, 2) as Record<string, string>, replyOf(replies, 3) as string | null];
     const snapshot: Snapshot = { record: decodeRecord(hash), claim };
 
@@ -202,6 +208,9 @@ export class RecordStore {
     if (decision.commit === null) return { committed: true, value: decision.value };
 
     const { record, releaseClaim, enqueue, resetMarker } = decision.commit;
+    const owed = enqueue === undefined ? undefined : owedFor(enqueue);
+    // Indexed before the EXEC can land, after the WATCH (outbox.ts).
+    if (owed !== undefined && indexOutsideMulti) await this.outbox.index(app, owner, owed);
     const multi = connection.multi();
     if (record) {
       const etagLog = keys.etagLog(app, owner);
@@ -214,7 +223,7 @@ export class RecordStore {
     }
     if (releaseClaim) multi.del(claimKey);
     if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
-    const owed = enqueue === undefined ? undefined : addToOutbox(multi, app, owner, enqueue);
+    if (owed !== undefined) addToOutbox(multi, app, owner, owed, { index: !indexOutsideMulti });
 
     // Write-through: this replica shows the new record at once, unless a newer write's
     // invalidation passes before EXEC answers.
@@ -222,6 +231,7 @@ export class RecordStore {
     let landed = false;
     try {
       let results: [Error | null, unknown][] | null;
+      await this.options.beforeExec?.(recordKey);
       const sentAt = Date.now();
       try {
         results = await multi.exec();
@@ -239,7 +249,7 @@ export class RecordStore {
     } finally {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
-    if (owed !== undefined) await this.outbox.relay(app, owner, [owed]);
+    if (owed !== undefined) await this.outbox.relay(app, owner, owed);
     if (record) await this.awaitReplicas(connection);
     return { committed: true, value: decision.value };
   }
