@@ -3,7 +3,9 @@
 // scripts scripts/allocate-port-4.lua and scripts/release-port-4.lua. Taking and giving back a
 // port costs the same few commands however many are taken (issue 13: a scan from the lowest port
 // made the k-th pod cost k commands); the free list is built from the range the first time, and
-// again when the configured range changes (the range it was built for is kept beside it).
+// again when the configured range changes (the range it was built for is kept beside it). Workers
+// configured with different ranges (a rolling change of port_min/port_max) rebuild it in turn, a
+// cost of the range's size per allocation until they agree, never a port handed out twice.
 // Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/connections.ts and
 // the PortAllocator interface of src/domain/runtime.ts.
 
