@@ -29,7 +29,8 @@
 // master had not yet replicated, while its writer dies before relaying. A worker that starts
 // therefore SCANs every outbox once (`relayOutboxes` in src/worker/resync.ts), as it did on every
 // pass before. A write costs one more command for this (the index entry; inside the MULTI on a
-// single server) and one after its relay (the entry's removal).
+// single server) and one after its relay (the entry's removal, once its transaction connection
+// is back in the pool).
 //
 // Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/connections.ts,
 // src/base/request-id.ts (a task remembers the request that added it), the Owner type of
@@ -97,9 +98,19 @@ export interface IndexedOutbox {
  * the outbox still holds.
  */
 export async function unindex(client: RedisClient, app: string, owner: Owner, version: string, members: string[] = []): Promise<number> {
-  const left = Number(await releaseOutbox.run(client, [keys.outbox(app, owner), keys.outboxFence(app, owner)], members));
-  if (left === 0) await compareAndHdel.run(client, [keys.outboxIndex()], [recordTag(app, owner), version]);
+  const left = await release(client, app, owner, members);
+  if (left === 0) await dropIndexEntry(client, app, owner, version);
   return left;
+}
+
+/** `unindex`'s first step: takes `members` out of the outbox; answers how many are left (none: the fence was touched). */
+function release(client: RedisClient, app: string, owner: Owner, members: string[]): Promise<number> {
+  return releaseOutbox.run(client, [keys.outbox(app, owner), keys.outboxFence(app, owner)], members).then(Number);
+}
+
+/** `unindex`'s last step, once the outbox was found empty: deletes the entry if it still holds `version`. */
+async function dropIndexEntry(client: RedisClient, app: string, owner: Owner, version: string): Promise<void> {
+  await compareAndHdel.run(client, [keys.outboxIndex()], [recordTag(app, owner), version]);
 }
 
 /** Runs `onBatch` for every entry of the outbox index (HSCAN: a few at a time, never all at once). */
@@ -134,25 +145,36 @@ export class OutboxRelay {
   }
 
   /**
-   * Moves a write's task from the record's outbox to the queue, then takes it out of the outbox
-   * and the record out of the index. A failure here loses nothing (the outbox keeps the task, the
-   * index the record, for the resync), so it is logged, not raised: the write itself is done.
+   * Moves a write's task from the record's outbox to the queue, then takes it out of the outbox.
+   * Answers whether the outbox is empty now: then the record's index entry may go
+   * (`dropIndexEntry`, once the writer let go of its transaction connection, which waits for
+   * none of this). A failure here loses nothing (the outbox keeps the task, the index the
+   * record, for the resync), so it is logged, not raised: the write itself is done.
    */
-  async relay(app: string, owner: Owner, owed: Owed): Promise<void> {
+  async relay(app: string, owner: Owner, owed: Owed): Promise<boolean> {
     const ids = [taskOfOutboxMember(owed.member)];
     try {
       await this.options.enqueue(ids, currentRequestId());
     } catch (e) {
       this.options.log?.("warn", "a task stays in its record's outbox until the next resync", { app, owner, tasks: ids, error: String(e) });
-      return;
+      return false;
     }
     // The task is on the queue: an outbox entry or index entry left by a failure from here on
     // only makes the resync add it once more (tasks are deduplicated, reconciles idempotent).
     // Waited for all the same, so that an answered write has nothing of it still in flight.
     try {
-      await unindex(await this.commands(), app, owner, owed.version, [owed.member]);
+      return (await release(await this.commands(), app, owner, [owed.member])) === 0;
     } catch {
-      // see above
+      return false; // see above
+    }
+  }
+
+  /** The last step of `unindex`, for a write whose relay left its outbox empty. A failure leaves the entry to the resync. */
+  async dropIndexEntry(app: string, owner: Owner, owed: Owed): Promise<void> {
+    try {
+      await dropIndexEntry(await this.commands(), app, owner, owed.version);
+    } catch {
+      // The next resync pass finds the outbox empty and removes the entry.
     }
   }
 }

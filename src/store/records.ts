@@ -173,8 +173,12 @@ export class RecordStore {
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
   ): Promise<Outcome<T>> {
+    // What is left to do once the connection is back in the pool (the outbox index entry's removal).
+    const afterwards: (() => Promise<void>)[] = [];
     try {
-      return await this.pool.with(keys.record(app, owner), (connection) => this.attemptOn(connection, app, owner, decide));
+      const outcome = await this.pool.with(keys.record(app, owner), (connection) => this.attemptOn(connection, app, owner, decide, afterwards));
+      for (const step of afterwards) await step();
+      return outcome;
     } catch (e) {
       // The slot moved (a failover): nothing ran, and the caller's next pass goes to the new master.
       if (isSlotMoved(e)) {
@@ -192,6 +196,7 @@ export class RecordStore {
     app: string,
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
+    afterwards: (() => Promise<void>)[],
   ): Promise<Outcome<T>> {
     const recordKey = keys.record(app, owner);
     const claimKey = keys.jobClaim(app, owner);
@@ -249,7 +254,7 @@ export class RecordStore {
     } finally {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
-    if (owed !== undefined) await this.outbox.relay(app, owner, owed);
+    if (owed !== undefined && (await this.outbox.relay(app, owner, owed))) afterwards.push(() => this.outbox.dropIndexEntry(app, owner, owed));
     if (record) await this.awaitReplicas(connection);
     return { committed: true, value: decision.value };
   }
