@@ -3,7 +3,7 @@
 # dependencies, Debian's redis-server), then runs `bun test`. The tests start their own
 # redis-server (and Redis Cluster) on free ports; nothing has to be running.
 #
-# A full run (no arguments) then runs the store, cache and queue suites a second time against a
+# A full run (no arguments) then runs the store, cache, queue and outbox suites a second time against a
 # six-node Redis Cluster (IAPPS_TEST_REDIS=cluster). With IAPPS_TEST_JUNIT_DIR set, each pass
 # writes a JUnit report there (single.xml, cluster.xml): what CI counts.
 set -euo pipefail
@@ -26,6 +26,6 @@ if [ $# -eq 0 ]; then
   echo "== again on a Redis Cluster: the store, cache and queue suites"
   # shellcheck disable=SC2046
   IAPPS_TEST_REDIS=cluster node_modules/.bin/bun test $(junit cluster) \
-    test/api.test.ts test/concurrency.test.ts test/cache.test.ts test/queue.test.ts || status=$?
+    test/api.test.ts test/concurrency.test.ts test/cache.test.ts test/queue.test.ts test/outbox.test.ts || status=$?
 fi
 exit "$status"

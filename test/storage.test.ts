@@ -371,6 +371,34 @@ describe("sensitivity (spec §7): a folder's own mark, or the nearest above it",
   });
 });
 
+describe("accessAll: access for several folders, each drive's metadata read once (issue 13)", () => {
+  test("answers what access answers for each folder, in order", async () => {
+    await homeDrive(alice);
+    mkdirSync(join(root, "home-alice", "Documents"));
+    await makeDrive("proj-1", project, ["data"]);
+    await makeDrive("proj-locked", { ...project, locked: true }, ["data"]);
+    const paths = ["/home-alice/Documents", "/proj-1/data", "/home-alice/missing", "/proj-locked/data", "/home-bob/x", "../bad", "/proj-1/data"];
+    const one = await Promise.all(paths.map((path) => storage.access(alice, path)));
+    expect(await storage.accessAll(alice, paths)).toEqual(one);
+  });
+
+  test("reads each drive's metadata once, however many of its folders are asked about", async () => {
+    await homeDrive(alice);
+    for (const name of ["A", "B", "C"]) mkdirSync(join(root, "home-alice", name));
+    await makeDrive("proj-1", project, ["data", "more"]);
+    const asked: string[] = [];
+    const counting = new LocalStorage(root, {
+      get: (driveId) => {
+        asked.push(driveId);
+        return drives.get(driveId);
+      },
+    });
+    const found = await counting.accessAll(alice, ["/home-alice/A", "/proj-1/data", "/home-alice/B", "/proj-1/more", "/home-alice/C"]);
+    expect(found.map((f) => f.access)).toEqual(["write", "write", "write", "write", "write"]);
+    expect(asked.sort()).toEqual(["home-alice", "proj-1"]);
+  });
+});
+
 describe("writeServiceFiles writes atomically inside the service folder, through no link", () => {
   test("writes new files, creating the folder (and the home drive)", async () => {
     await storage.writeServiceFiles(alice, "Syncthing", { "config.json": "one", "job_id.txt": "7\n" });

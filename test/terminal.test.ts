@@ -371,6 +371,9 @@ describe("the terminal's runtime hooks (spec §8)", () => {
         asked.push(`${owner.createdBy} ${path}`);
         return access(path, levels[path] ?? "none");
       },
+      accessAll: async () => {
+        throw new Error("the terminal asks folder by folder");
+      },
       sensitivity: async () => {
         throw new Error("the terminal does not ask for sensitivity");
       },

@@ -145,8 +145,10 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
   async observe({ owner, jobId, config }, { storage, ports }) {
     const folders: SyncthingFolderAccess[] = [];
     const restricted: string[] = [];
-    for (const folder of config.folders) {
-      const found = await storage.access(owner, folder.ucloudPath);
+    // Each drive's metadata read once, however many folders are on it.
+    const access = await storage.accessAll(owner, config.folders.map((folder) => folder.ucloudPath));
+    for (const [index, folder] of config.folders.entries()) {
+      const found = access[index]!;
       if (found.sensitivity !== undefined) {
         restricted.push(folder.ucloudPath);
         continue;

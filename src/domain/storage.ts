@@ -65,6 +65,12 @@ export interface Storage {
    * "none" with the reason.
    */
   access(owner: Owner, ucloudPath: string): Promise<FolderAccess>;
+  /**
+   * `access` for each of several folders, in their order, reading each drive's metadata once: a
+   * reconcile's folders are mostly on one drive, the owner's home drive (issue 13: one Redis read
+   * per folder was most of what an unchanged record cost).
+   */
+  accessAll(owner: Owner, ucloudPaths: readonly string[]): Promise<FolderAccess[]>;
   /** How restricted the folder at `ucloudPath` is (its own mark or one above it), from its drive's metadata alone. */
   sensitivity(ucloudPath: string): Promise<Sensitivity | null>;
   /**

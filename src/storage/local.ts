@@ -165,7 +165,27 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async access(owner: Owner, ucloudPath: string): Promise<FolderAccess> {
+  access(owner: Owner, ucloudPath: string): Promise<FolderAccess> {
+    return this.accessWith(owner, ucloudPath, (driveId) => this.metadata(driveId));
+  }
+
+  async accessAll(owner: Owner, ucloudPaths: readonly string[]): Promise<FolderAccess[]> {
+    const read = new Map<string, Promise<DriveMetadata | null | string>>();
+    const metadataOf = (driveId: string) => {
+      const known = read.get(driveId);
+      if (known !== undefined) return known;
+      const metadata = this.metadata(driveId);
+      read.set(driveId, metadata);
+      return metadata;
+    };
+    const found: FolderAccess[] = [];
+    // One folder at a time, as `access` would be called: a thousand folders must not hold a
+    // thousand directory handles at once.
+    for (const ucloudPath of ucloudPaths) found.push(await this.accessWith(owner, ucloudPath, metadataOf));
+    return found;
+  }
+
+  private async accessWith(owner: Owner, ucloudPath: string, metadataOf: (driveId: string) => Promise<DriveMetadata | null | string>): Promise<FolderAccess> {
     const none = (why: string, driveId = "", missing = false): FolderAccess => ({
       ucloudPath: String(ucloudPath),
       driveId,
@@ -199,7 +219,7 @@ export class LocalStorage implements Storage {
       await drive.close();
 
       // Who may use it: its metadata (outside the drive), never a file inside it.
-      const metadata = await this.metadata(driveId);
+      const metadata = await metadataOf(driveId);
       if (typeof metadata === "string") return none(`the drive ${driveId} is not usable: ${metadata}`, driveId);
       if (metadata === null) return none(`the drive ${driveId} is not usable: it has no metadata (an operator gives it some with 'drive create')`, driveId);
       const role: Access = metadata.owner === username ? "write" : Object.hasOwn(metadata.members, username) ? metadata.members[username]! : "none";

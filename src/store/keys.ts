@@ -19,6 +19,13 @@ export function recordTagOfKey(key: string): string | null {
   return match ? match[1]! : null;
 }
 
+/** The app and owner a record's tag names (the inverse of `recordTag`), or null for anything else. */
+export function parseRecordTag(tag: string): { app: string; owner: Owner } | null {
+  const [app, createdBy, project, ...rest] = tag.split(":");
+  if (!app || !createdBy || rest.length > 0) return null;
+  return { app, owner: { createdBy, project: project ?? null } };
+}
+
 /** The `<app>:<owner>` tag of an outbox key, or null for another key. */
 export function outboxTagOfKey(key: string): string | null {
   const match = /^iapps:outbox:\{([^}]+)\}$/.exec(key);
@@ -31,8 +38,9 @@ export const keys = {
   /** SCAN pattern of every record key. */
   recordPattern: () => `${PREFIX}:cfg:*`,
   /**
-   * List of the record's latest ETags, newest first (capped). Written in the same MULTI as the
-   * record, so a writer whose connection dropped during EXEC can learn whether the write landed.
+   * List of the record's latest ETags, newest first (capped at 8, expiring 10 minutes after the
+   * last write: src/store/records.ts). Written in the same MULTI as the record, so a writer whose
+   * connection dropped during EXEC can learn whether the write landed.
    */
   etagLog: (app: string, owner: Owner) => `${PREFIX}:etags:{${recordTag(app, owner)}}`,
   /**
@@ -54,8 +62,14 @@ export const keys = {
    * slot, so they cannot join the MULTI).
    */
   outbox: (app: string, owner: Owner) => `${PREFIX}:outbox:{${recordTag(app, owner)}}`,
-  /** SCAN pattern of every outbox: what the resync relays. */
+  /** SCAN pattern of every outbox: what a worker relays as it starts (the safety net; passes read `outboxIndex`). */
   outboxPattern: () => `${PREFIX}:outbox:*`,
+  /**
+   * A key that never holds a value, in the record's slot: emptying the outbox sets and deletes it,
+   * so that a writer watching it (one that wrote its `outboxIndex` entry outside its MULTI, on
+   * Redis Cluster) cannot land a task after the index entry was removed (src/store/outbox.ts).
+   */
+  outboxFence: (app: string, owner: Owner) => `${PREFIX}:outbox-fence:{${recordTag(app, owner)}}`,
   /** Pub/sub channel: every write publishes `{app, owner, etag}` here; every API replica applies it to its cache. */
   invalidations: () => `${PREFIX}:invalidations`,
 
@@ -63,6 +77,10 @@ export const keys = {
   portsByPort: (pool: string) => `${PREFIX}:{ports}:${pool}:by-port`,
   /** Hash: job → the port it holds, the same allocation seen from the other side. */
   portsByJob: (pool: string) => `${PREFIX}:{ports}:${pool}:by-job`,
+  /** List of the ports of the pool's range that no job holds, each once: taken from the head, given back at the tail. */
+  portsFree: (pool: string) => `${PREFIX}:{ports}:${pool}:free`,
+  /** String `<min>:<max>:<excluded>`: the range the free list was built for (another range rebuilds it). */
+  portsRange: (pool: string) => `${PREFIX}:{ports}:${pool}:range`,
 
   /**
    * Hash of one drive's metadata (src/store/drives.ts): `owner`, `locked`, `member:<user>` →
@@ -73,7 +91,7 @@ export const keys = {
   /** SCAN pattern of every drive's metadata. */
   drivePattern: () => `${PREFIX}:drive:*`,
 
-  /** Hash of one job in the embedded job registry: id, spec, createdBy, project, state, status, createdAt, updatedAt. */
+  /** Hash of one job in the embedded job registry: id, specification, createdBy, project, state, status (while there is one), createdAt, updatedAt. */
   job: (jobId: string) => `${PREFIX}:job:${jobId}`,
   /** Counter the embedded registry draws job ids from. */
   jobSequence: () => `${PREFIX}:job-seq`,
@@ -111,6 +129,13 @@ export const keys = {
    * is done (or buried with its dead letter).
    */
   queueRequestIds: () => `${PREFIX}:{queue}:request-ids`,
+  /**
+   * Hash: `<app>:<owner>` → a version (the nonce of the latest write that put a task in its
+   * outbox): the records whose outbox may hold a task. Written before the write's EXEC, removed
+   * once the outbox is empty (src/store/outbox.ts); what the resync reads instead of SCANning
+   * for outboxes. In the queue's slot: next to where the tasks go.
+   */
+  outboxIndex: () => `${PREFIX}:{queue}:outboxes`,
   /** String held (SET NX PX) by the worker running the periodic resync. */
   resyncLock: () => `${PREFIX}:{queue}:resync-lock`,
 
@@ -133,9 +158,13 @@ export const keyPatterns = {
   resetPending: `${PREFIX}:reset:{<app>:<createdBy>[:<project>]}`,
   outbox: `${PREFIX}:outbox:{<app>:<createdBy>[:<project>]}`,
   outboxPattern: `${PREFIX}:outbox:*`,
+  outboxFence: `${PREFIX}:outbox-fence:{<app>:<createdBy>[:<project>]}`,
+  outboxIndex: `${PREFIX}:{queue}:outboxes`,
   invalidations: `${PREFIX}:invalidations`,
   portsByPort: `${PREFIX}:{ports}:<pool>:by-port`,
   portsByJob: `${PREFIX}:{ports}:<pool>:by-job`,
+  portsFree: `${PREFIX}:{ports}:<pool>:free`,
+  portsRange: `${PREFIX}:{ports}:<pool>:range`,
   drive: `${PREFIX}:drive:<driveId>`,
   drivePattern: `${PREFIX}:drive:*`,
   job: `${PREFIX}:job:<jobId>`,

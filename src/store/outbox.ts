@@ -3,7 +3,36 @@
 // task cannot join the write's MULTI. The MULTI puts it in the set `iapps:outbox:{<app>:<owner>}`
 // (keys.outbox) instead, and after EXEC the writer relays it to the queue. A writer that dies in
 // between leaves it in the outbox, where the worker's resync finds it (src/worker/resync.ts).
-// Imports src/store/keys.ts, the connection type of src/store/connections.ts,
+//
+// The resync finds it through an index, not a SCAN of the keyspace: `iapps:{queue}:outboxes`
+// (keys.outboxIndex) maps the tag of every record whose outbox may hold a task to a version, the
+// nonce of the latest write that indexed it. It never misses an outbox that holds a task:
+//
+// - A writer writes its entry (its own nonce) before its EXEC can land: inside the MULTI on a
+//   single server; on Redis Cluster, where the index (in the queue's slot) cannot join the MULTI,
+//   with a command of its own sent after its WATCH was answered and answered before its EXEC, and
+//   the writer also watches the record's outbox fence (keys.outboxFence).
+// - An entry goes only by `unindex`, in this order: read its version v; empty the outbox of what
+//   reached the queue and look whether anything is left, touching the fence when nothing is
+//   (release-outbox-2.lua, one atomic step on the record's node); then delete the entry only if
+//   it still holds v (compare-and-hdel-1.lua). Anything left: the entry stays.
+// - So a task in an outbox whose entry was deleted would need a write whose EXEC landed after
+//   the look found the outbox empty (else the look saw the task, and the entry stays). If that
+//   writer wrote its entry after v was read, the entry holds its nonce, not v, and stays. If it
+//   wrote it before, its WATCH came earlier still: on a single server its EXEC carried the entry
+//   (so it landed before v was read, and the look saw the task); on a cluster the look's touch of
+//   the fence, after the writer's WATCH and before its EXEC, makes that EXEC fail (it retries and
+//   writes its entry again). Either way no task is left without an entry, whichever process dies
+//   at whichever step (an entry only goes in the last, conditional step).
+//
+// What can still lose an entry is Redis itself: a failover that drops an index write the old
+// master had not yet replicated, while its writer dies before relaying. A worker that starts
+// therefore SCANs every outbox once (`relayOutboxes` in src/worker/resync.ts), as it did on every
+// pass before. A write costs one more command for this (the index entry; inside the MULTI on a
+// single server) and one after its relay (the entry's removal, once its transaction connection
+// is back in the pool).
+//
+// Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/connections.ts,
 // src/base/request-id.ts (a task remembers the request that added it), the Owner type of
 // src/domain and ioredis' types.
 
@@ -11,8 +40,14 @@ import { randomBytes } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
 import { currentRequestId } from "../base/request-id.ts";
 import type { Owner } from "../domain/owner.ts";
-import type { CommandConnection } from "./connections.ts";
-import { keys } from "./keys.ts";
+import type { CommandConnection, RedisClient } from "./connections.ts";
+import { keys, recordTag } from "./keys.ts";
+import { RedisScript } from "./scripts.ts";
+
+/** Takes members out of an outbox; answers how many are left (and touches the fence when none). */
+const releaseOutbox = new RedisScript(new URL("./scripts/release-outbox-2.lua", import.meta.url));
+/** Deletes an index entry only if it still holds the version read. */
+const compareAndHdel = new RedisScript(new URL("./scripts/compare-and-hdel-1.lua", import.meta.url));
 
 /** An outbox member: the task id and a nonce of the write that owes it (task ids hold no space). */
 export function outboxMember(taskId: string): string {
@@ -24,15 +59,70 @@ export function taskOfOutboxMember(member: string): string {
   return space === -1 ? member : member.slice(0, space);
 }
 
-/**
- * Puts `taskId` in the record's outbox as part of `multi`; answers the member, to relay once the
- * MULTI has run. A member of this write's own: emptying it after the relay cannot take another
- * write's.
- */
-export function addToOutbox(multi: ChainableCommander, app: string, owner: Owner, taskId: string): string {
+/** The nonce of a member: the version its write gives the record's index entry. */
+function nonceOfOutboxMember(member: string): string {
+  return member.slice(member.indexOf(" ") + 1);
+}
+
+/** What a write owes the queue: its outbox member, and the version of its index entry. */
+export interface Owed {
+  member: string;
+  version: string;
+}
+
+/** What a new write owes for `taskId`: a member of its own (so emptying it after the relay cannot take another write's) and a version. */
+export function owedFor(taskId: string): Owed {
   const member = outboxMember(taskId);
-  multi.sadd(keys.outbox(app, owner), member);
-  return member;
+  return { member, version: nonceOfOutboxMember(member) };
+}
+
+/**
+ * Puts what a write owes in the record's outbox as part of its `multi`, and with `index` (a
+ * single server) the record's index entry too. Without it (Redis Cluster), the writer wrote the
+ * entry before (`OutboxRelay.index`) and watches the outbox fence.
+ */
+export function addToOutbox(multi: ChainableCommander, app: string, owner: Owner, owed: Owed, options: { index: boolean }): void {
+  multi.sadd(keys.outbox(app, owner), owed.member);
+  if (options.index) multi.hset(keys.outboxIndex(), recordTag(app, owner), owed.version);
+}
+
+/** One record the index names, and the version its entry held when read. */
+export interface IndexedOutbox {
+  tag: string;
+  version: string;
+}
+
+/**
+ * Takes `members` (which reached the queue) out of the record's outbox and, when nothing is left,
+ * deletes its index entry if it still holds `version` (see the header). Answers how many tasks
+ * the outbox still holds.
+ */
+export async function unindex(client: RedisClient, app: string, owner: Owner, version: string, members: string[] = []): Promise<number> {
+  const left = await release(client, app, owner, members);
+  if (left === 0) await dropIndexEntry(client, app, owner, version);
+  return left;
+}
+
+/** `unindex`'s first step: takes `members` out of the outbox; answers how many are left (none: the fence was touched). */
+function release(client: RedisClient, app: string, owner: Owner, members: string[]): Promise<number> {
+  return releaseOutbox.run(client, [keys.outbox(app, owner), keys.outboxFence(app, owner)], members).then(Number);
+}
+
+/** `unindex`'s last step, once the outbox was found empty: deletes the entry if it still holds `version`. */
+async function dropIndexEntry(client: RedisClient, app: string, owner: Owner, version: string): Promise<void> {
+  await compareAndHdel.run(client, [keys.outboxIndex()], [recordTag(app, owner), version]);
+}
+
+/** Runs `onBatch` for every entry of the outbox index (HSCAN: a few at a time, never all at once). */
+export async function scanOutboxIndex(client: RedisClient, count: number, onBatch: (entries: IndexedOutbox[]) => Promise<void>): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, flat] = await client.hscan(keys.outboxIndex(), cursor, "COUNT", count);
+    cursor = next;
+    const entries: IndexedOutbox[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) entries.push({ tag: flat[i]!, version: flat[i + 1]! });
+    if (entries.length > 0) await onBatch(entries);
+  } while (cursor !== "0");
 }
 
 export interface OutboxRelayOptions {
@@ -48,26 +138,43 @@ export class OutboxRelay {
     private readonly options: OutboxRelayOptions,
   ) {}
 
+  /** Writes the record's index entry (with the write's version) before a MULTI it cannot join (Redis Cluster). */
+  async index(app: string, owner: Owner, owed: Owed): Promise<void> {
+    const redis = await this.commands();
+    await redis.hset(keys.outboxIndex(), recordTag(app, owner), owed.version);
+  }
+
   /**
-   * Moves tasks from the record's outbox to the queue. A failure here loses nothing (the outbox
-   * keeps them for the resync), so it is logged, not raised: the write itself is done.
+   * Moves a write's task from the record's outbox to the queue, then takes it out of the outbox.
+   * Answers whether the outbox is empty now: then the record's index entry may go
+   * (`dropIndexEntry`, once the writer let go of its transaction connection, which waits for
+   * none of this). A failure here loses nothing (the outbox keeps the task, the index the
+   * record, for the resync), so it is logged, not raised: the write itself is done.
    */
-  async relay(app: string, owner: Owner, members: string[]): Promise<void> {
-    const ids = members.map(taskOfOutboxMember);
+  async relay(app: string, owner: Owner, owed: Owed): Promise<boolean> {
+    const ids = [taskOfOutboxMember(owed.member)];
     try {
       await this.options.enqueue(ids, currentRequestId());
     } catch (e) {
       this.options.log?.("warn", "a task stays in its record's outbox until the next resync", { app, owner, tasks: ids, error: String(e) });
-      return;
+      return false;
     }
-    // The task is on the queue: an outbox entry left by a failed SREM only makes the resync add
-    // it once more (tasks are deduplicated, reconciles idempotent). Waited for all the same, so
-    // that an answered write has nothing of it still in flight.
+    // The task is on the queue: an outbox entry or index entry left by a failure from here on
+    // only makes the resync add it once more (tasks are deduplicated, reconciles idempotent).
+    // Waited for all the same, so that an answered write has nothing of it still in flight.
     try {
-      const redis = await this.commands();
-      await redis.srem(keys.outbox(app, owner), ...members);
+      return (await release(await this.commands(), app, owner, [owed.member])) === 0;
     } catch {
-      // see above
+      return false; // see above
+    }
+  }
+
+  /** The last step of `unindex`, for a write whose relay left its outbox empty. A failure leaves the entry to the resync. */
+  async dropIndexEntry(app: string, owner: Owner, owed: Owed): Promise<void> {
+    try {
+      await dropIndexEntry(await this.commands(), app, owner, owed.version);
+    } catch {
+      // The next resync pass finds the outbox empty and removes the entry.
     }
   }
 }

@@ -21,7 +21,7 @@ import type { CommandConnection } from "./connections.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { JobClaims } from "./job-claims.ts";
 import { keys } from "./keys.ts";
-import { addToOutbox, OutboxRelay } from "./outbox.ts";
+import { addToOutbox, OutboxRelay, owedFor } from "./outbox.ts";
 import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError } from "./redis-errors.ts";
 import { compareAndDelete } from "./scripts.ts";
 import type { TransactionPool } from "./transaction-pool.ts";
@@ -44,8 +44,20 @@ export interface Commit {
   resetMarker?: string;
 }
 
-/** ETags of the latest writes of a record, newest first: how an interrupted EXEC learns its fate. */
-const ETAG_LOG_LENGTH = 64;
+/**
+ * ETags of the latest writes of a record, newest first: how a writer whose EXEC was interrupted
+ * learns its fate (`wasCommitted`). It asks within seconds of its EXEC, so its ETag is still there
+ * unless this many writes of the same record landed meanwhile, and the writer then learns that it
+ * cannot tell (AmbiguousCommitError), never that its write did not land.
+ */
+export const ETAG_LOG_LENGTH = 8;
+/**
+ * The log expires this long after the record's last write: a record at rest keeps none (issue 13:
+ * 64 ETags were most of a record's memory). A writer asks long before (`ETAG_LOG_HORIZON_MS`).
+ */
+export const ETAG_LOG_TTL_MS = 10 * 60_000;
+/** After this long since its EXEC, a writer no longer trusts an ETag log's silence (it may have expired). */
+const ETAG_LOG_HORIZON_MS = ETAG_LOG_TTL_MS / 2;
 
 export function decodeRecord(hash: Record<string, string>): StoredRecord | null {
   if (hash.etag === undefined || hash.config === undefined) return null;
@@ -104,6 +116,8 @@ export interface RecordStoreOptions {
   cache?: WriteThroughCache | null;
   /** Test hook: runs between a cache fill's Redis read and its insert. */
   afterFillRead?: (key: string) => Promise<void>;
+  /** Test hook: runs just before a write's EXEC, after its outbox index entry was written (outbox.ts). */
+  beforeExec?: (key: string) => Promise<void>;
 }
 
 export class RecordStore {
@@ -159,8 +173,12 @@ export class RecordStore {
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
   ): Promise<Outcome<T>> {
+    // What is left to do once the connection is back in the pool (the outbox index entry's removal).
+    const afterwards: (() => Promise<void>)[] = [];
     try {
-      return await this.pool.with(keys.record(app, owner), (connection) => this.attemptOn(connection, app, owner, decide));
+      const outcome = await this.pool.with(keys.record(app, owner), (connection) => this.attemptOn(connection, app, owner, decide, afterwards));
+      for (const step of afterwards) await step();
+      return outcome;
     } catch (e) {
       // The slot moved (a failover): nothing ran, and the caller's next pass goes to the new master.
       if (isSlotMoved(e)) {
@@ -178,11 +196,16 @@ export class RecordStore {
     app: string,
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
+    afterwards: (() => Promise<void>)[],
   ): Promise<Outcome<T>> {
     const recordKey = keys.record(app, owner);
     const claimKey = keys.jobClaim(app, owner);
+    // On a cluster the outbox index entry cannot join the MULTI: watching the outbox fence keeps
+    // the EXEC from landing a task after that entry was removed (outbox.ts).
+    const indexOutsideMulti = this.pool.clustered;
+    const watched = indexOutsideMulti ? [recordKey, claimKey, keys.outboxFence(app, owner)] : [recordKey, claimKey];
     // UNWATCH first: whoever borrowed this connection before may have returned it watching.
-    const replies = await connection.pipeline().unwatch().watch(recordKey, claimKey).hgetall(recordKey).get(claimKey).exec();
+    const replies = await connection.pipeline().unwatch().watch(...watched).hgetall(recordKey).get(claimKey).exec();
     const [hash, claim] = [replyOf(replies, 2) as Record<string, string>, replyOf(replies, 3) as string | null];
     const snapshot: Snapshot = { record: decodeRecord(hash), claim };
 
@@ -190,6 +213,9 @@ export class RecordStore {
     if (decision.commit === null) return { committed: true, value: decision.value };
 
     const { record, releaseClaim, enqueue, resetMarker } = decision.commit;
+    const owed = enqueue === undefined ? undefined : owedFor(enqueue);
+    // Indexed before the EXEC can land, after the WATCH (outbox.ts).
+    if (owed !== undefined && indexOutsideMulti) await this.outbox.index(app, owner, owed);
     const multi = connection.multi();
     if (record) {
       const etagLog = keys.etagLog(app, owner);
@@ -197,12 +223,12 @@ export class RecordStore {
       // A field the new version does not have must not outlive the old one.
       if (snapshot.record?.warnings !== undefined && fields.warnings === undefined) multi.hdel(recordKey, "warnings");
       multi.hset(recordKey, fields);
-      multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1);
+      multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1).pexpire(etagLog, ETAG_LOG_TTL_MS);
       multi.publish(keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
     }
     if (releaseClaim) multi.del(claimKey);
     if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
-    const owed = enqueue === undefined ? undefined : addToOutbox(multi, app, owner, enqueue);
+    if (owed !== undefined) addToOutbox(multi, app, owner, owed, { index: !indexOutsideMulti });
 
     // Write-through: this replica shows the new record at once, unless a newer write's
     // invalidation passes before EXEC answers.
@@ -210,6 +236,8 @@ export class RecordStore {
     let landed = false;
     try {
       let results: [Error | null, unknown][] | null;
+      await this.options.beforeExec?.(recordKey);
+      const sentAt = Date.now();
       try {
         results = await multi.exec();
       } catch (e) {
@@ -217,7 +245,7 @@ export class RecordStore {
         // The EXEC may or may not have run. First make sure it never will (a timed-out EXEC may
         // still sit in the server's input buffer), then the ETag log says which.
         await this.pool.fence(connection);
-        if (!(await this.wasCommitted(app, owner, record.etag))) throw e;
+        if (!(await this.wasCommitted(app, owner, record.etag, snapshot.record?.etag ?? null, sentAt))) throw e;
         results = [];
       }
       if (results === null) return { committed: false };
@@ -226,7 +254,7 @@ export class RecordStore {
     } finally {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
-    if (owed !== undefined) await this.outbox.relay(app, owner, [owed]);
+    if (owed !== undefined && (await this.outbox.relay(app, owner, owed))) afterwards.push(() => this.outbox.dropIndexEntry(app, owner, owed));
     if (record) await this.awaitReplicas(connection);
     return { committed: true, value: decision.value };
   }
@@ -282,19 +310,38 @@ export class RecordStore {
     throw new RedisUnavailableError("could not prune the record: it kept changing");
   }
 
-  /** Whether a write that produced `etag` reached Redis. */
-  private async wasCommitted(app: string, owner: Owner, etag: string): Promise<boolean> {
+  /**
+   * Whether a write that produced `etag` (replacing `previous`), its EXEC sent at `sentAt`, reached
+   * Redis. Its ETag in the log: it did. Not there: it did not, when nothing can have pushed it out,
+   * that is when the ETag it replaced is still there (had the write landed, its ETag would be the
+   * newer of the two, and the log drops the oldest first) or the log was never trimmed (shorter
+   * than its cap). Otherwise, and when Redis stays out of reach or so much time passed that the log
+   * may have expired, it throws AmbiguousCommitError: never "did not land" for a write that did.
+   */
+  private async wasCommitted(app: string, owner: Owner, etag: string, previous: string | null, sentAt: number): Promise<boolean> {
     const deadline = Date.now() + 2_000;
+    const unknown = (why: string) => new AmbiguousCommitError(`lost the connection during a write and could not learn whether it landed: ${why}`);
+    const log = keys.etagLog(app, owner);
     for (;;) {
       try {
         // On a fresh connection of the pool, to the node that ran the EXEC: the shared client may
         // itself be recovering from what cut the EXEC off (a cluster client takes longest).
-        const position = await this.pool.with(keys.record(app, owner), (connection) => connection.lpos(keys.etagLog(app, owner), etag));
-        return position !== null;
+        const [position, previousPosition, length] = await this.pool.with(keys.record(app, owner), async (connection) => {
+          const replies = await connection
+            .pipeline()
+            .lpos(log, etag)
+            .lpos(log, previous ?? etag)
+            .llen(log)
+            .exec();
+          return [replyOf(replies, 0) as number | null, previous === null ? null : (replyOf(replies, 1) as number | null), replyOf(replies, 2) as number];
+        });
+        if (Date.now() - sentAt > ETAG_LOG_HORIZON_MS) throw unknown("the record's ETag log may have expired since");
+        if (position !== null) return true;
+        if (previousPosition !== null || length < ETAG_LOG_LENGTH) return false;
+        throw unknown(`${ETAG_LOG_LENGTH} later writes of the record landed meanwhile`);
       } catch (e) {
-        if (!isRedisUnavailable(e) || Date.now() > deadline) {
-          throw new AmbiguousCommitError("lost the connection during a write and could not learn whether it landed");
-        }
+        if (e instanceof AmbiguousCommitError) throw e;
+        if (!isRedisUnavailable(e) || Date.now() > deadline) throw unknown("Redis could not be reached");
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }

@@ -26,6 +26,11 @@ export class TransactionPool {
   /** Credentials and TLS of every node connection (a cluster's; a single server's URL has its own). */
   private readonly connectionOptions: NodeOptions;
 
+  /** Whether transactions run on the nodes of a Redis Cluster (a single server's keys may all join one MULTI). */
+  get clustered(): boolean {
+    return (this.settings.cluster?.length ?? 0) > 0;
+  }
+
   constructor(
     private readonly settings: RedisSettings,
     private readonly route: TransactionRouter = async () => settings.url,

@@ -5,14 +5,16 @@
 // interval), spread over half the interval, and not while the last one's tasks still wait; it
 // reads keys in batches with SCAN (on every master of a cluster), never all at once. A worker
 // that starts makes one pass of its own at once (pods come back right after role all restarts).
+// Outboxes that may hold a task are found through their index (src/store/outbox.ts), which is
+// empty when none does; only the pass of a worker that starts also SCANs for every outbox, in
+// case Redis lost an index entry (a failover).
 // Imports src/queue (the queue, task ids), src/store (keys, connections, routing for SCAN, the
-// outbox's member format) and src/domain (types).
+// outbox's member format, its index and unindex).
 
-import type { Owner } from "../domain/owner.ts";
 import type { TaskQueue } from "../queue/queue.ts";
 import { taskId } from "../queue/tasks.ts";
-import { keys, outboxTagOfKey, recordTagOfKey } from "../store/keys.ts";
-import { taskOfOutboxMember } from "../store/outbox.ts";
+import { keys, outboxTagOfKey, parseRecordTag, recordTagOfKey } from "../store/keys.ts";
+import { scanOutboxIndex, taskOfOutboxMember, unindex } from "../store/outbox.ts";
 import type { CommandConnection } from "../store/connections.ts";
 import { scanEach } from "../store/routing.ts";
 
@@ -42,7 +44,8 @@ export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, int
     if (held !== "OK") return null;
     if ((await connection.llen(keys.queuePending())) > 0) return null;
   }
-  await relayOutboxes(redis, queue);
+  if (options.atStart) await relayOutboxes(redis, queue);
+  await relayIndexedOutboxes(redis, queue);
   const batches = Math.max(1, Math.ceil((options.lastCount ?? 0) / BATCH));
   const pause = options.spreadMs ? options.spreadMs / batches : 0;
   let count = 0;
@@ -60,13 +63,39 @@ export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, int
  * `tag`: `<app>:<createdBy>[:<project>]`, as src/store/keys.ts builds it. Null for anything else.
  */
 export function reconcileTaskOf(tag: string): string | null {
-  const [app, createdBy, project, ...rest] = tag.split(":");
-  if (!app || !createdBy || rest.length > 0) return null;
-  const owner: Owner = { createdBy, project: project ?? null };
-  return taskId("reconcile", app, owner);
+  const parsed = parseRecordTag(tag);
+  return parsed === null ? null : taskId("reconcile", parsed.app, parsed.owner);
 }
 
-/** Moves every task still in a record's outbox to the queue. Answers how many it moved. */
+/**
+ * Moves the tasks in the outboxes the index names to the queue, and takes the records whose
+ * outbox is then empty out of the index (src/store/outbox.ts says why that never loses one).
+ * With no outbox owing anything, one HSCAN of an empty hash. Answers how many tasks it moved.
+ */
+export async function relayIndexedOutboxes(redis: CommandConnection, queue: TaskQueue): Promise<number> {
+  const connection = await redis();
+  let moved = 0;
+  await scanOutboxIndex(connection, BATCH, async (entries) => {
+    for (const { tag, version } of entries) {
+      const parsed = parseRecordTag(tag);
+      if (parsed === null) continue;
+      const members = await connection.smembers(keys.outbox(parsed.app, parsed.owner));
+      if (members.length > 0) {
+        const ids = [...new Set(members.map(taskOfOutboxMember))];
+        await queue.add(...ids);
+        moved += ids.length;
+      }
+      // Exactly the members read: one a write added meanwhile keeps the entry, for its writer or the next round.
+      await unindex(connection, parsed.app, parsed.owner, version, members);
+    }
+  });
+  return moved;
+}
+
+/**
+ * Moves every task still in a record's outbox to the queue, finding outboxes with SCAN: the safety
+ * net a worker runs as it starts (passes read the index). Answers how many it moved.
+ */
 export async function relayOutboxes(redis: CommandConnection, queue: TaskQueue): Promise<number> {
   const connection = await redis();
   let moved = 0;
