@@ -6,12 +6,13 @@
 
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import type { Owner } from "../src/domain/owner.ts";
 import { metrics } from "../src/metrics/metrics.ts";
 import { keys } from "../src/store/keys.ts";
+import { loadedScripts } from "../src/store/scripts.ts";
 import { resyncOnce } from "../src/worker/resync.ts";
 import { eventually } from "./support/eventually.ts";
 import { startHarness } from "./support/harness.ts";
@@ -34,14 +35,11 @@ const { redis, kubernetes: cluster, root } = h;
 
 const owner = (i: number): Owner => ({ createdBy: `user${i}`, project: null });
 
-/** Script names by the SHA-1 EVALSHA sends. */
+/** Script names by the SHA-1 EVALSHA sends (of the script as loaded: its includes expanded). */
 const scriptNames = new Map<string, string>();
-for (const folder of ["../src/store/scripts", "../src/queue/scripts", "../src/ucloud/scripts"]) {
-  const dir = new URL(folder, import.meta.url).pathname;
-  for (const file of readdirSync(dir)) {
-    scriptNames.set(createHash("sha1").update(readFileSync(join(dir, file), "utf8")).digest("hex"), file.replace(/\.lua$/, ""));
-  }
-}
+const nameScripts = () => {
+  for (const script of loadedScripts()) scriptNames.set(createHash("sha1").update(script.lua).digest("hex"), script.name);
+};
 
 /** Commands sent by this process's clients (not the test's admin connection), by name; a script by its file's name. */
 const sent = new Map<string, number>();
@@ -92,6 +90,7 @@ describe("commands per unchanged record and resync pass (issue 13)", () => {
     const inSync = () => metrics.reconciles.get({ app: "syncthing", outcome: "in-sync" });
     const reconciledBefore = inSync();
     const serverBefore = await serverCommands();
+    nameScripts();
     sent.clear();
     counting = true;
     // One pass, as the worker holding the resync lock makes it.

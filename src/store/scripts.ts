@@ -37,6 +37,11 @@ const FILE_NAME = /^([a-z]+(?:-[a-z]+)*)-(\d+)\.lua$/;
 /** Every script loaded so far, by name: two different scripts of one name would overwrite each other on a client. */
 const loaded = new Map<string, RedisScript>();
 
+/** Every script loaded so far (for tools that name a script by its SHA-1, as EVALSHA sends it). */
+export function loadedScripts(): readonly RedisScript[] {
+  return [...loaded.values()];
+}
+
 /** Defines every script loaded so far on a client that has sent nothing yet (see above); answers the client. */
 export function defineLoadedScripts<C extends ScriptClient>(client: C): C {
   for (const { name, lua, numberOfKeys } of loaded.values()) {
