@@ -7,9 +7,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { V1Pod } from "@kubernetes/client-node";
+import { KubeConfig, type V1Pod } from "@kubernetes/client-node";
 import type { Owner } from "../src/domain/owner.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
+import { InformerCache } from "../src/kubernetes/informers.ts";
 import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
 import { filesystemVolume, LABELS, podName } from "../src/reconciler/objects.ts";
 import { Reconciler } from "../src/reconciler/reconciler.ts";
@@ -135,6 +136,21 @@ describe("a reconcile reads the watch caches, not the API server", () => {
       await context.close();
     }
   }, 30_000);
+});
+
+describe("the cache keeps the newest version it has seen", () => {
+  test("a create's answer older than what a watch event already brought (the pod running) does not replace it", () => {
+    const cache = new InformerCache<V1Pod>(new KubeConfig(), { path: "/api/v1/namespaces/x/pods", list: async () => ({ items: [] }), labelSelector: "a" });
+    const running: V1Pod = { metadata: { name: "p", resourceVersion: "12" }, status: { phase: "Running" } };
+    const created: V1Pod = { metadata: { name: "p", resourceVersion: "11" }, status: { phase: "Pending" } };
+    cache.wrote(running);
+    cache.wrote(created);
+    expect(cache.get("p")?.status?.phase).toBe("Running");
+    cache.deleted("p");
+    expect(cache.get("p")).toBeNull();
+    cache.wrote({ metadata: { name: "p", resourceVersion: "20" }, status: { phase: "Pending" } });
+    expect(cache.get("p")?.metadata?.resourceVersion).toBe("20");
+  });
 });
 
 describe("changes in the cluster bring a reconcile at once", () => {

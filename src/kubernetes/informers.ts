@@ -109,10 +109,16 @@ export class InformerCache<T extends KubernetesObject> {
     return this.objects.size;
   }
 
-  /** What the API server answered to a create (or a read): the cache has it before any event. */
+  /**
+   * What the API server answered to a create (or a read): the cache has it before any event. An
+   * event may have come first with a newer version (the pod already running): that one stays.
+   */
   wrote(object: T): void {
     const name = object.metadata?.name;
     if (!name) return;
+    const known = this.objects.get(name);
+    const rv = version(object);
+    if (known && rv !== null && (version(known) ?? 0) >= rv) return;
     this.tombstones.delete(name);
     this.put(name, object);
   }
