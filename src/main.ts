@@ -6,6 +6,7 @@
 //   kube-sim  the embedded Kubernetes API simulator alone
 //   all       everything a newcomer needs in one process: simulator (embedded mode), API, worker
 //   queue    operator commands: `queue stats | dead | replay <id> | purge-dead`
+//   audit    the audit stream as JSON lines: `audit [--owner NAME] [--app APP] [--follow]`
 //   drive    operator commands for drives' metadata: `drive list | show | create | share | lock | mark | import ...`
 //   config   print the resolved configuration (tokens and URL passwords hidden), or one value: `config redis.url`
 //   token    mint a development token with [auth] jwt_secret: `token <username> [USER|ADMIN|SERVICE]`
@@ -20,6 +21,7 @@
 
 import { sign } from "hono/jwt";
 import { type Api, createApi, stopApi } from "./runtimes/api.ts";
+import { AuditCommandError, auditCommand } from "./cli/audit.ts";
 import { DriveCommandError, driveCommand } from "./cli/drive.ts";
 import { asWritten, type Config, ConfigError, configSource, loadConfig, redacted } from "./settings/config.ts";
 import { maskSecrets } from "./base/secrets.ts";
@@ -33,7 +35,7 @@ import { createContext } from "./service/context.ts";
 import { opsFor } from "./service/health.ts";
 import { type ReconcilingWorker, startReconcilingWorker } from "./worker/start.ts";
 
-const USAGE = "usage: bun src/main.ts <api|worker|kube-sim|all|queue|drive|config|token> [--config FILE] [--env NAME]";
+const USAGE = "usage: bun src/main.ts <api|worker|kube-sim|all|queue|audit|drive|config|token> [--config FILE] [--env NAME]";
 
 interface Arguments {
   role: string;
@@ -227,6 +229,23 @@ async function main() {
     case "queue":
       await queueCommand(config, args.rest);
       return;
+    case "audit": {
+      const context = createContext(config, { cache: false });
+      let stopping = false;
+      onStopSignal(async () => {
+        stopping = true;
+      });
+      try {
+        const blockMs = Math.max(Math.floor(config.redis.command_timeout / 2), 1);
+        await auditCommand(context.commands, args.rest, (line) => process.stdout.write(`${line}\n`), blockMs, () => stopping);
+      } catch (e) {
+        if (e instanceof AuditCommandError) fail(e.message);
+        fail(`audit: ${(e as Error).message} (is Redis reachable at ${redisShown(config)}?)`);
+      } finally {
+        await context.close();
+      }
+      return;
+    }
     case "drive": {
       const context = createContext(config, { cache: false });
       try {

@@ -52,7 +52,7 @@ describe("with no file and no environment, every key has its default", () => {
     expect(config.server).toEqual({ host: "0.0.0.0", port: 8080, shutdown_timeout: 25_000, public_url: "" });
     expect(config.redis).toEqual({ url: "redis://127.0.0.1:6379", cluster: [], wait_replicas: 0, pool_size: 16, pool_wait: 5000, command_timeout: 1000 });
     expect(config.auth).toEqual({ jwt_secret: "", jwt_public_key: "", jwt_algorithm: "RS256" });
-    expect(config.api).toEqual({ require_etag: false, body_limit: 1048576, cache_max_entries: 100_000, cache_max_bytes: 268_435_456, job_claim_wait: 10_000 });
+    expect(config.api).toEqual({ require_etag: false, body_limit: 1048576, cache_max_entries: 100_000, cache_max_bytes: 268_435_456, job_claim_wait: 10_000, history_length: 20, audit_max_length: 1_000_000 });
     expect(config.worker).toEqual({
       concurrency: 8,
       lease: 30_000,

@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { resolveConfig } from "../src/settings/config.ts";
 import { createContext } from "../src/service/context.ts";
-import { taskOfOutboxMember } from "../src/store/outbox.ts";
+import { splitOutboxMembers } from "../src/store/outbox.ts";
 import { relayOutboxes } from "../src/worker/resync.ts";
 import { keys } from "../src/store/keys.ts";
 import { eventually } from "./support/eventually.ts";
@@ -116,7 +116,7 @@ describe("adding tasks (client-go workqueue rules)", () => {
       expect((await providerCall(api, "syncthing", "update", { principal: owner, config: syncthingConfig(1) })).status).toBe(200);
       expect(await redis.admin.llen(keys.queuePending())).toBe(0);
       const owed = await redis.admin.smembers(keys.outbox("syncthing", owner));
-      expect(owed.map(taskOfOutboxMember)).toEqual(["reconcile:syncthing:alice"]);
+      expect(splitOutboxMembers(owed).tasks).toEqual(["reconcile:syncthing:alice"]);
 
       expect(await relayOutboxes(context.commands, context.queue)).toBe(1);
       expect(await redis.admin.lrange(keys.queuePending(), 0, -1)).toEqual(["reconcile:syncthing:alice"]);

@@ -1,4 +1,4 @@
-// The bodies and queries of the configuration routes and the terminal's routes (spec §2), as
+// The bodies and queries of the configuration routes (history and rollback too: spec §11) and the terminal's routes (spec §2), as
 // valibot schemas, and the one function that reads and checks a request body. Unknown fields are
 // ignored, as UCloud does.
 
@@ -43,6 +43,33 @@ export const OpenTerminalInFolder = v.object({
     v.maxLength(16, "at most 16 items"),
   ),
 });
+
+const etag = v.pipe(v.string("expected a string"), v.minLength(1, "must not be empty"), v.maxLength(256, "must be at most 256 characters"));
+const next = v.optional(v.nullable(v.pipe(v.string("expected a string or null"), v.maxLength(256, "must be at most 256 characters"))), null);
+/** Versions per page of a history: 1 to 100, 20 when absent. */
+export const DEFAULT_ITEMS_PER_PAGE = 20;
+
+export const ProviderHistory = v.object({
+  principal: OwnerSchema,
+  itemsPerPage: v.optional(
+    v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(1, "must be at least 1"), v.maxValue(100, "must be at most 100")),
+    DEFAULT_ITEMS_PER_PAGE,
+  ),
+  next,
+});
+export const ProviderRollback = v.object({ principal: OwnerSchema, etag, expectedETag });
+
+export const PublicHistory = v.object({
+  itemsPerPage: v.optional(
+    v.pipe(
+      v.string("expected a string"),
+      v.regex(/^[0-9]{1,3}$/, "expected a whole number from 1 to 100"),
+      v.check((n) => Number(n) >= 1 && Number(n) <= 100, "must be from 1 to 100"),
+    ),
+  ),
+  next: v.optional(v.pipe(v.string("expected a string"), v.maxLength(256, "must be at most 256 characters"))),
+});
+export const PublicRollback = v.object({ etag, expectedETag });
 
 export const PublicRetrieve = v.object({ provider: optionalString, productId: optionalString });
 export const PublicUpdate = v.object({ provider: optionalString, productId: optionalString, config, expectedETag });

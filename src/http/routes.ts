@@ -10,7 +10,7 @@ import type { Context } from "hono";
 import * as v from "valibot";
 import { invalidRequest } from "../base/errors.ts";
 import { type Owner, UsernameSchema } from "../domain/owner.ts";
-import type { ConfigurationService, View } from "../service/configurations.ts";
+import type { ConfigurationService, HistoryPage, View } from "../service/configurations.ts";
 import type { Preconditions } from "../service/preconditions.ts";
 import type { TerminalOpened } from "../service/terminal.ts";
 import { etagHeader, noneMatch, parseEtagList } from "./preconditions.ts";
@@ -53,6 +53,23 @@ export const PublicShellSessionsSchema = v.object({
   ),
 });
 
+const VersionSchema = v.object({
+  etag: v.pipe(v.string(), v.description("The version's ETag: what a rollback names.")),
+  config: v.pipe(v.unknown(), v.description("The configuration of this version.")),
+  kind: v.pipe(
+    v.picklist(["update", "reset", "rollback", "open"]),
+    v.description("What made it: an update, a reset, a rollback, or a terminal open that changed the folder list."),
+  ),
+  changedBy: v.pipe(v.string(), v.description("The user (public API) or the principal's createdBy (provider API).")),
+  via: v.pipe(v.picklist(["public", "provider"]), v.description("The API it came through.")),
+  changedAt: v.pipe(v.string(), v.description("When, ISO 8601.")),
+  requestId: v.pipe(v.string(), v.description("The request that made it (its `X-Request-Id`).")),
+});
+export const HistorySchema = v.object({
+  items: v.pipe(v.array(VersionSchema), v.description("Kept versions, newest first; the first is the current configuration unless the worker pruned it since.")),
+  next: v.pipe(v.nullable(v.string()), v.description("Pass as `next` for the following page; null after the last.")),
+});
+
 /** What a retrieve answers for an app with this configuration schema. */
 export const viewSchema = (config: v.GenericSchema) =>
   v.object({
@@ -65,7 +82,11 @@ export const viewSchema = (config: v.GenericSchema) =>
 
 // The answers are typed by the service, not by these schemas: fail to compile when they part.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const answersMatchTheService: [Same<v.InferOutput<typeof TerminalOpenedSchema>, TerminalOpened>, Same<keyof View, "etag" | "config" | "warnings">] = [true, true];
+const answersMatchTheService: [
+  Same<v.InferOutput<typeof TerminalOpenedSchema>, TerminalOpened>,
+  Same<keyof View, "etag" | "config" | "warnings">,
+  Same<keyof v.InferOutput<typeof HistorySchema>["items"][number], keyof HistoryPage["items"][number]>,
+] = [true, true, true];
 void answersMatchTheService;
 
 const written = "Stored. The `ETag` header carries the record's new ETag.";
@@ -178,6 +199,39 @@ export const API_ROUTES: readonly Route[] = [
   }),
 
   route({
+    method: "post",
+    path: "/ucloud/:providerId/iapps/:app/history",
+    family: PROVIDER,
+    operationId: "{app}ProviderHistory",
+    tag: "Provider API",
+    summary: "The kept versions of an owner's {app} configuration",
+    description:
+      "Newest first, `itemsPerPage` (1 to 100, default 20) at a time; pass the answer's `next` for the following page. `[api] history_length` versions are kept (default 20). With no record: no versions.",
+    body: req.ProviderHistory,
+    answer: { description: "One page of versions.", schema: HistorySchema, etag: "none" },
+    errors: ["400", "401", "403", "404", "413", "503"],
+    handle: async (c, { body }, service) => c.json(await service.history(c.req.param("app"), body.principal, body.itemsPerPage, body.next), 200),
+  }),
+  route({
+    method: "post",
+    path: "/ucloud/:providerId/iapps/:app/rollback",
+    family: PROVIDER,
+    operationId: "{app}ProviderRollback",
+    tag: "Provider API",
+    summary: "Make a kept version of an owner's {app} configuration current again",
+    description:
+      "Stores the configuration of the version whose ETag is `etag` as a new version (kind `rollback`, a new ETag), validated again as an update is. 409 when `expectedETag` is not the current ETag, 404 when no kept version has `etag`.",
+    body: req.ProviderRollback,
+    precondition: "If-Match",
+    answer: { description: written, schema: EmptySchema, etag: "always" },
+    errors: ["400", "401", "403", "404", "409", "412", "413", "428", "503"],
+    handle: async (c, { body }, service) => {
+      const { etag } = await service.rollback(c.req.param("app"), body.principal, body.etag, preconditions(c, body.expectedETag));
+      return answerWritten(c, etag);
+    },
+  }),
+
+  route({
     method: "get",
     path: "/api/iapps/:app/retrieve",
     family: PUBLIC,
@@ -204,7 +258,7 @@ export const API_ROUTES: readonly Route[] = [
     answer: { description: written, schema: EmptySchema, etag: "always" },
     errors: ["400", "401", "403", "404", "409", "412", "413", "428", "503"],
     handle: async (c, { body }, service) => {
-      const { etag } = await service.update(c.req.param("app"), caller(c), body.config, preconditions(c, body.expectedETag));
+      const { etag } = await service.update(c.req.param("app"), caller(c), body.config, preconditions(c, body.expectedETag), "public");
       return answerWritten(c, etag);
     },
   }),
@@ -222,7 +276,7 @@ export const API_ROUTES: readonly Route[] = [
     answer: { description: written, schema: EmptySchema, etag: "when-stored" },
     errors: ["400", "401", "403", "404", "412", "413", "503"],
     handle: async (c, _input, service) => {
-      const { etag } = await service.reset(c.req.param("app"), caller(c), preconditions(c, null));
+      const { etag } = await service.reset(c.req.param("app"), caller(c), preconditions(c, null), "public");
       return answerWritten(c, etag);
     },
   }),
@@ -240,7 +294,41 @@ export const API_ROUTES: readonly Route[] = [
     answer: { description: "Restart requested.", schema: EmptySchema, etag: "always" },
     errors: ["400", "401", "403", "404", "412", "413", "503"],
     handle: async (c, _input, service) => {
-      const { etag } = await service.restart(c.req.param("app"), caller(c), preconditions(c, null));
+      const { etag } = await service.restart(c.req.param("app"), caller(c), preconditions(c, null), "public");
+      return answerWritten(c, etag);
+    },
+  }),
+
+  route({
+    method: "get",
+    path: "/api/iapps/:app/history",
+    family: PUBLIC,
+    operationId: "{app}PublicHistory",
+    tag: "Public API",
+    summary: "The kept versions of the caller's {app} configuration",
+    description:
+      "Newest first, `itemsPerPage` (1 to 100, default 20) at a time; pass the answer's `next` as `next` for the following page. `[api] history_length` versions are kept (default 20).",
+    query: req.PublicHistory,
+    answer: { description: "One page of versions.", schema: HistorySchema, etag: "none" },
+    errors: ["400", "401", "403", "404", "503"],
+    handle: async (c, { query }, service) =>
+      c.json(await service.history(c.req.param("app"), caller(c), Number(query.itemsPerPage ?? req.DEFAULT_ITEMS_PER_PAGE), query.next ?? null), 200),
+  }),
+  route({
+    method: "post",
+    path: "/api/iapps/:app/rollback",
+    family: PUBLIC,
+    operationId: "{app}PublicRollback",
+    tag: "Public API",
+    summary: "Make a kept version of the caller's {app} configuration current again",
+    description:
+      "Stores the configuration of the version whose ETag is `etag` as a new version (kind `rollback`, a new ETag), validated again as an update is. 409 when `expectedETag` is not the current ETag, 404 when no kept version has `etag`.",
+    body: req.PublicRollback,
+    precondition: "If-Match",
+    answer: { description: written, schema: EmptySchema, etag: "always" },
+    errors: ["400", "401", "403", "404", "409", "412", "413", "428", "503"],
+    handle: async (c, { body }, service) => {
+      const { etag } = await service.rollback(c.req.param("app"), caller(c), body.etag, preconditions(c, body.expectedETag), "public");
       return answerWritten(c, etag);
     },
   }),

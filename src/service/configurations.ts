@@ -1,5 +1,5 @@
-// Users' configurations of their apps (spec §2 to §4): the four operations retrieve, update,
-// reset and restart, with their rules (the ETag required when `[api] require_etag`, validation and
+// Users' configurations of their apps (spec §2 to §4, §11): the four operations retrieve, update,
+// reset and restart, a record's history and the rollback to a kept version, with their rules (the ETag required when `[api] require_etag`, validation and
 // the app's admission before anything is stored), and the entry to the terminal's open and
 // activity (./terminal.ts). Every change goes through the write loop (./write-loop.ts). Knows
 // nothing of HTTP or Kubernetes; the HTTP layer calls the ConfigurationService and nothing else.
@@ -12,6 +12,7 @@ import type { AppRegistry } from "../apps/registry.ts";
 import type { AppRuntime } from "../domain/runtime.ts";
 import { invalidConfiguration, noConfigurationRoutes, notFound, preconditionRequired, unknownApplication } from "../base/errors.ts";
 import type { Owner } from "../domain/owner.ts";
+import type { Version, Via } from "../domain/record.ts";
 import type { RecordStore } from "../store/records.ts";
 import type { JobRegistry } from "../ucloud/jobs.ts";
 import { INITIAL_ETAG, type Preconditions } from "./preconditions.ts";
@@ -49,6 +50,13 @@ export interface View {
   warnings?: string[];
 }
 
+/** One page of a record's history. */
+export interface HistoryPage {
+  items: Version[];
+  /** Where the next page starts (pass it as `next`), or null after the last. */
+  next: string | null;
+}
+
 const TERMINAL = "terminal";
 const DEFAULT_TERMINAL_INACTIVITY_MS = 15 * 60_000;
 
@@ -75,33 +83,75 @@ export class ConfigurationService {
   }
 
   /** Validates `rawConfig` and stores it with a new ETag. Answers the new ETag. */
-  async update(appName: string, owner: Owner, rawConfig: unknown, pre: Preconditions): Promise<{ etag: string }> {
+  async update(appName: string, owner: Owner, rawConfig: unknown, pre: Preconditions, via: Via = "provider"): Promise<{ etag: string }> {
     const app = this.configurableApp(appName);
     if (this.options.requireEtag && pre.expectedETag === null && pre.ifMatch === null) throw preconditionRequired();
     const config = validateConfig(app, rawConfig);
     await this.admit(app, owner, config);
-    const result = await this.writes.change(app, owner, pre, () => ({ kind: "write", config }));
+    const result = await this.writes.change(app, owner, pre, () => ({ kind: "write", config }), via);
+    return { etag: result.etag! };
+  }
+
+  /**
+   * The record's kept versions, newest first, `itemsPerPage` at a time; `next` (from the page
+   * before) is the ETag of that page's last version. Answers the next page's token, or null.
+   */
+  async history(appName: string, owner: Owner, itemsPerPage: number, next: string | null): Promise<HistoryPage> {
+    const app = this.configurableApp(appName);
+    const versions = await orUnavailable(this.options.store.history(app.name, owner));
+    let start = 0;
+    if (next !== null) {
+      const after = versions.findIndex((version) => version.etag === next);
+      // The version the page ended with is no longer kept: the walk has reached what is kept.
+      start = after === -1 ? versions.length : after + 1;
+    }
+    const items = versions.slice(start, start + itemsPerPage);
+    const more = start + itemsPerPage < versions.length;
+    return { items, next: more && items.length > 0 ? items[items.length - 1]!.etag : null };
+  }
+
+  /**
+   * Makes the configuration of the kept version `etag` current again, as a new version (kind
+   * `rollback`, a new ETag), validated and admitted again as an update is. 404 when no kept
+   * version has that ETag.
+   */
+  async rollback(appName: string, owner: Owner, etag: string, pre: Preconditions, via: Via = "provider"): Promise<{ etag: string }> {
+    const app = this.configurableApp(appName);
+    if (this.options.requireEtag && pre.expectedETag === null && pre.ifMatch === null) throw preconditionRequired();
+    const versions = await orUnavailable(this.options.store.history(app.name, owner));
+    const version = versions.find((kept) => kept.etag === etag);
+    if (!version) throw notFound(`No kept version of the ${app.name} configuration has the ETag "${etag}". The history lists the versions kept.`);
+    const config = validateConfig(app, version.config);
+    await this.admit(app, owner, config);
+    const result = await this.writes.change(app, owner, pre, () => ({ kind: "write", config, as: "rollback" }), via);
     return { etag: result.etag! };
   }
 
   /** Stores the default configuration with a new ETag; with no record, does nothing. */
-  async reset(appName: string, owner: Owner, pre: Preconditions): Promise<{ etag: string | null }> {
+  async reset(appName: string, owner: Owner, pre: Preconditions, via: Via = "provider"): Promise<{ etag: string | null }> {
     const app = this.configurableApp(appName);
     // The side effects (Syncthing wipes its state folder) are the worker's, once the old pod is
     // gone: a pod still running could write its state again right after a wipe done here.
     const result = await this.writes.change(app, owner, pre, (record) =>
       record === null ? { kind: "nothing" } : { kind: "write", config: app.defaultConfig(owner), reset: true },
+      via,
     );
     return { etag: result.etag };
   }
 
   /** Asks the worker to recreate the job's pod; a record whose job is gone gets a new job. */
-  async restart(appName: string, owner: Owner, pre: Preconditions): Promise<{ etag: string }> {
+  async restart(appName: string, owner: Owner, pre: Preconditions, via: Via = "provider"): Promise<{ etag: string }> {
     const app = this.configurableApp(appName);
-    const result = await this.writes.change(app, owner, pre, (record) => {
-      if (record === null) throw notFound(`There is no ${app.name} configuration to restart. Save a configuration first.`);
-      return { kind: "restart" };
-    });
+    const result = await this.writes.change(
+      app,
+      owner,
+      pre,
+      (record) => {
+        if (record === null) throw notFound(`There is no ${app.name} configuration to restart. Save a configuration first.`);
+        return { kind: "restart" };
+      },
+      via,
+    );
     return { etag: result.etag! };
   }
 

@@ -98,6 +98,8 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   const store = new RecordStore(commands, pool, {
     enqueue: enqueueFor(config, pool, queue, settings),
     waitReplicas: config.redis.wait_replicas,
+    historyLength: config.api.history_length,
+    auditMaxLength: config.api.audit_max_length,
     waitTimeoutMs: Math.max(Math.floor(settings.commandTimeoutMs / 2), 1),
     onRoutingTrouble: () => {
       if (!(redis instanceof Cluster)) return;

@@ -86,7 +86,7 @@ export async function openTerminal(terminal: Terminal, owner: Owner, folder: str
       folders.push(path);
     }
     if (record !== null && sameList(folders, stored)) return { kind: "touch" };
-    return { kind: "write", config: validateConfig(app, { folders }) };
+    return { kind: "write", config: validateConfig(app, { folders }), as: "open" };
   });
   return { jobId: result.jobId!, etag: result.etag!, warnings };
 }

@@ -5,8 +5,9 @@
 // registry whether a job is alive. Only the holder of the claim registers a job, so concurrent
 // first updates on any number of replicas register exactly one; a job registered for a change
 // that did not complete is retired. Knows nothing of HTTP or Kubernetes.
+// A change's commit carries its version (the record's history) and its audit entry (spec §11).
 // Imports src/store/records.ts and src/store/redis-errors.ts (commits, claims, errors), src/queue/tasks.ts
-// (task ids), src/ucloud/jobs.ts, src/base/errors.ts, src/domain (types) and ./preconditions.ts,
+// (task ids), src/base/request-id.ts, src/ucloud/jobs.ts, src/base/errors.ts, src/domain (types) and ./preconditions.ts,
 // ./unavailable.ts.
 
 import type { IntegratedApp, JobSpecification } from "../domain/app.ts";
@@ -14,7 +15,8 @@ import { unavailable } from "../base/errors.ts";
 import { type TaskKind, taskId } from "../queue/tasks.ts";
 import type { Owner } from "../domain/owner.ts";
 import { type Commit, newEtag, type RecordStore, type Snapshot } from "../store/records.ts";
-import type { StoredRecord } from "../domain/record.ts";
+import type { AuditEntry, AuditKind, StoredRecord, Version, VersionKind, Via } from "../domain/record.ts";
+import { currentRequestId } from "../base/request-id.ts";
 import { AmbiguousCommitError } from "../store/redis-errors.ts";
 import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
 import { checkPreconditions, type Preconditions } from "./preconditions.ts";
@@ -32,8 +34,12 @@ export interface WriteLoopOptions {
 /** What an operation wants to become of the record it read. */
 export type Intent =
   | { kind: "nothing" }
-  /** `reset`: the app's reset side effects (Syncthing's state wipe) are owed once the old pod is gone. */
-  | { kind: "write"; config: unknown; reset?: boolean }
+  /**
+   * `reset`: the app's reset side effects (Syncthing's state wipe) are owed once the old pod is
+   * gone. `as`: the kind of version it makes in the record's history (`update` unless said, `reset`
+   * for a reset).
+   */
+  | { kind: "write"; config: unknown; reset?: boolean; as?: VersionKind }
   | { kind: "restart" }
   /**
    * Keep the configuration and its ETag, and have the worker look at the record again (a
@@ -66,6 +72,8 @@ interface ChangeRequest {
   owner: Owner;
   pre: Preconditions;
   intend: (record: StoredRecord | null) => Intent;
+  /** The route family it came through (who made it is the owner's createdBy either way). */
+  via: Via;
 }
 
 /** What one change holds and has learnt across its passes. */
@@ -89,9 +97,15 @@ export class WriteLoop {
    * Applies what `intend` wants of the record, once `pre` holds, in one transaction; registers
    * the record's job first when it has none alive. Errors thrown by `intend` (a 404) pass through.
    */
-  async change(app: IntegratedApp<unknown>, owner: Owner, pre: Preconditions, intend: (record: StoredRecord | null) => Intent): Promise<Changed> {
+  async change(
+    app: IntegratedApp<unknown>,
+    owner: Owner,
+    pre: Preconditions,
+    intend: (record: StoredRecord | null) => Intent,
+    via: Via = "provider",
+  ): Promise<Changed> {
     const { store } = this.options;
-    const request: ChangeRequest = { app, owner, pre, intend };
+    const request: ChangeRequest = { app, owner, pre, intend, via };
     const state: LoopState = { claimToken: null, registeredJobId: null, jobsAlive: new Map() };
     const claimDeadline = Date.now() + this.options.jobClaimWaitMs;
     // Whether the record's job is alive is asked of the registry (Redis, or UCloud/Core over
@@ -217,7 +231,7 @@ export class WriteLoop {
  * or the step to take outside the transaction first. Throws the 409 or 412 of the preconditions
  * and whatever `intend` throws.
  */
-function decide({ app, owner, pre, intend }: ChangeRequest, { record, claim }: Snapshot, state: Readonly<LoopState>): Decision {
+function decide({ app, owner, pre, intend, via }: ChangeRequest, { record, claim }: Snapshot, state: Readonly<LoopState>): Decision {
   checkPreconditions(record, pre);
   const intent = intend(record);
   if (intent.kind === "nothing") return { commit: null, value: { etag: null, jobId: null } };
@@ -231,19 +245,28 @@ function decide({ app, owner, pre, intend }: ChangeRequest, { record, claim }: S
     if (known) live = record;
   }
   const reconcile = taskId("reconcile" satisfies TaskKind, app.name, owner);
+  // Who made the change, for its version and its audit entry (spec §11).
+  const at = new Date().toISOString();
+  const author = { changedBy: owner.createdBy, via, requestId: currentRequestId() ?? "" };
+  const audited = (kind: AuditKind, etag: string): AuditEntry => ({ app: app.name, owner: ownerName(owner), kind, etag, ...author, at });
   if (live && intent.kind === "restart") {
-    return { commit: { enqueue: taskId("restart", app.name, owner) }, value: { etag: live.etag, jobId: live.jobId } };
+    return { commit: { enqueue: taskId("restart", app.name, owner), audit: audited("restart", live.etag) }, value: { etag: live.etag, jobId: live.jobId } };
   }
   if (live && intent.kind === "touch") {
     return { commit: { enqueue: reconcile }, value: { etag: live.etag, jobId: live.jobId } };
   }
   const config = intent.kind === "restart" || intent.kind === "touch" ? record!.config : intent.config;
   const etag = newEtag();
-  const updatedAt = new Date().toISOString();
+  const updatedAt = at;
   const resetMarker = intent.kind === "write" && intent.reset ? etag : undefined;
+  // A write makes a version; a restart that needs a new job changes no configuration and makes none.
+  const versionKind: VersionKind | null = intent.kind !== "write" ? null : (intent.as ?? (intent.reset ? "reset" : "update"));
+  const version: Version | undefined = versionKind === null ? undefined : { etag, config, kind: versionKind, ...author, changedAt: at };
+  const auditKind: AuditKind | null = versionKind ?? (intent.kind === "restart" ? "restart" : null);
+  const audit = auditKind === null ? undefined : audited(auditKind, etag);
   if (live) {
     return {
-      commit: { record: { config, etag, jobId: live.jobId, state: "active", updatedAt }, enqueue: reconcile, resetMarker },
+      commit: { record: { config, etag, jobId: live.jobId, state: "active", updatedAt }, enqueue: reconcile, resetMarker, version, audit },
       value: { etag, jobId: live.jobId },
     };
   }
@@ -259,9 +282,16 @@ function decide({ app, owner, pre, intend }: ChangeRequest, { record, claim }: S
       releaseClaim: true,
       enqueue: reconcile,
       resetMarker,
+      version,
+      audit,
     },
     value: { etag, jobId: registeredJobId, usedJob: true },
   }
+}
+
+/** An owner as the audit stream names it: `<createdBy>` or `<createdBy>:<project>`. */
+export function ownerName(owner: Owner): string {
+  return owner.project === null ? owner.createdBy : `${owner.createdBy}:${owner.project}`;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

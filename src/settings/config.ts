@@ -163,6 +163,10 @@ export const ConfigSchema = v.strictObject({
       cache_max_bytes: v.optional(v.pipe(v.number("expected a number"), v.integer("expected an integer"), v.minValue(0), v.maxValue(2 ** 50)), DEFAULT_CACHE_MAX_BYTES),
       /** How long a request waits for another replica that is registering the same record's first job. */
       job_claim_wait: duration("10s"),
+      /** Versions of each record's configuration kept in its history (spec §11). */
+      history_length: positiveInt(20, 1000),
+      /** The audit stream `iapps:audit` is trimmed to about this many entries (XADD MAXLEN ~). */
+      audit_max_length: positiveInt(1_000_000, 2 ** 40),
     }),
     {},
   ),

@@ -70,6 +70,18 @@ export const keys = {
    * Redis Cluster) cannot land a task after the index entry was removed (src/store/outbox.ts).
    */
   outboxFence: (app: string, owner: Owner) => `${PREFIX}:outbox-fence:{${recordTag(app, owner)}}`,
+  /**
+   * List of the record's last `[api] history_length` versions, newest first, each a JSON
+   * `{etag, config, kind, changedBy, via, changedAt, requestId}`: pushed in the same MULTI as the
+   * record (src/store/records.ts), so a write and its version are one event.
+   */
+  history: (app: string, owner: Owner) => `${PREFIX}:history:{${recordTag(app, owner)}}`,
+  /**
+   * Stream of every change and restart (fields app, owner, kind, etag, changedBy, via, requestId,
+   * at), trimmed to about `[api] audit_max_length` entries. One key on one node: written by the
+   * outbox's relay after the write's EXEC, never inside the write's MULTI (src/store/audit.ts).
+   */
+  audit: () => `${PREFIX}:audit`,
   /** Pub/sub channel: every write publishes `{app, owner, etag}` here; every API replica applies it to its cache. */
   invalidations: () => `${PREFIX}:invalidations`,
 
@@ -160,6 +172,8 @@ export const keyPatterns = {
   outboxPattern: `${PREFIX}:outbox:*`,
   outboxFence: `${PREFIX}:outbox-fence:{<app>:<createdBy>[:<project>]}`,
   outboxIndex: `${PREFIX}:{queue}:outboxes`,
+  history: `${PREFIX}:history:{<app>:<createdBy>[:<project>]}`,
+  audit: `${PREFIX}:audit`,
   invalidations: `${PREFIX}:invalidations`,
   portsByPort: `${PREFIX}:{ports}:<pool>:by-port`,
   portsByJob: `${PREFIX}:{ports}:<pool>:by-job`,

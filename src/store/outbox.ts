@@ -32,7 +32,9 @@
 // single server) and one after its relay (the entry's removal, once its transaction connection
 // is back in the pool).
 //
-// Imports src/store/keys.ts, src/store/scripts.ts, the connection type of src/store/connections.ts,
+// A write's audit entry (audit.ts) travels the same way, as a member of its own beside the task.
+//
+// Imports src/store/keys.ts, src/store/scripts.ts, src/store/audit.ts, the connection type of src/store/connections.ts,
 // src/base/request-id.ts (a task remembers the request that added it), the Owner type of
 // src/domain and ioredis' types.
 
@@ -40,6 +42,8 @@ import { randomBytes } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
 import { currentRequestId } from "../base/request-id.ts";
 import type { Owner } from "../domain/owner.ts";
+import type { AuditEntry } from "../domain/record.ts";
+import { appendAudit, auditOfPayload, DEFAULT_AUDIT_MAX_LENGTH } from "./audit.ts";
 import type { CommandConnection, RedisClient } from "./connections.ts";
 import { keys, recordTag } from "./keys.ts";
 import { RedisScript } from "./scripts.ts";
@@ -49,31 +53,40 @@ const releaseOutbox = new RedisScript(new URL("./scripts/release-outbox-2.lua", 
 /** Deletes an index entry only if it still holds the version read. */
 const compareAndHdel = new RedisScript(new URL("./scripts/compare-and-hdel-1.lua", import.meta.url));
 
-/** An outbox member: the task id and a nonce of the write that owes it (task ids hold no space). */
-export function outboxMember(taskId: string): string {
-  return `${taskId} ${randomBytes(6).toString("hex")}`;
-}
-
+/** An outbox member is `<payload> <nonce>`: a task id (they hold no space) or an audit entry (audit.ts), and the nonce of the write that owes it. */
 export function taskOfOutboxMember(member: string): string {
   const space = member.indexOf(" ");
   return space === -1 ? member : member.slice(0, space);
 }
 
-/** The nonce of a member: the version its write gives the record's index entry. */
-function nonceOfOutboxMember(member: string): string {
-  return member.slice(member.indexOf(" ") + 1);
-}
-
-/** What a write owes the queue: its outbox member, and the version of its index entry. */
+/**
+ * What a write owes: its outbox members (its task's, and its audit entry's: audit.ts), all with
+ * the same nonce, which is also the version of its index entry.
+ */
 export interface Owed {
-  member: string;
+  members: string[];
   version: string;
 }
 
-/** What a new write owes for `taskId`: a member of its own (so emptying it after the relay cannot take another write's) and a version. */
-export function owedFor(taskId: string): Owed {
-  const member = outboxMember(taskId);
-  return { member, version: nonceOfOutboxMember(member) };
+/** What a new write owes for `taskId` and (as payloads: audit.ts) `others`: members of its own (so emptying them after the relay cannot take another write's) and a version. */
+export function owedFor(taskId: string | undefined, others: string[] = []): Owed {
+  const nonce = randomBytes(6).toString("hex");
+  const members = [...(taskId === undefined ? [] : [taskId]), ...others].map((payload) => `${payload} ${nonce}`);
+  return { members, version: nonce };
+}
+
+/** The tasks and the audit entries among outbox members (each once: one relayed twice is only a duplicate). */
+export function splitOutboxMembers(members: string[]): { tasks: string[]; audit: AuditEntry[] } {
+  const tasks = new Set<string>();
+  const audit: AuditEntry[] = [];
+  for (const member of new Set(members)) {
+    const payload = taskOfOutboxMember(member);
+    const entry = auditOfPayload(payload);
+    if (entry === null) tasks.add(payload);
+    else audit.push(entry);
+  }
+  audit.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  return { tasks: [...tasks], audit };
 }
 
 /**
@@ -82,7 +95,7 @@ export function owedFor(taskId: string): Owed {
  * entry before (`OutboxRelay.index`) and watches the outbox fence.
  */
 export function addToOutbox(multi: ChainableCommander, app: string, owner: Owner, owed: Owed, options: { index: boolean }): void {
-  multi.sadd(keys.outbox(app, owner), owed.member);
+  multi.sadd(keys.outbox(app, owner), ...owed.members);
   if (options.index) multi.hset(keys.outboxIndex(), recordTag(app, owner), owed.version);
 }
 
@@ -128,6 +141,8 @@ export async function scanOutboxIndex(client: RedisClient, count: number, onBatc
 export interface OutboxRelayOptions {
   /** Puts tasks on the queue (src/queue/queue.ts `addFor`), with the request that caused them. */
   enqueue: (ids: string[], requestId: string | undefined) => Promise<unknown>;
+  /** `[api] audit_max_length`: the audit stream is trimmed to about this many entries. */
+  auditMaxLength?: number;
   log?: (level: "warn", message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -152,18 +167,20 @@ export class OutboxRelay {
    * record, for the resync), so it is logged, not raised: the write itself is done.
    */
   async relay(app: string, owner: Owner, owed: Owed): Promise<boolean> {
-    const ids = [taskOfOutboxMember(owed.member)];
+    const { tasks, audit } = splitOutboxMembers(owed.members);
     try {
-      await this.options.enqueue(ids, currentRequestId());
+      if (tasks.length > 0) await this.options.enqueue(tasks, currentRequestId());
+      await appendAudit(await this.commands(), audit, this.options.auditMaxLength ?? DEFAULT_AUDIT_MAX_LENGTH);
     } catch (e) {
-      this.options.log?.("warn", "a task stays in its record's outbox until the next resync", { app, owner, tasks: ids, error: String(e) });
+      this.options.log?.("warn", "a task or audit entry stays in its record's outbox until the next resync", { app, owner, tasks, error: String(e) });
       return false;
     }
-    // The task is on the queue: an outbox entry or index entry left by a failure from here on
-    // only makes the resync add it once more (tasks are deduplicated, reconciles idempotent).
+    // The task is on the queue and the entry in the stream: an outbox entry or index entry left by
+    // a failure from here on only makes the resync add them once more (tasks are deduplicated,
+    // reconciles idempotent, a duplicate audit entry is the same entry again).
     // Waited for all the same, so that an answered write has nothing of it still in flight.
     try {
-      return (await release(await this.commands(), app, owner, [owed.member])) === 0;
+      return (await release(await this.commands(), app, owner, owed.members)) === 0;
     } catch {
       return false; // see above
     }

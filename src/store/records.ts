@@ -9,14 +9,16 @@
 // Every key a transaction touches is in the record's hash slot, so it runs on Redis Cluster too.
 // The task a write causes goes through the record's outbox (outbox.ts); the job claim a
 // transaction watches is taken and given up by job-claims.ts. A reset's owed side effects are
-// marked in the MULTI and cleared here when done.
+// marked in the MULTI and cleared here when done. A write's version joins the record's history
+// (`iapps:history:{…}`) in the same MULTI; its audit entry goes through the outbox (audit.ts).
 // Imports ioredis' types, src/store/* (keys, invalidations, connections, the transaction pool,
 // redis-errors, scripts, outbox, job-claims) and the record and owner types of src/domain.
 
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Owner } from "../domain/owner.ts";
-import type { StoredRecord } from "../domain/record.ts";
+import type { AuditEntry, StoredRecord, Version } from "../domain/record.ts";
+import { auditPayload } from "./audit.ts";
 import type { CommandConnection } from "./connections.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { JobClaims } from "./job-claims.ts";
@@ -42,7 +44,14 @@ export interface Commit {
   enqueue?: string;
   /** Note that a reset's side effects are owed (the value is the reset's ETag). */
   resetMarker?: string;
+  /** A version to push on the record's history (with `record`: a write and its version are one event). */
+  version?: Version;
+  /** An entry for the audit stream, put in the record's outbox and relayed after EXEC (audit.ts). */
+  audit?: AuditEntry;
 }
+
+/** `[api] history_length` when unset: versions kept per record. */
+export const DEFAULT_HISTORY_LENGTH = 20;
 
 /**
  * ETags of the latest writes of a record, newest first: how a writer whose EXEC was interrupted
@@ -116,6 +125,10 @@ export interface RecordStoreOptions {
   cache?: WriteThroughCache | null;
   /** Test hook: runs between a cache fill's Redis read and its insert. */
   afterFillRead?: (key: string) => Promise<void>;
+  /** `[api] history_length`: versions kept per record. */
+  historyLength?: number;
+  /** `[api] audit_max_length`: the audit stream is trimmed to about this many entries. */
+  auditMaxLength?: number;
   /** Test hook: runs just before a write's EXEC, after its outbox index entry was written (outbox.ts). */
   beforeExec?: (key: string) => Promise<void>;
 }
@@ -151,6 +164,16 @@ export class RecordStore {
     } finally {
       cache.close(ticket, record);
     }
+  }
+
+  /** The record's kept versions, newest first (at most `[api] history_length`). */
+  async history(app: string, owner: Owner): Promise<Version[]> {
+    const redis = await this.commands();
+    return (await redis.lrange(keys.history(app, owner), 0, this.historyLength - 1)).map((json) => JSON.parse(json) as Version);
+  }
+
+  private get historyLength(): number {
+    return this.options.historyLength ?? DEFAULT_HISTORY_LENGTH;
   }
 
   /** The record as Redis has it now, past this replica's cache. */
@@ -212,8 +235,8 @@ export class RecordStore {
     const decision = await decide(snapshot);
     if (decision.commit === null) return { committed: true, value: decision.value };
 
-    const { record, releaseClaim, enqueue, resetMarker } = decision.commit;
-    const owed = enqueue === undefined ? undefined : owedFor(enqueue);
+    const { record, releaseClaim, enqueue, resetMarker, version, audit } = decision.commit;
+    const owed = enqueue === undefined && audit === undefined ? undefined : owedFor(enqueue, audit === undefined ? [] : [auditPayload(audit)]);
     // Indexed before the EXEC can land, after the WATCH (outbox.ts).
     if (owed !== undefined && indexOutsideMulti) await this.outbox.index(app, owner, owed);
     const multi = connection.multi();
@@ -225,6 +248,10 @@ export class RecordStore {
       multi.hset(recordKey, fields);
       multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1).pexpire(etagLog, ETAG_LOG_TTL_MS);
       multi.publish(keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
+    }
+    if (version) {
+      const history = keys.history(app, owner);
+      multi.lpush(history, JSON.stringify(version)).ltrim(history, 0, this.historyLength - 1);
     }
     if (releaseClaim) multi.del(claimKey);
     if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);

@@ -9,12 +9,14 @@
 // empty when none does; only the pass of a worker that starts also SCANs for every outbox, in
 // case Redis lost an index entry (a failover).
 // Imports src/queue (the queue, task ids), src/store (keys, connections, routing for SCAN, the
-// outbox's member format, its index and unindex).
+// outbox's member format, its index and unindex, the audit stream: an outbox also holds the audit
+// entries of writes whose writer died before relaying them).
 
 import type { TaskQueue } from "../queue/queue.ts";
 import { taskId } from "../queue/tasks.ts";
 import { keys, outboxTagOfKey, parseRecordTag, recordTagOfKey } from "../store/keys.ts";
-import { scanOutboxIndex, taskOfOutboxMember, unindex } from "../store/outbox.ts";
+import { scanOutboxIndex, splitOutboxMembers, unindex } from "../store/outbox.ts";
+import { appendAudit, DEFAULT_AUDIT_MAX_LENGTH } from "../store/audit.ts";
 import type { CommandConnection } from "../store/connections.ts";
 import { scanEach } from "../store/routing.ts";
 
@@ -30,6 +32,8 @@ export interface ResyncOptions {
   spreadMs?: number;
   /** How many records the last pass found: how far apart to spread this one's batches. */
   lastCount?: number;
+  /** `[api] audit_max_length`, for the audit entries left in outboxes. */
+  auditMaxLength?: number;
 }
 
 /**
@@ -44,8 +48,8 @@ export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, int
     if (held !== "OK") return null;
     if ((await connection.llen(keys.queuePending())) > 0) return null;
   }
-  if (options.atStart) await relayOutboxes(redis, queue);
-  await relayIndexedOutboxes(redis, queue);
+  if (options.atStart) await relayOutboxes(redis, queue, options.auditMaxLength);
+  await relayIndexedOutboxes(redis, queue, options.auditMaxLength);
   const batches = Math.max(1, Math.ceil((options.lastCount ?? 0) / BATCH));
   const pause = options.spreadMs ? options.spreadMs / batches : 0;
   let count = 0;
@@ -72,7 +76,7 @@ export function reconcileTaskOf(tag: string): string | null {
  * outbox is then empty out of the index (src/store/outbox.ts says why that never loses one).
  * With no outbox owing anything, one HSCAN of an empty hash. Answers how many tasks it moved.
  */
-export async function relayIndexedOutboxes(redis: CommandConnection, queue: TaskQueue): Promise<number> {
+export async function relayIndexedOutboxes(redis: CommandConnection, queue: TaskQueue, auditMaxLength = DEFAULT_AUDIT_MAX_LENGTH): Promise<number> {
   const connection = await redis();
   let moved = 0;
   await scanOutboxIndex(connection, BATCH, async (entries) => {
@@ -80,11 +84,7 @@ export async function relayIndexedOutboxes(redis: CommandConnection, queue: Task
       const parsed = parseRecordTag(tag);
       if (parsed === null) continue;
       const members = await connection.smembers(keys.outbox(parsed.app, parsed.owner));
-      if (members.length > 0) {
-        const ids = [...new Set(members.map(taskOfOutboxMember))];
-        await queue.add(...ids);
-        moved += ids.length;
-      }
+      if (members.length > 0) moved += await relayMembers(connection, queue, members, auditMaxLength);
       // Exactly the members read: one a write added meanwhile keeps the entry, for its writer or the next round.
       await unindex(connection, parsed.app, parsed.owner, version, members);
     }
@@ -92,11 +92,19 @@ export async function relayIndexedOutboxes(redis: CommandConnection, queue: Task
   return moved;
 }
 
+/** Puts the tasks among outbox members on the queue and appends their audit entries to the stream; answers how many tasks. */
+async function relayMembers(connection: Awaited<ReturnType<CommandConnection>>, queue: TaskQueue, members: string[], auditMaxLength: number): Promise<number> {
+  const { tasks, audit } = splitOutboxMembers(members);
+  if (tasks.length > 0) await queue.add(...tasks);
+  await appendAudit(connection, audit, auditMaxLength);
+  return tasks.length;
+}
+
 /**
  * Moves every task still in a record's outbox to the queue, finding outboxes with SCAN: the safety
  * net a worker runs as it starts (passes read the index). Answers how many it moved.
  */
-export async function relayOutboxes(redis: CommandConnection, queue: TaskQueue): Promise<number> {
+export async function relayOutboxes(redis: CommandConnection, queue: TaskQueue, auditMaxLength = DEFAULT_AUDIT_MAX_LENGTH): Promise<number> {
   const connection = await redis();
   let moved = 0;
   await scanEach(connection, keys.outboxPattern(), BATCH, async (batch) => {
@@ -104,11 +112,10 @@ export async function relayOutboxes(redis: CommandConnection, queue: TaskQueue):
       if (outboxTagOfKey(key) === null) continue;
       const members = await connection.smembers(key);
       if (members.length === 0) continue;
-      const ids = [...new Set(members.map(taskOfOutboxMember))];
-      await queue.add(...ids);
+      const relayed = await relayMembers(connection, queue, members, auditMaxLength);
       // Exactly the members read: one a write added meanwhile stays for its writer or the next round.
       await connection.srem(key, ...members);
-      moved += ids.length;
+      moved += relayed;
     }
   });
   return moved;

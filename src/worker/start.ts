@@ -35,6 +35,7 @@ export function startWorker(context: ServiceContext, handlers: TaskHandlers): Wo
     concurrency: config.worker.concurrency,
     leaseMs: config.worker.lease,
     resyncIntervalMs: config.worker.resync_interval,
+    auditMaxLength: config.api.audit_max_length,
     log,
   });
   worker.start();

@@ -27,6 +27,8 @@ export interface WorkerOptions {
   concurrency: number;
   leaseMs: number;
   resyncIntervalMs: number;
+  /** `[api] audit_max_length`, for the audit entries the resync relays from outboxes. */
+  auditMaxLength?: number;
   log: (level: "debug" | "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -50,7 +52,12 @@ export class Worker {
     this.timers.push(setInterval(() => void this.maintain(), MAINTENANCE_MS));
     let lastCount = 0;
     const resync = (atStart: boolean) =>
-      resyncOnce(options.redis, options.queue, options.resyncIntervalMs, this.id, { atStart, spreadMs: atStart ? 0 : options.resyncIntervalMs / 2, lastCount }).then(
+      resyncOnce(options.redis, options.queue, options.resyncIntervalMs, this.id, {
+        atStart,
+        spreadMs: atStart ? 0 : options.resyncIntervalMs / 2,
+        lastCount,
+        auditMaxLength: options.auditMaxLength,
+      }).then(
         (count) => {
           if (count === null) return;
           lastCount = count;
