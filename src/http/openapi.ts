@@ -219,7 +219,8 @@ function queryParameters(schema: SchemaObject): ParameterObject[] {
     name,
     in: "query",
     required: required.has(name),
-    description: "Accepted and ignored.",
+    // A parameter the route reads says what it is; the rest are UCloud's, accepted and ignored.
+    description: typeof property.description === "string" ? property.description : "Accepted and ignored.",
     schema: property,
   }));
 }

@@ -65,9 +65,12 @@ export const PublicHistory = v.object({
       v.string("expected a string"),
       v.regex(/^[0-9]{1,3}$/, "expected a whole number from 1 to 100"),
       v.check((n) => Number(n) >= 1 && Number(n) <= 100, "must be from 1 to 100"),
+      v.description("Versions per page, 1 to 100 (default 20)."),
     ),
   ),
-  next: v.optional(v.pipe(v.string("expected a string"), v.maxLength(256, "must be at most 256 characters"))),
+  next: v.optional(
+    v.pipe(v.string("expected a string"), v.maxLength(256, "must be at most 256 characters"), v.description("The `next` of the previous page: where this page starts.")),
+  ),
 });
 export const PublicRollback = v.object({ etag, expectedETag });
 
