@@ -266,9 +266,12 @@ async function main() {
         process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`);
         return;
       }
-      const value = path.split(".").reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], shown);
+      const at = (tree: unknown) => path.split(".").reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], tree);
+      const value = at(shown);
       if (value === undefined) fail(`config: no key ${path}`);
-      process.stdout.write(`${typeof value === "string" ? value : JSON.stringify(value)}\n`);
+      // A string prints bare (scripts read `config redis.url`); a duration as written in the file: "25s".
+      const duration = typeof at(config) === "number" && typeof value === "string";
+      process.stdout.write(`${typeof value === "string" && !duration ? value : JSON.stringify(value)}\n`);
       return;
     }
     case "token": {
