@@ -28,9 +28,9 @@ export interface ResyncOptions {
    * after a restart of role `all` the cluster may hold none of the pods.
    */
   atStart?: boolean;
-  /** Spread the pass over this long (batches apart), rather than adding every task at once. */
+  /** Spread the pass over about this long, rather than adding every task at once. */
   spreadMs?: number;
-  /** How many records the last pass found: how far apart to spread this one's batches. */
+  /** How many records the last pass found: the pace of this one. */
   lastCount?: number;
   /** `[api] audit_max_length`, for the audit entries left in outboxes. */
   auditMaxLength?: number;
@@ -50,12 +50,17 @@ export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, int
   }
   if (options.atStart) await relayOutboxes(redis, queue, options.auditMaxLength);
   await relayIndexedOutboxes(redis, queue, options.auditMaxLength);
-  const batches = Math.max(1, Math.ceil((options.lastCount ?? 0) / BATCH));
-  const pause = options.spreadMs ? options.spreadMs / batches : 0;
+  // Paced by the clock, not by SCAN's batches (a batch holds however many records its keys were):
+  // the n-th record is added no earlier than n/lastCount of the way through `spreadMs`, so the
+  // pass ends within about `spreadMs` whatever the keyspace holds besides records.
+  const started = Date.now();
+  const expected = options.lastCount ?? 0;
   let count = 0;
   await scanEach(connection, keys.recordPattern(), BATCH, async (batch) => {
     const ids = batch.map(recordTagOfKey).filter((tag): tag is string => tag !== null).flatMap((tag) => reconcileTaskOf(tag) ?? []);
-    if (count > 0 && pause >= 1) await new Promise((resolve) => setTimeout(resolve, pause));
+    if (ids.length === 0) return;
+    const due = options.spreadMs && expected > 0 ? started + (options.spreadMs * Math.min(count, expected)) / expected : 0;
+    if (due - Date.now() >= 1) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
     await queue.add(...ids);
     count += ids.length;
   });
