@@ -1,4 +1,4 @@
-// The Hono application, one router: the operational routes
+// The Hono application, one router (router.ts: it remembers its answers): the operational routes
 // (ops.ts), the routes of spec §2 as declared in routes.ts (each declaration also describes its
 // route) and the API description (openapi.ts), every one wrapped by the request observer (request
 // ids and metrics, ops.ts); the mapping of errors to UCloud's error shape; and in front of each
@@ -21,6 +21,7 @@ import { bodyReadError, ClientClosedRequest, clientClosedResponse, errorResponse
 import { mountApiDescription } from "./openapi.ts";
 import { mountOps, type OpsOptions, RequestObserver } from "./ops.ts";
 import { type Env, type Family, handlerOf } from "./route.ts";
+import { RememberingRouter } from "./router.ts";
 import { API_ROUTES, FAMILIES, PROVIDER } from "./routes.ts";
 
 export interface HttpOptions {
@@ -37,7 +38,7 @@ export interface HttpOptions {
 
 export function createHttpApp(options: HttpOptions): Hono<Env> {
   const { service } = options;
-  const app = new Hono<Env>();
+  const app = new Hono<Env>({ router: new RememberingRouter() });
 
   let lastUnavailableLog = 0;
   const answerError = (error: unknown, c: Context<Env>): Response => {
