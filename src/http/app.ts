@@ -99,9 +99,9 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
     if (!route.path.startsWith(`${route.family.prefix}/`)) throw new Error(`${route.path} is not under its family's prefix ${route.family.prefix}`);
     const gate = gates.of(route.family);
     const handle = handlerOf(route, service);
-    const guarded = async (c: Context<Env>) => {
-      await gate(c);
-      return handle(c);
+    const guarded = (c: Context<Env>) => {
+      const passing = gate(c);
+      return passing === undefined ? handle(c) : passing.then(() => handle(c));
     };
     app.on(route.method.toUpperCase(), route.path, observer.route(route.path, route.body === undefined ? guarded : limited(guarded)));
   }
@@ -127,13 +127,15 @@ function familyGates(tokens: TokenVerifier, providerId: string) {
   for (const family of FAMILIES) unmatched.add("ALL", `${family.prefix}/*`, auth.get(family)!);
   unmatched.add("ALL", `${PROVIDER.prefix}/:app/*`, (_c, params) => checkProvider(decoded(params.providerId)));
   return {
-    /** The gate of a family's routes. */
-    of(family: Family): (c: Context<Env>) => Promise<void> {
+    /** The gate of a family's routes: a promise only when it must wait (a token verified now). */
+    of(family: Family): (c: Context<Env>) => Promise<void> | undefined {
       const authenticated = auth.get(family)!;
       if (family !== PROVIDER) return authenticated;
-      return async (c) => {
-        await authenticated(c);
+      return (c) => {
+        const passing = authenticated(c);
+        if (passing !== undefined) return passing.then(() => checkProvider(c.req.param("providerId")));
         checkProvider(c.req.param("providerId"));
+        return undefined;
       };
     },
     /** The gates a request no route serves passes: roles first, then the provider id. */

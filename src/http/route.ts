@@ -92,11 +92,9 @@ export function handlerOf(route: Route, service: ConfigurationService): (c: Cont
     emptyQuery ??= check(query, {}, "query");
     return emptyQuery;
   };
+  if (body === undefined) return (c) => route.handle(c, { query: queryOf(c), body: undefined }, service);
   return async (c) => {
-    const input = {
-      query: queryOf(c),
-      body: body === undefined ? undefined : await readBody(c, body, { emptyIsObject: emptyBodyIsObject }),
-    };
-    return route.handle(c, input, service);
+    const query = queryOf(c);
+    return route.handle(c, { query, body: await readBody(c, body, { emptyIsObject: emptyBodyIsObject }) }, service);
   };
 }
