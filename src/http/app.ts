@@ -65,9 +65,9 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
   // A path under a family's prefix that no route serves answers as a route there would first:
   // 401 without a token, 403 for the wrong role, 404 for another provider id; then 404.
   app.notFound(
-    observer.unmatched(async (c) => {
-      await gates.unmatched(c);
-      return routeNotFound(c);
+    observer.unmatched((c) => {
+      const passing = gates.unmatched(c);
+      return passing === undefined ? routeNotFound(c) : passing.then(() => routeNotFound(c));
     }),
   );
 
@@ -123,7 +123,7 @@ function familyGates(tokens: TokenVerifier, providerId: string) {
   const checkProvider = (id: string | undefined) => {
     if (id !== undefined && id !== providerId) throw notFound(`This service is provider '${providerId}', not '${id}'.`);
   };
-  const unmatched = new TrieRouter<(c: Context<Env>, params: Record<string, string>) => Promise<void> | void>();
+  const unmatched = new RememberingRouter<(c: Context<Env>, params: Record<string, string>) => Promise<void> | void>(new TrieRouter());
   for (const family of FAMILIES) unmatched.add("ALL", `${family.prefix}/*`, auth.get(family)!);
   unmatched.add("ALL", `${PROVIDER.prefix}/:app/*`, (_c, params) => checkProvider(decoded(params.providerId)));
   return {
@@ -138,9 +138,13 @@ function familyGates(tokens: TokenVerifier, providerId: string) {
         return undefined;
       };
     },
-    /** The gates a request no route serves passes: roles first, then the provider id. */
-    async unmatched(c: Context<Env>): Promise<void> {
-      for (const [gate, params] of unmatched.match(c.req.method, c.req.path)[0]) await gate(c, params as Record<string, string>);
+    /** The gates a request no route serves passes: roles first, then the provider id. A promise only when there are some. */
+    unmatched(c: Context<Env>): Promise<void> | undefined {
+      const [passed] = unmatched.match(c.req.method, c.req.path);
+      if (passed.length === 0) return undefined;
+      return (async () => {
+        for (const [gate, params] of passed) await gate(c, params as Record<string, string>);
+      })();
     },
   };
 }

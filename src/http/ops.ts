@@ -123,21 +123,26 @@ export class RequestObserver {
     }
   }
 
-  private async observe(c: Context, series: RequestSeries, answer: Answer, write: boolean): Promise<Response> {
+  /** A promise only when the answer is one: a synchronous answer (/healthz, a 404) is not made to wait a turn. */
+  private observe(c: Context, series: RequestSeries, answer: Answer, write: boolean): Response | Promise<Response> {
     const started = performance.now();
     const id = requestIdFrom(c.req.raw.headers.get(REQUEST_ID_HEADER));
     c.set("requestId", id);
     // Answers are built through the context (c.json, c.body, c.html), which adds what is
     // prepared here: cheaper than setting it on the Response afterwards.
     c.header(REQUEST_ID_HEADER, id);
-    let response: Response;
+    const answered = (response: Response) => {
+      series.count(c.req.method, response.status, (performance.now() - started) / 1000);
+      return response;
+    };
+    const failed = (error: unknown) => answered(this.answerError(error, c));
+    let pending: Response | Promise<Response>;
     try {
-      response = write ? await withRequestId(id, () => answer(c)) : await answer(c);
+      pending = write ? withRequestId(id, () => answer(c)) : answer(c);
     } catch (error) {
-      response = this.answerError(error, c);
+      return failed(error);
     }
-    series.count(c.req.method, response.status, (performance.now() - started) / 1000);
-    return response;
+    return pending instanceof Promise ? pending.then(answered, failed) : answered(pending);
   }
 }
 
