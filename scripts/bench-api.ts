@@ -344,6 +344,8 @@ interface Slice {
   note?: string;
   /** HGETALL calls Redis counted during the slice (targets that read records). */
   redisReads?: number;
+  /** CPU seconds the target's process used during the slice (Linux /proc). */
+  cpu?: number;
 }
 
 interface Target {
@@ -353,6 +355,8 @@ interface Target {
   slices: Slice[];
   /** Count Redis HGETALLs during each slice (INFO commandstats). */
   countReads?: boolean;
+  /** The process that does the target's work: its CPU time per request is reported beside the rate. */
+  pid?: number;
 }
 
 /** What a slice of wrk measured: its done() prints this as one JSON line (latencies in µs). */
@@ -472,6 +476,8 @@ interface Summary {
   p50?: number; // median of the slices' medians
   p99?: number; // worst slice
   failures: number;
+  /** CPU seconds of the target's process per request (or transaction); NaN where unknown. */
+  cpuPerOk: number;
   detail: string;
 }
 
@@ -491,6 +497,7 @@ function summarize(target: Target): Summary {
     p50: p50s.length ? p50s[Math.floor(p50s.length / 2)] : undefined,
     p99: p99s.length ? Math.max(...p99s) : undefined,
     failures: sum((s) => s.failures),
+    cpuPerOk: sum((s) => s.cpu ?? NaN) / sum((s) => s.ok),
     detail: `${Object.entries(counts).map(([key, n]) => `${key}: ${n}`).join(", ")} in ${sum((s) => s.seconds).toFixed(1)} s` +
       (notes.length ? ` (${notes.join("; ")})` : ""),
   };
@@ -767,21 +774,26 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
   const updates = luaScript("update.lua", updateLua(EMPTY_CONFIG));
   const user = { connections, token: userToken, script: reportOnly };
   const bareUrl = `http://127.0.0.1:${barePort}/api/iapps/${APP}/retrieve`;
-  const bare = httpTarget("bare Hono route (GET, constant body)", bareUrl, { ...user, expect: 200 });
-  const warm = { ...httpTarget("service retrieve (GET, warm cache)", `${base}/api/iapps/${APP}/retrieve`, { ...user, expect: 200 }), countReads: true };
-  const healthz = httpTarget("service GET /healthz", `${base}/healthz`, { ...user, expect: 200 });
-  const unknown = httpTarget("service GET unknown route (404)", `${base}${UNKNOWN_ROUTE}`, { ...user, expect: 404 });
-  const off = { ...httpTarget("service retrieve (GET, cache off)", `${offBase}/api/iapps/${APP}/retrieve`, { ...user, expect: 200 }), countReads: true };
+  const [servicePid, offPid] = [service.process.pid, serviceOff.process.pid];
+  const bare = { ...httpTarget("bare Hono route (GET, constant body)", bareUrl, { ...user, expect: 200 }), pid: bareChild.process.pid };
+  const warm = { ...httpTarget("service retrieve (GET, warm cache)", `${base}/api/iapps/${APP}/retrieve`, { ...user, expect: 200 }), countReads: true, pid: servicePid };
+  const healthz = { ...httpTarget("service GET /healthz", `${base}/healthz`, { ...user, expect: 200 }), pid: servicePid };
+  const unknown = { ...httpTarget("service GET unknown route (404)", `${base}${UNKNOWN_ROUTE}`, { ...user, expect: 404 }), pid: servicePid };
+  const off = { ...httpTarget("service retrieve (GET, cache off)", `${offBase}/api/iapps/${APP}/retrieve`, { ...user, expect: 200 }), countReads: true, pid: offPid };
   const bareHgetall = {
     ...httpTarget("bare Hono route + one HGETALL (GET)", `http://127.0.0.1:${hgetallPort}/api/iapps/${APP}/retrieve`, { ...user, expect: 200 }),
     countReads: true,
+    pid: hgetallChild.process.pid,
   };
   const updateUrl = `${base}/ucloud/${PROVIDER}/iapps/${APP}/update`;
   const writer = { connections, token: serviceToken, expect: 200, script: updates } as const;
   let slices = 0; // the owners of a slice of new-owner updates: bench-s<slice>-1, -2, ...
-  const updateNew = httpTarget("service update (distinct new owners)", updateUrl, { ...writer, args: () => [`bench-s${slices++}`] });
-  const updateExisting = httpTarget("service update (existing owners, round robin)", updateUrl, { ...writer, args: () => ["bench-old", String(existing)] });
-  const rawLoop = rawTarget(raw);
+  const updateNew = { ...httpTarget("service update (distinct new owners)", updateUrl, { ...writer, args: () => [`bench-s${slices++}`] }), pid: servicePid };
+  const updateExisting = {
+    ...httpTarget("service update (existing owners, round robin)", updateUrl, { ...writer, args: () => ["bench-old", String(existing)] }),
+    pid: servicePid,
+  };
+  const rawLoop = { ...rawTarget(raw), pid: raw.process.pid };
   // bare before warm: nothing from the previous slice can reach Redis during a warm-cache slice.
   const targets: Target[] = [bare, warm, healthz, unknown, off, bareHgetall, updateNew, updateExisting, rawLoop];
 
@@ -789,7 +801,9 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
   const cpuSince = cpuSnapshot([service, serviceOff, bareChild, hgetallChild, raw].map((c) => c.process.pid).concat(bench.redisPid));
   const runSlice = async (target: Target, seconds: number, measured: boolean) => {
     const readsBefore = target.countReads ? await hgetallCalls(inspect) : 0;
+    const cpuBefore = cpuSeconds(target.pid);
     const slice = await target.run(seconds);
+    slice.cpu = cpuSeconds(target.pid) - cpuBefore;
     if (target.countReads) slice.redisReads = (await hgetallCalls(inspect)) - readsBefore;
     if (measured) target.slices.push(slice);
     for (const w of watched) {
@@ -852,17 +866,21 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
 function report(rows: Summary[], ratios: { name: string; numerator: Target; denominator: Target; goal?: number }[]) {
   const width = Math.max(...rows.map((row) => row.name.length));
   log("");
-  log(`${"target".padEnd(width)}  ${"rate".padStart(9)}        ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)}  failures`);
+  log(`${"target".padEnd(width)}  ${"rate".padStart(9)}        ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)}  ${"CPU µs".padStart(7)}  failures`);
   for (const row of rows) {
     const latency = row.p50 === undefined ? " ".repeat(15) : `${String(row.p50).padStart(7)} ${String(row.p99).padStart(7)}`;
-    log(`${row.name.padEnd(width)}  ${row.rate.toFixed(0).padStart(9)} ${row.unit.padEnd(6)} ${latency}  ${row.failures}`);
+    const cpu = Number.isFinite(row.cpuPerOk) ? (row.cpuPerOk * 1e6).toFixed(1) : "-";
+    log(`${row.name.padEnd(width)}  ${row.rate.toFixed(0).padStart(9)} ${row.unit.padEnd(6)} ${latency}  ${cpu.padStart(7)}  ${row.failures}`);
   }
-  log("(p50: median of the slices' medians; p99: the worst slice's)\n");
-  const rate = (target: Target) => rows.find((row) => row.name === target.name)!.rate;
+  log("(p50: median of the slices' medians; p99: the worst slice's; CPU µs: the target process's CPU time per request or transaction)\n");
+  const row = (target: Target) => rows.find((r) => r.name === target.name)!;
   for (const ratio of ratios) {
-    const value = rate(ratio.numerator) / rate(ratio.denominator);
+    const value = row(ratio.numerator).rate / row(ratio.denominator).rate;
     const verdict = ratio.goal === undefined ? "" : `  (goal >= ${ratio.goal}: ${value >= ratio.goal ? "ok" : "BELOW GOAL"})`;
-    log(`${ratio.name.padEnd(56)} ${value.toFixed(2)}${verdict}`);
+    // The same ratio measured in CPU time per request: what it costs, whether or not the rate was
+    // limited by the server (wrk, the kernel and Redis share the machine).
+    const byCpu = row(ratio.denominator).cpuPerOk / row(ratio.numerator).cpuPerOk;
+    log(`${ratio.name.padEnd(56)} ${value.toFixed(2)}${verdict}${Number.isFinite(byCpu) ? `  [by CPU per request: ${byCpu.toFixed(2)}]` : ""}`);
   }
   log("");
   for (const row of rows) log(`${row.name}: ${row.detail}`);
