@@ -1,68 +1,59 @@
-// Throughput of the configuration API against baselines, in one run, plus the replica cache's
-// propagation latency and memory cost:
+// Throughput of the configuration API against references measured in the same run, the time an
+// update takes to reach the other replicas, and the replica cache's memory per record. Every
+// figure that matters is a ratio of two targets measured side by side (absolute rates on a shared
+// machine are noise). `npm run bench:api` runs it (scripts/bench-api.sh installs wrk first).
 //
-// (1) Throughput, interleaved slices (bare, warm, cache off, bare+HGETALL, update new, update
-//     existing, raw, bare, ...), every target a separate child process, one autocannon:
+// (1) Throughput: one `wrk -t1 -c<connections>` per slice, the targets' slices interleaved
+//     (bare, warm, /healthz, 404, cache off, bare+HGETALL, update new, update existing, raw,
+//     bare, ...), every target a separate child process on the runtime running this script:
 //
-//   retrieve, warm cache   GET /api/iapps/syncthing/retrieve (USER token, owner has a stored record)
-//                          on a service with the cache on; the record is in its cache before the
-//                          first slice (checked: a retrieve makes no HGETALL in Redis), and every
+//   retrieve, warm cache   GET /api/iapps/syncthing/retrieve (USER token, the owner has a stored
+//                          record) on one replica with the cache on; the record is in its cache
+//                          before the first slice (checked: a retrieve makes no HGETALL), and every
 //                          slice counts the HGETALLs Redis saw meanwhile
-//      vs      a bare Hono route answering the same JSON body and ETag as a constant   goal >= 0.85
-//   retrieve, cache off    the same GET on a second service process with
-//                          IAPPS_API_CACHE_MAX_ENTRIES=0 (same Redis, same record)
+//      vs      a bare Hono route answering the same JSON body and ETag header     goal >= 0.85
+//   /healthz and an unknown route (404), same service, same headers
+//      vs      the same bare Hono route                                            [info]
+//   retrieve, cache off    the same GET on a second service with IAPPS_API_CACHE_MAX_ENTRIES=0
 //      vs      a bare Hono route doing one HGETALL of the record's key with one ioredis client
-//              (the options of the service's command connection), answering the same JSON
-//                                                                                  goal >= 0.9
-//   update     POST /ucloud/k8s/iapps/syncthing/update (SERVICE token), every request a new
-//              owner (`principal.createdBy` never repeats), so no two requests contend
-//      vs      a raw ioredis loop: WATCH k; GET k; MULTI; HSET k ...; EXEC, a new k each time,
-//              at the same concurrency (one loop per connection)                    goal >= 0.6
+//              (the options of the service's command connection), same JSON        goal >= 0.9
+//   update     POST /ucloud/k8s/iapps/syncthing/update (SERVICE token), a new owner every request
+//              (wrk's Lua request() names them), so no two requests contend
+//      vs      a raw ioredis loop: WATCH k; GET k; MULTI; HSET k ...; EXEC, a new k each time, one
+//              loop per connection, as many as wrk keeps requests in flight       goal >= 0.6
+//   plus, for information, updates of existing records (1,000 seeded owners, round robin): a
+//   first update also takes the job claim and registers the job, a later one does not.
 //
-//   plus, for information, updates of records that already exist (distinct owners, round robin):
-//   a first update also takes the job claim and registers the job, a later one does not.
+//   wrk is a C load generator several times faster than the service, so the bare route's rate is
+//   the server's, not the load generator's (autocannon, in this process, was slower than the
+//   service). What the raw loop does NOT pay is HTTP and wrk's CPU: that is part of the update
+//   ratio.
 //
-// (2) Propagation: three fresh service processes (cache on, the throughput targets stopped),
-//     --prop-owners owners seeded and warm in every replica's cache (checked as above), then
-//     open-loop updates at --prop-rate per second for --prop-seconds (scheduled by the clock, never
-//     waiting for answers), round robin over owners and replicas. For every --prop-sample-th write,
-//     as soon as it is answered, this process polls the OTHER two replicas back to back (provider
-//     retrieve, SERVICE token) until each serves the write's ETag or a later one; the time from
-//     the write's answer to the answer of that GET is the propagation time. Each pair therefore
-//     includes the latency of the one GET that saw it (up to one request's latency; the table
-//     shows how many pairs were already served on the first GET). "A later one": a write to the
-//     same owner committed after it (the order comes from the record's ETag log in Redis, read
-//     afterwards). The writer is also read once at once: it must serve its own write. Owners
-//     default to 200 so that each owner is written only every 200 ms at 1,000/s: sampled writes
-//     rarely overlap on one owner, and the ETag log (64 entries) keeps each owner's whole history.
-//     The load and the polls come from this one process (Bun fetch): its event loop is part of
-//     every number.
+// (2) Coherence: three fresh replicas (cache on; the throughput targets stopped), --prop-owners
+//     owners seeded and warm in every replica's cache, then open-loop updates at --prop-rate per
+//     second (a load the machine carries; scheduled by the clock, never waiting for answers) for
+//     --prop-seconds, round robin over owners and replicas. For every --prop-sample-th write, as
+//     soon as it is answered, this process reads the OTHER two replicas back to back (provider
+//     retrieve) until each serves the write's ETag or a later one: the time from the write's
+//     answer to that read's answer is when the invalidation had reached that replica, at most one
+//     read late (the table shows how many were served on the first read, and what one read takes).
+//     "A later one": a write to the same owner committed after it (the order comes from the
+//     record's ETag log in Redis, read afterwards). The writer is also read once at once: it must
+//     serve its own write.
 //
 // (3) Memory: scripts/bench-cache-memory.ts, alone in its own process, fills a real service
 //     context's cache through RecordStore.read with --memory-records realistic records (database 2
 //     of the same Redis) and reports (RSS after - RSS before) / N and the heapUsed delta / N after
 //     Bun.gc(true).
 //
-// Why the throughput comparison is fair: every target is a separate child process on the same
-// runtime (the Bun binary running this script) against the same fresh redis-server (the raw loop
-// writes to database 1, so its keys stay apart from the service's). The HTTP targets are loaded by
-// the same autocannon in this process with the same connections and the same time; the bare
-// routes receive the same request headers as the service. The raw loop keeps as many
-// transactions in flight as autocannon keeps requests. Each target's time is cut into slices run
-// in turn, so background noise on a shared machine hits every target alike. What the raw loop
-// does NOT pay is the HTTP round trip and the load generator's CPU (on 2 cores autocannon, target
-// and Redis share them; the bare route shows autocannon's ceiling, several times the service's
-// update rates): that overhead is part of what the update / raw ratio measures.
-//
 // Usage: bun scripts/bench-api.ts [--duration S] [--connections N] [--warmup S] [--rounds R]
-//          [--only throughput,propagation,memory]
+//          [--only throughput,coherence,memory]
 //          [--prop-seconds S] [--prop-rate R] [--prop-owners N] [--prop-sample K] [--memory-records N]
 //        (or BENCH_DURATION, BENCH_CONNECTIONS, BENCH_WARMUP, BENCH_ROUNDS, BENCH_ONLY,
 //        BENCH_PROP_SECONDS, BENCH_PROP_RATE, BENCH_PROP_OWNERS, BENCH_PROP_SAMPLE,
-//        BENCH_MEMORY_RECORDS; defaults 10, 32, 2, 5, all, 5, 1000, 200, 10, 100000:
-//        per target 2 s of warm-up, then 10 s measured as 5 slices of 2 s, 7 targets: about 90 s;
-//        propagation about 10 s, memory about 10 s; about 2 minutes in all.
-//        Shorter: --duration 4 --rounds 2 --warmup 1 (about 40 s of throughput).
+//        BENCH_MEMORY_RECORDS; defaults 5, 32, 1, 5, all, 5, 200, 200, 1, 100000:
+//        per target 1 s of warm-up, then 5 s measured as 5 slices of 1 s (wrk counts whole
+//        seconds), 9 targets: about 60 s; coherence about 12 s, memory about 15 s; under 2 minutes.
 //        --prop-seconds 0 or --memory-records 0 skip that part.)
 // The services read config.toml plus IAPPS_* overrides as usual (e.g. IAPPS_REDIS_POOL_SIZE);
 // this script sets only the Redis URL, port, host, JWT secret, provider id and require_etag, and
@@ -74,8 +65,7 @@
 // (raw-tx reads "<seconds>" lines on stdin and answers each with one JSON line).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -86,38 +76,14 @@ import { freePort } from "../test/support/redis-server.ts";
 import { keys } from "../src/store/keys.ts";
 import { option } from "./options.ts";
 
-// autocannon ships no type declarations; these are the parts of it this script uses.
-interface AutocannonResult {
-  duration: number;
-  latency: { p50: number; p99: number };
-  errors: number;
-  timeouts: number;
-  non2xx: number;
-  "2xx": number;
-  statusCodeStats: Record<string, { count: number }>;
-}
-interface AutocannonRequest {
-  method?: string;
-  path?: string;
-  headers?: Record<string, string>;
-  body?: string;
-  setupRequest?: (request: AutocannonRequest) => AutocannonRequest;
-}
-type Autocannon = (options: {
-  url: string;
-  connections: number;
-  duration: number;
-  sampleInt: number;
-  requests: AutocannonRequest[];
-}) => Promise<AutocannonResult>;
-const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
-
 const SECRET = "bench-secret-0123456789abcdef0123";
 const PROVIDER = "k8s";
 const APP = "syncthing";
 const EMPTY_CONFIG = { folders: [], devices: [] };
+/** A path no route has: what an unknown route costs. */
+const UNKNOWN_ROUTE = "/no/such/route";
 const DEVICE = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2";
-/** What the propagation writes store: two folders and one device, as a user would. */
+/** What the coherence writes store: two folders and one device, as a user would. */
 const propConfig = (owner: string, n: number) => ({
   folders: [
     { ucloudPath: `/home-${owner}/Syncthing`, id: "" },
@@ -378,6 +344,8 @@ interface Slice {
   note?: string;
   /** HGETALL calls Redis counted during the slice (targets that read records). */
   redisReads?: number;
+  /** CPU seconds the target's process used during the slice (Linux /proc). */
+  cpu?: number;
 }
 
 interface Target {
@@ -387,30 +355,86 @@ interface Target {
   slices: Slice[];
   /** Count Redis HGETALLs during each slice (INFO commandstats). */
   countReads?: boolean;
+  /** The process that does the target's work: its CPU time per request is reported beside the rate. */
+  pid?: number;
 }
 
-function httpTarget(name: string, url: string, connections: number, request: AutocannonRequest | (() => AutocannonRequest)): Target {
-  const requests =
-    typeof request === "function" ? [{ setupRequest: (base: AutocannonRequest) => ({ ...base, ...request() }) }] : [request];
+/** What a slice of wrk measured: its done() prints this as one JSON line (latencies in µs). */
+interface WrkResult {
+  requests: number;
+  micros: number;
+  connect: number;
+  read: number;
+  write: number;
+  /** Answers with a status of 400 or more. */
+  status: number;
+  timeout: number;
+  p50: number;
+  p99: number;
+}
+
+const REPORT_LUA = `
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%d,"micros":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50":%.0f,"p99":%.0f}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+`;
+
+/**
+ * A provider update per request, each for the owner <prefix>-<n>: n counts up (a new owner every
+ * time), or goes round <existing> owners when that argument is given. One wrk thread: one counter.
+ */
+const updateLua = (config: unknown) => `
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local prefix, existing, n = "bench", 0, 0
+function init(args)
+  prefix = args[1]
+  existing = tonumber(args[2] or "0")
+end
+function request()
+  n = n + 1
+  local owner = prefix .. "-" .. (existing > 0 and (n % existing) or n)
+  return wrk.format(nil, nil, nil, '{"principal":{"createdBy":"' .. owner .. '","project":null},"config":${JSON.stringify(config)},"expectedETag":null}')
+end
+${REPORT_LUA}`;
+
+/** Writes a Lua script for wrk into the run's temporary folder. */
+function luaScript(name: string, text: string): string {
+  const path = join(tempDir!, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+/**
+ * An HTTP target loaded by `wrk -t1 -c<connections>`: every answer is expected to have the status
+ * `expect` (200, or 404 for the unknown route); any other, and any socket error, is a failure.
+ */
+function httpTarget(
+  name: string,
+  url: string,
+  o: { connections: number; token: string; expect: 200 | 404; script: string; args?: () => string[] },
+): Target {
   return {
     name,
     unit: "req/s",
     slices: [],
     async run(seconds) {
-      // sampleInt: autocannon stops on a sample tick; a short interval keeps the slice close to its length.
-      const result = await autocannon({ url, connections, duration: seconds, sampleInt: 100, requests });
-      const counts: Record<string, number> = {};
-      for (const [code, { count }] of Object.entries(result.statusCodeStats)) counts[code] = count;
-      if (result.errors > 0) counts["socket errors"] = result.errors;
-      if (result.timeouts > 0) counts.timeouts = result.timeouts;
-      return {
-        ok: result["2xx"],
-        seconds: result.duration,
-        failures: result.non2xx + result.errors + result.timeouts,
-        counts,
-        p50: result.latency.p50,
-        p99: result.latency.p99,
-      };
+      const wrk = Bun.spawn(
+        ["wrk", "-t1", `-c${o.connections}`, `-d${seconds}s`, "--timeout", "5s", "-s", o.script, "-H", `Authorization: Bearer ${o.token}`, url, "--", ...(o.args?.() ?? [])],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      const [out, err, code] = await Promise.all([new Response(wrk.stdout).text(), new Response(wrk.stderr).text(), wrk.exited]);
+      const line = out.split("\n").find((l) => l.startsWith("{"));
+      if (code !== 0 || line === undefined) throw new Error(`${name}: wrk exited ${code}:\n${out}${err}`);
+      const r = JSON.parse(line) as WrkResult;
+      const socket = r.connect + r.read + r.write + r.timeout;
+      const expected = o.expect === 200 ? r.requests - r.status : r.status;
+      const counts: Record<string, number> = { [String(o.expect)]: expected };
+      if (r.requests - expected > 0) counts[o.expect === 200 ? ">= 400" : "< 400"] = r.requests - expected;
+      if (socket > 0) counts["socket errors"] = socket;
+      return { ok: expected, seconds: r.micros / 1e6, failures: r.requests - expected + socket, counts, p50: r.p50 / 1000, p99: r.p99 / 1000 };
     },
   };
 }
@@ -452,6 +476,8 @@ interface Summary {
   p50?: number; // median of the slices' medians
   p99?: number; // worst slice
   failures: number;
+  /** CPU seconds of the target's process per request (or transaction); NaN where unknown. */
+  cpuPerOk: number;
   detail: string;
 }
 
@@ -471,6 +497,7 @@ function summarize(target: Target): Summary {
     p50: p50s.length ? p50s[Math.floor(p50s.length / 2)] : undefined,
     p99: p99s.length ? Math.max(...p99s) : undefined,
     failures: sum((s) => s.failures),
+    cpuPerOk: sum((s) => s.cpu ?? NaN) / sum((s) => s.ok),
     detail: `${Object.entries(counts).map(([key, n]) => `${key}: ${n}`).join(", ")} in ${sum((s) => s.seconds).toFixed(1)} s` +
       (notes.length ? ` (${notes.join("; ")})` : ""),
   };
@@ -485,6 +512,16 @@ async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
     keys.push(...found);
   } while (cursor !== "0");
   return keys;
+}
+
+/** Runs `each` for every item, `width` at a time. */
+async function inParallel<T>(items: T[], width: number, each: (item: T) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) await each(items[next++]!);
+    }),
+  );
 }
 
 /** HGETALL calls Redis has executed so far (all databases, all clients). */
@@ -585,24 +622,25 @@ interface Bench {
 
 async function main() {
   process.chdir(join(import.meta.dir, "..")); // config.toml and src/main.ts are found from here
-  const duration = option("duration", "BENCH_DURATION", 10);
+  const duration = option("duration", "BENCH_DURATION", 5);
   const connections = Math.max(1, Math.round(option("connections", "BENCH_CONNECTIONS", 32)));
-  const warmup = option("warmup", "BENCH_WARMUP", 2);
+  const warmup = Math.round(option("warmup", "BENCH_WARMUP", 1));
   const rounds = Math.max(1, Math.round(option("rounds", "BENCH_ROUNDS", 5)));
   const propSeconds = option("prop-seconds", "BENCH_PROP_SECONDS", 5);
-  const propRate = option("prop-rate", "BENCH_PROP_RATE", 1000);
+  const propRate = option("prop-rate", "BENCH_PROP_RATE", 200);
   const propOwners = Math.max(1, Math.round(option("prop-owners", "BENCH_PROP_OWNERS", 200)));
-  const propSample = Math.max(1, Math.round(option("prop-sample", "BENCH_PROP_SAMPLE", 10)));
+  const propSample = Math.max(1, Math.round(option("prop-sample", "BENCH_PROP_SAMPLE", 1)));
   const memoryRecords = Math.round(option("memory-records", "BENCH_MEMORY_RECORDS", 100_000));
-  const only = new Set((stringOption("only", "BENCH_ONLY") ?? "throughput,propagation,memory").split(",").map((p) => p.trim()));
-  for (const part of only) if (!["throughput", "propagation", "memory"].includes(part)) throw new Error(`--only: unknown part '${part}'`);
+  const only = new Set((stringOption("only", "BENCH_ONLY") ?? "throughput,coherence,memory").split(",").map((p) => p.trim()));
+  for (const part of only) if (!["throughput", "coherence", "memory"].includes(part)) throw new Error(`--only: unknown part '${part}'`);
 
   log(`bench-api: Bun ${Bun.version}; every target is a separate child process (bun ...)`);
   if (only.has("throughput")) {
-    log(`throughput: ${connections} connections from autocannon in this process; per target ${warmup} s warm-up, then ${duration} s in ${rounds} interleaved slices`);
+    log(`throughput: wrk -t1 -c${connections}; per target ${warmup} s warm-up, then ${duration} s in ${rounds} interleaved slices`);
   }
-  if (only.has("propagation") && propSeconds > 0) {
-    log(`propagation: 3 replicas, ${propOwners} owners, ${propRate} updates/s open-loop for ${propSeconds} s, every ${propSample}th write followed on the other replicas`);
+  if (only.has("coherence") && propSeconds > 0) {
+    const followed = propSample === 1 ? "every write" : `every ${propSample}th write`;
+    log(`coherence: 3 replicas, ${propOwners} owners, ${propRate} updates/s open-loop for ${propSeconds} s, ${followed} followed on the other replicas`);
   }
   if (only.has("memory") && memoryRecords > 0) log(`memory: ${memoryRecords} records in one replica's cache`);
 
@@ -640,8 +678,8 @@ async function main() {
   try {
     try {
       if (only.has("throughput")) await throughput(bench, { duration, connections, warmup, rounds });
-      if (only.has("propagation") && propSeconds > 0) {
-        await propagation(bench, { seconds: propSeconds, rate: propRate, owners: propOwners, sampleEvery: propSample, timeoutMs: 2000 });
+      if (only.has("coherence") && propSeconds > 0) {
+        await coherence(bench, { seconds: propSeconds, rate: propRate, owners: propOwners, sampleEvery: propSample, timeoutMs: 2000 });
       }
       if (only.has("memory") && memoryRecords > 0) await memory(bench, memoryRecords);
     } finally {
@@ -715,41 +753,57 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
   }
   log(`reader's record ${readerKey}: ETag ${stored.etag}, body ${stored.body}; warm in the cache-on service after ${warmPasses} pass(es) of retrieve`);
 
-  const retrieve: AutocannonRequest = {
-    method: "GET",
-    path: `/api/iapps/${APP}/retrieve`,
-    headers: { authorization: `Bearer ${userToken}` },
-  };
-  const updateOf = (createdBy: string): AutocannonRequest => ({
-    method: "POST",
-    path: `/ucloud/${PROVIDER}/iapps/${APP}/update`,
-    headers: { authorization: `Bearer ${serviceToken}`, "content-type": "application/json" },
-    body: JSON.stringify({ principal: { createdBy, project: null }, config: EMPTY_CONFIG, expectedETag: null }),
-  });
-  let created = 0; // owners named so far: bench-0, bench-1, ... (each used once)
-  let owners: string[] = []; // owners with a stored record, for the existing-record updates
-  let next = 0;
-  const refreshOwners = async () => {
-    const pattern = new RegExp(`\\{${APP}:(bench-\\d+)\\}`);
-    owners = (await scanKeys(inspect, "iapps:cfg:*")).map((key) => pattern.exec(key)?.[1]).filter((o) => o !== undefined);
-  };
+  // The unknown route answers 404 in UCloud's error shape; /healthz answers 200.
+  for (const [path, status] of [["/healthz", 200], [UNKNOWN_ROUTE, 404]] as const) {
+    const response = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${userToken}` } });
+    if (response.status !== status) throw new Error(`GET ${path}: ${response.status} ${await response.text()}, expected ${status}`);
+  }
 
-  const bare = httpTarget("bare Hono route (GET, constant body)", `http://127.0.0.1:${barePort}`, connections, retrieve);
-  const warm = { ...httpTarget("service retrieve (GET, warm cache)", base, connections, retrieve), countReads: true };
-  const off = { ...httpTarget("service retrieve (GET, cache off)", offBase, connections, retrieve), countReads: true };
-  const bareHgetall = { ...httpTarget("bare Hono route + one HGETALL (GET)", `http://127.0.0.1:${hgetallPort}`, connections, retrieve), countReads: true };
-  const updateNew = httpTarget("service update (distinct new owners)", base, connections, () => updateOf(`bench-${created++}`));
-  const updateExisting = httpTarget("service update (distinct existing owners)", base, connections, () => updateOf(owners[next++ % owners.length]!));
-  const rawLoop = rawTarget(raw);
+  // The owners of the existing-record updates, created through the API.
+  const existing = 1000;
+  await inParallel(Array.from({ length: existing }, (_, i) => i), 16, async (i) => {
+    const r = await fetch(`${base}/ucloud/${PROVIDER}/iapps/${APP}/update`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${serviceToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ principal: { createdBy: `bench-old-${i}`, project: null }, config: EMPTY_CONFIG, expectedETag: null }),
+    });
+    if (r.status !== 200) throw new Error(`seeding bench-old-${i}: ${r.status} ${await r.text()}`);
+  });
+
+  const reportOnly = luaScript("report.lua", REPORT_LUA);
+  const updates = luaScript("update.lua", updateLua(EMPTY_CONFIG));
+  const user = { connections, token: userToken, script: reportOnly };
+  const bareUrl = `http://127.0.0.1:${barePort}/api/iapps/${APP}/retrieve`;
+  const [servicePid, offPid] = [service.process.pid, serviceOff.process.pid];
+  const bare = { ...httpTarget("bare Hono route (GET, constant body)", bareUrl, { ...user, expect: 200 }), pid: bareChild.process.pid };
+  const warm = { ...httpTarget("service retrieve (GET, warm cache)", `${base}/api/iapps/${APP}/retrieve`, { ...user, expect: 200 }), countReads: true, pid: servicePid };
+  const healthz = { ...httpTarget("service GET /healthz", `${base}/healthz`, { ...user, expect: 200 }), pid: servicePid };
+  const unknown = { ...httpTarget("service GET unknown route (404)", `${base}${UNKNOWN_ROUTE}`, { ...user, expect: 404 }), pid: servicePid };
+  const off = { ...httpTarget("service retrieve (GET, cache off)", `${offBase}/api/iapps/${APP}/retrieve`, { ...user, expect: 200 }), countReads: true, pid: offPid };
+  const bareHgetall = {
+    ...httpTarget("bare Hono route + one HGETALL (GET)", `http://127.0.0.1:${hgetallPort}/api/iapps/${APP}/retrieve`, { ...user, expect: 200 }),
+    countReads: true,
+    pid: hgetallChild.process.pid,
+  };
+  const updateUrl = `${base}/ucloud/${PROVIDER}/iapps/${APP}/update`;
+  const writer = { connections, token: serviceToken, expect: 200, script: updates } as const;
+  let slices = 0; // the owners of a slice of new-owner updates: bench-s<slice>-1, -2, ...
+  const updateNew = { ...httpTarget("service update (distinct new owners)", updateUrl, { ...writer, args: () => [`bench-s${slices++}`] }), pid: servicePid };
+  const updateExisting = {
+    ...httpTarget("service update (existing owners, round robin)", updateUrl, { ...writer, args: () => ["bench-old", String(existing)] }),
+    pid: servicePid,
+  };
+  const rawLoop = { ...rawTarget(raw), pid: raw.process.pid };
   // bare before warm: nothing from the previous slice can reach Redis during a warm-cache slice.
-  const targets: Target[] = [bare, warm, off, bareHgetall, updateNew, updateExisting, rawLoop];
+  const targets: Target[] = [bare, warm, healthz, unknown, off, bareHgetall, updateNew, updateExisting, rawLoop];
 
   const watched = [service, serviceOff].map((child) => ({ child, from: child.output.length }));
   const cpuSince = cpuSnapshot([service, serviceOff, bareChild, hgetallChild, raw].map((c) => c.process.pid).concat(bench.redisPid));
   const runSlice = async (target: Target, seconds: number, measured: boolean) => {
-    if (target === updateExisting) await refreshOwners();
     const readsBefore = target.countReads ? await hgetallCalls(inspect) : 0;
+    const cpuBefore = cpuSeconds(target.pid);
     const slice = await target.run(seconds);
+    slice.cpu = cpuSeconds(target.pid) - cpuBefore;
     if (target.countReads) slice.redisReads = (await hgetallCalls(inspect)) - readsBefore;
     if (measured) target.slices.push(slice);
     for (const w of watched) {
@@ -763,16 +817,18 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
   };
 
   if (warmup > 0) {
-    step("throughput: warm-up");
+    step(`throughput: warm-up, ${targets.length} targets`);
     for (const target of targets) await runSlice(target, warmup, false);
   }
+  // wrk counts whole seconds.
+  const sliceSeconds = Math.max(1, Math.round(duration / rounds));
   for (let round = 0; round < rounds; round++) {
     step(`throughput: round ${round + 1}/${rounds}`);
-    for (const target of targets) await runSlice(target, duration / rounds, true);
+    for (const target of targets) await runSlice(target, sliceSeconds, true);
   }
 
   // Exactly one job per record: more jobs than records means first updates registered jobs they
-  // did not keep. Requests still in flight when autocannon stopped finish on their own: wait until the counts settle.
+  // did not keep. Requests still in flight when wrk stopped finish on their own: wait until the counts settle.
   let records = -1;
   let jobs = -1;
   for (let i = 0, stable = 0; i < 20 && stable < 2; i++) {
@@ -782,12 +838,12 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
     await Bun.sleep(200);
   }
   const cpu = cpuSince();
-  step(`throughput done: ${records} records and ${jobs} jobs in Redis, ${created} new-owner update requests built`);
+  step(`throughput done: ${records} records and ${jobs} jobs in Redis`);
   if (jobs !== records) problems.push(`jobs registered (${jobs}) != records stored (${records}): some first updates registered a job they did not keep`);
   const warmReads = warm.slices.reduce((n, s) => n + (s.redisReads ?? 0), 0);
   if (warmReads > 0) problems.push(`warm cache: Redis counted ${warmReads} HGETALL(s) during the warm-cache slices (expected 0: fills or an evicted entry)`);
 
-  // The throughput targets go: the propagation replicas should not share the CPU with them.
+  // The throughput targets go: the coherence replicas should not share the CPU with them.
   for (const child of [raw, bareChild, hgetallChild, serviceOff, service]) await stop(child);
 
   const rows = targets.map(summarize);
@@ -795,10 +851,12 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
   bench.reports.push(() => {
     report(rows, [
       { name: "retrieve, warm cache / bare Hono route", numerator: warm, denominator: bare, goal: 0.85 },
+      { name: "GET /healthz / bare Hono route [info]", numerator: healthz, denominator: bare },
+      { name: "unknown route (404) / bare Hono route [info]", numerator: unknown, denominator: bare },
       { name: "retrieve, cache off / bare Hono route + one HGETALL", numerator: off, denominator: bareHgetall, goal: 0.9 },
       { name: "retrieve, cache off / retrieve, warm cache [info]", numerator: off, denominator: warm },
       { name: "update (distinct new owners) / raw transaction loop", numerator: updateNew, denominator: rawLoop, goal: 0.6 },
-      { name: "update (existing records) / raw transaction loop [info]", numerator: updateExisting, denominator: rawLoop, goal: 0.6 },
+      { name: "update (existing owners) / raw transaction loop [info]", numerator: updateExisting, denominator: rawLoop },
     ]);
     log(`(by the end the cache-on service's cache also held about ${cachedOthers} other records, written through by its update slices)`);
     log(`(CPU in use on average, in cores of ${availableParallelism()}: ${cores(cpu.busy)} in all, ${cores(cpu.outside)} of it outside this benchmark's processes)`);
@@ -808,17 +866,21 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
 function report(rows: Summary[], ratios: { name: string; numerator: Target; denominator: Target; goal?: number }[]) {
   const width = Math.max(...rows.map((row) => row.name.length));
   log("");
-  log(`${"target".padEnd(width)}  ${"rate".padStart(9)}        ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)}  failures`);
+  log(`${"target".padEnd(width)}  ${"rate".padStart(9)}        ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)}  ${"CPU µs".padStart(7)}  failures`);
   for (const row of rows) {
     const latency = row.p50 === undefined ? " ".repeat(15) : `${String(row.p50).padStart(7)} ${String(row.p99).padStart(7)}`;
-    log(`${row.name.padEnd(width)}  ${row.rate.toFixed(0).padStart(9)} ${row.unit.padEnd(6)} ${latency}  ${row.failures}`);
+    const cpu = Number.isFinite(row.cpuPerOk) ? (row.cpuPerOk * 1e6).toFixed(1) : "-";
+    log(`${row.name.padEnd(width)}  ${row.rate.toFixed(0).padStart(9)} ${row.unit.padEnd(6)} ${latency}  ${cpu.padStart(7)}  ${row.failures}`);
   }
-  log("(p50: median of the slices' medians; p99: the worst slice's)\n");
-  const rate = (target: Target) => rows.find((row) => row.name === target.name)!.rate;
+  log("(p50: median of the slices' medians; p99: the worst slice's; CPU µs: the target process's CPU time per request or transaction)\n");
+  const row = (target: Target) => rows.find((r) => r.name === target.name)!;
   for (const ratio of ratios) {
-    const value = rate(ratio.numerator) / rate(ratio.denominator);
+    const value = row(ratio.numerator).rate / row(ratio.denominator).rate;
     const verdict = ratio.goal === undefined ? "" : `  (goal >= ${ratio.goal}: ${value >= ratio.goal ? "ok" : "BELOW GOAL"})`;
-    log(`${ratio.name.padEnd(56)} ${value.toFixed(2)}${verdict}`);
+    // The same ratio measured in CPU time per request: what it costs, whether or not the rate was
+    // limited by the server (wrk, the kernel and Redis share the machine).
+    const byCpu = row(ratio.denominator).cpuPerOk / row(ratio.numerator).cpuPerOk;
+    log(`${ratio.name.padEnd(56)} ${value.toFixed(2)}${verdict}${Number.isFinite(byCpu) ? `  [by CPU per request: ${byCpu.toFixed(2)}]` : ""}`);
   }
   log("");
   for (const row of rows) log(`${row.name}: ${row.detail}`);
@@ -826,7 +888,7 @@ function report(rows: Summary[], ratios: { name: string; numerator: Target; deno
 }
 
 // ---------------------------------------------------------------------------------------------
-// (2) Propagation
+// (2) Coherence
 
 interface Served {
   /** When the GET was sent (performance.now()). */
@@ -854,14 +916,14 @@ interface Sample {
   polls: { replica: number; served: Served[] }[];
 }
 
-async function propagation(
+async function coherence(
   bench: Bench,
   o: { seconds: number; rate: number; owners: number; sampleEvery: number; timeoutMs: number },
 ) {
   const { inspect, problems } = bench;
   const ports: number[] = [];
   for (let i = 0; i < 3; i++) ports.push(await freePort());
-  step("propagation: starting 3 replicas");
+  step("coherence: starting 3 replicas");
   const replicas = await Promise.all(
     ports.map((port, i) =>
       startHttp(`replica ${i + 1}`, ["src/main.ts", "api"], { ...bench.env, ...bench.cacheOn, IAPPS_SERVER_PORT: String(port) }, port),
@@ -892,12 +954,6 @@ async function propagation(
     const text = await response.text();
     return { sentAt, answeredAt, status: response.status, etag: unquote(response.headers.get("etag")), text };
   };
-  const inParallel = async <T>(items: T[], width: number, each: (item: T) => Promise<void>) => {
-    let next = 0;
-    await Promise.all(Array.from({ length: width }, async () => {
-      while (next < items.length) await each(items[next++]!);
-    }));
-  };
 
   // Seed (first updates register the jobs), then warm every replica's cache for every owner.
   const seeded = new Map<string, string>();
@@ -907,13 +963,13 @@ async function propagation(
     seeded.set(owner, r.etag);
   });
   const pairs = replicas.flatMap((_, replica) => owners.map((owner) => ({ replica, owner })));
-  const passes = await untilWarm("propagation replicas", inspect, () =>
+  const passes = await untilWarm("coherence replicas", inspect, () =>
     inParallel(pairs, 16, async ({ replica, owner }) => {
       const r = await served(replica, owner);
       if (r.status !== 200 || r.etag !== seeded.get(owner)) throw new Error(`warming replica ${replica + 1} for ${owner}: ${r.status} ${r.etag}`);
     }),
   );
-  step(`propagation: ${owners.length} owners seeded, warm in all 3 caches after ${passes} pass(es); ${o.rate}/s for ${o.seconds} s`);
+  step(`coherence: ${owners.length} owners seeded, warm in all 3 caches after ${passes} pass(es); ${o.rate}/s for ${o.seconds} s`);
 
   // The open-loop load.
   const total = Math.round(o.rate * o.seconds);
@@ -1008,7 +1064,7 @@ async function propagation(
   const machineBusy = (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total);
   const loadReads = (await hgetallCalls(inspect)) - readsBefore;
   listener.disconnect();
-  step("propagation: load done, classifying");
+  step("coherence: load done, classifying");
 
   // Commit order per owner, newest first, from the ETag log each write appends to in its MULTI.
   const order = new Map<string, Map<string, number>>();
@@ -1075,15 +1131,15 @@ async function propagation(
 
   for (const w of watched) {
     const complaints = complaintsOf(w.child, w.from);
-    if (complaints.length > 0) problems.push(`propagation: ${w.child.name} logged ${complaints.length} warn/error line(s), e.g.\n    ${complaints.slice(0, 3).join("\n    ")}`);
+    if (complaints.length > 0) problems.push(`coherence: ${w.child.name} logged ${complaints.length} warn/error line(s), e.g.\n    ${complaints.slice(0, 3).join("\n    ")}`);
   }
   const failed = total - answered;
-  if (failed > 0) problems.push(`propagation: ${failed} of ${total} updates not answered 200: ${JSON.stringify(statuses)} (first: ${firstError})`);
-  if (notSeen > 0) problems.push(`propagation: ${notSeen} replica(s) did not serve a sampled write (or a later one) within ${o.timeoutMs} ms, e.g.\n    ${notSeenExamples.join("\n    ")}`);
-  if (ownStale > 0) problems.push(`propagation: ${ownStale} sampled write(s) not served by their own writer on the first read after the answer`);
-  if (pollErrors > 0) problems.push(`propagation: ${pollErrors} polling GET(s) not answered 200`);
-  if (diverged.length > 0) problems.push(`propagation: after the load ${diverged.length} replica/owner pair(s) serve a stale ETag, e.g.\n    ${diverged.slice(0, 3).join("\n    ")}`);
-  if (trimmed > 0 || unknown > 0) problems.push(`propagation: ${trimmed} owner(s) wrote more than the ETag log keeps; ${unknown} pair(s) could not be classified (use more --prop-owners)`);
+  if (failed > 0) problems.push(`coherence: ${failed} of ${total} updates not answered 200: ${JSON.stringify(statuses)} (first: ${firstError})`);
+  if (notSeen > 0) problems.push(`coherence: ${notSeen} replica(s) did not serve a sampled write (or a later one) within ${o.timeoutMs} ms, e.g.\n    ${notSeenExamples.join("\n    ")}`);
+  if (ownStale > 0) problems.push(`coherence: ${ownStale} sampled write(s) not served by their own writer on the first read after the answer`);
+  if (pollErrors > 0) problems.push(`coherence: ${pollErrors} polling GET(s) not answered 200`);
+  if (diverged.length > 0) problems.push(`coherence: after the load ${diverged.length} replica/owner pair(s) serve a stale ETag, e.g.\n    ${diverged.slice(0, 3).join("\n    ")}`);
+  if (trimmed > 0 || unknown > 0) problems.push(`coherence: ${trimmed} owner(s) wrote more than the ETag log keeps; ${unknown} pair(s) could not be classified (use more --prop-owners)`);
 
   for (const child of replicas) await stop(child);
 
@@ -1091,15 +1147,15 @@ async function propagation(
   const p99 = quantile(delays, 0.99);
   bench.reports.push(() => {
     log("");
-    log(`propagation: 3 replicas (cache on), ${o.owners} owners warm in every cache, open-loop updates over all replicas`);
-    log(`  updates sent       ${sent} in ${((lastSend - t0) / 1000).toFixed(2)} s = ${((sent * 1000) / Math.max(1, lastSend - t0)).toFixed(0)}/s (scheduled ${o.rate}/s); send lag behind schedule p50 ${ms(quantile(sendLag, 0.5))} ms, p99 ${ms(quantile(sendLag, 0.99))} ms, max ${ms(sendLag.at(-1) ?? NaN)} ms`);
-    log(`  updates answered   ${answered} x 200 by ${((lastAnswer - t0) / 1000).toFixed(2)} s = ${((answered * 1000) / Math.max(1, lastAnswer - t0)).toFixed(0)}/s achieved; statuses ${JSON.stringify(statuses)}`);
-    log(`  update latency     p50 ${ms(quantile(writeLatency, 0.5))} ms, p99 ${ms(quantile(writeLatency, 0.99))} ms, max ${ms(writeLatency.at(-1) ?? NaN)} ms`);
-    log(`  sampled writes     ${samples.length} (every ${o.sampleEvery}th), ${pairsMeasured} (write, other replica) pairs measured`);
-    log(`  answer -> served   p50 ${ms(quantile(delays, 0.5))} ms, p90 ${ms(quantile(delays, 0.9))} ms, p99 ${ms(p99)} ms, max ${ms(delays.at(-1) ?? NaN)} ms  (goal p99 <= 5 ms: ${p99 <= 5 ? "ok" : "BELOW GOAL"})`);
-    log(`                     each includes the one GET that saw it: ${firstGet} of ${pairsMeasured} pairs were already served on the first GET`);
-    log(`                     (${superseded} first served a later write's ETag); a polling GET took p50 ${ms(quantile(getLatency, 0.5))} ms, p99 ${ms(quantile(getLatency, 0.99))} ms`);
-    log(`  invalidation       reached a subscriber in this process p50 ${ms(quantile(pubsubDelay, 0.5))} ms, p99 ${ms(quantile(pubsubDelay, 0.99))} ms after the write's answer (< 0: before it)`);
+    log(`coherence: 3 replicas (cache on), ${o.owners} owners warm in every cache, open-loop updates over all replicas`);
+    log(`  invalidation delivered  p50 ${ms(quantile(pubsubDelay, 0.5))} ms, p99 ${ms(quantile(pubsubDelay, 0.99))} ms after the write's answer (< 0: before it), to a subscription like every replica's, in this process`);
+    log(`  served by the others    p50 ${ms(quantile(delays, 0.5))} ms, p90 ${ms(quantile(delays, 0.9))} ms, p99 ${ms(p99)} ms, max ${ms(delays.at(-1) ?? NaN)} ms after the write's answer  (goal p99 <= 5 ms: ${p99 <= 5 ? "ok" : "BELOW GOAL"})`);
+    log(`                          at most one read late: each includes the read that saw it (a read took p50 ${ms(quantile(getLatency, 0.5))} ms, p99 ${ms(quantile(getLatency, 0.99))} ms);`);
+    log(`                          ${firstGet} of ${pairsMeasured} (write, other replica) pairs were served on the first read, ${superseded} first served a later write's ETag`);
+    log(`  updates sent            ${sent} in ${((lastSend - t0) / 1000).toFixed(2)} s = ${((sent * 1000) / Math.max(1, lastSend - t0)).toFixed(0)}/s (scheduled ${o.rate}/s); send lag behind schedule p50 ${ms(quantile(sendLag, 0.5))} ms, p99 ${ms(quantile(sendLag, 0.99))} ms, max ${ms(sendLag.at(-1) ?? NaN)} ms`);
+    log(`  updates answered        ${answered} x 200 by ${((lastAnswer - t0) / 1000).toFixed(2)} s = ${((answered * 1000) / Math.max(1, lastAnswer - t0)).toFixed(0)}/s achieved; statuses ${JSON.stringify(statuses)}`);
+    log(`  update latency          p50 ${ms(quantile(writeLatency, 0.5))} ms, p99 ${ms(quantile(writeLatency, 0.99))} ms, max ${ms(writeLatency.at(-1) ?? NaN)} ms`);
+    log(`  followed writes         ${samples.length} (${o.sampleEvery === 1 ? "every one" : `every ${o.sampleEvery}th`})`);
     log(`  not served within ${o.timeoutMs} ms: ${notSeen}; writer's own first read stale: ${ownStale}; replicas stale afterwards: ${diverged.length}`);
     const share = (seconds: number) => (Number.isFinite(seconds) ? `${((seconds / loadSeconds) * 100).toFixed(0)}%` : "?");
     log(`  CPU during the load (${loadSeconds.toFixed(1)} s; 100% = one core, ${availableParallelism()} cores): replicas ${cpu.slice(0, 3).map(share).join(" / ")}, redis-server ${share(cpu[3]!)}, this process (load + polls) ${share(cpu[4]!)}; machine ${Number.isFinite(machineBusy) ? `${(machineBusy * 100).toFixed(0)}% busy` : "?"}, ${share(outside * loadSeconds)} of a core outside this benchmark's processes`);

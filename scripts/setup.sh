@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes this checkout runnable: npm dependencies (bun among them) and Debian's redis-server.
-# Sourced by scripts/start.sh and scripts/test.sh; safe to run again (it only does what is missing).
+# Makes this checkout runnable: npm dependencies (bun among them) and Debian's redis-server (and
+# wrk, for the API benchmark). Sourced by scripts/start.sh, scripts/test.sh and
+# scripts/bench-api.sh; safe to run again (it only does what is missing).
 set -euo pipefail
 
 say() { printf '[setup] %s\n' "$*" >&2; }
@@ -23,8 +24,9 @@ ensure_debian_package() {
   command -v "$command" >/dev/null 2>&1 && return
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     say "'$command' is missing and I cannot install it here (need root and apt-get)."
-    say "Install it yourself, e.g. 'sudo apt-get install -y $package' on Debian/Ubuntu,"
-    say "or point IAPPS_REDIS_URL at a Redis you already run. Then run this command again."
+    say "Install it yourself, e.g. 'sudo apt-get install -y $package' on Debian/Ubuntu."
+    [ "$package" = redis-server ] && say "Or point IAPPS_REDIS_URL at a Redis you already run."
+    say "Then run this command again."
     exit 1
   fi
   say "installing Debian's $package (apt-get)"

@@ -4,7 +4,8 @@
 
 import { beforeAll, describe, expect, test } from "bun:test";
 import { sign } from "hono/jwt";
-import { RecordCache } from "../src/cache/record-cache.ts";
+import { ENTRY_OVERHEAD_BYTES, RecordCache } from "../src/cache/record-cache.ts";
+import { viewJson } from "../src/http/routes.ts";
 import { keys } from "../src/store/keys.ts";
 import { eventually } from "./support/eventually.ts";
 import { startHarness } from "./support/harness.ts";
@@ -106,6 +107,56 @@ describe("the cache is bounded", () => {
     expect(cache.get("b")).toBeUndefined();
     expect(cache.get("a")?.etag).toBe("a");
     expect(cache.get("d")?.etag).toBe("d");
+  });
+});
+
+describe("a warm retrieve answers with the text its cache keeps", () => {
+  const record = (etag: string, config: unknown, warnings?: string[]) => ({ config, etag, jobId: "1", state: "active" as const, updatedAt: "", warnings });
+  const configOf = (n: number) => ({ folders: [{ ucloudPath: `/home-alice/\u00e9t\u00e9 "${n}"`, id: `f${n}` }], devices: [], note: "a\nb\\c" });
+
+  test("the answer is exactly what JSON.stringify makes of the view, with and without warnings, cached or not", () => {
+    const cache = new RecordCache(10);
+    cache.resume();
+    for (const [n, warnings] of [[1, undefined], [2, ["/home-alice/x was taken out: restricted."]]] as const) {
+      const stored = record(`e${n}`, configOf(n), warnings === undefined ? undefined : [...warnings]);
+      cache.close(cache.open(`k${n}`), stored);
+      const cached = cache.get(`k${n}`)!;
+      const view = warnings === undefined ? { etag: cached.etag, config: cached.config } : { etag: cached.etag, config: cached.config, warnings: cached.warnings };
+      expect(viewJson(view)).toBe(JSON.stringify(view));
+      // Not cached: serialised on the spot.
+      const fresh = { etag: "initial", config: configOf(n) };
+      expect(viewJson(fresh)).toBe(JSON.stringify(fresh));
+    }
+  });
+
+  test("the kept text counts against the byte bound: the configuration's JSON twice, plus the overhead", () => {
+    const cache = new RecordCache(10);
+    cache.resume();
+    const config = configOf(3);
+    cache.close(cache.open("key"), record("e3", config));
+    expect(cache.bytes).toBe(ENTRY_OVERHEAD_BYTES + "key".length + 2 * JSON.stringify(config).length);
+    cache.close(cache.open("none"), null);
+    expect(cache.bytes).toBe(ENTRY_OVERHEAD_BYTES + "key".length + 2 * JSON.stringify(config).length + ENTRY_OVERHEAD_BYTES + "none".length);
+  });
+
+  test("through a replica: warm answers are the bytes a cold one sends, and each write's answer carries its own version", async () => {
+    const [warm, cold] = [startInstance(redis.url), startInstance(redis.url, { api: { cache_max_entries: 0 } })];
+    try {
+      await cacheLive(warm);
+      const read = async (instance: Instance) => {
+        const response = await providerCall(instance, "syncthing", "retrieve", { principal: alice });
+        expect(response.headers.get("content-type")).toBe("application/json");
+        return response.text();
+      };
+      for (let n = 1; n <= 3; n++) {
+        const etag = await update(warm, n);
+        const answers = [await read(warm), await read(warm), await read(cold)];
+        expect(new Set(answers).size).toBe(1);
+        expect(answers[0]).toBe(JSON.stringify({ etag, config: syncthingConfig(n) }));
+      }
+    } finally {
+      await Promise.all([warm.close(), cold.close()]);
+    }
   });
 });
 

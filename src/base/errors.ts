@@ -36,8 +36,16 @@ export class AppError extends Error {
   readonly retryAfterSeconds: number | undefined;
 
   toBody() {
-    return { statusCode: this.status, why: this.why, errorCode: this.code };
+    return errorBody(this.status, this.code, this.why);
   }
+}
+
+/**
+ * UCloud's error shape. Also for an answer that needs no error value: a route that does not
+ * exist is answered without building an Error (and its stack) for every such request.
+ */
+export function errorBody(status: number, code: ErrorCode, why: string) {
+  return { statusCode: status, why, errorCode: code };
 }
 
 export const invalidRequest = (why: string) => new AppError(400, "INVALID_REQUEST", why);

@@ -2,11 +2,12 @@
 // eviction, an approximation of least recently used), kept coherent by invalidations that every
 // write publishes (src/cache/invalidations.ts).
 //
-// An entry's bytes are an estimate: the length of its serialised configuration plus a fixed
-// overhead for the key, ETag, job id and the Map's own bookkeeping. The parsed objects take about
-// twice that on the heap (measured under Bun); the bound is on what operators can reason about
-// (the size of what Redis holds), and it keeps a few huge configurations from crowding out
-// thousands of small ones, or the process out of memory.
+// An entry's bytes are an estimate: its serialised configuration counted twice, once for the
+// parsed objects and once for the JSON text the entry keeps (a read answers with it, so a warm
+// retrieve serialises nothing: src/base/json-text.ts), plus a fixed overhead for the key, ETag,
+// job id and the Map's own bookkeeping. The bound is on what operators can reason about (the
+// size of what Redis holds, and the text kept beside it), and it keeps a few huge configurations
+// from crowding out thousands of small ones, or the process out of memory.
 //
 // The race that matters: a fill reads a record from Redis, a write replaces it and its
 // invalidation passes, and only then does the fill insert what it read. To never install that
@@ -16,8 +17,9 @@
 // inserts nothing. Dropping the subscription marks every ticket stale. (Tickets rather than
 // version numbers: ETags are random, so records carry no order to compare.)
 //
-// Imports the record type and src/metrics/metrics.ts.
+// Imports the record type, src/base/json-text.ts and src/metrics/metrics.ts.
 
+import { rememberJsonText } from "../base/json-text.ts";
 import { metrics } from "../metrics/metrics.ts";
 import type { StoredRecord } from "../domain/record.ts";
 
@@ -33,6 +35,8 @@ export interface Ticket {
 
 interface Entry {
   value: CachedRecord;
+  /** The configuration's JSON text, kept to answer with (null for "no record"). */
+  json: string | null;
   /** Read since it last came to the back: spared once at eviction (second chance). */
   used: boolean;
   /** Its share of the byte bound (entryBytes). */
@@ -42,10 +46,13 @@ interface Entry {
 /** What an entry costs beyond its configuration: key, ETag, job id, timestamps, Map slot. */
 export const ENTRY_OVERHEAD_BYTES = 512;
 
-/** The estimated bytes of an entry: its key and serialised configuration, plus the overhead. */
-export function entryBytes(key: string, value: CachedRecord): number {
-  return ENTRY_OVERHEAD_BYTES + key.length + (value === null ? 0 : (JSON.stringify(value.config)?.length ?? 0));
+/** The estimated bytes of an entry: its key, its configuration's JSON text twice (parsed, and kept as text), and the overhead. */
+export function entryBytes(key: string, json: string | null): number {
+  return ENTRY_OVERHEAD_BYTES + key.length + 2 * (json?.length ?? 0);
 }
+
+const hits = metrics.cacheHits.bind({});
+const misses = metrics.cacheMisses.bind({});
 
 export class RecordCache {
   private readonly entries = new Map<string, Entry>();
@@ -81,14 +88,14 @@ export class RecordCache {
     const entry = this.entries.get(key);
     if (entry === undefined) {
       this.misses++;
-      metrics.cacheMisses.inc();
+      misses.inc();
       return undefined;
     }
     // Only a mark: deleting and re-inserting a hot key on every hit costs time that grows with
     // the size of the Map in JavaScriptCore and V8 (86 µs per hit at 100,000 entries).
     entry.used = true;
     this.hits++;
-    metrics.cacheHits.inc();
+    hits.inc();
     return entry.value;
   }
 
@@ -113,10 +120,12 @@ export class RecordCache {
     this.remove(ticket.key);
     // A write-through is the newest there is: fills that read before it must not overwrite it.
     if (ticket.etag !== undefined) for (const other of open ?? []) other.stale = true;
-    const bytes = entryBytes(ticket.key, value);
+    const json = value === null ? null : (JSON.stringify(value.config) ?? null);
+    const bytes = entryBytes(ticket.key, json);
     // Larger than the whole budget: it would evict everything else and still not fit.
     if (bytes > this.maxBytes) return;
-    this.entries.set(ticket.key, { value, used: false, bytes });
+    if (json !== null && typeof value?.config === "object" && value.config !== null) rememberJsonText(value.config, json);
+    this.entries.set(ticket.key, { value, json, used: false, bytes });
     this.usedBytes += bytes;
     while (this.entries.size > 0 && (this.entries.size > this.maxEntries || this.usedBytes > this.maxBytes)) this.evictOne();
   }

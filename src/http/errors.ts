@@ -4,7 +4,8 @@
 
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { AppError, notFound } from "../base/errors.ts";
+import type { UnofficialStatusCode } from "hono/utils/http-status";
+import { AppError, errorBody } from "../base/errors.ts";
 
 export function errorResponse(c: Context, error: AppError): Response {
   const headers = error.retryAfterSeconds === undefined ? undefined : { "Retry-After": String(error.retryAfterSeconds) };
@@ -29,7 +30,12 @@ export class ClientClosedRequest extends Error {
 }
 
 /** nginx's status for a request whose client went away: what the request metrics count it as. */
-export const CLIENT_CLOSED_REQUEST_STATUS = 499;
+const CLIENT_CLOSED_REQUEST_STATUS = 499;
+
+/** The (empty) answer to a client that went away: what the request metrics count. */
+export function clientClosedResponse(c: Context): Response {
+  return c.body(null, CLIENT_CLOSED_REQUEST_STATUS as UnofficialStatusCode);
+}
 
 /**
  * What an error raised while reading the request body means: the error a runtime raises when the
@@ -51,5 +57,8 @@ function connectionClosedUnderRead(error: unknown): boolean {
   return BadResource !== undefined && error instanceof BadResource;
 }
 
-export const routeNotFound = (method: string, path: string) =>
-  notFound(`There is no route ${method} ${path}. The routes are listed at /docs (and in docs/api.md).`);
+/** The answer to a request no route serves: 404 NOT_FOUND naming its method and path. */
+export function routeNotFound(c: Context): Response {
+  const why = `There is no route ${c.req.method} ${c.req.path}. The routes are listed at /docs (and in docs/api.md).`;
+  return c.json(errorBody(404, "NOT_FOUND", why), 404);
+}

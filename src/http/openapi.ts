@@ -9,14 +9,14 @@
 // types, and the routes, ops and docs page of this folder.
 
 import { type ConversionConfig, toJsonSchema, toJsonSchemaDefs } from "@valibot/to-json-schema";
-import type { Env, Handler, Hono } from "hono";
+import type { Context, Env, Hono } from "hono";
 import * as v from "valibot";
 import { ERROR_CODES, type ErrorCode } from "../base/errors.ts";
 import type { IntegratedApp } from "../domain/app.ts";
 import { OwnerSchema } from "../domain/owner.ts";
 import { docsPage } from "./docs-page.ts";
 import type { OpenApiDocument, OperationObject, ParameterObject, ResponseObject, SchemaObject } from "./openapi-model.ts";
-import { OPERATIONAL_ROUTES } from "./ops.ts";
+import { OPERATIONAL_ROUTES, type RequestObserver } from "./ops.ts";
 import type { ErrorStatus, Route, Tag } from "./route.ts";
 import { API_ROUTES, EmptySchema, TerminalOpenedSchema, viewSchema } from "./routes.ts";
 
@@ -272,7 +272,7 @@ const NOT_MODIFIED: Record<string, ResponseObject> = {
 };
 
 /** The routes that serve this description, with their operations. No token needed. */
-const DESCRIPTION_ROUTES: Record<string, { operation: OperationObject; serve(document: OpenApiDocument): Handler }> = {
+const DESCRIPTION_ROUTES: Record<string, { operation: OperationObject; serve(document: OpenApiDocument): (c: Context) => Response | Promise<Response> }> = {
   "/openapi.json": {
     operation: {
       operationId: "openApiDocument",
@@ -303,11 +303,15 @@ const DESCRIPTION_ROUTES: Record<string, { operation: OperationObject; serve(doc
 };
 
 /**
- * Mounts `GET /openapi.json` and `GET /docs` (no token needed), built once for this app. Mount it
- * last: the operational routes already mounted are documented too.
+ * Mounts `GET /openapi.json` and `GET /docs` (no token needed), built once for this app, each
+ * through `observer` when the app observes its routes (ops.ts). Mount it last: the operational
+ * routes already mounted are documented too.
  */
-export function mountApiDescription<E extends Env>(app: Hono<E>, options: ApiDescriptionOptions): void {
+export function mountApiDescription<E extends Env>(app: Hono<E>, options: ApiDescriptionOptions, observer?: Pick<RequestObserver, "route">): void {
   const served = app.routes.filter((r) => r.method === "GET" && r.path in OPERATIONAL_ROUTES).map((r) => r.path);
   const document = openApiDocument({ operational: served, ...options });
-  for (const [path, route] of Object.entries(DESCRIPTION_ROUTES)) app.get(path, route.serve(document));
+  for (const [path, route] of Object.entries(DESCRIPTION_ROUTES)) {
+    const answer = route.serve(document);
+    app.get(path, observer ? observer.route(path, answer) : answer);
+  }
 }

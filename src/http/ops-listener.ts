@@ -7,9 +7,9 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Hono } from "hono";
-import { errorResponse, routeNotFound } from "./errors.ts";
+import { errorResponse, routeNotFound, toAppError } from "./errors.ts";
 import type { OpsOptions } from "../service/health.ts";
-import { mountOps } from "./ops.ts";
+import { mountOps, RequestObserver } from "./ops.ts";
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
@@ -20,8 +20,10 @@ export interface OpsListener {
 
 export async function listenOps(host: string, port: number, options: OpsOptions): Promise<OpsListener> {
   const app = new Hono();
-  mountOps(app, options);
-  app.notFound((c) => errorResponse(c, routeNotFound(c.req.method, c.req.path)));
+  const observer = new RequestObserver((error, c) => errorResponse(c, toAppError(error)));
+  mountOps(app, options, observer);
+  app.notFound(observer.unmatched(routeNotFound));
+  observer.checkEveryRoute(app);
   const server: Server = createServer((incoming, outgoing) => {
     // Any body is ignored: no route here reads one.
     incoming.resume();

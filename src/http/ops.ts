@@ -9,12 +9,15 @@
 //                 live; else 503 in UCloud's error shape, `why` naming what is missing
 //   GET /metrics  Prometheus text format 0.0.4
 //
-// Web standards only: what readiness and metrics mean for a process is handed in (see
-// src/service/health.ts). Imports hono, src/base/errors.ts, src/metrics, src/base/request-id.ts, the
-// types of src/service/health.ts and of the OpenAPI model.
+// No middleware runs for every request: a Hono middleware chain costs more than the rest of a
+// cached retrieve. Instead every route's handler is wrapped once, when it is registered, by a
+// RequestObserver (with one handler per route Hono calls it directly), and a request no route
+// serves is observed by the app's notFound; the observer refuses an app with a route it did not
+// wrap. Web standards only: what readiness and metrics mean for a process is handed in (see
+// src/service/health.ts). Imports hono, src/base/errors.ts, src/metrics, src/base/request-id.ts,
+// the types of src/service/health.ts and of the OpenAPI model.
 
-import type { Context, Env, Handler, Hono, MiddlewareHandler } from "hono";
-import { matchedRoutes } from "hono/route";
+import type { Context, Env, Handler, Hono, NotFoundHandler } from "hono";
 import { unavailable } from "../base/errors.ts";
 import { metrics } from "../metrics/metrics.ts";
 import { EXPOSITION_CONTENT_TYPE } from "../metrics/registry.ts";
@@ -25,21 +28,17 @@ import type { OperationObject, SchemaObject } from "./openapi-model.ts";
 
 export type { OpsOptions };
 
-/**
- * The middleware, then the routes: call before any other route or middleware is added. `app`
- * may have any Env: these routes use none of it.
- */
-export function mountOps<E extends Env>(app: Hono<E>, options: OpsOptions | undefined): void {
-  app.use(observeRequests());
+/** The operational routes, through `observer`. Without options, none (only what observes requests). */
+export function mountOps<E extends Env>(app: Hono<E>, options: OpsOptions | undefined, observer: RequestObserver): void {
   if (!options) return;
-  for (const [path, route] of Object.entries(OPERATIONAL_ROUTES)) app.get(path, route.serve(options));
+  for (const [path, route] of Object.entries(OPERATIONAL_ROUTES)) app.get(path, observer.route(path, route.serve(options)));
 }
 
 /**
  * The operational routes, each with its OpenAPI operation: openapi.ts documents the ones an app
  * serves (tagged Operations, no token).
  */
-export const OPERATIONAL_ROUTES: Record<string, { operation: Omit<OperationObject, "tags" | "security">; serve(options: OpsOptions): Handler }> = {
+export const OPERATIONAL_ROUTES: Record<string, { operation: Omit<OperationObject, "tags" | "security">; serve(options: OpsOptions): Answer }> = {
   "/healthz": {
     operation: {
       operationId: "healthz",
@@ -83,41 +82,96 @@ function json(schema: SchemaObject) {
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
-/** Request id and request metrics. Labels are route patterns, never raw paths: bounded series. */
-export function observeRequests(): MiddlewareHandler {
-  // The series of each (route, method, status), bound once: a few dozen at most.
-  const bound = new Map<string, { count: { inc(): void }; duration: { observe(seconds: number): void } }>();
-  return async (c, next) => {
-    const id = requestIdFrom(c.req.header(REQUEST_ID_HEADER));
-    const started = performance.now();
-    c.header(REQUEST_ID_HEADER, id);
-    c.set("requestId", id);
+/**
+ * What a route's code answers, built through the context (so that it carries the request id);
+ * what it throws becomes an answer through the observer's `answerError`.
+ */
+export type Answer = (c: Context) => Response | Promise<Response>;
+
+/**
+ * Request ids and request metrics around every handler of an app. Labels are route patterns,
+ * never raw paths: bounded series.
+ */
+export class RequestObserver {
+  private readonly observed = new WeakSet<object>();
+
+  /** `answerError`: the answer to what a handler threw (the app's error mapping). */
+  constructor(private readonly answerError: (error: unknown, c: Context) => Response) {}
+
+  /** The handler of the route `pattern` (its metrics label), observed. */
+  route(pattern: string, answer: Answer): Handler {
+    const series = new RequestSeries(pattern);
     // Reads enqueue nothing, and their only log lines (errors) name the id themselves (app.ts):
     // they skip the AsyncLocalStorage, which costs about a third of a cached retrieve under Bun.
-    if (isRead(c)) await next();
-    else await withRequestId(id, next);
-    // Answers built by hand (not through the context) would not carry the prepared header.
-    if (c.res.headers.get(REQUEST_ID_HEADER) === null) c.header(REQUEST_ID_HEADER, id);
-    const labels = { route: routeOf(c), method: METHODS.has(c.req.method) ? c.req.method : "OTHER", status: String(c.res.status) };
-    const key = `${labels.route} ${labels.method} ${labels.status}`;
-    let series = bound.get(key);
-    if (!series) {
+    const retrieve = pattern.endsWith("/retrieve");
+    const handler: Handler = (c) => this.observe(c, series, answer, !retrieve && c.req.method !== "GET" && c.req.method !== "HEAD");
+    this.observed.add(handler);
+    return handler;
+  }
+
+  /** The app's notFound: `answer` for a request no route serves, observed as route `unmatched`. */
+  unmatched(answer: Answer): NotFoundHandler {
+    const series = new RequestSeries("unmatched");
+    return (c) => this.observe(c, series, answer, false);
+  }
+
+  /** Throws when a route of `app` was registered around this observer: it would answer without a request id and go uncounted. */
+  checkEveryRoute<E extends Env>(app: Hono<E>): void {
+    const unobserved = app.routes.filter((route) => !this.observed.has(route.handler));
+    if (unobserved.length > 0) {
+      throw new Error(`routes registered without the RequestObserver (src/http/ops.ts): ${unobserved.map((r) => `${r.method} ${r.path}`).join(", ")}`);
+    }
+  }
+
+  /** A promise only when the answer is one: a synchronous answer (/healthz, a 404) is not made to wait a turn. */
+  private observe(c: Context, series: RequestSeries, answer: Answer, write: boolean): Response | Promise<Response> {
+    const started = performance.now();
+    const id = requestIdFrom(c.req.raw.headers.get(REQUEST_ID_HEADER));
+    c.set("requestId", id);
+    // Answers are built through the context (c.json, c.body, c.html), which adds what is
+    // prepared here: cheaper than setting it on the Response afterwards.
+    c.header(REQUEST_ID_HEADER, id);
+    const answered = (response: Response) => {
+      series.count(c.req.method, response.status, (performance.now() - started) / 1000);
+      return response;
+    };
+    const failed = (error: unknown) => answered(this.answerError(error, c));
+    let pending: Response | Promise<Response>;
+    try {
+      pending = write ? withRequestId(id, () => answer(c)) : answer(c);
+    } catch (error) {
+      return failed(error);
+    }
+    return pending instanceof Promise ? pending.then(answered, failed) : answered(pending);
+  }
+}
+
+/** The request metrics of one route label, bound once per method and status: a request costs two map lookups. */
+class RequestSeries {
+  private readonly byMethod = new Map<string, { label: string; byStatus: Map<number, { count: { inc(): void }; duration: { observe(seconds: number): void } }> }>();
+
+  constructor(private readonly route: string) {}
+
+  count(method: string, status: number, seconds: number): void {
+    const { label, byStatus } = this.byMethod.get(method) ?? this.methodOf(method);
+    let series = byStatus.get(status);
+    if (series === undefined) {
+      const labels = { route: this.route, method: label, status: String(status) };
       series = { count: metrics.httpRequests.bind(labels), duration: metrics.httpDuration.bind(labels) };
-      bound.set(key, series);
+      byStatus.set(status, series);
     }
     series.count.inc();
-    series.duration.observe((performance.now() - started) / 1000);
-  };
-}
+    series.duration.observe(seconds);
+  }
 
-function isRead(c: Context): boolean {
-  return c.req.method === "GET" || c.req.method === "HEAD" || c.req.path.endsWith("/retrieve");
-}
-
-/** The pattern of the handler that answered (`/api/iapps/:app/retrieve`), or `unmatched`. */
-function routeOf(c: Context): string {
-  // Middleware is registered for every method ("ALL"); handlers for theirs.
-  const routes = matchedRoutes(c);
-  for (let i = routes.length - 1; i >= 0; i--) if (routes[i]!.method !== "ALL") return routes[i]!.path;
-  return "unmatched";
+  /** A method seen for the first time: its own series, or OTHER's for a method outside METHODS (never a key of its own). */
+  private methodOf(method: string) {
+    const label = METHODS.has(method) ? method : "OTHER";
+    let table = this.byMethod.get(label);
+    if (table === undefined) {
+      table = { label, byStatus: new Map() };
+      this.byMethod.set(label, table);
+    }
+    return table;
+  }
 }

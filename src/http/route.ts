@@ -7,7 +7,7 @@
 // declarations). Imports hono and valibot, the service's types, auth.ts (roles), the OpenAPI
 // model's types and requests.ts (reading and checking).
 
-import type { Context, Handler } from "hono";
+import type { Context } from "hono";
 import type * as v from "valibot";
 import type { ConfigurationService } from "../service/configurations.ts";
 import type { AuthVariables, Role } from "./auth.ts";
@@ -78,14 +78,23 @@ export function route<B extends Schema = undefined, Q extends Schema = undefined
   return declaration;
 }
 
-/** The Hono handler of a route: checks the query, then reads and checks the body, then runs it. */
-export function handlerOf(route: Route, service: ConfigurationService): Handler<Env> {
+/**
+ * What serves a route once its family's gate has passed: checks the query, then reads and checks
+ * the body, then runs the route's code. A request without a query string has the empty query,
+ * checked once.
+ */
+export function handlerOf(route: Route, service: ConfigurationService): (c: Context<Env>) => Promise<Response> {
   const { query, body, emptyBodyIsObject = false } = route;
+  let emptyQuery: unknown;
+  const queryOf = (c: Context<Env>) => {
+    if (query === undefined) return undefined;
+    if (c.req.url.includes("?")) return check(query, c.req.query(), "query");
+    emptyQuery ??= check(query, {}, "query");
+    return emptyQuery;
+  };
+  if (body === undefined) return (c) => route.handle(c, { query: queryOf(c), body: undefined }, service);
   return async (c) => {
-    const input = {
-      query: query === undefined ? undefined : check(query, c.req.query(), "query"),
-      body: body === undefined ? undefined : await readBody(c, body, { emptyIsObject: emptyBodyIsObject }),
-    };
-    return route.handle(c, input, service);
+    const query = queryOf(c);
+    return route.handle(c, { query, body: await readBody(c, body, { emptyIsObject: emptyBodyIsObject }) }, service);
   };
 }

@@ -4,11 +4,13 @@
 // web UI calls with a user token (the owner is the caller). The terminal (spec §8) has no
 // configuration routes (the `:app` routes answer 404 for it) but an open, which mounts a folder's
 // drive, and a key press, which keeps it alive. Also the schemas of the answers.
-// Imports hono and valibot, the service's types, the owner type and the HTTP helpers.
+// Imports hono and valibot, the service's types, the owner type, src/base/json-text.ts and the
+// HTTP helpers.
 
 import type { Context } from "hono";
 import * as v from "valibot";
 import { invalidRequest } from "../base/errors.ts";
+import { jsonText } from "../base/json-text.ts";
 import { type Owner, UsernameSchema } from "../domain/owner.ts";
 import type { ConfigurationService, HistoryPage, View } from "../service/configurations.ts";
 import type { Preconditions } from "../service/preconditions.ts";
@@ -416,7 +418,19 @@ function answerView(c: Context, view: View): Response {
   if (noneMatch(c.req.header("if-none-match"), view.etag)) {
     return c.body(null, 304, { ETag: etag });
   }
-  return c.json(view, 200, { ETag: etag });
+  return c.body(viewJson(view), 200, { "Content-Type": "application/json", ETag: etag });
+}
+
+/**
+ * What `c.json(view)` would send, with the configuration's text as a replica's cache keeps it
+ * (src/base/json-text.ts): a warm retrieve serialises only its ETag. `View` has exactly these
+ * three fields (checked above, where the answers meet the service's types).
+ */
+export function viewJson(view: View): string {
+  const config = jsonText(view.config);
+  if (config === undefined) return JSON.stringify(view);
+  const warnings = view.warnings === undefined ? "" : `,"warnings":${JSON.stringify(view.warnings)}`;
+  return `{"etag":${JSON.stringify(view.etag)},"config":${config}${warnings}}`;
 }
 
 function answerWritten(c: Context, etag: string | null): Response {

@@ -54,33 +54,48 @@ abstract class Metric {
 
 export class Counter extends Metric {
   readonly type = "counter";
-  private readonly values = new Map<string, number>();
+  /** Per series, a cell of its own: a bound series adds to its cell without looking it up. */
+  private readonly values = new Map<string, { value: number }>();
 
   inc(labels: Labels = {}, by = 1): void {
     if (!(by >= 0)) throw new Error(`${this.name}: a counter only goes up (got ${by})`);
-    const key = this.keyOf(labels);
-    this.values.set(key, (this.values.get(key) ?? 0) + by);
+    this.cell(this.keyOf(labels)).value += by;
   }
 
-  /** One series, its labels checked once: for a hot path that counts the same series often. */
+  /**
+   * One series, its labels checked once and its cell found once (at its first increment, so that
+   * a series bound but never counted is not written out): for a hot path that counts the same
+   * series often.
+   */
   bind(labels: Labels): { inc(by?: number): void } {
     const key = this.keyOf(labels);
+    let cell: { value: number } | undefined;
     return {
       inc: (by = 1) => {
         if (!(by >= 0)) throw new Error(`${this.name}: a counter only goes up (got ${by})`);
-        this.values.set(key, (this.values.get(key) ?? 0) + by);
+        cell ??= this.cell(key);
+        cell.value += by;
       },
     };
   }
 
+  private cell(key: string): { value: number } {
+    let cell = this.values.get(key);
+    if (cell === undefined) {
+      cell = { value: 0 };
+      this.values.set(key, cell);
+    }
+    return cell;
+  }
+
   /** The current value of one series (0 when it never moved): for tests and benchmarks. */
   get(labels: Labels = {}): number {
-    return this.values.get(this.keyOf(labels)) ?? 0;
+    return this.values.get(this.keyOf(labels))?.value ?? 0;
   }
 
   samples(): string {
     let out = "";
-    for (const [key, value] of this.values) out += `${this.name}${this.labelText(key)} ${formatValue(value)}\n`;
+    for (const [key, { value }] of this.values) out += `${this.name}${this.labelText(key)} ${formatValue(value)}\n`;
     return out;
   }
 }
@@ -130,23 +145,39 @@ export class Histogram extends Metric {
   }
 
   observe(labels: Labels, value: number): void {
-    this.observeKey(this.keyOf(labels), value);
+    this.record(this.seriesOf(this.keyOf(labels)), value);
   }
 
-  /** One series, its labels checked once: for a hot path that observes the same series often. */
+  /**
+   * One series, its labels checked once and its series found once (at its first observation, so
+   * that a series bound but never observed is not written out): for a hot path that observes the
+   * same series often.
+   */
   bind(labels: Labels): { observe(value: number): void } {
     const key = this.keyOf(labels);
-    return { observe: (value) => this.observeKey(key, value) };
+    let series: HistogramSeries | undefined;
+    return {
+      observe: (value) => {
+        series ??= this.seriesOf(key);
+        this.record(series, value);
+      },
+    };
   }
 
-  private observeKey(key: string, value: number): void {
+  private seriesOf(key: string): HistogramSeries {
     let series = this.series.get(key);
     if (!series) {
       series = { counts: new Array(this.buckets.length + 1).fill(0), sum: 0, count: 0 };
       this.series.set(key, series);
     }
-    const index = this.buckets.findIndex((bound) => value <= bound);
-    series.counts[index === -1 ? this.buckets.length : index]!++;
+    return series;
+  }
+
+  private record(series: HistogramSeries, value: number): void {
+    const { buckets } = this;
+    let index = 0;
+    while (index < buckets.length && !(value <= buckets[index]!)) index++;
+    series.counts[index]!++;
     series.sum += value;
     series.count++;
   }
