@@ -3,7 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { asWritten, type Config, ConfigError, loadConfig, resolveConfig } from "../src/settings/config.ts";
@@ -564,4 +564,17 @@ describe("bun src/main.ts config shows durations as they are written", () => {
     expect(shown.apps.terminal.inactivity).toBe("15m");
     expect(shown.server.port).toBe(8080);
   }, 30_000);
+});
+
+describe("docs/operations.md's configuration reference names every setting", () => {
+  test("each key of the resolved defaults has its row", () => {
+    const documented = readFileSync(join(ROOT, "docs/operations.md"), "utf8");
+    const leaves = (node: unknown, path: string): string[] =>
+      node !== null && typeof node === "object" && !Array.isArray(node)
+        ? Object.entries(node).flatMap(([key, value]) => leaves(value, path === "" ? key : `${path}.${key}`))
+        : [path];
+    const defaults = resolveConfig({}, { source: "test", environment: {} });
+    const keys = leaves(defaults, "").filter((key) => !/^(name|main|compatibility_date|vars)$/.test(key));
+    expect(keys.filter((key) => !documented.includes(`| \`${key}\` |`))).toEqual([]);
+  });
 });
