@@ -12,12 +12,11 @@ import type { Owner } from "../src/domain/owner.ts";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
 import { InformerCache } from "../src/kubernetes/informers.ts";
 import { type RunningSimulator, startSimulator } from "../src/kubernetes/simulator.ts";
-import { filesystemVolume, LABELS, podName } from "../src/reconciler/objects.ts";
-import { Reconciler } from "../src/reconciler/reconciler.ts";
+import { LABELS, podName } from "../src/reconciler/objects.ts";
 import { createContext, type ServiceContext } from "../src/service/context.ts";
 import { resolveConfig } from "../src/settings/config.ts";
 import { keys } from "../src/store/keys.ts";
-import { type ReconcilingWorker, startReconcilingWorker } from "../src/worker/start.ts";
+import { type ReconcilingWorker, reconcilerFor, startReconcilingWorker } from "../src/worker/start.ts";
 import { eventually } from "./support/eventually.ts";
 import { freePort, TestRedis } from "./support/redis-server.ts";
 import { DEVICE_A, type Instance, providerCall, startInstance } from "./support/service.ts";
@@ -105,16 +104,7 @@ describe("a reconcile reads the watch caches, not the API server", () => {
     const gateway = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
     try {
       await gateway.startCaches({ selectLabel: LABELS.app, indexLabel: LABELS.owner });
-      const reconciler = new Reconciler({
-        store: context.store,
-        jobs: context.jobs,
-        apps: context.apps,
-        settings: context.appSettings,
-        gateway,
-        runtime: context.runtime,
-        filesystem: filesystemVolume(context.config.storage),
-        log: () => {},
-      });
+      const reconciler = reconcilerFor(context, gateway, () => {});
       const etag = await update("alice");
       const calls = () => [...gateway.calls.values()].reduce((sum, n) => sum + n, 0);
       const afterStart = calls();

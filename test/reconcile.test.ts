@@ -4,8 +4,8 @@
 import { describe, expect, test } from "bun:test";
 import type { V1Pod } from "@kubernetes/client-node";
 import { KubernetesGateway } from "../src/kubernetes/gateway.ts";
-import { ANNOTATIONS, filesystemVolume, podName, policyName, serviceName } from "../src/reconciler/objects.ts";
-import { Reconciler } from "../src/reconciler/reconciler.ts";
+import { ANNOTATIONS, podName, policyName, serviceName } from "../src/reconciler/objects.ts";
+import { reconcilerFor } from "../src/worker/start.ts";
 import { keys } from "../src/store/keys.ts";
 import { eventually } from "./support/eventually.ts";
 import { startHarness } from "./support/harness.ts";
@@ -164,16 +164,7 @@ describe("idempotence (level-triggered)", () => {
     const context = h.context();
     try {
       const counting = KubernetesGateway.fromSettings({ mode: "embedded", kubeconfig: "", namespace: NAMESPACE, simulatorUrl: simulator.url });
-      const reconciler = new Reconciler({
-        store: context.store,
-        jobs: context.jobs,
-        apps: context.apps,
-        settings: context.appSettings,
-        gateway: counting,
-        runtime: context.runtime,
-        filesystem: filesystemVolume(context.config.storage),
-        log: () => {},
-      });
+      const reconciler = reconcilerFor(context, counting, () => {});
       await update(1);
       await reconciler.reconcile("syncthing", alice);
       expect(counting.changingCalls()).toBe(4); // pod, headless service, Syncthing's service, network policy

@@ -49,6 +49,20 @@ export interface ReconcilingWorker {
   stop(): Promise<boolean>;
 }
 
+/** The reconciler of a service context, acting through `gateway` (its caches, once started). */
+export function reconcilerFor(context: ServiceContext, gateway: KubernetesGateway, logTo: typeof log = log): Reconciler {
+  return new Reconciler({
+    store: context.store,
+    jobs: context.jobs,
+    apps: context.apps,
+    settings: context.appSettings,
+    gateway,
+    runtime: context.runtime,
+    filesystem: filesystemVolume(context.config.storage),
+    log: logTo,
+  });
+}
+
 /**
  * A worker whose handlers are the reconciler, reading the cluster from watch caches (pods,
  * services and network policies of integrated apps): every change a cache sees enqueues a
@@ -59,16 +73,7 @@ export interface ReconcilingWorker {
 export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: string): ReconcilingWorker {
   const { config } = context;
   const gateway = KubernetesGateway.fromSettings({ ...config.kubernetes, simulatorUrl });
-  const reconciler = new Reconciler({
-    store: context.store,
-    jobs: context.jobs,
-    apps: context.apps,
-    settings: context.appSettings,
-    gateway,
-    runtime: context.runtime,
-    filesystem: filesystemVolume(config.storage),
-    log,
-  });
+  const reconciler = reconcilerFor(context, gateway);
   let watchTrouble = false;
   const enqueueFor = (tag: string | undefined) => {
     const task = tag === undefined ? null : reconcileTaskOf(tag);
