@@ -20,6 +20,7 @@ import { type ReconcilingWorker, reconcilerFor, startReconcilingWorker } from ".
 import { eventually } from "./support/eventually.ts";
 import { freePort, TestRedis } from "./support/redis-server.ts";
 import { DEVICE_A, type Instance, providerCall, startInstance } from "./support/service.ts";
+import { runningPodOf } from "./support/pods.ts";
 
 const NAMESPACE = "informer-test";
 let redis: TestRedis;
@@ -86,17 +87,7 @@ async function update(user: string, label = "x"): Promise<string> {
   return response.headers.get("etag")!.slice(1, -1);
 }
 
-async function runningPod(user: string, etag: string, check: (pod: V1Pod) => boolean = () => true): Promise<V1Pod> {
-  return eventually(
-    async () => {
-      const jobId = await redis.admin.hget(keys.record("syncthing", owner(user)), "jobId");
-      const pod = jobId ? await cluster.getPod(podName(jobId)) : null;
-      return pod?.metadata?.annotations?.["ucloud.dk/iapp-etag"] === etag && pod.status?.phase === "Running" && check(pod) && pod;
-    },
-    15,
-    `a running Syncthing pod for ${user}`,
-  );
-}
+const runningPod = (user: string, etag: string, check?: (pod: V1Pod) => boolean) => runningPodOf(redis.admin, cluster, "syncthing", user, etag, check, 15);
 
 describe("a reconcile reads the watch caches, not the API server", () => {
   test("an unchanged record's reconcile makes no Kubernetes call; a fast second reconcile after a create creates nothing", async () => {

@@ -14,6 +14,7 @@ import { eventually } from "./support/eventually.ts";
 import { type DriveSpec, makeDrive } from "./support/drives.ts";
 import { startHarness } from "./support/harness.ts";
 import { DEVICE_A, DEVICE_B, providerCall } from "./support/service.ts";
+import { runningPodOf } from "./support/pods.ts";
 
 const appSettings = { port_min: 30000, port_max: 30300, ip_address: "10.20.30.40", relays: false, image: "example/syncthing", image_version: "7" };
 const h = await startHarness({
@@ -41,17 +42,7 @@ async function update(user: string, config: unknown) {
 
 const record = (user: string) => redis.admin.hgetall(keys.record("syncthing", owner(user)));
 
-async function runningPod(user: string, etag: string, check: (pod: V1Pod) => boolean = () => true): Promise<V1Pod> {
-  return eventually(
-    async () => {
-      const { jobId } = await record(user);
-      const pod = jobId ? await cluster.getPod(podName(jobId)) : null;
-      return pod?.metadata?.annotations?.["ucloud.dk/iapp-etag"] === etag && pod.status?.phase === "Running" && check(pod) && pod;
-    },
-    15,
-    `a running Syncthing pod for ${user}`,
-  );
-}
+const runningPod = (user: string, etag: string, check?: (pod: V1Pod) => boolean) => runningPodOf(redis.admin, cluster, "syncthing", user, etag, check, 15);
 
 describe("which folders it runs with (spec §7)", () => {
   test("only folders the owner may write: the rest are left out; with none, or no device, it does not run", async () => {

@@ -15,6 +15,7 @@ import { eventually } from "../support/eventually.ts";
 import { startHarness } from "../support/harness.ts";
 import { BUN, ROOT, startProcess } from "../support/processes.ts";
 import { DEVICE_A, DEVICE_B, providerCall } from "../support/service.ts";
+import { runningPodOf } from "../support/pods.ts";
 
 const appSettings = { port_min: 30000, port_max: 30300, ip_address: "10.20.30.40", relays: false, image: "example/syncthing", image_version: "7" };
 const h = await startHarness({
@@ -40,17 +41,7 @@ async function update(user: string, config: unknown, expected = 200) {
   return (response.headers.get("etag") ?? "").slice(1, -1);
 }
 
-async function runningPod(user: string, etag: string, check: (pod: V1Pod) => boolean = () => true): Promise<V1Pod> {
-  return eventually(
-    async () => {
-      const { jobId } = await record(user);
-      const pod = jobId ? await cluster.getPod(podName(jobId)) : null;
-      return pod?.metadata?.annotations?.["ucloud.dk/iapp-etag"] === etag && pod.status?.phase === "Running" && check(pod) && pod;
-    },
-    20,
-    `a running Syncthing pod for ${user}`,
-  );
-}
+const runningPod = (user: string, etag: string, check?: (pod: V1Pod) => boolean) => runningPodOf(redis.admin, cluster, "syncthing", user, etag, check, 20);
 
 /** Every file below `folder` with its content: what must not change. */
 function snapshot(folder: string, prefix = ""): Record<string, string> {
