@@ -137,6 +137,19 @@ describe("jobs written by the previous encoding (upgrade in place)", () => {
     });
   });
 
+  test("are rewritten compact by their first read, and read the same after", async () => {
+    const spec = await writeOldJob("6", "RUNNING", null);
+    expect(await encoding("6")).toBe("hashtable");
+    const first = await registry().retrieve("6");
+    expect(await encoding("6")).toBe("listpack");
+    const hash = await redis.admin.hgetall(keys.job("6"));
+    expect(Object.keys(hash).sort()).toEqual(["createdAt", "createdBy", "spec", "state", "updatedAt"]);
+    expect(hash.createdAt).toBe(String(Date.parse("2025-06-01T10:00:00.000Z")));
+    expect(await registry().retrieve("6")).toEqual(first);
+    expect(first!.specification).toEqual(spec);
+    expect(first!.updatedAt).toBe("2025-06-01T10:00:05.123Z");
+  });
+
   test("change state with the new script and still read back", async () => {
     const spec = await writeOldJob("8", "RUNNING", null);
     const before = Date.now();

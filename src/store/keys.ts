@@ -107,7 +107,7 @@ export const keys = {
    * Hash of one job in the embedded job registry: state, status (while there is one), createdBy,
    * project (when there is one), spec (the digest of its specification in `jobSpecifications`),
    * createdAt, updatedAt (epoch ms). Jobs written before hold id, specification (JSON) and ISO
-   * times instead (src/ucloud/embedded-registry.ts reads both).
+   * times instead (src/ucloud/embedded-registry.ts reads both, and rewrites them when it reads them).
    */
   job: (jobId: string) => `${PREFIX}:job:${jobId}`,
   /** Hash: digest → a job specification's JSON with `<createdBy>` for the owner's name, kept once for every job that has it. */

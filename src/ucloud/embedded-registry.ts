@@ -13,7 +13,9 @@
 // hash table while it lasts (the script writes the job anew once it is gone).
 //
 // Jobs written before this encoding (`id`, `specification` as JSON, ISO times, `project` "")
-// read the same: the decoder takes both, and no migration is needed.
+// read the same: the decoder takes both, and no migration is needed. The first read of such a
+// job also rewrites it in this encoding (scripts/compact-job-1.lua), so that an installation
+// upgraded in place gets the memory back within a resync pass.
 //
 // Imports node:crypto, src/store/keys.ts, src/store/scripts.ts, the connection type of
 // src/store/connections.ts, src/ucloud/jobs.ts and the job specification type of src/domain/app.ts.
@@ -26,6 +28,8 @@ import { RedisScript } from "../store/scripts.ts";
 import type { Job, JobRegistry, JobState } from "./jobs.ts";
 
 const updateJobState = new RedisScript(new URL("./scripts/update-job-state-1.lua", import.meta.url));
+/** Rewrites a job of the encoding before in this one (see `retrieve`). */
+const compactJob = new RedisScript(new URL("./scripts/compact-job-1.lua", import.meta.url));
 
 /** What stands for the owner's name in a kept specification. */
 export const CREATED_BY_PLACEHOLDER = "<createdBy>";
@@ -145,7 +149,25 @@ export class EmbeddedJobRegistry implements JobRegistry {
       const template = await redis.hget(keys.jobSpecifications(), digest);
       if (template !== null) this.remember(digest, template);
     }
+    if (hash.specification !== undefined && digest === undefined) await this.compact(jobId, hash);
     return decodeJob(jobId, hash, (d) => this.templates.get(d) ?? null);
+  }
+
+  /**
+   * Rewrites a job stored in the encoding before (its specification inline) in this one; a job
+   * whose specification cannot be a template stays as it is. Best effort: the job reads the same
+   * either way, so a failure here does not fail the read.
+   */
+  private async compact(jobId: string, hash: Record<string, string>): Promise<void> {
+    try {
+      const template = specificationTemplate(JSON.parse(hash.specification!) as JobSpecification, hash.createdBy ?? "");
+      if (template === null || !(await this.keep(template))) return;
+      const [createdAt, updatedAt] = [hash.createdAt ?? "", hash.updatedAt ?? ""];
+      const redis = await this.redis();
+      await compactJob.run(redis, [keys.job(jobId)], [hash.specification!, template.digest, createdAt, compactTime(createdAt), updatedAt, compactTime(updatedAt)]);
+    } catch {
+      // Read as it is; the next read tries again.
+    }
   }
 
   async updateState(jobId: string, state: JobState, status = ""): Promise<void> {
