@@ -69,10 +69,11 @@ async function stored(): Promise<{ config: TerminalConfig; etag: string; jobId: 
   return { config: JSON.parse(hash.config!), etag: hash.etag!, jobId: hash.jobId!, state: hash.state! };
 }
 
+/** The owner's jobs, as the embedded registry answers them (its hash layout is its own: docs/operations.md). */
 async function jobs(owner = alice) {
-  const ids = await redis.admin.keys("iapps:job:*");
-  const all = await Promise.all(ids.map((k) => redis.admin.hgetall(k)));
-  return all.filter((j) => j.createdBy === owner.createdBy);
+  const ids = (await redis.admin.keys("iapps:job:*")).map((key) => key.slice("iapps:job:".length));
+  const all = await Promise.all(ids.map((id) => api.context.jobs.retrieve(id)));
+  return all.filter((j) => j !== null && j.createdBy === owner.createdBy).map((j) => j!);
 }
 
 async function expectError(response: Response, status: number, errorCode: string, whyIncludes?: string) {
@@ -104,7 +105,7 @@ describe("open (spec §2, §8)", () => {
     const registered = await jobs();
     expect(registered).toHaveLength(1);
     expect(registered[0]!.id).toBe(body.jobId);
-    expect(JSON.parse(registered[0]!.specification!)).toEqual({
+    expect(registered[0]!.specification).toEqual({
       product: { id: "terminal", category: "terminal", provider: "k8s" },
       application: { name: "unknown", version: "unknown" },
       name: "Integrated terminal",

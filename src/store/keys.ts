@@ -103,8 +103,15 @@ export const keys = {
   /** SCAN pattern of every drive's metadata. */
   drivePattern: () => `${PREFIX}:drive:*`,
 
-  /** Hash of one job in the embedded job registry: id, specification, createdBy, project, state, status (while there is one), createdAt, updatedAt. */
+  /**
+   * Hash of one job in the embedded job registry: state, status (while there is one), createdBy,
+   * project (when there is one), spec (the digest of its specification in `jobSpecifications`),
+   * createdAt, updatedAt (epoch ms). Jobs written before hold id, specification (JSON) and ISO
+   * times instead (src/ucloud/embedded-registry.ts reads both, and rewrites them when it reads them).
+   */
   job: (jobId: string) => `${PREFIX}:job:${jobId}`,
+  /** Hash: digest → a job specification's JSON with `<createdBy>` for the owner's name, kept once for every job that has it. */
+  jobSpecifications: () => `${PREFIX}:job-specs`,
   /** Counter the embedded registry draws job ids from. */
   jobSequence: () => `${PREFIX}:job-seq`,
 
@@ -182,6 +189,7 @@ export const keyPatterns = {
   drive: `${PREFIX}:drive:<driveId>`,
   drivePattern: `${PREFIX}:drive:*`,
   job: `${PREFIX}:job:<jobId>`,
+  jobSpecifications: `${PREFIX}:job-specs`,
   jobSequence: `${PREFIX}:job-seq`,
   queuePending: `${PREFIX}:{queue}:pending`,
   queueDirty: `${PREFIX}:{queue}:dirty`,

@@ -2,11 +2,12 @@
 -- invent a job without a specification), and a final state is final: a reconciler that read the
 -- job just before it ended must not bring it back to life with a late RUNNING.
 --
--- KEYS[1] the job: hash with id, specification, state, status, createdAt, updatedAt, ...
+-- KEYS[1] the job: hash with state, status, createdBy, spec, createdAt, updatedAt, ...
+--         (src/ucloud/embedded-registry.ts)
 -- ARGV[1] the new state
 -- ARGV[2] the status text ('' for none: the field goes, as it would cost a record's job more
 --         memory than its text)
--- ARGV[3] now, as an ISO 8601 time (updatedAt)
+-- ARGV[3] now, in epoch milliseconds (updatedAt)
 --
 -- Returns 1 when the job changed, 0 when there is no such job or it is in a final state.
 
@@ -15,6 +16,15 @@ local state, status, updatedAt = ARGV[1], ARGV[2], ARGV[3]
 
 local current = redis.call('HGET', job, 'state')
 if not current or current == 'SUCCESS' or current == 'FAILURE' or current == 'EXPIRED' then return 0 end
+local previous = redis.call('HGET', job, 'status')
 redis.call('HSET', job, 'state', state, 'updatedAt', updatedAt)
 if status == '' then redis.call('HDEL', job, 'status') else redis.call('HSET', job, 'status', status) end
+-- A status longer than 64 bytes (Redis's default hash-max-listpack-value) made the hash a hash
+-- table, and Redis never makes it compact again by itself: once it is gone, the job is written
+-- anew (a listpack again, when every other value is short).
+if previous and #previous > 64 and #status <= 64 then
+  local fields = redis.call('HGETALL', job)
+  redis.call('DEL', job)
+  redis.call('HSET', job, unpack(fields))
+end
 return 1
