@@ -3,7 +3,8 @@
 // route) and the API description (openapi.ts), every one wrapped by the request observer (request
 // ids and metrics, ops.ts); the mapping of errors to UCloud's error shape; and in front of each
 // route's own code, the body limit (only on routes that read a body), the auth of its family and,
-// for the provider API, its provider id. Web standards only: src/runtimes/http-app.ts builds it for
+// for the provider API, its provider id. A warm retrieve of the public API is answered before the
+// Hono app (warm-retrieve.ts). Web standards only: src/runtimes/http-app.ts builds it for
 // a service context, src/runtimes/api.ts for every runtime, and src/runtimes/bun.ts, deno.ts and
 // node.ts are the adapters at the edge.
 // Imports src/service and src/apps (types) and src/base/errors.ts, never store or Kubernetes code.
@@ -22,7 +23,8 @@ import { mountApiDescription } from "./openapi.ts";
 import { mountOps, type OpsOptions, RequestObserver } from "./ops.ts";
 import { type Env, type Family, handlerOf } from "./route.ts";
 import { RememberingRouter } from "./router.ts";
-import { API_ROUTES, FAMILIES, PROVIDER, PROVIDER_JOBS } from "./routes.ts";
+import { API_ROUTES, FAMILIES, PROVIDER, PROVIDER_JOBS, PUBLIC } from "./routes.ts";
+import { warmRetrieve } from "./warm-retrieve.ts";
 
 export interface HttpOptions {
   service: ConfigurationService;
@@ -61,7 +63,8 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
   app.onError(answerError);
   mountOps(app, options.ops, observer);
 
-  const gates = familyGates(new TokenVerifier(options.auth), options.providerId);
+  const tokens = new TokenVerifier(options.auth);
+  const gates = familyGates(tokens, options.providerId);
   // A path under a family's prefix that no route serves answers as a route there would first:
   // 401 without a token, 403 for the wrong role, 404 for another provider id; then 404.
   app.notFound(
@@ -108,6 +111,14 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
 
   mountApiDescription(app, { providerId: options.providerId, apps: options.apps.values(), routes: API_ROUTES }, observer);
   observer.checkEveryRoute(app);
+
+  // The UI's retrieve, when this replica can answer it from memory, is answered before Hono sees
+  // the request: Hono's share of it was as large as the bare route's whole (warm-retrieve.ts).
+  const pattern = `${PUBLIC.prefix}/:app/retrieve`;
+  if (!API_ROUTES.some((route) => route.method === "get" && route.path === pattern)) throw new Error(`no route GET ${pattern} to answer warm`);
+  const warm = warmRetrieve({ pattern, family: PUBLIC, tokens, service, series: observer.seriesOf(pattern) });
+  const dispatch = app.fetch;
+  app.fetch = (request, env, executionContext) => warm(request) ?? dispatch(request, env, executionContext);
   return app;
 }
 

@@ -14,14 +14,19 @@ export function listenWithBun(api: Api): { url: string; listener: Listener } {
   const server = Bun.serve({
     hostname: host,
     port,
-    // The server is what hono/bun's upgradeWebSocket upgrades with; an upgraded request has no answer.
-    async fetch(request, server) {
-      const response = await api.fetch(request, server);
-      if (response.status === 101 || request.headers.get("upgrade")?.toLowerCase() === "websocket") return response;
-      return draining ? closingConnection(response) : response;
+    // The server is what hono/bun's upgradeWebSocket upgrades with. Serving, the app's answer is
+    // handed on as it comes (a Response at once, or a promise); draining, it closes the connection
+    // (an upgraded request has no answer to close).
+    fetch(request, server) {
+      return draining ? drainingAnswer(request, server) : api.fetch(request, server);
     },
     websocket,
   });
+  async function drainingAnswer(request: Request, server: unknown): Promise<Response> {
+    const response = await api.fetch(request, server);
+    if (response.status === 101 || request.headers.get("upgrade")?.toLowerCase() === "websocket") return response;
+    return closingConnection(response);
+  }
   return {
     url: `http://${host}:${server.port}`,
     listener: {
