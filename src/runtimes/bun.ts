@@ -14,16 +14,18 @@ export function listenWithBun(api: Api): { url: string; listener: Listener } {
   const server = Bun.serve({
     hostname: host,
     port,
-    // The server is what hono/bun's upgradeWebSocket upgrades with. Serving, the app's answer is
-    // handed on as it comes (a Response at once, or a promise); draining, it closes the connection
-    // (an upgraded request has no answer to close).
+    // The server is what hono/bun's upgradeWebSocket upgrades with. An answer given at once (a
+    // warm retrieve) is handed on at once; whether to close the connection is decided when the
+    // answer is ready, as draining may have begun while it was awaited.
     fetch(request, server) {
-      return draining ? drainingAnswer(request, server) : api.fetch(request, server);
+      const answer = api.fetch(request, server);
+      if (answer instanceof Promise) return answer.then((response) => (draining ? closing(request, response) : response));
+      return draining ? closing(request, answer) : answer;
     },
     websocket,
   });
-  async function drainingAnswer(request: Request, server: unknown): Promise<Response> {
-    const response = await api.fetch(request, server);
+  /** An answer given while draining closes its connection (an upgraded request has none to close). */
+  function closing(request: Request, response: Response): Response {
     if (response.status === 101 || request.headers.get("upgrade")?.toLowerCase() === "websocket") return response;
     return closingConnection(response);
   }
