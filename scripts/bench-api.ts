@@ -47,14 +47,16 @@
 //     Bun.gc(true).
 //
 // Usage: bun scripts/bench-api.ts [--duration S] [--connections N] [--warmup S] [--rounds R]
-//          [--only throughput,coherence,memory]
+//          [--only throughput,coherence,memory] [--targets retrieve,update]
 //          [--prop-seconds S] [--prop-rate R] [--prop-owners N] [--prop-sample K] [--memory-records N]
-//        (or BENCH_DURATION, BENCH_CONNECTIONS, BENCH_WARMUP, BENCH_ROUNDS, BENCH_ONLY,
+//        (or BENCH_DURATION, BENCH_CONNECTIONS, BENCH_WARMUP, BENCH_ROUNDS, BENCH_ONLY, BENCH_TARGETS,
 //        BENCH_PROP_SECONDS, BENCH_PROP_RATE, BENCH_PROP_OWNERS, BENCH_PROP_SAMPLE,
 //        BENCH_MEMORY_RECORDS; defaults 5, 32, 1, 5, all, 5, 200, 200, 1, 100000:
 //        per target 1 s of warm-up, then 5 s measured as 5 slices of 1 s (wrk counts whole
 //        seconds), 9 targets: about 60 s; coherence about 12 s, memory about 15 s; under 2 minutes.
-//        --prop-seconds 0 or --memory-records 0 skip that part.)
+//        --prop-seconds 0 or --memory-records 0 skip that part. --targets narrows the throughput
+//        part to the retrieve targets (bare, warm, /healthz, 404, cache off, bare+HGETALL) or the
+//        update targets (update new, update existing, raw): quicker when working on one path.)
 // The services read config.toml plus IAPPS_* overrides as usual (e.g. IAPPS_REDIS_POOL_SIZE);
 // this script sets only the Redis URL, port, host, JWT secret, provider id and require_etag, and
 // cache_max_entries where it matters (0 for the cache-off service; 100000 should a cache-on service
@@ -633,6 +635,8 @@ async function main() {
   const memoryRecords = Math.round(option("memory-records", "BENCH_MEMORY_RECORDS", 100_000));
   const only = new Set((stringOption("only", "BENCH_ONLY") ?? "throughput,coherence,memory").split(",").map((p) => p.trim()));
   for (const part of only) if (!["throughput", "coherence", "memory"].includes(part)) throw new Error(`--only: unknown part '${part}'`);
+  const groups = new Set((stringOption("targets", "BENCH_TARGETS") ?? "retrieve,update").split(",").map((p) => p.trim()));
+  for (const group of groups) if (!["retrieve", "update"].includes(group)) throw new Error(`--targets: unknown group '${group}'`);
 
   log(`bench-api: Bun ${Bun.version}; every target is a separate child process (bun ...)`);
   if (only.has("throughput")) {
@@ -677,7 +681,7 @@ async function main() {
 
   try {
     try {
-      if (only.has("throughput")) await throughput(bench, { duration, connections, warmup, rounds });
+      if (only.has("throughput")) await throughput(bench, { duration, connections, warmup, rounds, groups });
       if (only.has("coherence") && propSeconds > 0) {
         await coherence(bench, { seconds: propSeconds, rate: propRate, owners: propOwners, sampleEvery: propSample, timeoutMs: 2000 });
       }
@@ -697,9 +701,9 @@ async function main() {
 // ---------------------------------------------------------------------------------------------
 // (1) Throughput
 
-async function throughput(bench: Bench, o: { duration: number; connections: number; warmup: number; rounds: number }) {
+async function throughput(bench: Bench, o: { duration: number; connections: number; warmup: number; rounds: number; groups: Set<string> }) {
   const { inspect, userToken, serviceToken, problems } = bench;
-  const { duration, connections, warmup, rounds } = o;
+  const { duration, connections, warmup, rounds, groups } = o;
 
   // (a) the service, cache on
   const port = await freePort();
@@ -760,7 +764,7 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
   }
 
   // The owners of the existing-record updates, created through the API.
-  const existing = 1000;
+  const existing = groups.has("update") ? 1000 : 0;
   await inParallel(Array.from({ length: existing }, (_, i) => i), 16, async (i) => {
     const r = await fetch(`${base}/ucloud/${PROVIDER}/iapps/${APP}/update`, {
       method: "POST",
@@ -795,7 +799,10 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
   };
   const rawLoop = { ...rawTarget(raw), pid: raw.process.pid };
   // bare before warm: nothing from the previous slice can reach Redis during a warm-cache slice.
-  const targets: Target[] = [bare, warm, healthz, unknown, off, bareHgetall, updateNew, updateExisting, rawLoop];
+  const targets: Target[] = [
+    ...(groups.has("retrieve") ? [bare, warm, healthz, unknown, off, bareHgetall] : []),
+    ...(groups.has("update") ? [updateNew, updateExisting, rawLoop] : []),
+  ];
 
   const watched = [service, serviceOff].map((child) => ({ child, from: child.output.length }));
   const cpuSince = cpuSnapshot([service, serviceOff, bareChild, hgetallChild, raw].map((c) => c.process.pid).concat(bench.redisPid));
@@ -863,7 +870,9 @@ async function throughput(bench: Bench, o: { duration: number; connections: numb
   });
 }
 
-function report(rows: Summary[], ratios: { name: string; numerator: Target; denominator: Target; goal?: number }[]) {
+function report(rows: Summary[], allRatios: { name: string; numerator: Target; denominator: Target; goal?: number }[]) {
+  const measured = (target: Target) => rows.some((r) => r.name === target.name);
+  const ratios = allRatios.filter((ratio) => measured(ratio.numerator) && measured(ratio.denominator));
   const width = Math.max(...rows.map((row) => row.name.length));
   log("");
   log(`${"target".padEnd(width)}  ${"rate".padStart(9)}        ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)}  ${"CPU µs".padStart(7)}  failures`);

@@ -99,6 +99,21 @@ export class RecordCache {
     return entry.value;
   }
 
+  /**
+   * The cached answer when there is one (counted as a hit), else undefined and nothing counted:
+   * for a caller that answers what it can from memory and reads on through get() otherwise, so
+   * that such a miss counts once.
+   */
+  hit(key: string): CachedRecord | undefined {
+    if (!this.enabled) return undefined;
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    entry.used = true;
+    this.hits++;
+    hits.inc();
+    return entry.value;
+  }
+
   /** Take before reading Redis (or before EXEC, for a write-through). */
   open(key: string, etag?: string): Ticket {
     const ticket: Ticket = { key, etag, stale: !this.enabled };

@@ -3,7 +3,8 @@
 // route) and the API description (openapi.ts), every one wrapped by the request observer (request
 // ids and metrics, ops.ts); the mapping of errors to UCloud's error shape; and in front of each
 // route's own code, the body limit (only on routes that read a body), the auth of its family and,
-// for the provider API, its provider id. Web standards only: src/runtimes/http-app.ts builds it for
+// for the provider API, its provider id. The public API's retrieve with a token verified before is
+// answered around the Hono app (public-retrieve.ts). Web standards only: src/runtimes/http-app.ts builds it for
 // a service context, src/runtimes/api.ts for every runtime, and src/runtimes/bun.ts, deno.ts and
 // node.ts are the adapters at the edge.
 // Imports src/service and src/apps (types) and src/base/errors.ts, never store or Kubernetes code.
@@ -14,15 +15,16 @@ import { bodyLimit } from "hono/body-limit";
 import { TrieRouter } from "hono/router/trie-router";
 import { tryDecodeURIComponent } from "hono/utils/url";
 import type { AppRegistry } from "../apps/registry.ts";
-import { notFound, payloadTooLarge } from "../base/errors.ts";
+import { type AppError, notFound, payloadTooLarge } from "../base/errors.ts";
 import type { ConfigurationService } from "../service/configurations.ts";
 import { type AuthOptions, authenticate, TokenVerifier } from "./auth.ts";
-import { bodyReadError, ClientClosedRequest, clientClosedResponse, errorResponse, routeNotFound, toAppError } from "./errors.ts";
+import { bodyReadError, ClientClosedRequest, clientClosedResponse, errorAnswer, errorResponse, routeNotFound, toAppError } from "./errors.ts";
 import { mountApiDescription } from "./openapi.ts";
 import { mountOps, type OpsOptions, RequestObserver } from "./ops.ts";
 import { type Env, type Family, handlerOf } from "./route.ts";
 import { RememberingRouter } from "./router.ts";
-import { API_ROUTES, FAMILIES, PROVIDER, PROVIDER_JOBS } from "./routes.ts";
+import { API_ROUTES, FAMILIES, PROVIDER, PROVIDER_JOBS, PUBLIC } from "./routes.ts";
+import { publicRetrieve } from "./public-retrieve.ts";
 
 export interface HttpOptions {
   service: ConfigurationService;
@@ -41,6 +43,17 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
   const app = new Hono<Env>({ router: new RememberingRouter() });
 
   let lastUnavailableLog = 0;
+  /** What a route's code threw, as the error the client is answered (logged when it is ours). */
+  const failureOf = (error: unknown, requestId: string | undefined, path: string): AppError => {
+    const appError = toAppError(error, (message, fields) => options.log?.("error", message, { requestId, ...fields }));
+    // A 503 is the service's own trouble: say why in the log, at most once a second.
+    if (appError.status === 503 && Date.now() - lastUnavailableLog > 1000) {
+      lastUnavailableLog = Date.now();
+      const cause = appError.cause instanceof Error ? appError.cause.message : undefined;
+      options.log?.("warn", "answering 503", { requestId, route: path, why: appError.why, cause });
+    }
+    return appError;
+  };
   const answerError = (error: unknown, c: Context<Env>): Response => {
     const requestId = c.get("requestId");
     // The client hung up mid-body: nobody will read an answer, and it is no failure of ours.
@@ -48,20 +61,14 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
       options.log?.("debug", "client closed the connection before sending its whole body", { requestId, route: c.req.path });
       return clientClosedResponse(c);
     }
-    const appError = toAppError(error, (message, fields) => options.log?.("error", message, { requestId, ...fields }));
-    // A 503 is the service's own trouble: say why in the log, at most once a second.
-    if (appError.status === 503 && Date.now() - lastUnavailableLog > 1000) {
-      lastUnavailableLog = Date.now();
-      const cause = appError.cause instanceof Error ? appError.cause.message : undefined;
-      options.log?.("warn", "answering 503", { requestId, route: c.req.path, why: appError.why, cause });
-    }
-    return errorResponse(c, appError);
+    return errorResponse(c, failureOf(error, requestId, c.req.path));
   };
   const observer = new RequestObserver(answerError);
   app.onError(answerError);
   mountOps(app, options.ops, observer);
 
-  const gates = familyGates(new TokenVerifier(options.auth), options.providerId);
+  const tokens = new TokenVerifier(options.auth);
+  const gates = familyGates(tokens, options.providerId);
   // A path under a family's prefix that no route serves answers as a route there would first:
   // 401 without a token, 403 for the wrong role, 404 for another provider id; then 404.
   app.notFound(
@@ -108,6 +115,21 @@ export function createHttpApp(options: HttpOptions): Hono<Env> {
 
   mountApiDescription(app, { providerId: options.providerId, apps: options.apps.values(), routes: API_ROUTES }, observer);
   observer.checkEveryRoute(app);
+
+  // The UI's retrieve with a token verified before is answered before Hono sees the request:
+  // Hono's share of it was as large as the bare route's whole (public-retrieve.ts).
+  const pattern = `${PUBLIC.prefix}/:app/retrieve`;
+  if (!API_ROUTES.some((route) => route.method === "get" && route.path === pattern)) throw new Error(`no route GET ${pattern} to answer before Hono`);
+  const retrieve = publicRetrieve({
+    pattern,
+    family: PUBLIC,
+    tokens,
+    service,
+    series: observer.seriesOf(pattern),
+    answerError: (error, requestId, path) => errorAnswer(failureOf(error, requestId, path), requestId),
+  });
+  const dispatch = app.fetch;
+  app.fetch = (request, env, executionContext) => retrieve(request) ?? dispatch(request, env, executionContext);
   return app;
 }
 

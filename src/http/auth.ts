@@ -59,11 +59,14 @@ export class TokenVerifier {
 
   /** The principal of an Authorization header (null: none sent); a promise only when it must be verified now. */
   principalOf(authorization: string | null): Principal | Promise<Principal> {
-    if (authorization !== null) {
-      const known = this.verified.get(authorization);
-      if (known !== undefined && known.exp > this.now() / 1000) return known.principal;
-    }
-    return this.verify(authorization);
+    return this.remembered(authorization) ?? this.verify(authorization);
+  }
+
+  /** The principal of an Authorization header verified before whose token has not expired; else undefined. */
+  remembered(authorization: string | null): Principal | undefined {
+    if (authorization === null) return undefined;
+    const known = this.verified.get(authorization);
+    return known !== undefined && known.exp > this.now() / 1000 ? known.principal : undefined;
   }
 
   private async verify(authorization: string | null): Promise<Principal> {
@@ -101,12 +104,7 @@ export class TokenVerifier {
  */
 export function authenticate(verifier: TokenVerifier, allowed: readonly Role[]) {
   const admit = (c: Context<{ Variables: AuthVariables }>, principal: Principal): void => {
-    if (!allowed.includes(principal.role)) {
-      throw forbidden(`This route is for ${allowed.join(" or ")} tokens; yours has role ${principal.role}.`);
-    }
-    if (principal.role === "SERVICE" && principal.username !== CORE_SUBJECT) {
-      throw forbidden(`SERVICE tokens are UCloud/Core's: the token's sub must be "${CORE_SUBJECT}", not "${principal.username}".`);
-    }
+    if (!admits(allowed, principal)) refuse(allowed, principal);
     c.set("principal", principal);
   };
   return (c: Context<{ Variables: AuthVariables }>): Promise<void> | undefined => {
@@ -115,4 +113,17 @@ export function authenticate(verifier: TokenVerifier, allowed: readonly Role[]) 
     admit(c, principal);
     return undefined;
   };
+}
+
+/** Whether routes for `allowed` roles admit `principal` (authenticate answers 403 where not). */
+export function admits(allowed: readonly Role[], principal: Principal): boolean {
+  return allowed.includes(principal.role) && (principal.role !== "SERVICE" || principal.username === CORE_SUBJECT);
+}
+
+/** The 403 of a principal that `allowed` does not admit. */
+function refuse(allowed: readonly Role[], principal: Principal): never {
+  if (!allowed.includes(principal.role)) {
+    throw forbidden(`This route is for ${allowed.join(" or ")} tokens; yours has role ${principal.role}.`);
+  }
+  throw forbidden(`SERVICE tokens are UCloud/Core's: the token's sub must be "${CORE_SUBJECT}", not "${principal.username}".`);
 }

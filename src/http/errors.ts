@@ -6,10 +6,21 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { UnofficialStatusCode } from "hono/utils/http-status";
 import { AppError, errorBody } from "../base/errors.ts";
+import { REQUEST_ID_HEADER } from "../base/request-id.ts";
 
 export function errorResponse(c: Context, error: AppError): Response {
   const headers = error.retryAfterSeconds === undefined ? undefined : { "Retry-After": String(error.retryAfterSeconds) };
   return c.json(error.toBody(), error.status as 400, headers);
+}
+
+/**
+ * What errorResponse answers, for an answer built without a Hono context (public-retrieve.ts):
+ * the same status, headers (set in the same order) and body.
+ */
+export function errorAnswer(error: AppError, requestId: string): Response {
+  const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId, "Content-Type": "application/json" };
+  if (error.retryAfterSeconds !== undefined) headers["Retry-After"] = String(error.retryAfterSeconds);
+  return new Response(JSON.stringify(error.toBody()), { status: error.status, headers });
 }
 
 export function toAppError(error: unknown, log?: (message: string, fields: Record<string, unknown>) => void): AppError {

@@ -94,13 +94,14 @@ export type Answer = (c: Context) => Response | Promise<Response>;
  */
 export class RequestObserver {
   private readonly observed = new WeakSet<object>();
+  private readonly series = new Map<string, RequestSeries>();
 
   /** `answerError`: the answer to what a handler threw (the app's error mapping). */
   constructor(private readonly answerError: (error: unknown, c: Context) => Response) {}
 
   /** The handler of the route `pattern` (its metrics label), observed. */
   route(pattern: string, answer: Answer): Handler {
-    const series = new RequestSeries(pattern);
+    const series = this.seriesOf(pattern);
     // Reads enqueue nothing, and their only log lines (errors) name the id themselves (app.ts):
     // they skip the AsyncLocalStorage, which costs about a third of a cached retrieve under Bun.
     const retrieve = pattern.endsWith("/retrieve");
@@ -111,8 +112,18 @@ export class RequestObserver {
 
   /** The app's notFound: `answer` for a request no route serves, observed as route `unmatched`. */
   unmatched(answer: Answer): NotFoundHandler {
-    const series = new RequestSeries("unmatched");
+    const series = this.seriesOf("unmatched");
     return (c) => this.observe(c, series, answer, false);
+  }
+
+  /** The request metrics of the route `pattern` (one set per pattern): for an answer given around Hono (src/http/warm-retrieve.ts). */
+  seriesOf(pattern: string): RequestSeries {
+    let series = this.series.get(pattern);
+    if (series === undefined) {
+      series = new RequestSeries(pattern);
+      this.series.set(pattern, series);
+    }
+    return series;
   }
 
   /** Throws when a route of `app` was registered around this observer: it would answer without a request id and go uncounted. */
@@ -146,13 +157,26 @@ export class RequestObserver {
   }
 }
 
+/** The count and latency of one route, method and status. */
+export interface BoundSeries {
+  count: { inc(): void };
+  duration: { observe(seconds: number): void };
+}
+
 /** The request metrics of one route label, bound once per method and status: a request costs two map lookups. */
-class RequestSeries {
-  private readonly byMethod = new Map<string, { label: string; byStatus: Map<number, { count: { inc(): void }; duration: { observe(seconds: number): void } }> }>();
+export class RequestSeries {
+  private readonly byMethod = new Map<string, { label: string; byStatus: Map<number, BoundSeries> }>();
 
   constructor(private readonly route: string) {}
 
   count(method: string, status: number, seconds: number): void {
+    const series = this.bound(method, status);
+    series.count.inc();
+    series.duration.observe(seconds);
+  }
+
+  /** The series of one method and status, for a caller that counts it often (no lookup per request). */
+  bound(method: string, status: number): BoundSeries {
     const { label, byStatus } = this.byMethod.get(method) ?? this.methodOf(method);
     let series = byStatus.get(status);
     if (series === undefined) {
@@ -160,8 +184,7 @@ class RequestSeries {
       series = { count: metrics.httpRequests.bind(labels), duration: metrics.httpDuration.bind(labels) };
       byStatus.set(status, series);
     }
-    series.count.inc();
-    series.duration.observe(seconds);
+    return series;
   }
 
   /** A method seen for the first time: its own series, or OTHER's for a method outside METHODS (never a key of its own). */

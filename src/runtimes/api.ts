@@ -17,8 +17,12 @@ import type { ShellSessions } from "../shell/session.ts";
 export interface Api {
   config: Config;
   context: ServiceContext;
-  /** Answers one request; what every runtime's server calls (`env`: the runtime's bindings, which its WebSocket helper needs). */
-  fetch(request: Request, env?: unknown): Promise<Response>;
+  /**
+   * Answers one request; what every runtime's server calls (`env`: the runtime's bindings, which
+   * its WebSocket helper needs). A Response, not a promise, when the app answered at once (a warm
+   * retrieve): every runtime's server takes either.
+   */
+  fetch(request: Request, env?: unknown): Response | Promise<Response>;
   /** The terminal's shell sessions attached to this replica. */
   shells: ShellSessions;
   /** Serves the shell sessions' WebSocket with the runtime's helper; before the first request. */
@@ -46,20 +50,29 @@ export function createApi(config: Config): Api {
   }
   let running = 0;
   const idleWaiters: (() => void)[] = [];
+  const answered = () => {
+    if (--running === 0 && idleWaiters.length > 0) for (const wake of idleWaiters.splice(0)) wake();
+  };
   const shells = shellSessionsFor(context);
   return {
     config,
     context,
     // Runtimes pass extras (Bun its server, Deno connection info, Node its bindings) that the
     // app has no use for: it sees the request only. Counted for runtimes that stop accepting on
-    // their own and give no handle to wait on (`deno serve`).
-    async fetch(request, env) {
+    // their own and give no handle to wait on (`deno serve`). No `async`: an answer given at once
+    // is handed on at once, not a turn later.
+    fetch(request, env) {
       running++;
+      let answer: Response | Promise<Response>;
       try {
-        return await app.fetch(request, env);
-      } finally {
-        if (--running === 0) for (const wake of idleWaiters.splice(0)) wake();
+        answer = app.fetch(request, env);
+      } catch (error) {
+        answered();
+        throw error;
       }
+      if (answer instanceof Promise) return answer.finally(answered);
+      answered();
+      return answer;
     },
     shells,
     serveWebSockets: (upgradeWebSocket) => mountShellSocket(app, upgradeWebSocket, shells),

@@ -14,14 +14,21 @@ export function listenWithBun(api: Api): { url: string; listener: Listener } {
   const server = Bun.serve({
     hostname: host,
     port,
-    // The server is what hono/bun's upgradeWebSocket upgrades with; an upgraded request has no answer.
-    async fetch(request, server) {
-      const response = await api.fetch(request, server);
-      if (response.status === 101 || request.headers.get("upgrade")?.toLowerCase() === "websocket") return response;
-      return draining ? closingConnection(response) : response;
+    // The server is what hono/bun's upgradeWebSocket upgrades with. An answer given at once (a
+    // warm retrieve) is handed on at once; whether to close the connection is decided when the
+    // answer is ready, as draining may have begun while it was awaited.
+    fetch(request, server) {
+      const answer = api.fetch(request, server);
+      if (answer instanceof Promise) return answer.then((response) => (draining ? closing(request, response) : response));
+      return draining ? closing(request, answer) : answer;
     },
     websocket,
   });
+  /** An answer given while draining closes its connection (an upgraded request has none to close). */
+  function closing(request: Request, response: Response): Response {
+    if (response.status === 101 || request.headers.get("upgrade")?.toLowerCase() === "websocket") return response;
+    return closingConnection(response);
+  }
   return {
     url: `http://${host}:${server.port}`,
     listener: {

@@ -12,7 +12,7 @@ import type { AppRegistry } from "../apps/registry.ts";
 import type { AppRuntime } from "../domain/runtime.ts";
 import { invalidConfiguration, noConfigurationRoutes, notFound, preconditionRequired, unknownApplication } from "../base/errors.ts";
 import type { Owner } from "../domain/owner.ts";
-import type { Version, Via } from "../domain/record.ts";
+import type { StoredRecord, Version, Via } from "../domain/record.ts";
 import type { RecordStore } from "../store/records.ts";
 import type { JobRegistry } from "../ucloud/jobs.ts";
 import { INITIAL_ETAG, type Preconditions } from "./preconditions.ts";
@@ -77,9 +77,19 @@ export class ConfigurationService {
 
   async retrieve(appName: string, owner: Owner): Promise<View> {
     const app = this.configurableApp(appName);
-    const record = await orUnavailable(this.options.store.read(app.name, owner));
-    if (!record) return { etag: INITIAL_ETAG, config: app.defaultConfig(owner) };
-    return record.warnings === undefined ? { etag: record.etag, config: record.config } : { etag: record.etag, config: record.config, warnings: record.warnings };
+    return viewOf(app, owner, await orUnavailable(this.options.store.read(app.name, owner)));
+  }
+
+  /**
+   * What retrieve answers, when this replica's cache holds the record; undefined whenever retrieve
+   * would do anything else (read Redis, or refuse the app): for the HTTP layer's warm retrieve,
+   * which answers without waiting a turn (src/http/warm-retrieve.ts).
+   */
+  retrieveCached(appName: string, owner: Owner): View | undefined {
+    const app = this.options.apps.get(appName);
+    if (app === undefined || app.internal) return undefined;
+    const record = this.options.store.cached(app.name, owner);
+    return record === undefined ? undefined : viewOf(app, owner, record);
   }
 
   /** Validates `rawConfig` and stores it with a new ETag. Answers the new ETag. */
@@ -207,4 +217,10 @@ export class ConfigurationService {
     const problem = await orUnavailable(app.admit(owner, config, this.runtime()));
     if (problem) throw invalidConfiguration(`config.${problem.path}: ${problem.reason}`);
   }
+}
+
+/** What a retrieve answers for `record` (null: none stored, the app's default applies). */
+function viewOf(app: IntegratedApp<unknown>, owner: Owner, record: StoredRecord | null): View {
+  if (!record) return { etag: INITIAL_ETAG, config: app.defaultConfig(owner) };
+  return record.warnings === undefined ? { etag: record.etag, config: record.config } : { etag: record.etag, config: record.config, warnings: record.warnings };
 }

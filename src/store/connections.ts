@@ -197,13 +197,22 @@ function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
   });
 }
 
+/** One promise and one timer per command (not a race of two promises and a `finally`: a read's share of them was as large as the read's). */
 function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: Timer | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
+    // Its own failure, if it comes after the deadline, is no news: handled here, and ignored.
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
   });
-  promise.catch(() => {}); // its own failure, if it comes after the deadline, is no news
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 function reportErrors(redis: RedisClient, what: string, onError?: (message: string) => void) {

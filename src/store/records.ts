@@ -105,6 +105,8 @@ export interface WriteThroughCache {
   readonly maxEntries: number;
   /** The cached record (null: known absent), or undefined when not cached or not trusted now. */
   get(key: string): StoredRecord | null | undefined;
+  /** As get, but a miss is not counted (the caller reads on through get). */
+  hit(key: string): StoredRecord | null | undefined;
   open(key: string, etag?: string): unknown;
   close(ticket: unknown, value: StoredRecord | null | undefined): void;
 }
@@ -164,6 +166,11 @@ export class RecordStore {
     } finally {
       cache.close(ticket, record);
     }
+  }
+
+  /** The record from this replica's cache (null: cached as absent), or undefined when only Redis can answer: never waits. */
+  cached(app: string, owner: Owner): StoredRecord | null | undefined {
+    return this.cache?.hit(keys.record(app, owner));
   }
 
   /** The record's kept versions, newest first (at most `[api] history_length`). */
