@@ -11,22 +11,25 @@
 // transaction watches is taken and given up by job-claims.ts. A reset's owed side effects are
 // marked in the MULTI and cleared here when done. A write's version joins the record's history
 // (`iapps:history:{…}`) in the same MULTI; its audit entry goes through the outbox (audit.ts).
+// A write is two round trips on its connection (the WATCH with its reads, then MULTI to EXEC);
+// the relay of its task and audit entry comes after, once the connection is back in the pool.
 // Imports ioredis' types, src/store/* (keys, invalidations, connections, the transaction pool,
-// redis-errors, scripts, outbox, job-claims) and the record and owner types of src/domain.
+// redis-errors, scripts, outbox, job-claims), src/base/request-id.ts (the request a relayed task
+// remembers) and the record and owner types of src/domain.
 
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Owner } from "../domain/owner.ts";
 import type { AuditEntry, StoredRecord, Version } from "../domain/record.ts";
-import { auditPayload } from "./audit.ts";
+import { currentRequestId } from "../base/request-id.ts";
 import type { CommandConnection } from "./connections.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { JobClaims } from "./job-claims.ts";
 import { keys } from "./keys.ts";
-import { addToOutbox, OutboxRelay, owedFor } from "./outbox.ts";
+import { addToOutbox, type Owed, OutboxRelay, owedFor } from "./outbox.ts";
 import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError } from "./redis-errors.ts";
 import { compareAndDelete } from "./scripts.ts";
-import type { TransactionPool } from "./transaction-pool.ts";
+import type { Lease, TransactionPool } from "./transaction-pool.ts";
 
 /** What one transaction read: the record and the job claim, as they were when watched. */
 export interface Snapshot {
@@ -144,7 +147,7 @@ export class RecordStore {
     private readonly options: RecordStoreOptions,
   ) {
     this.cache = options.cache && options.cache.maxEntries > 0 ? options.cache : null;
-    this.outbox = new OutboxRelay(commands, options);
+    this.outbox = new OutboxRelay(commands, options, pool.clustered);
     this.claims = new JobClaims(commands);
   }
 
@@ -190,18 +193,22 @@ export class RecordStore {
    * One optimistic attempt: watch, read, let `decide` choose, commit. Returns `committed: false`
    * when another writer changed the record or claim in between (the caller retries).
    * `decide` returns `null` for "nothing to write"; it may throw an AppError (409, 404, ...).
+   *
+   * Two round trips on the transaction connection: the WATCH with every read (one pipeline), then
+   * the MULTI with everything the write changes in the record's slot (one pipeline ending in
+   * EXEC). The relay of its task and audit entry follows once the connection is back in the pool.
    */
   async attempt<T>(
     app: string,
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
   ): Promise<Outcome<T>> {
-    // What is left to do once the connection is back in the pool (the outbox index entry's removal).
-    const afterwards: (() => Promise<void>)[] = [];
+    let owed: Owed | undefined;
+    let outcome: Outcome<T>;
     try {
-      const outcome = await this.pool.with(keys.record(app, owner), (connection) => this.attemptOn(connection, app, owner, decide, afterwards));
-      for (const step of afterwards) await step();
-      return outcome;
+      outcome = await this.pool.with(keys.record(app, owner), (connection, lease) =>
+        this.attemptOn(connection, lease, app, owner, decide, (landed) => (owed = landed)),
+      );
     } catch (e) {
       // The slot moved (a failover): nothing ran, and the caller's next pass goes to the new master.
       if (isSlotMoved(e)) {
@@ -211,15 +218,21 @@ export class RecordStore {
       // A master that cannot be reached may have been replaced: learn the slot map again.
       if (isRedisUnavailable(e)) this.options.onRoutingTrouble?.();
       throw e;
+    } finally {
+      // A write that landed (also one whose replicas did not confirm it) relays what it owes.
+      // Waited for, so that an answered write has nothing of it still in flight.
+      if (owed !== undefined) await this.outbox.relay(app, owner, owed, currentRequestId());
     }
+    return outcome;
   }
 
   private async attemptOn<T>(
     connection: Redis,
+    lease: Lease,
     app: string,
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
-    afterwards: (() => Promise<void>)[],
+    owes: (owed: Owed) => void,
   ): Promise<Outcome<T>> {
     const recordKey = keys.record(app, owner);
     const claimKey = keys.jobClaim(app, owner);
@@ -227,16 +240,19 @@ export class RecordStore {
     // the EXEC from landing a task after that entry was removed (outbox.ts).
     const indexOutsideMulti = this.pool.clustered;
     const watched = indexOutsideMulti ? [recordKey, claimKey, keys.outboxFence(app, owner)] : [recordKey, claimKey];
-    // UNWATCH first: whoever borrowed this connection before may have returned it watching.
-    const replies = await connection.pipeline().unwatch().watch(...watched).hgetall(recordKey).get(claimKey).exec();
-    const [hash, claim] = [replyOf(replies, 2) as Record<string, string>, replyOf(replies, 3) as string | null];
+    // UNWATCH first when whoever borrowed this connection before may have returned it watching.
+    const reads = connection.pipeline();
+    if (lease.mayBeWatching) reads.unwatch();
+    const first = lease.mayBeWatching ? 2 : 1;
+    const replies = await reads.watch(...watched).hgetall(recordKey).get(claimKey).exec();
+    const [hash, claim] = [replyOf(replies, first) as Record<string, string>, replyOf(replies, first + 1) as string | null];
     const snapshot: Snapshot = { record: decodeRecord(hash), claim };
 
     const decision = await decide(snapshot);
     if (decision.commit === null) return { committed: true, value: decision.value };
 
     const { record, releaseClaim, enqueue, resetMarker, version, audit } = decision.commit;
-    const owed = enqueue === undefined && audit === undefined ? undefined : owedFor(enqueue, audit === undefined ? [] : [auditPayload(audit)]);
+    const owed = enqueue === undefined && audit === undefined ? undefined : owedFor(enqueue, audit);
     // Indexed before the EXEC can land, after the WATCH (outbox.ts).
     if (owed !== undefined && indexOutsideMulti) await this.outbox.index(app, owner, owed);
     const multi = connection.multi();
@@ -267,6 +283,8 @@ export class RecordStore {
       const sentAt = Date.now();
       try {
         results = await multi.exec();
+        // EXEC ends every WATCH, whether it ran the transaction or not.
+        lease.leftUnwatched = true;
       } catch (e) {
         if (!record || !isRedisUnavailable(e)) throw e;
         // The EXEC may or may not have run. First make sure it never will (a timed-out EXEC may
@@ -281,7 +299,7 @@ export class RecordStore {
     } finally {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
-    if (owed !== undefined && (await this.outbox.relay(app, owner, owed))) afterwards.push(() => this.outbox.dropIndexEntry(app, owner, owed));
+    if (owed !== undefined) owes(owed);
     if (record) await this.awaitReplicas(connection);
     return { committed: true, value: decision.value };
   }

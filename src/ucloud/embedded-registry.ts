@@ -8,11 +8,13 @@ import type { JobSpecification } from "../domain/app.ts";
 import { keys } from "../store/keys.ts";
 import type { CommandConnection } from "../store/connections.ts";
 import { RedisScript } from "../store/scripts.ts";
-import type { Job, JobRegistry, JobState } from "./jobs.ts";
+import { isFinal, type Job, type JobRegistry, type JobState } from "./jobs.ts";
 
 const updateJobState = new RedisScript(new URL("./scripts/update-job-state-1.lua", import.meta.url));
 
 export class EmbeddedJobRegistry implements JobRegistry {
+  readonly aliveIsQuick = true;
+
   constructor(private readonly redis: CommandConnection) {}
 
   async register(specification: JobSpecification, createdBy: string, project: string | null): Promise<string> {
@@ -48,6 +50,13 @@ export class EmbeddedJobRegistry implements JobRegistry {
       createdAt: hash.createdAt ?? "",
       updatedAt: hash.updatedAt ?? "",
     };
+  }
+
+  async alive(jobId: string): Promise<boolean> {
+    // One field, not the whole job (its specification is most of it).
+    const redis = await this.redis();
+    const state = (await redis.hget(keys.job(jobId), "state")) as JobState | null;
+    return state !== null && !isFinal(state);
   }
 
   async updateState(jobId: string, state: JobState, status = ""): Promise<void> {
