@@ -98,13 +98,12 @@ export function splitOutboxMembers(members: string[]): { tasks: string[]; audit:
 }
 
 /**
- * Puts what a write owes in the record's outbox as part of its `multi`, and with `index` (a
- * single server) the record's index entry too. Without it (Redis Cluster), the writer wrote the
- * entry before (`OutboxRelay.index`) and watches the outbox fence.
+ * Writes the record's index entry as part of a write's `multi`, on a single server (its members
+ * join the outbox in the same MULTI: records.ts). On Redis Cluster the writer wrote the entry
+ * before (`OutboxRelay.index`) and watches the outbox fence.
  */
-export function addToOutbox(multi: ChainableCommander, app: string, owner: Owner, owed: Owed, options: { index: boolean }): void {
-  multi.sadd(keys.outbox(app, owner), ...owed.members);
-  if (options.index) multi.hset(keys.outboxIndex(), recordTag(app, owner), owed.version);
+export function indexWithin(multi: ChainableCommander, app: string, owner: Owner, owed: Owed): void {
+  multi.hset(keys.outboxIndex(), recordTag(app, owner), owed.version);
 }
 
 /** One record the index names, and the version its entry held when read. */

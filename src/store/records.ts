@@ -26,9 +26,9 @@ import type { CommandConnection } from "./connections.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { JobClaims } from "./job-claims.ts";
 import { keys } from "./keys.ts";
-import { addToOutbox, type Owed, OutboxRelay, owedFor } from "./outbox.ts";
-import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError } from "./redis-errors.ts";
-import { compareAndDelete } from "./scripts.ts";
+import { indexWithin, type Owed, OutboxRelay, owedFor } from "./outbox.ts";
+import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError, replyCodeOf } from "./redis-errors.ts";
+import { compareAndDelete, RedisScript } from "./scripts.ts";
 import type { Lease, TransactionPool } from "./transaction-pool.ts";
 
 /** What one transaction read: the record and the job claim, as they were when watched. */
@@ -52,6 +52,18 @@ export interface Commit {
   /** An entry for the audit stream, put in the record's outbox and relayed after EXEC (audit.ts). */
   audit?: AuditEntry;
 }
+
+/** Everything a write changes in its record's slot, as the one command of its MULTI. */
+const writeRecord = new RedisScript(new URL("./scripts/write-record-6.lua", import.meta.url));
+const WRITE_RECORD_KEYS = writeRecord.numberOfKeys;
+const writeRecordKeys = (app: string, owner: Owner) => [
+  keys.record(app, owner),
+  keys.etagLog(app, owner),
+  keys.history(app, owner),
+  keys.jobClaim(app, owner),
+  keys.resetPending(app, owner),
+  keys.outbox(app, owner),
+];
 
 /** `[api] history_length` when unset: versions kept per record. */
 export const DEFAULT_HISTORY_LENGTH = 20;
@@ -251,27 +263,13 @@ export class RecordStore {
     const decision = await decide(snapshot);
     if (decision.commit === null) return { committed: true, value: decision.value };
 
-    const { record, releaseClaim, enqueue, resetMarker, version, audit } = decision.commit;
+    const { record, enqueue, audit } = decision.commit;
     const owed = enqueue === undefined && audit === undefined ? undefined : owedFor(enqueue, audit);
     // Indexed before the EXEC can land, after the WATCH (outbox.ts).
     if (owed !== undefined && indexOutsideMulti) await this.outbox.index(app, owner, owed);
     const multi = connection.multi();
-    if (record) {
-      const etagLog = keys.etagLog(app, owner);
-      const fields = encodeRecord(record);
-      // A field the new version does not have must not outlive the old one.
-      if (snapshot.record?.warnings !== undefined && fields.warnings === undefined) multi.hdel(recordKey, "warnings");
-      multi.hset(recordKey, fields);
-      multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1).pexpire(etagLog, ETAG_LOG_TTL_MS);
-      multi.publish(keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
-    }
-    if (version) {
-      const history = keys.history(app, owner);
-      multi.lpush(history, JSON.stringify(version)).ltrim(history, 0, this.historyLength - 1);
-    }
-    if (releaseClaim) multi.del(claimKey);
-    if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
-    if (owed !== undefined) addToOutbox(multi, app, owner, owed, { index: !indexOutsideMulti });
+    multi.evalsha(writeRecord.sha, WRITE_RECORD_KEYS, ...writeRecordKeys(app, owner), ...this.writeRecordArguments(app, owner, snapshot, decision.commit, owed));
+    if (owed !== undefined && !indexOutsideMulti) indexWithin(multi, app, owner, owed);
 
     // Write-through: this replica shows the new record at once, unless a newer write's
     // invalidation passes before EXEC answers.
@@ -294,6 +292,12 @@ export class RecordStore {
         results = [];
       }
       if (results === null) return { committed: false };
+      if (replyCodeOf(results[0]?.[0]) === "NOSCRIPT") {
+        // Nothing of the write ran (an index entry alone is harmless: the resync finds its outbox
+        // empty). Load the script where this connection's node will find it, and try again.
+        await connection.script("LOAD", writeRecord.lua);
+        return { committed: false };
+      }
       for (const [error] of results) if (error) throw error;
       landed = true;
     } finally {
@@ -302,6 +306,28 @@ export class RecordStore {
     if (owed !== undefined) owes(owed);
     if (record) await this.awaitReplicas(connection);
     return { committed: true, value: decision.value };
+  }
+
+  /** The arguments of write-record-6.lua for `commit` (see the script for their order). */
+  private writeRecordArguments(app: string, owner: Owner, snapshot: Snapshot, commit: Commit, owed: Owed | undefined): (string | number)[] {
+    const { record, releaseClaim, resetMarker, version } = commit;
+    const args: (string | number)[] = [];
+    if (record) {
+      const fields = encodeRecord(record);
+      const names = Object.keys(fields);
+      args.push(names.length);
+      for (const name of names) args.push(name, fields[name]!);
+      // A field the new version does not have must not outlive the old one.
+      if (snapshot.record?.warnings !== undefined && fields.warnings === undefined) args.push(1, "warnings");
+      else args.push(0);
+      args.push(record.etag, ETAG_LOG_LENGTH, ETAG_LOG_TTL_MS, keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
+    } else {
+      args.push(0, 0, "", ETAG_LOG_LENGTH, ETAG_LOG_TTL_MS, keys.invalidations(), "");
+    }
+    args.push(version ? JSON.stringify(version) : "", this.historyLength);
+    args.push(releaseClaim ? "1" : "", resetMarker ?? "");
+    args.push(owed?.members.length ?? 0, ...(owed?.members ?? []));
+    return args;
   }
 
   /**
