@@ -256,7 +256,7 @@ export class RecordStore {
     const reads = connection.pipeline();
     if (lease.mayBeWatching) reads.unwatch();
     const first = lease.mayBeWatching ? 2 : 1;
-    const replies = await reads.watch(...watched).hgetall(recordKey).get(claimKey).exec();
+    const replies = await lease.deadline(reads.watch(...watched).hgetall(recordKey).get(claimKey).exec());
     const [hash, claim] = [replyOf(replies, first) as Record<string, string>, replyOf(replies, first + 1) as string | null];
     const snapshot: Snapshot = { record: decodeRecord(hash), claim };
 
@@ -280,7 +280,7 @@ export class RecordStore {
       await this.options.beforeExec?.(recordKey);
       const sentAt = Date.now();
       try {
-        results = await multi.exec();
+        results = await lease.deadline(multi.exec());
         // EXEC ends every WATCH, whether it ran the transaction or not.
         lease.leftUnwatched = true;
       } catch (e) {
@@ -295,7 +295,7 @@ export class RecordStore {
       if (replyCodeOf(results[0]?.[0]) === "NOSCRIPT") {
         // Nothing of the write ran (an index entry alone is harmless: the resync finds its outbox
         // empty). Load the script where this connection's node will find it, and try again.
-        await connection.script("LOAD", writeRecord.lua);
+        await lease.deadline(connection.script("LOAD", writeRecord.lua));
         return { committed: false };
       }
       for (const [error] of results) if (error) throw error;
@@ -304,7 +304,7 @@ export class RecordStore {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
     if (owed !== undefined) owes(owed);
-    if (record) await this.awaitReplicas(connection);
+    if (record) await this.awaitReplicas(connection, lease);
     return { committed: true, value: decision.value };
   }
 
@@ -334,12 +334,12 @@ export class RecordStore {
    * With `[redis] wait_replicas`, a write counts as done only once that many replicas have it. A
    * write the master has but no replica confirmed may survive or not: the caller is told so.
    */
-  private async awaitReplicas(connection: Redis) {
+  private async awaitReplicas(connection: Redis, lease: Lease) {
     const wanted = this.options.waitReplicas ?? 0;
     if (wanted === 0) return;
     let acknowledged = 0;
     try {
-      acknowledged = Number(await connection.wait(wanted, this.options.waitTimeoutMs ?? 500));
+      acknowledged = Number(await lease.deadline(connection.wait(wanted, this.options.waitTimeoutMs ?? 500)));
     } catch {
       // The master went away, or was demoted under WAIT ("UNBLOCKED force unblock", "WAIT cannot
       // be used with replica instances"): the write is on it, and no replica confirmed it.
@@ -397,13 +397,15 @@ export class RecordStore {
       try {
         // On a fresh connection of the pool, to the node that ran the EXEC: the shared client may
         // itself be recovering from what cut the EXEC off (a cluster client takes longest).
-        const [position, previousPosition, length] = await this.pool.with(keys.record(app, owner), async (connection) => {
-          const replies = await connection
-            .pipeline()
-            .lpos(log, etag)
-            .lpos(log, previous ?? etag)
-            .llen(log)
-            .exec();
+        const [position, previousPosition, length] = await this.pool.with(keys.record(app, owner), async (connection, lease) => {
+          const replies = await lease.deadline(
+            connection
+              .pipeline()
+              .lpos(log, etag)
+              .lpos(log, previous ?? etag)
+              .llen(log)
+              .exec(),
+          );
           return [replyOf(replies, 0) as number | null, previous === null ? null : (replyOf(replies, 1) as number | null), replyOf(replies, 2) as number];
         });
         if (Date.now() - sentAt > ETAG_LOG_HORIZON_MS) throw unknown("the record's ETag log may have expired since");

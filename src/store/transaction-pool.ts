@@ -26,6 +26,13 @@ import { defineLoadedScripts } from "./scripts.ts";
 export interface Lease {
   readonly mayBeWatching: boolean;
   leftUnwatched: boolean;
+  /**
+   * `reply`, unless it takes longer than `[redis] command_timeout`: then the connection is closed
+   * (whatever else it waits for fails with it) and this rejects with RedisUnavailableError. Pool
+   * connections have no per-command timeout of their own (ioredis would arm a timer for every
+   * command of a pipeline): a borrower puts each round trip under one deadline.
+   */
+  deadline<T>(reply: Promise<T>): Promise<T>;
 }
 
 /**
@@ -116,7 +123,12 @@ class NodePool {
   /** Runs `body` on a connection of its own; a connection that failed in any way is discarded. */
   async with<T>(body: (connection: Redis, lease: Lease) => Promise<T>): Promise<T> {
     const connection = await this.acquire();
-    const lease: Lease = { mayBeWatching: !this.unwatched.delete(connection), leftUnwatched: false };
+    const timeoutMs = this.settings.commandTimeoutMs;
+    const lease: Lease = {
+      mayBeWatching: !this.unwatched.delete(connection),
+      leftUnwatched: false,
+      deadline: (reply) => withDeadline(connection, reply, timeoutMs),
+    };
     let healthy = false;
     try {
       const result = await body(connection, lease);
@@ -173,7 +185,7 @@ class NodePool {
         ...this.connectionOptions,
         lazyConnect: true,
         connectTimeout: this.settings.commandTimeoutMs,
-        commandTimeout: this.settings.commandTimeoutMs,
+        // No commandTimeout: borrowers put each round trip under one deadline (Lease.deadline).
         retryStrategy: () => null,
         connectionName: "iapps-tx",
       }),
@@ -248,4 +260,24 @@ class NodePool {
       await connection.quit().catch(() => connection.disconnect());
     }
   }
+}
+
+/** `reply`, or a RedisUnavailableError and the connection closed once `ms` passed without it. */
+function withDeadline<T>(connection: Redis, reply: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      connection.disconnect();
+      reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`));
+    }, ms);
+    reply.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }
