@@ -175,7 +175,11 @@ export class WriteLoop {
           return;
         }
         const token = newEtag();
-        if (await orUnavailable(store.claimJob(app.name, owner, token, jobClaimWaitMs))) state.claimToken = token;
+        if (!(await orUnavailable(store.claimJob(app.name, owner, token, jobClaimWaitMs)))) return;
+        state.claimToken = token;
+        // The next pass would ask for the job (unless another writer gave the record one
+        // meanwhile: then the job is retired at the end), so register it now: a pass fewer.
+        state.registeredJobId = await orUnavailable(this.whileHoldingClaim(app, owner, token, () => this.registerJob(app, owner)));
         return;
       }
       case "check-job":
