@@ -1,10 +1,11 @@
 // The transaction loop behind every change to a record (spec §3.6, §4.2, §4.3): each pass watches
 // the record and the job claim, decides (`decide`: a function of the request, what the pass reads
 // and the loop's state), and either commits (WATCH/MULTI/EXEC, src/store) or names a step to take
-// outside the transaction first: wait for the job claim, take it, register a job, or ask the
-// registry whether a job is alive. Only the holder of the claim registers a job, so concurrent
-// first updates on any number of replicas register exactly one; a job registered for a change
-// that did not complete is retired. Knows nothing of HTTP or Kubernetes.
+// outside the transaction first: wait for the job claim, take it (and register the job at once),
+// register a job, or ask the registry whether a job is alive. Only the holder of the claim
+// registers a job, so concurrent first updates on any number of replicas register exactly one; a
+// job registered for a change that did not complete is retired. Knows nothing of HTTP or
+// Kubernetes.
 // A change's commit carries its version (the record's history) and its audit entry (spec §11).
 // Imports src/store/records.ts and src/store/redis-errors.ts (commits, claims, errors), src/queue/tasks.ts
 // (task ids), src/base/request-id.ts, src/ucloud/jobs.ts, src/base/errors.ts, src/domain (types) and ./preconditions.ts,

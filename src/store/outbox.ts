@@ -15,7 +15,10 @@
 // - An entry goes only by `unindex`, in this order: read its version v; empty the outbox of what
 //   reached the queue and look whether anything is left, touching the fence when nothing is
 //   (release-outbox-2.lua, one atomic step on the record's node); then delete the entry only if
-//   it still holds v (compare-and-hdel-1.lua). Anything left: the entry stays.
+//   it still holds v (compare-and-hdel-1.lua). Anything left: the entry stays. (On a single
+//   server a writer's relay takes these steps as one script, relay-audit-and-release-3.lua, with
+//   its own nonce as v: the look and the compare are then one atomic step, which only narrows
+//   what can happen in between.)
 // - So a task in an outbox whose entry was deleted would need a write whose EXEC landed after
 //   the look found the outbox empty (else the look saw the task, and the entry stays). If that
 //   writer wrote its entry after v was read, the entry holds its nonce, not v, and stays. If it
