@@ -1,10 +1,11 @@
 // The transaction loop behind every change to a record (spec §3.6, §4.2, §4.3): each pass watches
 // the record and the job claim, decides (`decide`: a function of the request, what the pass reads
 // and the loop's state), and either commits (WATCH/MULTI/EXEC, src/store) or names a step to take
-// outside the transaction first: wait for the job claim, take it, register a job, or ask the
-// registry whether a job is alive. Only the holder of the claim registers a job, so concurrent
-// first updates on any number of replicas register exactly one; a job registered for a change
-// that did not complete is retired. Knows nothing of HTTP or Kubernetes.
+// outside the transaction first: wait for the job claim, take it (and register the job at once),
+// register a job, or ask the registry whether a job is alive. Only the holder of the claim
+// registers a job, so concurrent first updates on any number of replicas register exactly one; a
+// job registered for a change that did not complete is retired. Knows nothing of HTTP or
+// Kubernetes.
 // A change's commit carries its version (the record's history) and its audit entry (spec §11).
 // Imports src/store/records.ts and src/store/redis-errors.ts (commits, claims, errors), src/queue/tasks.ts
 // (task ids), src/base/request-id.ts, src/ucloud/jobs.ts, src/base/errors.ts, src/domain (types) and ./preconditions.ts,
@@ -18,7 +19,7 @@ import { type Commit, newEtag, type RecordStore, type Snapshot } from "../store/
 import type { AuditEntry, AuditKind, StoredRecord, Version, VersionKind, Via } from "../domain/record.ts";
 import { currentRequestId } from "../base/request-id.ts";
 import { AmbiguousCommitError } from "../store/redis-errors.ts";
-import { isFinal, type JobRegistry } from "../ucloud/jobs.ts";
+import type { JobRegistry } from "../ucloud/jobs.ts";
 import { checkPreconditions, type Preconditions } from "./preconditions.ts";
 import { orUnavailable } from "./unavailable.ts";
 
@@ -82,8 +83,8 @@ interface LoopState {
   claimToken: string | null;
   /** A job this change registered and no commit of its own stored yet: retired at the end unless the record took it. */
   registeredJobId: string | null;
-  /** Whether each job the record named is alive, as the registry answered outside a transaction. */
-  jobsAlive: Map<string, boolean>;
+  /** Whether each job the record named is alive, as the registry answered (or will: a quick registry's answer in flight). */
+  jobsAlive: Map<string, boolean | Promise<boolean>>;
 }
 
 type Decision = { commit: Commit; value: Written } | { commit: null; value: Written | Detour };
@@ -108,14 +109,29 @@ export class WriteLoop {
     const request: ChangeRequest = { app, owner, pre, intend, via };
     const state: LoopState = { claimToken: null, registeredJobId: null, jobsAlive: new Map() };
     const claimDeadline = Date.now() + this.options.jobClaimWaitMs;
-    // Whether the record's job is alive is asked of the registry (Redis, or UCloud/Core over
-    // HTTP) before the transaction, not while it holds a connection watching the record.
+    // Whether the record's job is alive is asked of the registry before the transaction reads:
+    // an embedded registry's answer (one field in Redis) while the transaction's reads are in
+    // flight, UCloud/Core's (HTTP) before the transaction borrows a connection at all.
     const seen = await orUnavailable(store.read(app.name, owner));
-    if (seen?.state === "active" && seen.jobId !== "") state.jobsAlive.set(seen.jobId, await orUnavailable(this.jobAlive(seen.jobId)));
+    if (seen?.state === "active" && seen.jobId !== "") {
+      const alive = this.jobAlive(seen.jobId);
+      if (this.options.jobs.aliveIsQuick) {
+        alive.catch(() => {}); // awaited by the first pass that needs it
+        state.jobsAlive.set(seen.jobId, alive);
+      } else {
+        state.jobsAlive.set(seen.jobId, await orUnavailable(alive));
+      }
+    }
+    const decideOn = async (snapshot: Snapshot) => {
+      const jobId = snapshot.record?.jobId;
+      const asked = jobId === undefined ? undefined : state.jobsAlive.get(jobId);
+      if (asked instanceof Promise) state.jobsAlive.set(jobId!, await orUnavailable(asked));
+      return decide(request, snapshot, state);
+    };
     try {
       for (let pass = 0; ; pass++) {
         const outcome = await orUnavailable(
-          store.attempt<Written | Detour>(app.name, owner, async (snapshot) => decide(request, snapshot, state)).catch((e: unknown) => {
+          store.attempt<Written | Detour>(app.name, owner, decideOn).catch((e: unknown) => {
             // The record may now point at the job we registered: never retire it then.
             if (e instanceof AmbiguousCommitError) state.registeredJobId = null;
             throw e;
@@ -160,7 +176,11 @@ export class WriteLoop {
           return;
         }
         const token = newEtag();
-        if (await orUnavailable(store.claimJob(app.name, owner, token, jobClaimWaitMs))) state.claimToken = token;
+        if (!(await orUnavailable(store.claimJob(app.name, owner, token, jobClaimWaitMs)))) return;
+        state.claimToken = token;
+        // The next pass would ask for the job (unless another writer gave the record one
+        // meanwhile: then the job is retired at the end), so register it now: a pass fewer.
+        state.registeredJobId = await orUnavailable(this.whileHoldingClaim(app, owner, token, () => this.registerJob(app, owner)));
         return;
       }
       case "check-job":
@@ -174,8 +194,7 @@ export class WriteLoop {
 
   private async jobAlive(jobId: string): Promise<boolean> {
     if (jobId === "") return false;
-    const job = await this.options.jobs.retrieve(jobId);
-    return job !== null && !isFinal(job.state);
+    return this.options.jobs.alive(jobId);
   }
 
   private async registerJob(app: IntegratedApp<unknown>, owner: Owner): Promise<string> {
@@ -241,7 +260,7 @@ function decide({ app, owner, pre, intend, via }: ChangeRequest, { record, claim
   if (record !== null && record.state === "active" && record.jobId !== "") {
     const known = state.jobsAlive.get(record.jobId);
     // The record names another job than the one checked before the transaction.
-    if (known === undefined) return { commit: null, value: { step: "check-job", jobId: record.jobId } };
+    if (known === undefined || known instanceof Promise) return { commit: null, value: { step: "check-job", jobId: record.jobId } };
     if (known) live = record;
   }
   const reconcile = taskId("reconcile" satisfies TaskKind, app.name, owner);

@@ -4,6 +4,7 @@
 // relay after EXEC (or, when the writer died before it, the resync) appends it here. An entry is
 // therefore never lost; it may be appended twice (the relay appended it, then died before taking
 // it out of the outbox), and a duplicate is the same entry again: same etag, kind, requestId, at.
+// On a single server the relay appends it in the same script that empties the outbox (outbox.ts).
 // Imports ioredis' types (through connections.ts), keys.ts and the domain's AuditEntry.
 
 import type { AuditEntry } from "../domain/record.ts";
@@ -28,11 +29,16 @@ export function auditOfPayload(payload: string): AuditEntry | null {
 
 const FIELDS = ["app", "owner", "kind", "etag", "changedBy", "via", "requestId", "at"] as const;
 
+/** An entry as the fields and values of its stream entry: `field, value, ...` (16 of them). */
+export function auditFields(entry: AuditEntry): string[] {
+  return FIELDS.flatMap((field) => [field, entry[field]]);
+}
+
 /** Appends `entries`, in order, trimming the stream to about `maxLength` (MAXLEN ~). */
 export async function appendAudit(client: RedisClient, entries: AuditEntry[], maxLength: number): Promise<void> {
   if (entries.length === 0) return;
   const pipeline = client.pipeline();
-  for (const entry of entries) pipeline.xadd(keys.audit(), "MAXLEN", "~", maxLength, "*", ...FIELDS.flatMap((field) => [field, entry[field]]));
+  for (const entry of entries) pipeline.xadd(keys.audit(), "MAXLEN", "~", maxLength, "*", ...auditFields(entry));
   const replies = await pipeline.exec();
   for (const [error] of replies ?? []) if (error) throw error;
 }

@@ -12,8 +12,10 @@
 // - Error messages built here mask any URL password a connection error quotes (spec §10).
 //
 // The transaction connections are transaction-pool.ts's; which node serves a key is routing.ts's.
-// Imports ioredis, src/base/secrets.ts, src/store/redis-errors.ts and src/store/scripts.ts only.
+// Imports ioredis, src/base/secrets.ts, src/store/redis-errors.ts, src/store/scripts.ts and
+// src/store/tracing-channels.ts (so that no command pays for tracing nobody listens to) only.
 
+import "./tracing-channels.ts";
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import { maskSecrets } from "../base/secrets.ts";
 import { RedisUnavailableError } from "./redis-errors.ts";

@@ -15,7 +15,10 @@
 // - An entry goes only by `unindex`, in this order: read its version v; empty the outbox of what
 //   reached the queue and look whether anything is left, touching the fence when nothing is
 //   (release-outbox-2.lua, one atomic step on the record's node); then delete the entry only if
-//   it still holds v (compare-and-hdel-1.lua). Anything left: the entry stays.
+//   it still holds v (compare-and-hdel-1.lua). Anything left: the entry stays. (On a single
+//   server a writer's relay takes these steps as one script, relay-audit-and-release-3.lua, with
+//   its own nonce as v: the look and the compare are then one atomic step, which only narrows
+//   what can happen in between.)
 // - So a task in an outbox whose entry was deleted would need a write whose EXEC landed after
 //   the look found the outbox empty (else the look saw the task, and the entry stays). If that
 //   writer wrote its entry after v was read, the entry holds its nonce, not v, and stays. If it
@@ -29,21 +32,22 @@
 // master had not yet replicated, while its writer dies before relaying. A worker that starts
 // therefore SCANs every outbox once (`relayOutboxes` in src/worker/resync.ts), as it did on every
 // pass before. A write costs one more command for this (the index entry; inside the MULTI on a
-// single server) and one after its relay (the entry's removal, once its transaction connection
-// is back in the pool).
+// single server) and the entry's removal after its relay.
 //
 // A write's audit entry (audit.ts) travels the same way, as a member of its own beside the task.
+// The relay runs once the writer's transaction connection is back in the pool: the task's add
+// (the queue's own script), then on a single server one script (relay-audit-and-release-3.lua)
+// appends the audit entry, empties the outbox and drops the index entry; on a cluster, where
+// those keys live in three slots, the same three steps go one by one.
 //
-// Imports src/store/keys.ts, src/store/scripts.ts, src/store/audit.ts, the connection type of src/store/connections.ts,
-// src/base/request-id.ts (a task remembers the request that added it), the Owner type of
-// src/domain and ioredis' types.
+// Imports src/store/keys.ts, src/store/scripts.ts, src/store/audit.ts, the connection type of
+// src/store/connections.ts, the Owner and AuditEntry types of src/domain and ioredis' types.
 
 import { randomBytes } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
-import { currentRequestId } from "../base/request-id.ts";
 import type { Owner } from "../domain/owner.ts";
 import type { AuditEntry } from "../domain/record.ts";
-import { appendAudit, auditOfPayload, DEFAULT_AUDIT_MAX_LENGTH } from "./audit.ts";
+import { appendAudit, auditFields, auditOfPayload, auditPayload, DEFAULT_AUDIT_MAX_LENGTH } from "./audit.ts";
 import type { CommandConnection, RedisClient } from "./connections.ts";
 import { keys, recordTag } from "./keys.ts";
 import { RedisScript } from "./scripts.ts";
@@ -52,6 +56,8 @@ import { RedisScript } from "./scripts.ts";
 const releaseOutbox = new RedisScript(new URL("./scripts/release-outbox-2.lua", import.meta.url));
 /** Deletes an index entry only if it still holds the version read. */
 const compareAndHdel = new RedisScript(new URL("./scripts/compare-and-hdel-1.lua", import.meta.url));
+/** On a single server, everything of a relay after the task's add, in one step. */
+const relayAuditAndRelease = new RedisScript(new URL("./scripts/relay-audit-and-release-3.lua", import.meta.url));
 
 /** An outbox member is `<payload> <nonce>`: a task id (they hold no space) or an audit entry (audit.ts), and the nonce of the write that owes it. */
 export function taskOfOutboxMember(member: string): string {
@@ -61,18 +67,23 @@ export function taskOfOutboxMember(member: string): string {
 
 /**
  * What a write owes: its outbox members (its task's, and its audit entry's: audit.ts), all with
- * the same nonce, which is also the version of its index entry.
+ * the same nonce, which is also the version of its index entry; and, for its own relay, the task
+ * and entry they carry.
  */
 export interface Owed {
   members: string[];
   version: string;
+  tasks: string[];
+  audit: AuditEntry[];
 }
 
-/** What a new write owes for `taskId` and (as payloads: audit.ts) `others`: members of its own (so emptying them after the relay cannot take another write's) and a version. */
-export function owedFor(taskId: string | undefined, others: string[] = []): Owed {
+/** What a new write owes for `taskId` and `audit`: members of its own (so emptying them after the relay cannot take another write's) and a version. */
+export function owedFor(taskId: string | undefined, audit: AuditEntry | undefined): Owed {
   const nonce = randomBytes(6).toString("hex");
-  const members = [...(taskId === undefined ? [] : [taskId]), ...others].map((payload) => `${payload} ${nonce}`);
-  return { members, version: nonce };
+  const tasks = taskId === undefined ? [] : [taskId];
+  const entries = audit === undefined ? [] : [audit];
+  const members = [...tasks, ...entries.map(auditPayload)].map((payload) => `${payload} ${nonce}`);
+  return { members, version: nonce, tasks, audit: entries };
 }
 
 /** The tasks and the audit entries among outbox members (each once: one relayed twice is only a duplicate). */
@@ -90,13 +101,12 @@ export function splitOutboxMembers(members: string[]): { tasks: string[]; audit:
 }
 
 /**
- * Puts what a write owes in the record's outbox as part of its `multi`, and with `index` (a
- * single server) the record's index entry too. Without it (Redis Cluster), the writer wrote the
- * entry before (`OutboxRelay.index`) and watches the outbox fence.
+ * Writes the record's index entry as part of a write's `multi`, on a single server (its members
+ * join the outbox in the same MULTI: records.ts). On Redis Cluster the writer wrote the entry
+ * before (`OutboxRelay.index`) and watches the outbox fence.
  */
-export function addToOutbox(multi: ChainableCommander, app: string, owner: Owner, owed: Owed, options: { index: boolean }): void {
-  multi.sadd(keys.outbox(app, owner), ...owed.members);
-  if (options.index) multi.hset(keys.outboxIndex(), recordTag(app, owner), owed.version);
+export function indexWithin(multi: ChainableCommander, app: string, owner: Owner, owed: Owed): void {
+  multi.hset(keys.outboxIndex(), recordTag(app, owner), owed.version);
 }
 
 /** One record the index names, and the version its entry held when read. */
@@ -151,6 +161,8 @@ export class OutboxRelay {
   constructor(
     private readonly commands: CommandConnection,
     private readonly options: OutboxRelayOptions,
+    /** Whether the record, the queue and the audit stream may live on different nodes (Redis Cluster). */
+    private readonly clustered: boolean,
   ) {}
 
   /** Writes the record's index entry (with the write's version) before a MULTI it cannot join (Redis Cluster). */
@@ -160,38 +172,41 @@ export class OutboxRelay {
   }
 
   /**
-   * Moves a write's task from the record's outbox to the queue, then takes it out of the outbox.
-   * Answers whether the outbox is empty now: then the record's index entry may go
-   * (`dropIndexEntry`, once the writer let go of its transaction connection, which waits for
-   * none of this). A failure here loses nothing (the outbox keeps the task, the index the
-   * record, for the resync), so it is logged, not raised: the write itself is done.
+   * Moves a write's task to the queue and its audit entry to the stream, then takes them out of
+   * the record's outbox and, when it is empty then, drops the record's index entry (`unindex`'s
+   * steps). A failure here loses nothing (the outbox keeps the task, the index the record, for
+   * the resync), so it is logged, not raised: the write itself is done. `requestId`: the request
+   * that made the write.
    */
-  async relay(app: string, owner: Owner, owed: Owed): Promise<boolean> {
-    const { tasks, audit } = splitOutboxMembers(owed.members);
+  async relay(app: string, owner: Owner, owed: Owed, requestId: string | undefined): Promise<void> {
+    const { tasks, audit } = owed;
+    const maxLength = this.options.auditMaxLength ?? DEFAULT_AUDIT_MAX_LENGTH;
+    let client: RedisClient;
     try {
-      if (tasks.length > 0) await this.options.enqueue(tasks, currentRequestId());
-      await appendAudit(await this.commands(), audit, this.options.auditMaxLength ?? DEFAULT_AUDIT_MAX_LENGTH);
+      if (tasks.length > 0) await this.options.enqueue(tasks, requestId);
+      client = await this.commands();
+      if (!this.clustered) {
+        // After the add: an entry and its removal from the outbox never come before the task's.
+        const entries = audit.flatMap(auditFields);
+        await relayAuditAndRelease.run(
+          client,
+          [keys.audit(), keys.outbox(app, owner), keys.outboxIndex()],
+          [recordTag(app, owner), owed.version, maxLength, audit.length, ...entries, ...owed.members],
+        );
+        return;
+      }
+      await appendAudit(client, audit, maxLength);
     } catch (e) {
       this.options.log?.("warn", "a task or audit entry stays in its record's outbox until the next resync", { app, owner, tasks, error: String(e) });
-      return false;
+      return;
     }
     // The task is on the queue and the entry in the stream: an outbox entry or index entry left by
     // a failure from here on only makes the resync add them once more (tasks are deduplicated,
     // reconciles idempotent, a duplicate audit entry is the same entry again).
-    // Waited for all the same, so that an answered write has nothing of it still in flight.
     try {
-      return (await release(await this.commands(), app, owner, owed.members)) === 0;
+      if ((await release(client, app, owner, owed.members)) === 0) await dropIndexEntry(client, app, owner, owed.version);
     } catch {
-      return false; // see above
-    }
-  }
-
-  /** The last step of `unindex`, for a write whose relay left its outbox empty. A failure leaves the entry to the resync. */
-  async dropIndexEntry(app: string, owner: Owner, owed: Owed): Promise<void> {
-    try {
-      await dropIndexEntry(await this.commands(), app, owner, owed.version);
-    } catch {
-      // The next resync pass finds the outbox empty and removes the entry.
+      // The next resync pass finds the outbox and removes what reached the queue.
     }
   }
 }

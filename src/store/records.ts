@@ -11,22 +11,25 @@
 // transaction watches is taken and given up by job-claims.ts. A reset's owed side effects are
 // marked in the MULTI and cleared here when done. A write's version joins the record's history
 // (`iapps:history:{…}`) in the same MULTI; its audit entry goes through the outbox (audit.ts).
+// A write is two round trips on its connection (the WATCH with its reads, then MULTI to EXEC);
+// the relay of its task and audit entry comes after, once the connection is back in the pool.
 // Imports ioredis' types, src/store/* (keys, invalidations, connections, the transaction pool,
-// redis-errors, scripts, outbox, job-claims) and the record and owner types of src/domain.
+// redis-errors, scripts, outbox, job-claims), src/base/request-id.ts (the request a relayed task
+// remembers) and the record and owner types of src/domain.
 
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Owner } from "../domain/owner.ts";
 import type { AuditEntry, StoredRecord, Version } from "../domain/record.ts";
-import { auditPayload } from "./audit.ts";
+import { currentRequestId } from "../base/request-id.ts";
 import type { CommandConnection } from "./connections.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { JobClaims } from "./job-claims.ts";
 import { keys } from "./keys.ts";
-import { addToOutbox, OutboxRelay, owedFor } from "./outbox.ts";
-import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError } from "./redis-errors.ts";
-import { compareAndDelete } from "./scripts.ts";
-import type { TransactionPool } from "./transaction-pool.ts";
+import { indexWithin, type Owed, OutboxRelay, owedFor } from "./outbox.ts";
+import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError, replyCodeOf } from "./redis-errors.ts";
+import { compareAndDelete, RedisScript } from "./scripts.ts";
+import type { Lease, TransactionPool } from "./transaction-pool.ts";
 
 /** What one transaction read: the record and the job claim, as they were when watched. */
 export interface Snapshot {
@@ -49,6 +52,18 @@ export interface Commit {
   /** An entry for the audit stream, put in the record's outbox and relayed after EXEC (audit.ts). */
   audit?: AuditEntry;
 }
+
+/** Everything a write changes in its record's slot, as the one command of its MULTI. */
+const writeRecord = new RedisScript(new URL("./scripts/write-record-6.lua", import.meta.url));
+const WRITE_RECORD_KEYS = writeRecord.numberOfKeys;
+const writeRecordKeys = (app: string, owner: Owner) => [
+  keys.record(app, owner),
+  keys.etagLog(app, owner),
+  keys.history(app, owner),
+  keys.jobClaim(app, owner),
+  keys.resetPending(app, owner),
+  keys.outbox(app, owner),
+];
 
 /** `[api] history_length` when unset: versions kept per record. */
 export const DEFAULT_HISTORY_LENGTH = 20;
@@ -146,7 +161,7 @@ export class RecordStore {
     private readonly options: RecordStoreOptions,
   ) {
     this.cache = options.cache && options.cache.maxEntries > 0 ? options.cache : null;
-    this.outbox = new OutboxRelay(commands, options);
+    this.outbox = new OutboxRelay(commands, options, pool.clustered);
     this.claims = new JobClaims(commands);
   }
 
@@ -197,18 +212,22 @@ export class RecordStore {
    * One optimistic attempt: watch, read, let `decide` choose, commit. Returns `committed: false`
    * when another writer changed the record or claim in between (the caller retries).
    * `decide` returns `null` for "nothing to write"; it may throw an AppError (409, 404, ...).
+   *
+   * Two round trips on the transaction connection: the WATCH with every read (one pipeline), then
+   * the MULTI with everything the write changes in the record's slot (one pipeline ending in
+   * EXEC). The relay of its task and audit entry follows once the connection is back in the pool.
    */
   async attempt<T>(
     app: string,
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
   ): Promise<Outcome<T>> {
-    // What is left to do once the connection is back in the pool (the outbox index entry's removal).
-    const afterwards: (() => Promise<void>)[] = [];
+    let owed: Owed | undefined;
+    let outcome: Outcome<T>;
     try {
-      const outcome = await this.pool.with(keys.record(app, owner), (connection) => this.attemptOn(connection, app, owner, decide, afterwards));
-      for (const step of afterwards) await step();
-      return outcome;
+      outcome = await this.pool.with(keys.record(app, owner), (connection, lease) =>
+        this.attemptOn(connection, lease, app, owner, decide, (landed) => (owed = landed)),
+      );
     } catch (e) {
       // The slot moved (a failover): nothing ran, and the caller's next pass goes to the new master.
       if (isSlotMoved(e)) {
@@ -218,15 +237,21 @@ export class RecordStore {
       // A master that cannot be reached may have been replaced: learn the slot map again.
       if (isRedisUnavailable(e)) this.options.onRoutingTrouble?.();
       throw e;
+    } finally {
+      // A write that landed (also one whose replicas did not confirm it) relays what it owes.
+      // Waited for, so that an answered write has nothing of it still in flight.
+      if (owed !== undefined) await this.outbox.relay(app, owner, owed, currentRequestId());
     }
+    return outcome;
   }
 
   private async attemptOn<T>(
     connection: Redis,
+    lease: Lease,
     app: string,
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
-    afterwards: (() => Promise<void>)[],
+    owes: (owed: Owed) => void,
   ): Promise<Outcome<T>> {
     const recordKey = keys.record(app, owner);
     const claimKey = keys.jobClaim(app, owner);
@@ -234,35 +259,24 @@ export class RecordStore {
     // the EXEC from landing a task after that entry was removed (outbox.ts).
     const indexOutsideMulti = this.pool.clustered;
     const watched = indexOutsideMulti ? [recordKey, claimKey, keys.outboxFence(app, owner)] : [recordKey, claimKey];
-    // UNWATCH first: whoever borrowed this connection before may have returned it watching.
-    const replies = await connection.pipeline().unwatch().watch(...watched).hgetall(recordKey).get(claimKey).exec();
-    const [hash, claim] = [replyOf(replies, 2) as Record<string, string>, replyOf(replies, 3) as string | null];
+    // UNWATCH first when whoever borrowed this connection before may have returned it watching.
+    const reads = connection.pipeline();
+    if (lease.mayBeWatching) reads.unwatch();
+    const first = lease.mayBeWatching ? 2 : 1;
+    const replies = await lease.deadline(reads.watch(...watched).hgetall(recordKey).get(claimKey).exec());
+    const [hash, claim] = [replyOf(replies, first) as Record<string, string>, replyOf(replies, first + 1) as string | null];
     const snapshot: Snapshot = { record: decodeRecord(hash), claim };
 
     const decision = await decide(snapshot);
     if (decision.commit === null) return { committed: true, value: decision.value };
 
-    const { record, releaseClaim, enqueue, resetMarker, version, audit } = decision.commit;
-    const owed = enqueue === undefined && audit === undefined ? undefined : owedFor(enqueue, audit === undefined ? [] : [auditPayload(audit)]);
+    const { record, enqueue, audit } = decision.commit;
+    const owed = enqueue === undefined && audit === undefined ? undefined : owedFor(enqueue, audit);
     // Indexed before the EXEC can land, after the WATCH (outbox.ts).
     if (owed !== undefined && indexOutsideMulti) await this.outbox.index(app, owner, owed);
     const multi = connection.multi();
-    if (record) {
-      const etagLog = keys.etagLog(app, owner);
-      const fields = encodeRecord(record);
-      // A field the new version does not have must not outlive the old one.
-      if (snapshot.record?.warnings !== undefined && fields.warnings === undefined) multi.hdel(recordKey, "warnings");
-      multi.hset(recordKey, fields);
-      multi.lpush(etagLog, record.etag).ltrim(etagLog, 0, ETAG_LOG_LENGTH - 1).pexpire(etagLog, ETAG_LOG_TTL_MS);
-      multi.publish(keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
-    }
-    if (version) {
-      const history = keys.history(app, owner);
-      multi.lpush(history, JSON.stringify(version)).ltrim(history, 0, this.historyLength - 1);
-    }
-    if (releaseClaim) multi.del(claimKey);
-    if (resetMarker !== undefined) multi.set(keys.resetPending(app, owner), resetMarker);
-    if (owed !== undefined) addToOutbox(multi, app, owner, owed, { index: !indexOutsideMulti });
+    multi.evalsha(writeRecord.sha, WRITE_RECORD_KEYS, ...writeRecordKeys(app, owner), ...this.writeRecordArguments(app, owner, snapshot, decision.commit, owed));
+    if (owed !== undefined && !indexOutsideMulti) indexWithin(multi, app, owner, owed);
 
     // Write-through: this replica shows the new record at once, unless a newer write's
     // invalidation passes before EXEC answers.
@@ -273,7 +287,9 @@ export class RecordStore {
       await this.options.beforeExec?.(recordKey);
       const sentAt = Date.now();
       try {
-        results = await multi.exec();
+        results = await lease.deadline(multi.exec());
+        // EXEC ends every WATCH, whether it ran the transaction or not.
+        lease.leftUnwatched = true;
       } catch (e) {
         if (!record || !isRedisUnavailable(e)) throw e;
         // The EXEC may or may not have run. First make sure it never will (a timed-out EXEC may
@@ -283,26 +299,54 @@ export class RecordStore {
         results = [];
       }
       if (results === null) return { committed: false };
+      if (replyCodeOf(results[0]?.[0]) === "NOSCRIPT") {
+        // Nothing of the write ran (an index entry alone is harmless: the resync finds its outbox
+        // empty). Load the script where this connection's node will find it, and try again.
+        await lease.deadline(connection.script("LOAD", writeRecord.lua));
+        return { committed: false };
+      }
       for (const [error] of results) if (error) throw error;
       landed = true;
     } finally {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
-    if (owed !== undefined && (await this.outbox.relay(app, owner, owed))) afterwards.push(() => this.outbox.dropIndexEntry(app, owner, owed));
-    if (record) await this.awaitReplicas(connection);
+    if (owed !== undefined) owes(owed);
+    if (record) await this.awaitReplicas(connection, lease);
     return { committed: true, value: decision.value };
+  }
+
+  /** The arguments of write-record-6.lua for `commit` (see the script for their order). */
+  private writeRecordArguments(app: string, owner: Owner, snapshot: Snapshot, commit: Commit, owed: Owed | undefined): (string | number)[] {
+    const { record, releaseClaim, resetMarker, version } = commit;
+    const args: (string | number)[] = [];
+    if (record) {
+      const fields = encodeRecord(record);
+      const names = Object.keys(fields);
+      args.push(names.length);
+      for (const name of names) args.push(name, fields[name]!);
+      // A field the new version does not have must not outlive the old one.
+      if (snapshot.record?.warnings !== undefined && fields.warnings === undefined) args.push(1, "warnings");
+      else args.push(0);
+      args.push(record.etag, ETAG_LOG_LENGTH, ETAG_LOG_TTL_MS, keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag }));
+    } else {
+      args.push(0, 0, "", ETAG_LOG_LENGTH, ETAG_LOG_TTL_MS, keys.invalidations(), "");
+    }
+    args.push(version ? JSON.stringify(version) : "", this.historyLength);
+    args.push(releaseClaim ? "1" : "", resetMarker ?? "");
+    args.push(owed?.members.length ?? 0, ...(owed?.members ?? []));
+    return args;
   }
 
   /**
    * With `[redis] wait_replicas`, a write counts as done only once that many replicas have it. A
    * write the master has but no replica confirmed may survive or not: the caller is told so.
    */
-  private async awaitReplicas(connection: Redis) {
+  private async awaitReplicas(connection: Redis, lease: Lease) {
     const wanted = this.options.waitReplicas ?? 0;
     if (wanted === 0) return;
     let acknowledged = 0;
     try {
-      acknowledged = Number(await connection.wait(wanted, this.options.waitTimeoutMs ?? 500));
+      acknowledged = Number(await lease.deadline(connection.wait(wanted, this.options.waitTimeoutMs ?? 500)));
     } catch {
       // The master went away, or was demoted under WAIT ("UNBLOCKED force unblock", "WAIT cannot
       // be used with replica instances"): the write is on it, and no replica confirmed it.
@@ -360,13 +404,15 @@ export class RecordStore {
       try {
         // On a fresh connection of the pool, to the node that ran the EXEC: the shared client may
         // itself be recovering from what cut the EXEC off (a cluster client takes longest).
-        const [position, previousPosition, length] = await this.pool.with(keys.record(app, owner), async (connection) => {
-          const replies = await connection
-            .pipeline()
-            .lpos(log, etag)
-            .lpos(log, previous ?? etag)
-            .llen(log)
-            .exec();
+        const [position, previousPosition, length] = await this.pool.with(keys.record(app, owner), async (connection, lease) => {
+          const replies = await lease.deadline(
+            connection
+              .pipeline()
+              .lpos(log, etag)
+              .lpos(log, previous ?? etag)
+              .llen(log)
+              .exec(),
+          );
           return [replyOf(replies, 0) as number | null, previous === null ? null : (replyOf(replies, 1) as number | null), replyOf(replies, 2) as number];
         });
         if (Date.now() - sentAt > ETAG_LOG_HORIZON_MS) throw unknown("the record's ETag log may have expired since");

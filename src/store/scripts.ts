@@ -19,8 +19,12 @@
 // Also here: the two small scripts more than one store module uses (a key's value compared, then
 // the key deleted or its expiry set).
 //
-// Imports node:fs and ioredis' types only.
+// One script (records.ts's write-record) is sent as a plain EVALSHA inside a MULTI instead, where
+// ioredis' re-send on NOSCRIPT would run it outside the transaction: its caller handles NOSCRIPT.
+//
+// Imports node:crypto, node:fs and ioredis' types only.
 
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { ChainableCommander, Cluster, Redis } from "ioredis";
 
@@ -64,6 +68,8 @@ export class RedisScript {
   readonly name: string;
   readonly numberOfKeys: number;
   readonly lua: string;
+  /** Its SHA-1, as EVALSHA names it. */
+  readonly sha: string;
 
   constructor(file: URL) {
     const fileName = file.pathname.slice(file.pathname.lastIndexOf("/") + 1);
@@ -72,6 +78,7 @@ export class RedisScript {
     this.name = `${parts[1]}-${parts[2]}`;
     this.numberOfKeys = Number(parts[2]);
     this.lua = withIncludes(file, readFileSync(file, "utf8"));
+    this.sha = createHash("sha1").update(this.lua).digest("hex");
     const other = loaded.get(this.name);
     if (other !== undefined && other.lua !== this.lua) throw new Error(`two different Redis scripts are named ${fileName}`);
     loaded.set(this.name, this);

@@ -53,6 +53,8 @@ interface PendingUpdate {
 }
 
 export class CoreJobRegistry implements JobRegistry {
+  /** `alive` is an HTTP call to Core: never made while a transaction connection waits. */
+  readonly aliveIsQuick = false;
   private pending = new Map<string, PendingUpdate>();
   private flushTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -111,6 +113,11 @@ export class CoreJobRegistry implements JobRegistry {
       throw new CoreUnavailableError("its answer to jobs/control/retrieve is not a Job", false);
     }
     return fromCore(job);
+  }
+
+  async alive(jobId: string): Promise<boolean> {
+    const job = await this.retrieve(jobId);
+    return job !== null && !isFinal(job.state);
   }
 
   /**

@@ -25,7 +25,7 @@ import type { JobSpecification } from "../domain/app.ts";
 import { keys } from "../store/keys.ts";
 import type { CommandConnection } from "../store/connections.ts";
 import { RedisScript } from "../store/scripts.ts";
-import type { Job, JobRegistry, JobState } from "./jobs.ts";
+import { isFinal, type Job, type JobRegistry, type JobState } from "./jobs.ts";
 
 const updateJobState = new RedisScript(new URL("./scripts/update-job-state-1.lua", import.meta.url));
 /** Rewrites a job of the encoding before in this one (see `retrieve`). */
@@ -105,6 +105,7 @@ function readableTime(kept: string): string {
 }
 
 export class EmbeddedJobRegistry implements JobRegistry {
+  readonly aliveIsQuick = true;
   /** Templates read or written here, by digest (a digest always names the same text). */
   private readonly templates = new Map<string, string>();
 
@@ -168,6 +169,13 @@ export class EmbeddedJobRegistry implements JobRegistry {
     } catch {
       // Read as it is; the next read tries again.
     }
+  }
+
+  async alive(jobId: string): Promise<boolean> {
+    // One field, not the whole job (its specification is most of it).
+    const redis = await this.redis();
+    const state = (await redis.hget(keys.job(jobId), "state")) as JobState | null;
+    return state !== null && !isFinal(state);
   }
 
   async updateState(jobId: string, state: JobState, status = ""): Promise<void> {

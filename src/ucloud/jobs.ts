@@ -29,6 +29,17 @@ export interface JobRegistry {
   register(specification: JobSpecification, createdBy: string, project: string | null): Promise<string>;
   /** The job, or null when the registry does not know it. */
   retrieve(jobId: string): Promise<Job | null>;
+  /**
+   * Whether the job is known and not in a final state: what a write needs of it, and no more
+   * (the embedded registry reads one field of the job instead of the whole job).
+   */
+  alive(jobId: string): Promise<boolean>;
+  /**
+   * True when `alive` answers in about one Redis round trip (the embedded registry): a writer may
+   * then ask it while its transaction's first reads are in flight. False when it may take an HTTP
+   * call (UCloud/Core): a writer asks it before it borrows a transaction connection.
+   */
+  readonly aliveIsQuick: boolean;
   /** Records a new state (and a human-readable status line). */
   updateState(jobId: string, state: JobState, status?: string): Promise<void>;
   /** Sends what is still queued (state updates sent in batches). */
