@@ -118,7 +118,8 @@ describe("the Redis commands of one update (issues 13 and 14)", () => {
   });
 });
 
-describe("a flushed script cache (SCRIPT FLUSH) on the way of a single server's write", () => {
+// A single server's: on a cluster the write takes the outbox, and the queue's keys and the stream live in other slots.
+describe.skipIf(CLUSTER_MODE)("a flushed script cache (SCRIPT FLUSH) on the way of a single server's write", () => {
   const pending = () => redis.admin.lrange(keys.queuePending(), 0, -1);
   const fresh = async () => {
     await redis.admin.del(keys.queuePending(), keys.queueDirty(), keys.audit());
@@ -133,10 +134,9 @@ describe("a flushed script cache (SCRIPT FLUSH) on the way of a single server's 
     expect((await update(api, who, 2)).status).toBe(200);
     expect(await pending()).toEqual(["reconcile:syncthing:carol"]);
     expect(await redis.admin.xlen(keys.audit())).toBe(1);
-    // Only the queue's add is missing (single server): the write lands, its task is added after EXEC.
+    // Only the queue's add is missing: the write lands, its task is added after EXEC.
     await fresh();
-    const write = loadedScripts().find((script) => script.name === (CLUSTER_MODE ? "write-record-6" : "write-record-audited-6"))!;
-    if (!CLUSTER_MODE) await redis.admin.script("LOAD", write.lua);
+    await redis.admin.script("LOAD", loadedScripts().find((script) => script.name === "write-record-audited-6")!.lua);
     expect((await update(api, who, 3)).status).toBe(200);
     expect(await pending()).toEqual(["reconcile:syncthing:carol"]);
     expect(await redis.admin.xlen(keys.audit())).toBe(1);
