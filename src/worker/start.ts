@@ -1,19 +1,23 @@
 // Starts a worker for a service context: with given task handlers (tests), or with the
-// reconciler and a pod watch (roles worker and all).
+// reconciler, its watch caches and its read-only check for the resync (roles worker and all).
 // Imports src/service/context.ts, the connection factory of src/store/connections.ts (for the
-// blocking connection), src/kubernetes, src/reconciler, src/base/log.ts and src/worker/*.
+// blocking connection), src/store/drives.ts and src/storage/local.ts (the resync's storage, drive
+// metadata cached), src/kubernetes, src/reconciler, src/base/log.ts and src/worker/*.
 
+import type { V1Pod } from "@kubernetes/client-node";
 import { KubernetesGateway } from "../kubernetes/gateway.ts";
 import { log } from "../base/log.ts";
 import { ANNOTATIONS, filesystemVolume, LABELS, podName } from "../reconciler/objects.ts";
-import { Reconciler } from "../reconciler/reconciler.ts";
+import { podChangeMatters, Reconciler } from "../reconciler/reconciler.ts";
+import { LocalStorage } from "../storage/local.ts";
+import { DriveMetadataCache } from "../store/drives.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { createClient } from "../store/connections.ts";
 import type { TaskHandlers } from "./handlers.ts";
-import { reconcileTaskOf } from "./resync.ts";
+import { type PassCheck, reconcileTaskOf } from "./resync.ts";
 import { Worker } from "./worker.ts";
 
-export function startWorker(context: ServiceContext, handlers: TaskHandlers): Worker {
+export function startWorker(context: ServiceContext, handlers: TaskHandlers, check?: PassCheck): Worker {
   const { config } = context;
   // Blocking waits get a connection of their own, so they never delay other commands.
   const blocking = createClient(context.redisSettings, {
@@ -36,6 +40,7 @@ export function startWorker(context: ServiceContext, handlers: TaskHandlers): Wo
     leaseMs: config.worker.lease,
     resyncIntervalMs: config.worker.resync_interval,
     auditMaxLength: config.api.audit_max_length,
+    check,
     log,
   });
   worker.start();
@@ -82,9 +87,13 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
   const caches = gateway.startCaches({
     selectLabel: LABELS.app,
     indexLabel: LABELS.owner,
-    onChange: async (kind, object, deleted) => {
+    onChange: async (kind, object, deleted, previous) => {
       watchTrouble = false;
-      if (kind === "pod") return enqueueFor(object.metadata?.annotations?.[ANNOTATIONS.owner]);
+      if (kind === "pod") {
+        // A change the reconciler decides nothing on (a status detail) brings no reconcile.
+        if (!deleted && previous !== null && !podChangeMatters(previous as V1Pod, object as V1Pod)) return;
+        return enqueueFor(object.metadata?.annotations?.[ANNOTATIONS.owner]);
+      }
       // A service or policy gone from under its pod: the pod's record puts it back.
       const jobId = object.metadata?.labels?.[LABELS.jobId];
       if (deleted && jobId) enqueueFor((await gateway.cachedPod(podName(jobId)))?.metadata?.annotations?.[ANNOTATIONS.owner]);
@@ -94,6 +103,19 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
       watchTrouble = true;
     },
   });
+  // The resync's check: the reconciler's own decisions, read-only, against caches listed again
+  // for what a watch missed, and drive metadata read once while no operator changes any.
+  const drives = new DriveMetadataCache(context.commands, context.drives);
+  const passStorage = new LocalStorage(config.storage.root, drives);
+  const check: PassCheck = {
+    async begin({ atStart, resetsPending }) {
+      await caches;
+      // A worker that starts has just listed.
+      if (!atStart) await gateway.relistCaches();
+      await drives.refresh();
+      return (app, owner) => reconciler.check(app, owner, { storage: passStorage, resetsPending });
+    },
+  };
   // The first reconcile waits for the caches: an empty cache would read as "no pod".
   const worker = startWorker(context, {
     reconcile: async (app, owner, signal) => {
@@ -104,7 +126,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
       await caches;
       return reconciler.restart(app, owner, signal);
     },
-  });
+  }, check);
   return {
     worker,
     gateway,
