@@ -69,6 +69,25 @@ export function reconcilerFor(context: ServiceContext, gateway: KubernetesGatewa
 }
 
 /**
+ * The resync's check: the reconciler's own decisions, read-only (`Reconciler.check`), against
+ * watch caches listed again for what a watch missed (once `ready`, their first lists), and drive
+ * metadata read once while no operator changes any (src/store/drives.ts).
+ */
+export function resyncCheck(context: ServiceContext, gateway: KubernetesGateway, reconciler: Reconciler, ready: Promise<void>): PassCheck {
+  const drives = new DriveMetadataCache(context.commands, context.drives);
+  const storage = new LocalStorage(context.config.storage.root, drives);
+  return {
+    async begin({ atStart, resetsPending }) {
+      await ready;
+      // A worker that starts has just listed.
+      if (!atStart) await gateway.relistCaches();
+      await drives.refresh();
+      return (app, owner) => reconciler.check(app, owner, { storage, resetsPending });
+    },
+  };
+}
+
+/**
  * A worker whose handlers are the reconciler, reading the cluster from watch caches (pods,
  * services and network policies of integrated apps): every change a cache sees enqueues a
  * reconcile of the record it belongs to, so a pod that stops or vanishes is dealt with in
@@ -103,19 +122,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
       watchTrouble = true;
     },
   });
-  // The resync's check: the reconciler's own decisions, read-only, against caches listed again
-  // for what a watch missed, and drive metadata read once while no operator changes any.
-  const drives = new DriveMetadataCache(context.commands, context.drives);
-  const passStorage = new LocalStorage(config.storage.root, drives);
-  const check: PassCheck = {
-    async begin({ atStart, resetsPending }) {
-      await caches;
-      // A worker that starts has just listed.
-      if (!atStart) await gateway.relistCaches();
-      await drives.refresh();
-      return (app, owner) => reconciler.check(app, owner, { storage: passStorage, resetsPending });
-    },
-  };
+  const check = resyncCheck(context, gateway, reconciler, caches);
   // The first reconcile waits for the caches: an empty cache would read as "no pod".
   const worker = startWorker(context, {
     reconcile: async (app, owner, signal) => {
