@@ -312,24 +312,32 @@ export class Reconciler {
     return null;
   }
 
-  /** The pod's services and network policy exist, and belong to this pod (not an earlier one). */
+  /**
+   * The pod's services and network policy exist, and belong to this pod (not an earlier one).
+   * Each object is independent of the others: they are made at once, not one after another
+   * (after a restart of role `all`, every pod's three companions are made anew).
+   */
   private async ensureCompanions(app: IntegratedApp<unknown>, context: PodContext<unknown>, pod: V1Pod) {
     const { gateway } = this.options;
     const changed = (verb: "created" | "deleted", kind: Kind, name: string, why: string) => this.changed(verb, kind, name, app.name, context.owner, { why });
     const why = { deleted: "it belonged to an earlier pod", created: `for pod ${pod.metadata?.name}` };
-    for (const wanted of [buildService(app, context, pod), ...app.extraServices(context).map((s) => ownedService(s, pod))]) {
+    const services = [buildService(app, context, pod), ...app.extraServices(context).map((s) => ownedService(s, pod))].map(async (wanted) => {
       const name = wanted.metadata!.name!;
       const service = await gateway.cachedService(name);
-      if (service && ownedByPod(service, pod)) continue;
+      if (service && ownedByPod(service, pod)) return;
       if (service && (await gateway.deleteService(name))) changed("deleted", "Service", name, why.deleted);
       if (await createOrKeep(() => gateway.createService(wanted))) changed("created", "Service", name, why.created);
-    }
-    const name = policyName(context.jobId);
-    const policy = await gateway.cachedNetworkPolicy(name);
-    if (!policy || !ownedByPod(policy, pod)) {
+    });
+    const policy = (async () => {
+      const name = policyName(context.jobId);
+      const policy = await gateway.cachedNetworkPolicy(name);
+      if (policy && ownedByPod(policy, pod)) return;
       if (policy && (await gateway.deleteNetworkPolicy(name))) changed("deleted", "NetworkPolicy", name, why.deleted);
       if (await createOrKeep(() => gateway.createNetworkPolicy(buildNetworkPolicy(app, context, pod)))) changed("created", "NetworkPolicy", name, why.created);
-    }
+    })();
+    // Every one settled before an error is thrown: none left running after the reconcile ends.
+    const failed = (await Promise.allSettled([...services, policy])).find((outcome) => outcome.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
   /** A create or delete in the cluster, as a log line: `created a pod`, with the app, owner, kind, name and what else explains it. */

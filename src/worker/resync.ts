@@ -74,6 +74,8 @@ export interface PassResult {
   reasons: Map<string, number>;
   /** How long the pass took, pacing included, in seconds. */
   seconds: number;
+  /** Of that, how long it was not waiting for its pace: what the same pass would take unpaced. */
+  busySeconds: number;
 }
 
 /**
@@ -92,7 +94,8 @@ export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, int
   const started = Date.now();
   if (options.atStart) await relayOutboxes(redis, queue, options.auditMaxLength);
   await relayIndexedOutboxes(redis, queue, options.auditMaxLength);
-  const result: PassResult = { records: 0, enqueued: 0, failed: 0, reasons: new Map(), seconds: 0 };
+  const result: PassResult = { records: 0, enqueued: 0, failed: 0, reasons: new Map(), seconds: 0, busySeconds: 0 };
+  let paused = 0;
   const tags: string[] = [];
   await scanEach(connection, keys.recordPattern(), SCAN_COUNT, async (batch) => {
     for (const key of batch) {
@@ -119,13 +122,18 @@ export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, int
   const expected = options.lastCount ?? 0;
   for (let from = 0; from < tags.length; from += BATCH) {
     const due = options.spreadMs && expected > 0 ? started + (options.spreadMs * Math.min(from, expected)) / expected : 0;
-    if (due - Date.now() >= 1) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+    if (due - Date.now() >= 1) {
+      const wait = due - Date.now();
+      paused += wait;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
     const batch = tags.slice(from, from + BATCH);
     const ids = check === null ? batch.map((tag) => reconcileTaskOf(tag)!) : await outOfDate(batch, check, result);
     if (ids.length > 0) await queue.add(...ids);
     result.enqueued += ids.length;
   }
   result.seconds = (Date.now() - started) / 1000;
+  result.busySeconds = Math.max(0, result.seconds - paused / 1000);
   return result;
 }
 

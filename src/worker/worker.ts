@@ -66,9 +66,10 @@ export class Worker {
           lastCount = pass.records;
           metrics.resyncCompleted.set({}, Date.now() / 1000);
           metrics.resyncSeconds.set({}, pass.seconds);
+          metrics.resyncBusySeconds.set({}, pass.busySeconds);
           metrics.resyncRecords.inc({ verdict: "in-sync" }, pass.records - pass.enqueued);
           metrics.resyncRecords.inc({ verdict: "enqueued" }, pass.enqueued);
-          const fields = { records: pass.records, enqueued: pass.enqueued, seconds: pass.seconds, why: Object.fromEntries(pass.reasons) };
+          const fields = { records: pass.records, enqueued: pass.enqueued, seconds: pass.seconds, busySeconds: pass.busySeconds, why: Object.fromEntries(pass.reasons) };
           if (pass.failed > 0) options.log("warn", "resync: some checks failed; their records were enqueued", { ...fields, failed: pass.failed, error: pass.firstError });
           else options.log("debug", atStart ? "resync as the worker starts" : "resync", fields);
         },

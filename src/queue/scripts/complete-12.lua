@@ -29,8 +29,8 @@ local id, token = ARGV[1], ARGV[2]
 if redis.call('HGET', leases, id) ~= token then return 0 end
 redis.call('ZREM', active, id)
 redis.call('HDEL', leases, id)
-redis.call('HDEL', attempts, id)
-redis.call('HDEL', errors, id)
+-- A last error is kept only beside failed attempts (fail-12.lua, promote-12.lua set both).
+if redis.call('HDEL', attempts, id) == 1 then redis.call('HDEL', errors, id) end
 free(id)
 if redis.call('SISMEMBER', dirty, id) == 1 then
   redis.call('RPUSH', pending, id)
