@@ -8,7 +8,7 @@
 // src/main.ts <role>`), on free ports, in a temporary folder. `--no-pods` gives the owners no
 // device (no pod runs): the memory and Redis figures at sizes the simulator would not hold.
 //
-// Usage: npm run bench:scale -- --owners N [--passes P] [--interval S] [--no-pods]
+// Usage: npm run bench:scale -- --owners N [--passes P] [--interval S] [--no-pods] [--profile DIR]
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -23,6 +23,8 @@ const OWNERS = option("owners", "BENCH_OWNERS", 1000);
 const PASSES = option("passes", "BENCH_PASSES", 2);
 const INTERVAL_S = option("interval", "BENCH_INTERVAL", 30);
 const NO_PODS = process.argv.includes("--no-pods");
+/** `--profile DIR`: the worker started after the restart writes a CPU profile there (on SIGTERM, once every pod is back). */
+const PROFILE = process.argv.includes("--profile") ? resolve(process.argv[process.argv.indexOf("--profile") + 1]!) : undefined;
 const CONCURRENCY = 64;
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -54,8 +56,9 @@ const env = {
   IAPPS_API_CACHE_MAX_ENTRIES: "0",
 };
 const children = new Set<ChildProcess>();
-function role(name: string): ChildProcess {
-  const child = spawn(BUN, ["src/main.ts", name], { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
+function role(name: string, profileTo?: string): ChildProcess {
+  const args = profileTo ? ["--cpu-prof", `--cpu-prof-dir=${profileTo}`, "src/main.ts", name] : ["src/main.ts", name];
+  const child = spawn(BUN, args, { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
   children.add(child);
   child.once("exit", () => children.delete(child));
   return child;
@@ -232,7 +235,7 @@ try {
     const restarted = performance.now();
     simulator = role("kube-sim");
     await until("the simulator again", 30, async () => (await fetch(`http://127.0.0.1:${simulatorPort}/version`)).ok);
-    worker = role("worker");
+    worker = role("worker", PROFILE);
     // Where the time goes: pods Running, and the queue, every second.
     const timeline: string[] = [];
     const sampler = setInterval(() => {
@@ -245,6 +248,12 @@ try {
     const cpu = `worker ${cpuSeconds(worker.pid!).toFixed(1)} s, simulator ${cpuSeconds(simulator.pid!).toFixed(1)} s`;
     say(`\nafter a restart of role all (simulator and worker): every pod Running again in ${((performance.now() - restarted) / 1000).toFixed(1)} s (CPU by then: ${cpu})`);
     say(`  ${timeline.join("; ")}`);
+    if (PROFILE) {
+      const exited = new Promise((r) => worker.once("exit", r));
+      worker.kill("SIGTERM");
+      await exited;
+      say(`  the worker's CPU profile is in ${PROFILE}`);
+    }
   }
   await stop(api);
 } finally {

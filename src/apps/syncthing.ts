@@ -65,7 +65,7 @@ export interface SyncthingFacts {
   restricted: string[];
   /** The state folder, `<home drive>/Syncthing` (a plain folder, never a symlink). */
   stateFolder: ServiceFolder;
-  /** The port the job holds, or null (claimed by prepareStart). */
+  /** The port the job's pod runs with (null without a pod: prepareStart claims one). */
   port: number | null;
 }
 
@@ -156,10 +156,11 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
       // Spec §7: accessible means the owner may write it; the rest is left out of what it runs with.
       if (found.access === "write") folders.push({ ...found, id: folderId(folder), path: folder.path });
     }
-    // The port a running pod was started with is the one its job holds (prepareStart claimed it
-    // for that pod): no read (issue 13: a resync of an unchanged record costs Redis 2 reads).
+    // The port a pod was started with is the one its job holds (prepareStart claimed it for that
+    // pod): no read (issue 13: a resync of an unchanged record costs Redis 2 reads). Without a
+    // pod nothing uses it before prepareStart claims it.
     const annotated = Number(pod?.metadata?.annotations?.[SYNCTHING_ANNOTATIONS.port]);
-    const port = Number.isInteger(annotated) && annotated > 0 ? annotated : await ports.portOf(PORT_POOL, jobId);
+    const port = !pod ? null : Number.isInteger(annotated) && annotated > 0 ? annotated : await ports.portOf(PORT_POOL, jobId);
     return { folders, restricted, stateFolder: await storage.serviceFolder(owner, stateFolderName(owner)), port };
   },
   // A folder marked restricted after it was configured goes from the configuration (as UCloud's

@@ -11,7 +11,7 @@
 //   member:<user>    "read" or "write"
 //   sensitivity:<p>  "SENSITIVE" or "CONFIDENTIAL" for the folder <p> inside the drive ("" the drive itself)
 //   updatedAt        when an operator last changed it
-// Every change also increments `iapps:drives-version`, after it: a worker's resync reads that
+// Every change also increments `iapps:drive:.version`, after it: a worker's resync reads that
 // once per pass and keeps what it read of drives (DriveMetadataCache) while it stays the same.
 // Imports src/domain/storage.ts (types) and src/store/* only.
 
@@ -106,7 +106,8 @@ export class RedisDriveDirectory {
     const ids: string[] = [];
     const prefix = keys.drive("");
     await scanEach(client, keys.drivePattern(), 500, async (batch) => {
-      ids.push(...batch.map((key) => key.slice(prefix.length)));
+      // Not the version counter (`iapps:drive:.version`): no drive id starts with '.'.
+      ids.push(...batch.map((key) => key.slice(prefix.length)).filter((id) => !id.startsWith(".")));
     });
     return ids.sort();
   }
@@ -131,7 +132,7 @@ export class RedisDriveDirectory {
 
 /**
  * Drive metadata as one worker's resync reads it: each drive once, kept across passes for as
- * long as `iapps:drives-version` stays the same (a home drive without metadata is a read too, so
+ * long as `iapps:drive:.version` stays the same (a home drive without metadata is a read too, so
  * without this a pass would read one per owner). `refresh` once per pass.
  */
 export class DriveMetadataCache implements DriveDirectory {

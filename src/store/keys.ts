@@ -106,9 +106,10 @@ export const keys = {
   drivePattern: () => `${PREFIX}:drive:*`,
   /**
    * Counter that every change of drive metadata through src/store/drives.ts increments: a worker's
-   * resync keeps what it read of drives for as long as it reads the same value here.
+   * resync keeps what it read of drives for as long as it reads the same value here. Among the
+   * drives' keys, under a name no drive has (a drive id never starts with '.').
    */
-  drivesVersion: () => `${PREFIX}:drives-version`,
+  drivesVersion: () => `${PREFIX}:drive:.version`,
 
   /** Hash of one job in the embedded job registry: id, specification, createdBy, project, state, status (while there is one), createdAt, updatedAt. */
   job: (jobId: string) => `${PREFIX}:job:${jobId}`,
@@ -189,7 +190,7 @@ export const keyPatterns = {
   portsRange: `${PREFIX}:{ports}:<pool>:range`,
   drive: `${PREFIX}:drive:<driveId>`,
   drivePattern: `${PREFIX}:drive:*`,
-  drivesVersion: `${PREFIX}:drives-version`,
+  drivesVersion: `${PREFIX}:drive:.version`,
   job: `${PREFIX}:job:<jobId>`,
   jobSequence: `${PREFIX}:job-seq`,
   queuePending: `${PREFIX}:{queue}:pending`,
