@@ -23,7 +23,7 @@ const OWNERS = option("owners", "BENCH_OWNERS", 1000);
 const PASSES = option("passes", "BENCH_PASSES", 2);
 const INTERVAL_S = option("interval", "BENCH_INTERVAL", 30);
 const NO_PODS = process.argv.includes("--no-pods");
-/** `--profile DIR`: the worker started after the restart writes a CPU profile there (on SIGTERM, once every pod is back). */
+/** `--profile DIR`: the workers write CPU profiles to DIR/passes (the idle passes) and DIR/restart (the restart), on SIGTERM. */
 const PROFILE = process.argv.includes("--profile") ? resolve(process.argv[process.argv.indexOf("--profile") + 1]!) : undefined;
 const CONCURRENCY = 64;
 const ROOT = resolve(import.meta.dir, "..");
@@ -128,7 +128,7 @@ try {
   const api = role("api");
   await until("the API", 30, async () => (await fetch(`http://127.0.0.1:${apiPort}/readyz`)).ok);
   await until("the simulator", 30, async () => (await fetch(`http://127.0.0.1:${simulatorPort}/version`)).ok);
-  let worker = role("worker");
+  let worker = role("worker", PROFILE && join(PROFILE, "passes"));
   await until("the worker", 30, async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok);
 
   // N owners, each with a folder in its home drive and (unless --no-pods) a device.
@@ -229,13 +229,19 @@ try {
   for (const [kind, total] of [...bytes].sort((a, b) => b[1] - a[1]).slice(0, 12)) say(`  ${kind.padEnd(36)} ${(total / OWNERS).toFixed(1)} bytes`);
 
   // Restart of role all: the simulator starts empty, and so does the worker.
+  if (PROFILE) {
+    // SIGTERM, so that it writes its profile.
+    const exited = new Promise((r) => worker.once("exit", r));
+    worker.kill("SIGTERM");
+    await exited;
+  }
   if (!NO_PODS) {
     await stop(worker);
     await stop(simulator);
     const restarted = performance.now();
     simulator = role("kube-sim");
     await until("the simulator again", 30, async () => (await fetch(`http://127.0.0.1:${simulatorPort}/version`)).ok);
-    worker = role("worker", PROFILE);
+    worker = role("worker", PROFILE && join(PROFILE, "restart"));
     // Where the time goes: pods Running, and the queue, every second.
     const timeline: string[] = [];
     const sampler = setInterval(() => {
