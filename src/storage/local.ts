@@ -147,7 +147,12 @@ export class LocalStorage implements Storage {
 
   async writeServiceFiles(owner: Owner, name: string, files: Record<string, string>): Promise<void> {
     await Directory.using(this.openServiceFolder(owner, name), async (folder) => {
-      for (const [file, contents] of Object.entries(files)) await folder.writeFileAtomic(file, contents);
+      for (const [file, contents] of Object.entries(files)) {
+        // A pod made anew for the same configuration (after a restart of role all, every pod)
+        // finds its files as they should be: read (never through a link), not rewritten.
+        if ((await folder.readFile(file).catch(() => null)) === contents) continue;
+        await folder.writeFileAtomic(file, contents);
+      }
     });
   }
 
