@@ -173,7 +173,7 @@ export const ConfigSchema = v.strictObject({
   worker: v.optional(
     v.strictObject({
       /** Tasks one worker process runs at once. */
-      concurrency: positiveInt(8, 10_000),
+      concurrency: positiveInt(32, 10_000),
       /** A task's lease: renewed while it runs; when a worker dies, its tasks go to another after this. */
       lease: duration("30s"),
       /** Attempts before a failing task becomes a dead letter. */
