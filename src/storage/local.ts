@@ -235,41 +235,48 @@ export class LocalStorage implements Storage {
         if (error.reason === "symlink") return none(`the drive ${driveId} is a symbolic link, which is not followed`, driveId);
         return none(`the drive ${driveId} is not a folder`, driveId);
       }
-      await drive.close();
-
-      // Who may use it: its metadata (outside the drive), never a file inside it.
-      const metadata = await metadataOf(driveId);
-      if (typeof metadata === "string") return none(`the drive ${driveId} is not usable: ${metadata}`, driveId);
-      if (metadata === null) return none(`the drive ${driveId} is not usable: it has no metadata (an operator gives it some with 'drive create')`, driveId);
-      const role: Access = metadata.owner === username ? "write" : Object.hasOwn(metadata.members, username) ? metadata.members[username]! : "none";
-      if (role === "none") return none(`you have no access to drive ${driveId}`, driveId);
-      if (metadata.locked) return none(`the drive ${driveId} is locked`, driveId);
-
-      // The folder: an existing directory, reached without following a link.
       try {
-        await (await root.walk([driveId, ...rest])).close();
-      } catch (error) {
-        if (!(error instanceof WalkError)) throw error;
-        const at = `/${[driveId, ...rest].slice(0, error.index + 1).join("/")}`;
-        if (error.reason === "missing") return none(`the folder ${display} does not exist`, driveId, true);
-        if (error.reason === "too-long") return none(`the path ${display} is too long`, driveId);
-        if (error.reason === "symlink") {
-          return none(`${at} is a symbolic link: links are not followed, since they can lead outside the drive ${driveId}`, driveId);
-        }
-        // A file where a folder should be: the last component is not a folder; through it, nothing exists.
-        return error.index === rest.length ? none(`${display} is not a folder`, driveId, true) : none(`the folder ${display} does not exist`, driveId, true);
-      }
+        // Who may use it: its metadata (outside the drive), never a file inside it.
+        const metadata = await metadataOf(driveId);
+        if (typeof metadata === "string") return none(`the drive ${driveId} is not usable: ${metadata}`, driveId);
+        if (metadata === null) return none(`the drive ${driveId} is not usable: it has no metadata (an operator gives it some with 'drive create')`, driveId);
+        const role: Access = metadata.owner === username ? "write" : Object.hasOwn(metadata.members, username) ? metadata.members[username]! : "none";
+        if (role === "none") return none(`you have no access to drive ${driveId}`, driveId);
+        if (metadata.locked) return none(`the drive ${driveId} is locked`, driveId);
 
-      const subPath = [driveId, ...rest].join("/");
-      const sensitivity = restrictionOf(metadata, rest);
-      return {
-        ucloudPath,
-        driveId,
-        internalPath: `${this.root}/${subPath}`,
-        subPath,
-        access: role,
-        ...(sensitivity === null ? {} : { sensitivity }),
-      };
+        // The folder: an existing directory, reached from the drive (open, and no link) without
+        // following a link; the drive itself needs no second look.
+        if (rest.length > 0) {
+          try {
+            await (await drive.walk(rest)).close();
+          } catch (error) {
+            if (!(error instanceof WalkError)) throw error;
+            // Components counted from the drive's: the drive is component 0.
+            const index = error.index + 1;
+            const at = `/${[driveId, ...rest].slice(0, index + 1).join("/")}`;
+            if (error.reason === "missing") return none(`the folder ${display} does not exist`, driveId, true);
+            if (error.reason === "too-long") return none(`the path ${display} is too long`, driveId);
+            if (error.reason === "symlink") {
+              return none(`${at} is a symbolic link: links are not followed, since they can lead outside the drive ${driveId}`, driveId);
+            }
+            // A file where a folder should be: the last component is not a folder; through it, nothing exists.
+            return index === rest.length ? none(`${display} is not a folder`, driveId, true) : none(`the folder ${display} does not exist`, driveId, true);
+          }
+        }
+
+        const subPath = [driveId, ...rest].join("/");
+        const sensitivity = restrictionOf(metadata, rest);
+        return {
+          ucloudPath,
+          driveId,
+          internalPath: `${this.root}/${subPath}`,
+          subPath,
+          access: role,
+          ...(sensitivity === null ? {} : { sensitivity }),
+        };
+      } finally {
+        await drive.close();
+      }
     } finally {
       await root.close();
     }
