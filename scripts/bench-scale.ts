@@ -51,8 +51,9 @@ const env = {
   IAPPS_KUBERNETES_SIMULATOR_START_DELAY: "0ms",
   IAPPS_WORKER_RESYNC_INTERVAL: `${INTERVAL_S}s`,
   IAPPS_WORKER_METRICS_PORT: String(metricsPort),
-  IAPPS_APPS_SYNCTHING_PORT_MIN: "20000",
-  IAPPS_APPS_SYNCTHING_PORT_MAX: String(20000 + OWNERS + 100),
+  // A port per owner (none are taken with --no-pods), within 65535.
+  IAPPS_APPS_SYNCTHING_PORT_MIN: String(Math.max(1025, Math.min(20000, 65535 - OWNERS - 100))),
+  IAPPS_APPS_SYNCTHING_PORT_MAX: String(Math.min(65535, Math.max(1025, Math.min(20000, 65535 - OWNERS - 100)) + OWNERS + 100)),
   IAPPS_API_CACHE_MAX_ENTRIES: "0",
 };
 const children = new Set<ChildProcess>();
