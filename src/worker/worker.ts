@@ -34,8 +34,11 @@ export interface WorkerOptions {
   log: (level: "debug" | "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
 }
 
-/** How often a worker promotes due retries and reaps expired leases. */
-const MAINTENANCE_MS = 100;
+/**
+ * How often a worker promotes due retries and reaps expired leases: 4 Redis commands each time,
+ * busy or idle (at 10 a second that was a fifth of what 2,000 idle records cost Redis per pass).
+ */
+const MAINTENANCE_MS = 250;
 
 export class Worker {
   readonly id = `${process.pid}-${randomBytes(4).toString("hex")}`;
