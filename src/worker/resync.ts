@@ -9,8 +9,8 @@
 // one (workers of tests with their own handlers) it enqueues a reconcile for every record.
 // One worker at a time runs it (a lock held for most of the interval), paced over half the
 // interval, and not while the last one's tasks still wait; it reads keys with SCAN (on every
-// master of a cluster), never all at once. A worker that starts makes one pass of its own at once
-// (pods come back right after role all restarts).
+// master of a cluster), never all at once. A worker that starts makes one pass of its own at once,
+// unchecked: a reconcile for every record (pods come back right after role all restarts).
 // Outboxes that may hold a task are found through their index (src/store/outbox.ts), which is
 // empty when none does; only the pass of a worker that starts also SCANs for every outbox, in
 // case Redis lost an index entry (a failover).
@@ -43,7 +43,7 @@ export interface PassCheck {
    * caches listed again, the drive metadata's version read) and answers the check of one record.
    * `resetsPending`: the tags of the records that owe a reset, as the pass found them.
    */
-  begin(pass: { atStart: boolean; resetsPending: ReadonlySet<string> }): Promise<RecordCheck>;
+  begin(pass: { resetsPending: ReadonlySet<string> }): Promise<RecordCheck>;
 }
 
 export interface ResyncOptions {
@@ -105,7 +105,11 @@ export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, int
   });
   result.records = tags.length;
   let check: RecordCheck | null = null;
-  if (options.check) {
+  // A worker that starts enqueues every record unchecked: after a restart of role `all` every
+  // pod is missing, and checking first only delays them (at 10,000 owners the checks held back
+  // the first creates for seconds); after a worker's own restart a reconcile of an unchanged
+  // record costs its queue commands once, and no Kubernetes call.
+  if (options.check && !options.atStart) {
     const resetKeys = new Set<string>();
     await scanEach(connection, keys.resetPattern(), SCAN_COUNT, async (batch) => {
       for (const key of batch) resetKeys.add(key);
@@ -115,7 +119,7 @@ export async function resyncOnce(redis: CommandConnection, queue: TaskQueue, int
       const { app, owner } = parseRecordTag(tag)!;
       if (resetKeys.has(keys.resetPending(app, owner))) resetsPending.add(recordTag(app, owner));
     }
-    check = await options.check.begin({ atStart: options.atStart ?? false, resetsPending });
+    check = await options.check.begin({ resetsPending });
   }
   // Paced by the clock: the n-th record is looked at no earlier than n/lastCount of the way
   // through `spreadMs`, so the pass ends within about `spreadMs` (later only when it is slower).

@@ -77,11 +77,11 @@ export function resyncCheck(context: ServiceContext, gateway: KubernetesGateway,
   const drives = new DriveMetadataCache(context.commands, context.drives);
   const storage = new LocalStorage(context.config.storage.root, drives);
   return {
-    async begin({ atStart, resetsPending }) {
+    async begin({ resetsPending }) {
       await ready;
-      // A worker that starts has just listed. An API server that does not answer now leaves the
-      // caches as their watches keep them: the pass still checks every record against them.
-      if (!atStart) await gateway.relistCaches().catch((error) => log("warn", "resync: could not list the cluster again; checking against the watch caches", { error: String(error) }));
+      // An API server that does not answer now leaves the caches as their watches keep them:
+      // the pass still checks every record against them.
+      await gateway.relistCaches().catch((error) => log("warn", "resync: could not list the cluster again; checking against the watch caches", { error: String(error) }));
       await drives.refresh();
       return (app, owner) => reconciler.check(app, owner, { storage, resetsPending });
     },
