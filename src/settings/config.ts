@@ -180,7 +180,7 @@ export const ConfigSchema = v.strictObject({
       max_attempts: positiveInt(8, 1000),
       backoff_base: duration("200ms"),
       backoff_max: duration("5m"),
-      /** How often every record gets a reconcile task, whatever happened. */
+      /** How often every record is checked, and gets a reconcile task when one would change something. */
       resync_interval: duration("30s"),
       /** How long SIGTERM waits for running tasks before the worker exits. */
       shutdown_timeout: duration("25s"),
