@@ -8,7 +8,7 @@
 // src/main.ts <role>`), on free ports, in a temporary folder. `--no-pods` gives the owners no
 // device (no pod runs): the memory and Redis figures at sizes the simulator would not hold.
 //
-// Usage: npm run bench:scale -- --owners N [--passes P] [--interval S] [--no-pods]
+// Usage: npm run bench:scale -- --owners N [--passes P] [--interval S] [--no-pods] [--profile DIR]
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -23,6 +23,8 @@ const OWNERS = option("owners", "BENCH_OWNERS", 1000);
 const PASSES = option("passes", "BENCH_PASSES", 2);
 const INTERVAL_S = option("interval", "BENCH_INTERVAL", 30);
 const NO_PODS = process.argv.includes("--no-pods");
+/** `--profile DIR`: the workers write CPU profiles to DIR/passes (the idle passes) and DIR/restart (the restart), on SIGTERM. */
+const PROFILE = process.argv.includes("--profile") ? resolve(process.argv[process.argv.indexOf("--profile") + 1]!) : undefined;
 const CONCURRENCY = 64;
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -49,13 +51,15 @@ const env = {
   IAPPS_KUBERNETES_SIMULATOR_START_DELAY: "0ms",
   IAPPS_WORKER_RESYNC_INTERVAL: `${INTERVAL_S}s`,
   IAPPS_WORKER_METRICS_PORT: String(metricsPort),
-  IAPPS_APPS_SYNCTHING_PORT_MIN: "20000",
-  IAPPS_APPS_SYNCTHING_PORT_MAX: String(20000 + OWNERS + 100),
+  // A port per owner (none are taken with --no-pods), within 65535.
+  IAPPS_APPS_SYNCTHING_PORT_MIN: String(Math.max(1025, Math.min(20000, 65535 - OWNERS - 100))),
+  IAPPS_APPS_SYNCTHING_PORT_MAX: String(Math.min(65535, Math.max(1025, Math.min(20000, 65535 - OWNERS - 100)) + OWNERS + 100)),
   IAPPS_API_CACHE_MAX_ENTRIES: "0",
 };
 const children = new Set<ChildProcess>();
-function role(name: string): ChildProcess {
-  const child = spawn(BUN, ["src/main.ts", name], { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
+function role(name: string, profileTo?: string): ChildProcess {
+  const args = profileTo ? ["--cpu-prof", `--cpu-prof-dir=${profileTo}`, "src/main.ts", name] : ["src/main.ts", name];
+  const child = spawn(BUN, args, { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
   children.add(child);
   child.once("exit", () => children.delete(child));
   return child;
@@ -87,6 +91,22 @@ function cpuSeconds(pid: number): number {
 async function redisCommands(): Promise<number> {
   return Number(/total_commands_processed:(\d+)/.exec(await redis.info("stats"))![1]);
 }
+/** Calls by command as Redis counts them (INFO commandstats: scripts' own commands included). */
+async function commandStats(): Promise<Map<string, number>> {
+  const stats = new Map<string, number>();
+  for (const [, name, calls] of (await redis.info("commandstats")).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) stats.set(name!, Number(calls));
+  return stats;
+}
+/** The commands that grew most between two commandstats, per record. */
+function topCommands(before: Map<string, number>, after: Map<string, number>, records: number, top = 12): string {
+  return [...after]
+    .map(([name, calls]) => [name, calls - (before.get(name) ?? 0)] as const)
+    .filter(([, calls]) => calls > 0)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, calls]) => `${name} ${(calls / records).toFixed(1)}`)
+    .join(", ");
+}
 async function workerMetric(name: string, labels = ""): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   let total = 0;
@@ -109,13 +129,14 @@ try {
   const api = role("api");
   await until("the API", 30, async () => (await fetch(`http://127.0.0.1:${apiPort}/readyz`)).ok);
   await until("the simulator", 30, async () => (await fetch(`http://127.0.0.1:${simulatorPort}/version`)).ok);
-  let worker = role("worker");
+  let worker = role("worker", PROFILE && join(PROFILE, "passes"));
   await until("the worker", 30, async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok);
 
   // N owners, each with a folder in its home drive and (unless --no-pods) a device.
   for (let i = 0; i < OWNERS; i++) mkdirSync(join(storage, `home-owner${i}`, "A"), { recursive: true });
   const token = await sign({ sub: "_UCloud", role: "SERVICE", exp: Math.floor(Date.now() / 1000) + 24 * 3600 }, SECRET, "HS256");
   const commandsBefore = await redisCommands();
+  const statsBefore = await commandStats();
   const created = performance.now();
   let next = 0;
   await Promise.all(
@@ -141,28 +162,39 @@ try {
   const createCommands = (await redisCommands()) - commandsBefore;
   say(`created ${OWNERS} owners in ${createSeconds.toFixed(1)} s (${(OWNERS / createSeconds).toFixed(0)}/s); all ${NO_PODS ? "reconciled" : "pods Running"} after ${allRunning.toFixed(1)} s`);
   say(`Redis commands per created record (write, reconcile, port, pod's events): ${(createCommands / OWNERS).toFixed(1)}`);
+  say(`  by command (server side): ${topCommands(statsBefore, await commandStats(), OWNERS)}`);
+  const reconciles = await Promise.all(["created", "in-sync", "waiting", "replaced", "blocked", "stopped"].map(async (o) => `${o} ${((await workerMetric("iapps_reconcile_total", `app="syncthing",outcome="${o}"`)) / OWNERS).toFixed(2)}`));
+  say(`  reconciles per created record, by outcome: ${reconciles.join(", ")}`);
 
   // Idle passes: from one resync round to the P-th after it.
   const gauge = () => workerMetric("iapps_resync_last_completed_timestamp_seconds");
-  const start = await until("a resync round", INTERVAL_S * 2 + 30, async () => (await gauge()) > 0 && (await gauge()));
+  // The first round after the owners were made reads each drive's metadata once: measure from the one after it.
+  const warm = await until("a resync round", INTERVAL_S * 2 + 30, async () => (await gauge()) > 0 && (await gauge()));
+  const start = await until("a second resync round", INTERVAL_S * 3 + 30, async () => {
+    const now = await gauge();
+    return now > warm && now;
+  });
+  const passStats = await commandStats();
   const before = {
     kube: await workerMetric("iapps_kubernetes_requests_total"),
     redis: await redisCommands(),
     workerCpu: cpuSeconds(worker.pid!),
     simulatorCpu: cpuSeconds(simulator.pid!),
   };
-  let passStart = 0;
-  const passTimes: number[] = [];
+  // A pass is paced over half the interval; its busy time is what it would take unpaced.
+  const passTimes: string[] = [];
   let rounds = start;
   for (let p = 0; p < PASSES; p++) {
     rounds = await until(`resync pass ${p + 1}`, INTERVAL_S * 3 + 30, async () => {
       const now = await gauge();
       return now > rounds && now;
     });
-    passStart = performance.now();
+    const [seconds, busy] = [await workerMetric("iapps_resync_last_duration_seconds"), await workerMetric("iapps_resync_last_busy_seconds")];
     await until("the pass's tasks done", INTERVAL_S * 3, queueIdle);
-    passTimes.push((performance.now() - passStart) / 1000);
+    passTimes.push(`${seconds.toFixed(1)} s (busy ${busy.toFixed(1)} s)`);
   }
+  const enqueued = await workerMetric("iapps_resync_records_total", 'verdict="enqueued"');
+  const passBreakdown = topCommands(passStats, await commandStats(), OWNERS * PASSES, 8);
   const after = {
     kube: await workerMetric("iapps_kubernetes_requests_total"),
     redis: await redisCommands(),
@@ -192,20 +224,43 @@ try {
   say(`| Redis commands (all processes) | ${per(after.redis - before.redis).toFixed(2)} |`);
   say(`| worker CPU | ${((per(after.workerCpu - before.workerCpu)) * 1e6).toFixed(1)} µs |`);
   say(`| simulator CPU | ${((per(after.simulatorCpu - before.simulatorCpu)) * 1e6).toFixed(1)} µs |`);
-  say(`one pass (first task to empty queue): ${passTimes.map((t) => `${t.toFixed(1)} s`).join(", ")}`);
+  say(`  Redis by command (server side): ${passBreakdown}`);
+  say(`one pass (paced over half the interval; busy: not waiting for its pace): ${passTimes.join(", ")}; records enqueued by passes since the worker started: ${enqueued}`);
   say(`\nRedis memory per record: ${(totalBytes / OWNERS).toFixed(0)} bytes (MEMORY USAGE of every iapps: key / owners)`);
   for (const [kind, total] of [...bytes].sort((a, b) => b[1] - a[1]).slice(0, 12)) say(`  ${kind.padEnd(36)} ${(total / OWNERS).toFixed(1)} bytes`);
 
   // Restart of role all: the simulator starts empty, and so does the worker.
+  if (PROFILE) {
+    // SIGTERM, so that it writes its profile.
+    const exited = new Promise((r) => worker.once("exit", r));
+    worker.kill("SIGTERM");
+    await exited;
+  }
   if (!NO_PODS) {
     await stop(worker);
     await stop(simulator);
     const restarted = performance.now();
     simulator = role("kube-sim");
     await until("the simulator again", 30, async () => (await fetch(`http://127.0.0.1:${simulatorPort}/version`)).ok);
-    worker = role("worker");
-    await until("every pod back", 120 + OWNERS / 20, async () => (await runningPods()) >= OWNERS);
-    say(`\nafter a restart of role all (simulator and worker): every pod Running again in ${((performance.now() - restarted) / 1000).toFixed(1)} s`);
+    worker = role("worker", PROFILE && join(PROFILE, "restart"));
+    // Where the time goes: pods Running, and the queue, every second.
+    const timeline: string[] = [];
+    const sampler = setInterval(() => {
+      void Promise.all([runningPods(), redis.llen("iapps:{queue}:pending"), redis.zcard("iapps:{queue}:active")]).then(
+        ([pods, pending, active]) => timeline.push(`${((performance.now() - restarted) / 1000).toFixed(0)} s: ${pods} running, ${pending} pending, ${active} active`),
+        () => {},
+      );
+    }, 1000);
+    await until("every pod back", 120 + OWNERS / 20, async () => (await runningPods()) >= OWNERS).finally(() => clearInterval(sampler));
+    const cpu = `worker ${cpuSeconds(worker.pid!).toFixed(1)} s, simulator ${cpuSeconds(simulator.pid!).toFixed(1)} s`;
+    say(`\nafter a restart of role all (simulator and worker): every pod Running again in ${((performance.now() - restarted) / 1000).toFixed(1)} s (CPU by then: ${cpu})`);
+    say(`  ${timeline.join("; ")}`);
+    if (PROFILE) {
+      const exited = new Promise((r) => worker.once("exit", r));
+      worker.kill("SIGTERM");
+      await exited;
+      say(`  the worker's CPU profile is in ${PROFILE}`);
+    }
   }
   await stop(api);
 } finally {

@@ -54,7 +54,7 @@ describe("with no file and no environment, every key has its default", () => {
     expect(config.auth).toEqual({ jwt_secret: "", jwt_public_key: "", jwt_algorithm: "RS256" });
     expect(config.api).toEqual({ require_etag: false, body_limit: 1048576, cache_max_entries: 100_000, cache_max_bytes: 268_435_456, job_claim_wait: 10_000, history_length: 20, audit_max_length: 1_000_000 });
     expect(config.worker).toEqual({
-      concurrency: 8,
+      concurrency: 32,
       lease: 30_000,
       max_attempts: 8,
       backoff_base: 200,
@@ -555,7 +555,7 @@ describe("bun src/main.ts config shows durations as they are written", () => {
     const path = configFile(`[worker]\nbackoff_base = "200ms"\nresync_interval = "1m"\n`);
     const worker = config(["worker", "--config", path], { IAPPS_WORKER_LEASE: "1h" });
     expect(worker.status).toBe(0);
-    expect(JSON.parse(worker.stdout)).toMatchObject({ lease: "1h", backoff_base: "200ms", resync_interval: "1m", backoff_max: "5m", concurrency: 8 });
+    expect(JSON.parse(worker.stdout)).toMatchObject({ lease: "1h", backoff_base: "200ms", resync_interval: "1m", backoff_max: "5m", concurrency: 32 });
     const whole = config(["--config", path]);
     expect(whole.status).toBe(0);
     const shown = JSON.parse(whole.stdout);

@@ -46,7 +46,8 @@ describe("the terminal's pod and its inactivity lease (spec §8)", () => {
     const lastActivity = Date.now();
     await eventually(async () => (await phase(jobId)) === "gone", 10, "the pod goes after the lease");
     expect(Date.now() - lastActivity).toBeGreaterThanOrEqual(1500);
-    expect(await redis.admin.hget(keys.job(jobId), "state")).toBe("SUSPENDED");
+    // The reconciler records the job's state right after the deletion it sees through: one write later.
+    await eventually(async () => (await redis.admin.hget(keys.job(jobId), "state")) === "SUSPENDED", 5, "the job is SUSPENDED");
 
     // The next open brings it back, for the same job.
     const again = await open();

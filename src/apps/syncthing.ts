@@ -65,7 +65,7 @@ export interface SyncthingFacts {
   restricted: string[];
   /** The state folder, `<home drive>/Syncthing` (a plain folder, never a symlink). */
   stateFolder: ServiceFolder;
-  /** The port the job holds, or null (claimed by prepareStart). */
+  /** The port the job's pod runs with (null without a pod: prepareStart claims one). */
   port: number | null;
 }
 
@@ -142,7 +142,7 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
     return null;
   },
 
-  async observe({ owner, jobId, config }, { storage, ports }) {
+  async observe({ owner, jobId, config, pod }, { storage, ports }) {
     const folders: SyncthingFolderAccess[] = [];
     const restricted: string[] = [];
     // Each drive's metadata read once, however many folders are on it.
@@ -156,7 +156,12 @@ export const syncthing = defineApp<SyncthingConfig, SyncthingFacts>({
       // Spec §7: accessible means the owner may write it; the rest is left out of what it runs with.
       if (found.access === "write") folders.push({ ...found, id: folderId(folder), path: folder.path });
     }
-    return { folders, restricted, stateFolder: await storage.serviceFolder(owner, stateFolderName(owner)), port: await ports.portOf(PORT_POOL, jobId) };
+    // The port a pod was started with is the one its job holds (prepareStart claimed it for that
+    // pod): no read (issue 13: a resync of an unchanged record costs Redis 2 reads). Without a
+    // pod nothing uses it before prepareStart claims it.
+    const annotated = Number(pod?.metadata?.annotations?.[SYNCTHING_ANNOTATIONS.port]);
+    const port = !pod ? null : Number.isInteger(annotated) && annotated > 0 ? annotated : await ports.portOf(PORT_POOL, jobId);
+    return { folders, restricted, stateFolder: await storage.serviceFolder(owner, stateFolderName(owner)), port };
   },
   // A folder marked restricted after it was configured goes from the configuration (as UCloud's
   // sensitivity reconciler does), with a new ETag, so the pod restarts without it.

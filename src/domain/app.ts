@@ -80,8 +80,12 @@ export interface IntegratedApp<Config = unknown, Facts = unknown> {
    * The reconciler stores it as a new version (new ETag), so the pod restarts without it.
    */
   prune?(context: PodContext<Config, Facts>): { config: Config; warnings: string[] } | null;
-  /** Reads what the other runtime hooks depend on, once per reconcile (folder access, leases). */
-  observe(context: Omit<PodContext<Config, Facts>, "facts">, runtime: AppRuntime): Promise<Facts>;
+  /**
+   * Reads what the other runtime hooks depend on, once per reconcile (folder access, leases).
+   * `pod` is the job's pod as the watch cache has it (null when there is none): what it was
+   * started with need not be read again (Syncthing's port).
+   */
+  observe(context: Omit<PodContext<Config, Facts>, "facts"> & { pod?: V1Pod | null }, runtime: AppRuntime): Promise<Facts>;
   /** Whether the app should have a running pod now. */
   shouldRun(context: PodContext<Config, Facts>): boolean;
   /** Whether a running pod still fits the configuration (beyond its ETag and version). */

@@ -44,8 +44,11 @@ export interface CacheOptions {
   selectLabel: string;
   /** The pods' label to index by (`podsByIndex`). */
   indexLabel: string;
-  /** Any change to a cached object (events and relists; not the process's own writes). */
-  onChange?: (kind: "pod" | "service" | "networkpolicy", object: V1Pod | V1Service | V1NetworkPolicy, deleted: boolean) => void;
+  /**
+   * Any change to a cached object (watch events and the informers' relists; not the process's
+   * own writes, nor `relistCaches`), with the version the cache had before (null: none).
+   */
+  onChange?: (kind: "pod" | "service" | "networkpolicy", object: V1Pod | V1Service | V1NetworkPolicy, deleted: boolean, previous: V1Pod | V1Service | V1NetworkPolicy | null) => void;
   onError?: (kind: string, error: unknown) => void;
 }
 
@@ -108,7 +111,7 @@ export class KubernetesGateway {
     // Each informer lists (counted here), then watches (counted by its failures).
     const common = <T extends V1Pod | V1Service | V1NetworkPolicy>(kind: "pod" | "service" | "networkpolicy", list: string, watch: string) => ({
       labelSelector: selector,
-      onChange: (object: T, deleted: boolean) => options.onChange?.(kind, object, deleted),
+      onChange: (object: T, deleted: boolean, previous: T | null) => options.onChange?.(kind, object, deleted, previous),
       onError: (error: unknown) => {
         countError(watch, error);
         options.onError?.(kind, error);
@@ -146,6 +149,16 @@ export class KubernetesGateway {
   /** Whether the caches run and each has its first list: what a worker's /readyz waits for. */
   get synced(): boolean {
     return this.caches !== null && Object.values(this.caches).every((cache) => cache.synced);
+  }
+
+  /**
+   * Lists every cache again (three list calls), for what their watches may have missed: the
+   * resync's safety net. Answers how many cached objects changed; nothing without caches.
+   */
+  async relistCaches(): Promise<number> {
+    if (!this.caches) return 0;
+    const changed = await Promise.all(Object.values(this.caches).map((cache) => cache.relist()));
+    return changed.reduce((sum, n) => sum + n, 0);
   }
 
   async stopCaches(): Promise<void> {

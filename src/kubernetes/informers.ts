@@ -7,7 +7,9 @@
 //
 // The reconciler reads from here and writes to the API server; what it wrote is recorded at
 // once (`wrote`, `deleted`), so a second reconcile right after a create never creates twice, and
-// an event older than a write never undoes it (resourceVersions are compared).
+// an event older than a write never undoes it (resourceVersions are compared); the event of the
+// version a write already put here changes nothing and is not passed on. `relist` lists again
+// outside the watch (the resync's safety net for an event the watch never delivered).
 // Imports @kubernetes/client-node only.
 
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, makeInformer } from "@kubernetes/client-node";
@@ -21,8 +23,8 @@ export interface InformerOptions<T extends KubernetesObject> {
   labelSelector: string;
   /** A label to index objects by (the record's owner label of pods), for `byIndex`. */
   indexLabel?: string;
-  /** Every change seen (added, modified or deleted), after the cache has it. */
-  onChange?: (object: T, deleted: boolean) => void;
+  /** Every change seen (added, modified or deleted), after the cache has it, with what it had before (null: nothing). */
+  onChange?: (object: T, deleted: boolean, previous: T | null) => void;
   /** A watch or list failed (it is started again after a pause). */
   onError?: (error: unknown) => void;
   /** Each (re)list or watch start: counted as a read of the API server. */
@@ -137,6 +139,8 @@ export class InformerCache<T extends KubernetesObject> {
     const rv = version(object);
     // An event older than what this process wrote or deleted: it would undo a newer state.
     if (rv !== null && known && (version(known) ?? 0) > rv) return;
+    // The very version the cache has (this process's own create): nothing changed.
+    if (!deleted && rv !== null && known && version(known) === rv) return;
     const tomb = this.tombstones.get(name);
     if (tomb !== undefined && rv !== null && rv <= tomb && !deleted) return;
     if (deleted) {
@@ -146,7 +150,41 @@ export class InformerCache<T extends KubernetesObject> {
       if (tomb !== undefined) this.tombstones.delete(name);
       this.put(name, object);
     }
-    this.options.onChange?.(object, deleted);
+    this.options.onChange?.(object, deleted, known ?? null);
+  }
+
+  /**
+   * Lists again, outside the watch, and takes in what the watch missed: objects gone (their
+   * DELETED event never arrived) and newer versions. An object the cache has in a version newer
+   * than the list (an event or a write that came meanwhile) stays. Answers how many objects it
+   * changed; tells `onChange` nothing (whoever relists looks at the cache afterwards).
+   */
+  async relist(): Promise<number> {
+    this.options.onConnect?.();
+    const list = await this.options.list();
+    const listedAt = version(list);
+    const names = new Set<string>();
+    let changed = 0;
+    for (const item of list.items) {
+      const name = item.metadata?.name;
+      if (!name) continue;
+      names.add(name);
+      const known = this.objects.get(name);
+      const rv = version(item);
+      if (known && rv !== null && (version(known) ?? 0) >= rv) continue;
+      const tomb = this.tombstones.get(name);
+      if (tomb !== undefined && rv !== null && rv <= tomb) continue;
+      this.put(name, item);
+      changed++;
+    }
+    for (const [name, known] of [...this.objects]) {
+      if (names.has(name)) continue;
+      const rv = version(known);
+      if (listedAt !== null && rv !== null && rv > listedAt) continue;
+      this.remove(name);
+      changed++;
+    }
+    return changed;
   }
 
   private replaceAll(items: T[]) {
@@ -191,7 +229,7 @@ export class InformerCache<T extends KubernetesObject> {
 }
 
 /** An object's resourceVersion as a number (the API server's are; opaque strings count as unknown). */
-function version(object: KubernetesObject | undefined): number | null {
+function version(object: { metadata?: { resourceVersion?: string } } | undefined): number | null {
   const rv = object?.metadata?.resourceVersion;
   return rv !== undefined && /^\d+$/.test(rv) ? Number(rv) : null;
 }

@@ -49,6 +49,13 @@ export const metrics = {
     "iapps_resync_last_completed_timestamp_seconds",
     "When this worker last finished a periodic resync round (Unix time); absent until it has, and on workers that never held the round.",
   ),
+  resyncSeconds: registry.gauge("iapps_resync_last_duration_seconds", "How long this worker's last resync round took (pacing over half the interval included)."),
+  resyncBusySeconds: registry.gauge("iapps_resync_last_busy_seconds", "Of this worker's last resync round, the time it was not waiting for its pace: what it would take unpaced."),
+  resyncRecords: registry.counter(
+    "iapps_resync_records_total",
+    "Records the resync looked at, by verdict: in-sync (no reconcile needed), enqueued (a reconcile would change something, or the check failed).",
+    ["verdict"],
+  ),
 
   coreRequests: registry.counter("iapps_core_requests_total", "Calls to UCloud/Core (mode core), by path.", ["call"]),
   coreErrors: registry.counter(

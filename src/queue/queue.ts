@@ -173,7 +173,7 @@ export class TaskQueue {
   async complete(lease: Lease): Promise<boolean> {
     const redis = await this.redis();
     const keyNames = taskKeys();
-    return (await scripts.complete.run(redis, keyNames, [lease.id, lease.token])) === 1;
+    return (await scripts.complete.run(redis, keyNames, [lease.id, lease.token, lease.requestId === undefined ? "" : "1"])) === 1;
   }
 
   /** Records a failed attempt: answers what became of the task. */

@@ -3,12 +3,16 @@
 // changes nothing the second time. Restart is a pod deletion followed by a reconcile.
 // Every reconcile counts its outcome in the metrics (iapps_reconcile_total), and every object it
 // creates or deletes in the cluster is a log line (info): app, owner, kind, name, and why.
+// `check` runs the very same decisions read-only ("would you change anything?"): what the
+// periodic resync asks of every record before it puts a reconcile on the queue, so the check
+// can never disagree with the reconcile; every change to the world is refused with WouldChange.
 // Imports src/apps, src/store, src/ucloud/jobs.ts, src/kubernetes/gateway.ts, src/metrics and this folder.
 
 import type { V1Pod, V1Volume } from "@kubernetes/client-node";
 import type { AppSettings, IntegratedApp, PodContext } from "../domain/app.ts";
 import type { AppRegistry } from "../apps/registry.ts";
-import type { AppRuntime } from "../domain/runtime.ts";
+import type { AppRuntime, PortAllocator } from "../domain/runtime.ts";
+import type { Storage } from "../domain/storage.ts";
 import { taskId } from "../queue/tasks.ts";
 import { type KubernetesGateway, statusOf } from "../kubernetes/gateway.ts";
 import { metrics } from "../metrics/metrics.ts";
@@ -18,12 +22,20 @@ import type { RecordStore } from "../store/records.ts";
 import { isFinal, type Job, type JobRegistry, type JobState } from "../ucloud/jobs.ts";
 import { ANNOTATIONS, buildNetworkPolicy, buildPod, buildService, LABELS, ownedByPod, ownedService, ownerLabel, podName, policyName } from "./objects.ts";
 
+/** What the reconciler does with records: read them, and the few changes it makes to them. */
+export type ReconcilerRecords = Pick<RecordStore, "read" | "detach" | "prune" | "resetPending" | "resetDone">;
+/** What the reconciler sees of the cluster (the gateway's caches) and changes in it. */
+export type ClusterView = Pick<
+  KubernetesGateway,
+  "podsByIndex" | "cachedService" | "cachedNetworkPolicy" | "getPod" | "createPod" | "deletePod" | "createService" | "deleteService" | "createNetworkPolicy" | "deleteNetworkPolicy"
+>;
+
 export interface ReconcilerOptions {
-  store: RecordStore;
-  jobs: JobRegistry;
+  store: ReconcilerRecords;
+  jobs: Pick<JobRegistry, "retrieve" | "updateState">;
   apps: AppRegistry;
   settings: (app: string) => AppSettings;
-  gateway: KubernetesGateway;
+  gateway: ClusterView;
   /** Storage, ports and leases for the apps' runtime hooks. */
   runtime: AppRuntime;
   /** The storage root's volume, which pods mount user data from (objects.ts `filesystemVolume`). */
@@ -39,6 +51,20 @@ export interface ReconcilerOptions {
  * new version was stored, and its own reconcile follows). Failures count as `aborted` (lease lost) or `error`.
  */
 export type ReconcileOutcome = "in-sync" | "created" | "replaced" | "stopped" | "blocked" | "detached" | "waiting" | "skipped" | "pruned";
+
+/** What `check` answers for a record whose reconcile would change something: what, in words. */
+export class WouldChange extends Error {}
+
+/** What one resync pass gives `check` beyond the reconciler's own options. */
+export interface CheckOptions {
+  /** Storage for the pass (drive metadata cached across the pass: src/store/drives.ts); else the runtime's. */
+  storage?: Storage;
+  /**
+   * The tags (`recordTag`) of the records that owe a reset, as the pass's SCAN found them; without
+   * it, each check reads its record's marker.
+   */
+  resetsPending?: ReadonlySet<string>;
+}
 
 /** The kinds of object the reconciler changes, and how a log line names them. */
 const KINDS = { Pod: "a pod", Service: "a service", NetworkPolicy: "a network policy" } as const;
@@ -116,7 +142,7 @@ export class Reconciler {
       settings: this.options.settings(appName),
       filesystem: this.options.filesystem,
     };
-    const context: PodContext<unknown> = { ...base, facts: await app.observe(base, this.options.runtime) };
+    const context: PodContext<unknown> = { ...base, facts: await app.observe({ ...base, pod }, this.options.runtime) };
     // Part of the configuration must go by itself (a folder marked restricted since): stored as a
     // new version, whose reconcile (enqueued by that write) replaces the pod.
     const pruned = app.prune?.(context) ?? null;
@@ -193,6 +219,80 @@ export class Reconciler {
     return done("created");
   }
 
+  /**
+   * Whether a reconcile of (app, owner) would change anything now: null when it would not, else
+   * what it would do first. The same decisions as `reconcile`, on the same reads (the record, its
+   * job, the watch caches, what the app observes), with every change to the world, to the record,
+   * the job, a port or a file refused; nothing is logged or counted. Anything else that fails
+   * (Redis, the file system) throws: the caller enqueues a reconcile, which knows what to do.
+   */
+  async check(appName: string, owner: Owner, options: CheckOptions = {}): Promise<string | null> {
+    const real = this.options;
+    const refuse = (what: string) => async (): Promise<never> => {
+      throw new WouldChange(what);
+    };
+    // A port is read once per check however often it is asked for (observe, then release).
+    const held = new Map<string, Promise<number | null>>();
+    const portOf = (pool: string, jobId: string) => {
+      const key = `${pool}\n${jobId}`;
+      const known = held.get(key) ?? real.runtime.ports.portOf(pool, jobId);
+      held.set(key, known);
+      return known;
+    };
+    const ports: PortAllocator = {
+      portOf,
+      allocate: refuse("claim a port"),
+      release: async (pool, jobId) => {
+        if ((await portOf(pool, jobId)) !== null) throw new WouldChange("give a port back");
+      },
+    };
+    const storage = options.storage ?? real.runtime.storage;
+    const resets = options.resetsPending;
+    const dry = new Reconciler({
+      ...real,
+      log: () => {},
+      store: {
+        read: (app, who) => real.store.read(app, who),
+        resetPending: async (app, who) => (resets === undefined ? real.store.resetPending(app, who) : resets.has(recordTag(app, who)) ? "pending" : null),
+        detach: refuse("detach the record from its job"),
+        prune: refuse("prune the configuration"),
+        resetDone: refuse("finish a reset"),
+      },
+      jobs: { retrieve: (id) => real.jobs.retrieve(id), updateState: refuse("update the job's state") },
+      gateway: {
+        podsByIndex: (label, value) => real.gateway.podsByIndex(label, value),
+        cachedService: (name) => real.gateway.cachedService(name),
+        cachedNetworkPolicy: (name) => real.gateway.cachedNetworkPolicy(name),
+        getPod: refuse("read a pod it deleted"),
+        createPod: refuse("create a pod"),
+        deletePod: refuse("delete a pod"),
+        createService: refuse("create a service"),
+        deleteService: refuse("delete a service"),
+        createNetworkPolicy: refuse("create a network policy"),
+        deleteNetworkPolicy: refuse("delete a network policy"),
+      },
+      runtime: {
+        ports,
+        leases: { remaining: (app, who) => real.runtime.leases.remaining(app, who), refresh: refuse("refresh a lease") },
+        storage: {
+          access: (who, path) => storage.access(who, path),
+          accessAll: (who, paths) => storage.accessAll(who, paths),
+          sensitivity: (path) => storage.sensitivity(path),
+          serviceFolder: (who, name) => storage.serviceFolder(who, name),
+          writeServiceFiles: refuse("write the service's files"),
+          wipeServiceFolder: refuse("wipe the service's folder"),
+        },
+      },
+    });
+    try {
+      await dry.converge(appName, owner);
+      return null;
+    } catch (e) {
+      if (e instanceof WouldChange) return e.message;
+      throw e;
+    }
+  }
+
   /** Deletes the rank-0 pod (grace period 0, background propagation); the reconcile recreates it. */
   async restart(appName: string, owner: Owner, signal?: AbortSignal): Promise<ReconcileResult> {
     const record = await this.options.store.read(appName, owner);
@@ -212,24 +312,32 @@ export class Reconciler {
     return null;
   }
 
-  /** The pod's services and network policy exist, and belong to this pod (not an earlier one). */
+  /**
+   * The pod's services and network policy exist, and belong to this pod (not an earlier one).
+   * Each object is independent of the others: they are made at once, not one after another
+   * (after a restart of role `all`, every pod's three companions are made anew).
+   */
   private async ensureCompanions(app: IntegratedApp<unknown>, context: PodContext<unknown>, pod: V1Pod) {
     const { gateway } = this.options;
     const changed = (verb: "created" | "deleted", kind: Kind, name: string, why: string) => this.changed(verb, kind, name, app.name, context.owner, { why });
     const why = { deleted: "it belonged to an earlier pod", created: `for pod ${pod.metadata?.name}` };
-    for (const wanted of [buildService(app, context, pod), ...app.extraServices(context).map((s) => ownedService(s, pod))]) {
+    const services = [buildService(app, context, pod), ...app.extraServices(context).map((s) => ownedService(s, pod))].map(async (wanted) => {
       const name = wanted.metadata!.name!;
       const service = await gateway.cachedService(name);
-      if (service && ownedByPod(service, pod)) continue;
+      if (service && ownedByPod(service, pod)) return;
       if (service && (await gateway.deleteService(name))) changed("deleted", "Service", name, why.deleted);
       if (await createOrKeep(() => gateway.createService(wanted))) changed("created", "Service", name, why.created);
-    }
-    const name = policyName(context.jobId);
-    const policy = await gateway.cachedNetworkPolicy(name);
-    if (!policy || !ownedByPod(policy, pod)) {
+    });
+    const policy = (async () => {
+      const name = policyName(context.jobId);
+      const policy = await gateway.cachedNetworkPolicy(name);
+      if (policy && ownedByPod(policy, pod)) return;
       if (policy && (await gateway.deleteNetworkPolicy(name))) changed("deleted", "NetworkPolicy", name, why.deleted);
       if (await createOrKeep(() => gateway.createNetworkPolicy(buildNetworkPolicy(app, context, pod)))) changed("created", "NetworkPolicy", name, why.created);
-    }
+    })();
+    // Every one settled before an error is thrown: none left running after the reconcile ends.
+    const failed = (await Promise.allSettled([...services, policy])).find((outcome) => outcome.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
   /** A create or delete in the cluster, as a log line: `created a pod`, with the app, owner, kind, name and what else explains it. */
@@ -243,6 +351,23 @@ export class Reconciler {
     job.state = state;
     job.status = status;
   }
+}
+
+/**
+ * Whether a pod's new version differs from the old in anything a reconcile decides on: its
+ * phase, its deletion, its labels and annotations (owner, job, ETag, version, the app's own).
+ * Anything else (a condition, an IP) cannot change what a reconcile does.
+ */
+export function podChangeMatters(previous: V1Pod, next: V1Pod): boolean {
+  if (previous.status?.phase !== next.status?.phase) return true;
+  if ((previous.metadata?.deletionTimestamp === undefined) !== (next.metadata?.deletionTimestamp === undefined)) return true;
+  return !sameStrings(previous.metadata?.labels, next.metadata?.labels) || !sameStrings(previous.metadata?.annotations, next.metadata?.annotations);
+}
+
+function sameStrings(a: Record<string, string> | undefined, b: Record<string, string> | undefined): boolean {
+  const left = Object.entries(a ?? {});
+  if (left.length !== Object.keys(b ?? {}).length) return false;
+  return left.every(([key, value]) => b?.[key] === value);
 }
 
 /** Creates an object; false when one of its name exists already (another worker made it). */

@@ -173,14 +173,14 @@ export const ConfigSchema = v.strictObject({
   worker: v.optional(
     v.strictObject({
       /** Tasks one worker process runs at once. */
-      concurrency: positiveInt(8, 10_000),
+      concurrency: positiveInt(32, 10_000),
       /** A task's lease: renewed while it runs; when a worker dies, its tasks go to another after this. */
       lease: duration("30s"),
       /** Attempts before a failing task becomes a dead letter. */
       max_attempts: positiveInt(8, 1000),
       backoff_base: duration("200ms"),
       backoff_max: duration("5m"),
-      /** How often every record gets a reconcile task, whatever happened. */
+      /** How often every record is checked, and gets a reconcile task when one would change something. */
       resync_interval: duration("30s"),
       /** How long SIGTERM waits for running tasks before the worker exits. */
       shutdown_timeout: duration("25s"),

@@ -11,9 +11,11 @@
 //   member:<user>    "read" or "write"
 //   sensitivity:<p>  "SENSITIVE" or "CONFIDENTIAL" for the folder <p> inside the drive ("" the drive itself)
 //   updatedAt        when an operator last changed it
+// Every change also increments `iapps:drive:.version`, after it: a worker's resync reads that
+// once per pass and keeps what it read of drives (DriveMetadataCache) while it stays the same.
 // Imports src/domain/storage.ts (types) and src/store/* only.
 
-import type { DriveMetadata, MemberRole, Sensitivity } from "../domain/storage.ts";
+import type { DriveDirectory, DriveMetadata, MemberRole, Sensitivity } from "../domain/storage.ts";
 import { keys } from "./keys.ts";
 import type { CommandConnection, RedisClient } from "./connections.ts";
 import { scanEach } from "./routing.ts";
@@ -60,7 +62,10 @@ export class RedisDriveDirectory {
   async create(driveId: string, owner: string): Promise<boolean> {
     const redis = await this.commands();
     const created = await redis.hsetnx(keys.drive(driveId), "owner", owner);
-    if (created === 1) await redis.hset(keys.drive(driveId), { locked: "false", updatedAt: new Date().toISOString() });
+    if (created === 1) {
+      await redis.hset(keys.drive(driveId), { locked: "false", updatedAt: new Date().toISOString() });
+      await this.changed();
+    }
     return created === 1;
   }
 
@@ -71,6 +76,7 @@ export class RedisDriveDirectory {
     for (const [path, level] of Object.entries(metadata.sensitivity)) fields[SENSITIVITY + path] = level;
     const redis = await this.commands();
     await redis.multi().del(keys.drive(driveId)).hset(keys.drive(driveId), fields).exec();
+    await this.changed();
   }
 
   /** Sets (or with null removes) a member's role. The drive must have metadata. */
@@ -90,7 +96,9 @@ export class RedisDriveDirectory {
   /** Forgets the drive's metadata (its folder and files stay). True when there was some. */
   async remove(driveId: string): Promise<boolean> {
     const redis = await this.commands();
-    return (await redis.del(keys.drive(driveId))) === 1;
+    const removed = (await redis.del(keys.drive(driveId))) === 1;
+    if (removed) await this.changed();
+    return removed;
   }
 
   /** The ids of every drive with metadata. */
@@ -98,7 +106,8 @@ export class RedisDriveDirectory {
     const ids: string[] = [];
     const prefix = keys.drive("");
     await scanEach(client, keys.drivePattern(), 500, async (batch) => {
-      ids.push(...batch.map((key) => key.slice(prefix.length)));
+      // Not the version counter (`iapps:drive:.version`): no drive id starts with '.'.
+      ids.push(...batch.map((key) => key.slice(prefix.length)).filter((id) => !id.startsWith(".")));
     });
     return ids.sort();
   }
@@ -112,5 +121,51 @@ export class RedisDriveDirectory {
     if (value === null) multi.hdel(key, field);
     else multi.hset(key, field, value);
     await multi.hset(key, "updatedAt", new Date().toISOString()).exec();
+    await this.changed();
+  }
+
+  /** After a change: what workers cached of drives is out of date (its own key, so also on a Redis Cluster). */
+  private async changed(): Promise<void> {
+    await (await this.commands()).incr(keys.drivesVersion());
+  }
+}
+
+/**
+ * Drive metadata as one worker's resync reads it: each drive once, kept across passes for as
+ * long as `iapps:drive:.version` stays the same (a home drive without metadata is a read too, so
+ * without this a pass would read one per owner). `refresh` once per pass.
+ */
+export class DriveMetadataCache implements DriveDirectory {
+  private version: string | null | undefined = undefined;
+  private readonly known = new Map<string, Promise<DriveMetadata | null>>();
+
+  constructor(
+    private readonly commands: CommandConnection,
+    private readonly drives: Pick<RedisDriveDirectory, "get">,
+  ) {}
+
+  /** Reads the version; forgets everything when it changed (or the first time). */
+  async refresh(): Promise<void> {
+    const version = await (await this.commands()).get(keys.drivesVersion());
+    if (version !== this.version) this.known.clear();
+    this.version = version;
+  }
+
+  get(driveId: string): Promise<DriveMetadata | null> {
+    let metadata = this.known.get(driveId);
+    if (metadata === undefined) {
+      metadata = this.drives.get(driveId);
+      this.known.set(driveId, metadata);
+      // Invalid metadata stays what it is until the version changes; Redis failing does not.
+      metadata.catch((error) => {
+        if (!(error instanceof InvalidDriveMetadata)) this.known.delete(driveId);
+      });
+    }
+    return metadata;
+  }
+
+  /** How many drives it holds (tests). */
+  get size(): number {
+    return this.known.size;
   }
 }

@@ -56,6 +56,8 @@ export const keys = {
 
   /** String, present while a reset's side effects (Syncthing's state wipe) are owed: the reset's ETag. */
   resetPending: (app: string, owner: Owner) => `${PREFIX}:reset:{${recordTag(app, owner)}}`,
+  /** SCAN pattern of every reset marker: the resync learns which records owe a reset without a read each. */
+  resetPattern: () => `${PREFIX}:reset:*`,
   /**
    * Set of tasks writes owe the queue, `<task id> <nonce>` (one member per write): added in the
    * write's MULTI, removed once the task is on the queue (the queue's keys are in another hash
@@ -102,6 +104,12 @@ export const keys = {
   drive: (driveId: string) => `${PREFIX}:drive:${driveId}`,
   /** SCAN pattern of every drive's metadata. */
   drivePattern: () => `${PREFIX}:drive:*`,
+  /**
+   * Counter that every change of drive metadata through src/store/drives.ts increments: a worker's
+   * resync keeps what it read of drives for as long as it reads the same value here. Among the
+   * drives' keys, under a name no drive has (a drive id never starts with '.').
+   */
+  drivesVersion: () => `${PREFIX}:drive:.version`,
 
   /**
    * Hash of one job in the embedded job registry: state, status (while there is one), createdBy,
@@ -175,6 +183,7 @@ export const keyPatterns = {
   jobClaim: `${PREFIX}:claim:{<app>:<createdBy>[:<project>]}`,
   activityLease: `${PREFIX}:lease:{<app>:<createdBy>[:<project>]}`,
   resetPending: `${PREFIX}:reset:{<app>:<createdBy>[:<project>]}`,
+  resetPattern: `${PREFIX}:reset:*`,
   outbox: `${PREFIX}:outbox:{<app>:<createdBy>[:<project>]}`,
   outboxPattern: `${PREFIX}:outbox:*`,
   outboxFence: `${PREFIX}:outbox-fence:{<app>:<createdBy>[:<project>]}`,
@@ -188,6 +197,7 @@ export const keyPatterns = {
   portsRange: `${PREFIX}:{ports}:<pool>:range`,
   drive: `${PREFIX}:drive:<driveId>`,
   drivePattern: `${PREFIX}:drive:*`,
+  drivesVersion: `${PREFIX}:drive:.version`,
   job: `${PREFIX}:job:<jobId>`,
   jobSpecifications: `${PREFIX}:job-specs`,
   jobSequence: `${PREFIX}:job-seq`,

@@ -1,19 +1,23 @@
 // Starts a worker for a service context: with given task handlers (tests), or with the
-// reconciler and a pod watch (roles worker and all).
+// reconciler, its watch caches and its read-only check for the resync (roles worker and all).
 // Imports src/service/context.ts, the connection factory of src/store/connections.ts (for the
-// blocking connection), src/kubernetes, src/reconciler, src/base/log.ts and src/worker/*.
+// blocking connection), src/store/drives.ts and src/storage/local.ts (the resync's storage, drive
+// metadata cached), src/kubernetes, src/reconciler, src/base/log.ts and src/worker/*.
 
+import type { V1Pod } from "@kubernetes/client-node";
 import { KubernetesGateway } from "../kubernetes/gateway.ts";
 import { log } from "../base/log.ts";
 import { ANNOTATIONS, filesystemVolume, LABELS, podName } from "../reconciler/objects.ts";
-import { Reconciler } from "../reconciler/reconciler.ts";
+import { podChangeMatters, Reconciler } from "../reconciler/reconciler.ts";
+import { LocalStorage } from "../storage/local.ts";
+import { DriveMetadataCache } from "../store/drives.ts";
 import type { ServiceContext } from "../service/context.ts";
 import { createClient } from "../store/connections.ts";
 import type { TaskHandlers } from "./handlers.ts";
-import { reconcileTaskOf } from "./resync.ts";
+import { type PassCheck, reconcileTaskOf } from "./resync.ts";
 import { Worker } from "./worker.ts";
 
-export function startWorker(context: ServiceContext, handlers: TaskHandlers): Worker {
+export function startWorker(context: ServiceContext, handlers: TaskHandlers, check?: PassCheck): Worker {
   const { config } = context;
   // Blocking waits get a connection of their own, so they never delay other commands.
   const blocking = createClient(context.redisSettings, {
@@ -36,6 +40,7 @@ export function startWorker(context: ServiceContext, handlers: TaskHandlers): Wo
     leaseMs: config.worker.lease,
     resyncIntervalMs: config.worker.resync_interval,
     auditMaxLength: config.api.audit_max_length,
+    check,
     log,
   });
   worker.start();
@@ -64,6 +69,26 @@ export function reconcilerFor(context: ServiceContext, gateway: KubernetesGatewa
 }
 
 /**
+ * The resync's check: the reconciler's own decisions, read-only (`Reconciler.check`), against
+ * watch caches listed again for what a watch missed (once `ready`, their first lists), and drive
+ * metadata read once while no operator changes any (src/store/drives.ts).
+ */
+export function resyncCheck(context: ServiceContext, gateway: KubernetesGateway, reconciler: Reconciler, ready: Promise<void>): PassCheck {
+  const drives = new DriveMetadataCache(context.commands, context.drives);
+  const storage = new LocalStorage(context.config.storage.root, drives);
+  return {
+    async begin({ resetsPending }) {
+      await ready;
+      // An API server that does not answer now leaves the caches as their watches keep them:
+      // the pass still checks every record against them.
+      await gateway.relistCaches().catch((error) => log("warn", "resync: could not list the cluster again; checking against the watch caches", { error: String(error) }));
+      await drives.refresh();
+      return (app, owner) => reconciler.check(app, owner, { storage, resetsPending });
+    },
+  };
+}
+
+/**
  * A worker whose handlers are the reconciler, reading the cluster from watch caches (pods,
  * services and network policies of integrated apps): every change a cache sees enqueues a
  * reconcile of the record it belongs to, so a pod that stops or vanishes is dealt with in
@@ -82,9 +107,13 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
   const caches = gateway.startCaches({
     selectLabel: LABELS.app,
     indexLabel: LABELS.owner,
-    onChange: async (kind, object, deleted) => {
+    onChange: async (kind, object, deleted, previous) => {
       watchTrouble = false;
-      if (kind === "pod") return enqueueFor(object.metadata?.annotations?.[ANNOTATIONS.owner]);
+      if (kind === "pod") {
+        // A change the reconciler decides nothing on (a status detail) brings no reconcile.
+        if (!deleted && previous !== null && !podChangeMatters(previous as V1Pod, object as V1Pod)) return;
+        return enqueueFor(object.metadata?.annotations?.[ANNOTATIONS.owner]);
+      }
       // A service or policy gone from under its pod: the pod's record puts it back.
       const jobId = object.metadata?.labels?.[LABELS.jobId];
       if (deleted && jobId) enqueueFor((await gateway.cachedPod(podName(jobId)))?.metadata?.annotations?.[ANNOTATIONS.owner]);
@@ -94,6 +123,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
       watchTrouble = true;
     },
   });
+  const check = resyncCheck(context, gateway, reconciler, caches);
   // The first reconcile waits for the caches: an empty cache would read as "no pod".
   const worker = startWorker(context, {
     reconcile: async (app, owner, signal) => {
@@ -104,7 +134,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
       await caches;
       return reconciler.restart(app, owner, signal);
     },
-  });
+  }, check);
   return {
     worker,
     gateway,

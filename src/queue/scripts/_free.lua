@@ -17,7 +17,8 @@ end
 -- (parked by take-8.lua) goes back to pending.
 local function free(id)
   local tag = tagOf(id)
-  if redis.call('HGET', busy, tag) == id then redis.call('HDEL', busy, tag) end
+  -- The tag is this task's: take-8.lua claimed it with HSETNX, and nothing else takes it before free.
+  redis.call('HDEL', busy, tag)
   local waiting = redis.call('HGET', parked, tag)
   if waiting then
     redis.call('HDEL', parked, tag)

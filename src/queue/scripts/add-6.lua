@@ -22,7 +22,7 @@ if requestId ~= '' then redis.call('HSET', requestIds, id, requestId) end
 if redis.call('SADD', dirty, id) == 0 then return 0 end
 if redis.call('ZSCORE', active, id) then return 2 end
 redis.call('ZREM', delayed, id)
-redis.call('RPUSH', pending, id)
--- Wake one idle worker; the token list is capped, since one token may start many tasks.
-if redis.call('LLEN', wake) < 256 then redis.call('RPUSH', wake, '1') end
+-- Wake one idle worker. A token per task while few are pending: one token may start many tasks,
+-- and a take that empties the list drops the tokens left (take-8.lua).
+if redis.call('RPUSH', pending, id) <= 256 then redis.call('RPUSH', wake, '1') end
 return 1

@@ -15,6 +15,8 @@
 -- KEYS[12] request ids: hash of task id -> the latest request that asked for it
 -- ARGV[1] the task id
 -- ARGV[2] the lease token
+-- ARGV[3] '1' when the task was taken with a request id, else '' (then none was stored since:
+--         a request adding it again would have made it dirty)
 --
 -- Returns 1 when the run ended, 0 when the lease was not ours any more (it expired and the task
 -- was handed out again).
@@ -22,20 +24,20 @@
 local pending, dirty, active, leases, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local attempts, errors, delayed, dead = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local busy, parked, requestIds = KEYS[10], KEYS[11], KEYS[12]
-local id, token = ARGV[1], ARGV[2]
+local id, token, hadRequestId = ARGV[1], ARGV[2], ARGV[3] == '1'
 
 --- @include "_free.lua"
 
 if redis.call('HGET', leases, id) ~= token then return 0 end
 redis.call('ZREM', active, id)
 redis.call('HDEL', leases, id)
-redis.call('HDEL', attempts, id)
-redis.call('HDEL', errors, id)
+-- A last error is kept only beside failed attempts (fail-12.lua, promote-12.lua set both).
+if redis.call('HDEL', attempts, id) == 1 then redis.call('HDEL', errors, id) end
 free(id)
 if redis.call('SISMEMBER', dirty, id) == 1 then
   redis.call('RPUSH', pending, id)
   wakeOne()
-else
+elseif hadRequestId then
   -- Added again meanwhile, the request id is that of the next run; else it is done with.
   redis.call('HDEL', requestIds, id)
 end

@@ -17,7 +17,8 @@
 -- Returns a flat array: task id, lease token, request id ('' for none), for each task taken.
 
 local pending, dirty, active, leases, wake, busy, parked, requestIds = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local leaseMs, tokenPrefix, wanted = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+-- At most 1000 at once: each key's command takes them all as arguments.
+local leaseMs, tokenPrefix, wanted = tonumber(ARGV[1]), ARGV[2], math.min(tonumber(ARGV[3]), 1000)
 
 -- The Redis server's clock: workers on machines with skewed clocks agree on leases.
 local time = redis.call('TIME')
@@ -29,27 +30,39 @@ local function tagOf(id)
   return at and string.sub(id, at + 1) or id
 end
 
+-- One LPOP for all of them, and one command per key for all taken (issue 13: the queue's
+-- commands are most of what a reconcile costs Redis): only a tag's claim is per task. A task
+-- parked on the way counts against `wanted`; the worker takes again when it has room.
+local popped = redis.call('LPOP', pending, wanted)
 local out = {}
-local taken = 0
-while taken < wanted do
-  local id = redis.call('LPOP', pending)
-  if not id then break end
-  local tag = tagOf(id)
-  if redis.call('HEXISTS', busy, tag) == 1 then
-    redis.call('HSET', parked, tag, id)
+if not popped then
+  -- Wake-up tokens only say "something is pending"; with nothing pending they would make idle
+  -- workers spin through empty takes.
+  redis.call('DEL', wake)
+  return out
+end
+local taken, leaseArgs, activeArgs = {}, {}, {}
+for _, id in ipairs(popped) do
+  if redis.call('HSETNX', busy, tagOf(id), id) == 0 then
+    redis.call('HSET', parked, tagOf(id), id)
   else
-    taken = taken + 1
-    redis.call('SREM', dirty, id)
-    redis.call('ZADD', active, now + leaseMs, id)
-    local token = tokenPrefix .. ':' .. taken
-    redis.call('HSET', leases, id, token)
-    redis.call('HSET', busy, tag, id)
-    out[#out + 1] = id
-    out[#out + 1] = token
-    out[#out + 1] = redis.call('HGET', requestIds, id) or ''
+    local token = tokenPrefix .. ':' .. (#taken + 1)
+    taken[#taken + 1] = id
+    leaseArgs[#leaseArgs + 1] = id
+    leaseArgs[#leaseArgs + 1] = token
+    activeArgs[#activeArgs + 1] = now + leaseMs
+    activeArgs[#activeArgs + 1] = id
   end
 end
--- Wake-up tokens only say "something is pending"; with nothing pending they would make idle
--- workers spin through empty takes.
-if redis.call('LLEN', pending) == 0 then redis.call('DEL', wake) end
+if #popped < wanted then redis.call('DEL', wake) end
+if #taken == 0 then return out end
+redis.call('SREM', dirty, unpack(taken))
+redis.call('ZADD', active, unpack(activeArgs))
+redis.call('HSET', leases, unpack(leaseArgs))
+local requested = redis.call('HMGET', requestIds, unpack(taken))
+for i, id in ipairs(taken) do
+  out[#out + 1] = id
+  out[#out + 1] = leaseArgs[2 * i]
+  out[#out + 1] = requested[i] or ''
+end
 return out
