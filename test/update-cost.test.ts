@@ -2,10 +2,13 @@
 // guarantees allow; issue 13: creating an owner at a constant, small number of commands). Counted
 // server side from INFO commandstats, scripts' own commands included, so that a change that adds
 // a command to the write path fails here. Runs on a single server and, with
-// IAPPS_TEST_REDIS=cluster, on a Redis Cluster (summed over its masters).
+// IAPPS_TEST_REDIS=cluster, on a Redis Cluster (summed over its masters). Also: a single server's
+// write, whose task and audit entry join its MULTI, when the server's script cache was flushed.
 
 import { describe, expect, test } from "bun:test";
 import type { Owner } from "../src/domain/owner.ts";
+import { keys } from "../src/store/keys.ts";
+import { loadedScripts } from "../src/store/scripts.ts";
 import { startHarness } from "./support/harness.ts";
 import { CLUSTER_MODE } from "./support/redis-server.ts";
 import { cacheLive, providerCall, syncthingConfig } from "./support/service.ts";
@@ -51,25 +54,44 @@ async function commandsOf(call: () => Promise<unknown>): Promise<Record<string, 
 const total = (commands: Record<string, number>) => Object.values(commands).reduce((sum, n) => sum + n, 0);
 
 describe("the Redis commands of one update (issues 13 and 14)", () => {
-  test("an update of an existing record whose job is alive: 25 commands, scripts' own included", async () => {
+  test("an update of an existing record whose job is alive: 18 commands (a cluster's: 28), scripts' own included", async () => {
     const api = await warmInstance();
     const who = owner("alice");
     expect((await update(api, who, 1)).status).toBe(200);
     // Its task is still pending (no worker here): the second update's add finds it there.
     const commands = await commandsOf(async () => expect((await update(api, who, 2)).status).toBe(200));
     // Before the transaction: the job's state (one field). The transaction: WATCH with the reads
-    // (one round trip), MULTI with the write's script and (single server) the outbox index entry,
-    // EXEC (one round trip). Then the relay: the queue's add script, and the audit entry with the
-    // outbox emptied and the index entry dropped (one script on a single server).
-    const expected: Record<string, number> = {
+    // (one round trip), MULTI with the queue's add and the write's script (which appends the
+    // audit entry), EXEC (one round trip). Nothing after EXEC.
+    const single: Record<string, number> = {
+      hget: 1, // the job's state
+      watch: 1,
+      hgetall: 1,
+      get: 1,
+      multi: 1,
+      evalsha: 2, // the queue's add, write-record-audited
+      hset: 2, // the record, the task's request id
+      lpush: 2, // the ETag log, the history
+      ltrim: 2,
+      pexpire: 1,
+      publish: 1,
+      sadd: 1, // the queue's dirty set
+      exec: 1,
+      xadd: 1,
+    };
+    // On a cluster the queue and the audit stream live in other slots: the MULTI puts the task and
+    // the entry in the record's outbox, the index entry is written with a command of its own, and
+    // the relay after EXEC adds the task, appends the entry, empties the outbox (touching the
+    // fence a writer there watches) and drops the index entry.
+    const cluster: Record<string, number> = {
       hget: 2, // the job's state; the index entry compared before it is dropped
       watch: 1,
       hgetall: 1,
       get: 1,
       multi: 1,
-      evalsha: 3, // write-record, the queue's add, the relay's end
+      evalsha: 4, // write-record, the add, release-outbox, compare-and-hdel
       hset: 3, // the record, the outbox index entry, the task's request id
-      lpush: 2, // the ETag log, the history
+      lpush: 2,
       ltrim: 2,
       pexpire: 1,
       publish: 1,
@@ -78,25 +100,45 @@ describe("the Redis commands of one update (issues 13 and 14)", () => {
       xadd: 1,
       srem: 1,
       scard: 1,
+      set: 1,
+      del: 1,
       hdel: 1,
     };
-    if (CLUSTER_MODE) {
-      // The index entry and the audit entry are in other slots: written with commands of their
-      // own, and the outbox's emptying touches the fence a writer there watches.
-      expected.evalsha = 4; // write-record, the add, release-outbox, compare-and-hdel
-      expected.set = 1;
-      expected.del = 1;
-    }
-    expect(commands).toEqual(expected);
-    expect(total(commands)).toBe(CLUSTER_MODE ? 28 : 25);
+    expect(commands).toEqual(CLUSTER_MODE ? cluster : single);
+    expect(total(commands)).toBe(CLUSTER_MODE ? 28 : 18);
   });
 
-  test("a first update (a new owner: the job claim taken, the job registered, the claim given back in the write, the specification's template kept): 38 commands", async () => {
+  test("a first update (a new owner: the job claim taken, the job registered, the claim given back in the write, the specification's template kept): 31 commands (a cluster's: 41)", async () => {
     const api = await warmInstance();
     const commands = await commandsOf(async () => expect((await update(api, owner("bob"), 1)).status).toBe(200));
     console.log(`a first update: ${total(commands)} Redis commands`, commands);
     // Registering the job includes one HSETNX that keeps its specification's template
     // (src/ucloud/embedded-registry.ts), sent in the INCR's round trip.
-    expect(total(commands)).toBe(CLUSTER_MODE ? 41 : 38);
+    expect(total(commands)).toBe(CLUSTER_MODE ? 41 : 31);
+  });
+});
+
+// A single server's: on a cluster the write takes the outbox, and the queue's keys and the stream live in other slots.
+describe.skipIf(CLUSTER_MODE)("a flushed script cache (SCRIPT FLUSH) on the way of a single server's write", () => {
+  const pending = () => redis.admin.lrange(keys.queuePending(), 0, -1);
+  const fresh = async () => {
+    await redis.admin.del(keys.queuePending(), keys.queueDirty(), keys.audit());
+    await redis.admin.script("FLUSH");
+  };
+  test("the update lands once, with its task and one audit entry, whichever script the server lacks", async () => {
+    const api = await warmInstance();
+    const who = owner("carol");
+    expect((await update(api, who, 1)).status).toBe(200);
+    // Neither script: the write's NOSCRIPT makes the pass try again.
+    await fresh();
+    expect((await update(api, who, 2)).status).toBe(200);
+    expect(await pending()).toEqual(["reconcile:syncthing:carol"]);
+    expect(await redis.admin.xlen(keys.audit())).toBe(1);
+    // Only the queue's add is missing: the write lands, its task is added after EXEC.
+    await fresh();
+    await redis.admin.script("LOAD", loadedScripts().find((script) => script.name === "write-record-audited-6")!.lua);
+    expect((await update(api, who, 3)).status).toBe(200);
+    expect(await pending()).toEqual(["reconcile:syncthing:carol"]);
+    expect(await redis.admin.xlen(keys.audit())).toBe(1);
   });
 });

@@ -142,7 +142,9 @@ export class RecordCache {
     if (json !== null && typeof value?.config === "object" && value.config !== null) rememberJsonText(value.config, json);
     this.entries.set(ticket.key, { value, json, used: false, bytes });
     this.usedBytes += bytes;
-    while (this.entries.size > 0 && (this.entries.size > this.maxEntries || this.usedBytes > this.maxBytes)) this.evictOne();
+    // Never the entry just inserted (it fits the budget alone): when every older one was read
+    // since, second chance would otherwise pick it first.
+    while (this.entries.size > 1 && (this.entries.size > this.maxEntries || this.usedBytes > this.maxBytes)) this.evictOne(ticket.key);
   }
 
   private remove(key: string): void {
@@ -156,8 +158,9 @@ export class RecordCache {
    * Second chance (an approximation of least recently used): from the oldest insertion on, an
    * entry read since it was last moved goes to the back, unmarked; the first unread one goes.
    */
-  private evictOne() {
+  private evictOne(spared: string) {
     for (const [key, entry] of this.entries) {
+      if (key === spared) continue;
       this.entries.delete(key);
       if (!entry.used) {
         this.usedBytes -= entry.bytes;

@@ -14,9 +14,10 @@
 // Times come from the Redis server's clock, so workers on machines with skewed clocks agree on
 // leases and backoffs.
 //
-// Imports src/store/keys.ts, the script loader src/store/scripts.ts and the connection types of
-// src/store/connections.ts only.
+// Imports src/store/keys.ts, the script loader src/store/scripts.ts, the connection types of
+// src/store/connections.ts and ioredis' transaction type only.
 
+import type { ChainableCommander } from "ioredis";
 import { keys } from "../store/keys.ts";
 import type { CommandConnection, RedisClient } from "../store/connections.ts";
 import { RedisScript } from "../store/scripts.ts";
@@ -117,10 +118,18 @@ export class TaskQueue {
   /**
    * Adds tasks on behalf of a request: `requestId` replaces the one stored for each task, since
    * several requests may coalesce into one task and its run is logged with the latest of them.
-   * `on`: a connection of the caller's to the queue's node (to WAIT for replicas on it after).
+   * `on`: a connection of the caller's to the queue's node (to WAIT for replicas on it after), or
+   * `{ within }`: a MULTI of the caller's on a single server, where the adds land with its EXEC or
+   * not at all. They are queued there at once, one plain EVALSHA of the add script per task (ioredis
+   * would re-send a script that met NOSCRIPT outside the transaction: the caller finds NOSCRIPT
+   * among its EXEC's replies), and this answers 0: their replies come with the EXEC.
    */
-  async addFor(requestId: string | undefined, ids: string[], on?: RedisClient): Promise<number> {
+  async addFor(requestId: string | undefined, ids: string[], on?: RedisClient | { within: ChainableCommander }): Promise<number> {
     if (ids.length === 0) return 0;
+    if (on !== undefined && "within" in on) {
+      for (const id of ids) on.within.evalsha(scripts.add.sha, scripts.add.numberOfKeys, ...addKeys(), ...addArgs(id, requestId));
+      return 0;
+    }
     const redis = on ?? (await this.redis());
     // One script per task: the request id is never seen without its task.
     const replies = await Promise.all(ids.map((id) => scripts.add.run(redis, addKeys(), addArgs(id, requestId))));

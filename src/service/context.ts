@@ -97,6 +97,8 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   });
   const store = new RecordStore(commands, pool, {
     enqueue: enqueueFor(config, pool, queue, settings),
+    // On a single server a write's task joins its MULTI (the record's WAIT then covers it too).
+    enqueueWithin: (transaction, ids, requestId) => queue.addFor(requestId, ids, { within: transaction }),
     waitReplicas: config.redis.wait_replicas,
     historyLength: config.api.history_length,
     auditMaxLength: config.api.audit_max_length,

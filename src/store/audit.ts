@@ -1,10 +1,13 @@
-// The audit stream `iapps:audit` (spec §11): an entry for every change and every restart. It is
-// one key, on one node of a cluster, so it cannot join a record's MULTI: the MULTI puts the entry
-// in the record's outbox (outbox.ts) as a member of its own, next to the write's task, and the
-// relay after EXEC (or, when the writer died before it, the resync) appends it here. An entry is
-// therefore never lost; it may be appended twice (the relay appended it, then died before taking
-// it out of the outbox), and a duplicate is the same entry again: same etag, kind, requestId, at.
-// On a single server the relay appends it in the same script that empties the outbox (outbox.ts).
+// The audit stream `iapps:audit` (spec §11): an entry for every change and every restart, and
+// only for one that landed. On a single server the write's own script appends it in the write's
+// MULTI (write-record-audited-6.lua, records.ts): it lands exactly when the write does. On a
+// cluster the stream is one key, on one node, so it cannot join a record's MULTI: the MULTI puts
+// the entry in the record's outbox (outbox.ts) as a member of its own, next to the write's task,
+// and the relay after EXEC (or, when the writer died before it, the resync) appends it here. An
+// entry is therefore never lost; through the outbox it may be appended twice (the relay appended
+// it, then died before taking it out of the outbox), and a duplicate is the same entry again:
+// same etag, kind, requestId, at. (A single server's write whose queue cannot add within a MULTI
+// takes the outbox too, and the relay appends the entry in the script that empties it.)
 // Imports ioredis' types (through connections.ts), keys.ts and the domain's AuditEntry.
 
 import type { AuditEntry } from "../domain/record.ts";

@@ -1,8 +1,11 @@
-// A record's outbox: how the task a write causes reaches the queue. Every key a record's
-// transaction touches is in the record's hash slot, and the queue has a slot of its own, so the
-// task cannot join the write's MULTI. The MULTI puts it in the set `iapps:outbox:{<app>:<owner>}`
-// (keys.outbox) instead, and after EXEC the writer relays it to the queue. A writer that dies in
-// between leaves it in the outbox, where the worker's resync finds it (src/worker/resync.ts).
+// A record's outbox: how the task a write causes reaches the queue on a Redis Cluster. Every key
+// a record's transaction touches there is in the record's hash slot, and the queue has a slot of
+// its own, so the task cannot join the write's MULTI. The MULTI puts it in the set
+// `iapps:outbox:{<app>:<owner>}` (keys.outbox) instead, and after EXEC the writer relays it to the
+// queue. A writer that dies in between leaves it in the outbox, where the worker's resync finds it
+// (src/worker/resync.ts). On a single server a write's task joins its MULTI through the queue's
+// own add script instead (records.ts), and its outbox is used only when the queue cannot add
+// within a MULTI; what follows holds for every write that does use it.
 //
 // The resync finds it through an index, not a SCAN of the keyspace: `iapps:{queue}:outboxes`
 // (keys.outboxIndex) maps the tag of every record whose outbox may hold a task to a version, the

@@ -6,19 +6,24 @@
 // Reads go through the replica's cache when there is one; every write publishes its
 // invalidation in its own MULTI and updates this replica's cache at once.
 //
-// Every key a transaction touches is in the record's hash slot, so it runs on Redis Cluster too.
-// The task a write causes goes through the record's outbox (outbox.ts); the job claim a
-// transaction watches is taken and given up by job-claims.ts. A reset's owed side effects are
-// marked in the MULTI and cleared here when done. A write's version joins the record's history
-// (`iapps:history:{…}`) in the same MULTI; its audit entry goes through the outbox (audit.ts).
-// A write is two round trips on its connection (the WATCH with its reads, then MULTI to EXEC);
-// the relay of its task and audit entry comes after, once the connection is back in the pool.
+// A write is two round trips on its connection (the WATCH with its reads, then MULTI to EXEC).
+// A write's version joins the record's history (`iapps:history:{…}`) in the same MULTI, and a
+// reset's owed side effects are marked there (cleared here when done). The task a write causes
+// and its audit entry (audit.ts) land in the same EXEC too:
+// - on a single server the MULTI holds the queue's own add script (src/queue/queue.ts `addFor`
+//   with `{ within }`, given as `enqueueWithin`) and write-record-audited-6.lua, which appends the
+//   entry to the audit stream: nothing is left for after EXEC;
+// - on a Redis Cluster, where the queue and the stream live in other slots, the MULTI puts both in
+//   the record's outbox (outbox.ts, write-record-6.lua), relayed once the connection is back in
+//   the pool. So does a single server's write whose queue cannot add within a MULTI.
+// Every key a cluster's transaction touches is in the record's hash slot. The job claim a
+// transaction watches is taken and given up by job-claims.ts.
 // Imports ioredis' types, src/store/* (keys, invalidations, connections, the transaction pool,
-// redis-errors, scripts, outbox, job-claims), src/base/request-id.ts (the request a relayed task
+// redis-errors, scripts, outbox, audit, job-claims), src/base/request-id.ts (the request a task
 // remembers) and the record and owner types of src/domain.
 
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { ChainableCommander, Redis } from "ioredis";
 import type { Owner } from "../domain/owner.ts";
 import type { AuditEntry, StoredRecord, Version } from "../domain/record.ts";
 import { currentRequestId } from "../base/request-id.ts";
@@ -26,10 +31,17 @@ import type { CommandConnection } from "./connections.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { JobClaims } from "./job-claims.ts";
 import { keys } from "./keys.ts";
+import { auditFields, DEFAULT_AUDIT_MAX_LENGTH } from "./audit.ts";
 import { indexWithin, type Owed, OutboxRelay, owedFor } from "./outbox.ts";
 import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError, replyCodeOf } from "./redis-errors.ts";
 import { compareAndDelete, RedisScript } from "./scripts.ts";
 import type { Lease, TransactionPool } from "./transaction-pool.ts";
+
+/** What a write leaves for after its EXEC: a cluster's (or a fallback's) outbox to relay, or tasks its MULTI may have missed. */
+interface AfterExec {
+  owed?: Owed;
+  late?: string[];
+}
 
 /** What one transaction read: the record and the job claim, as they were when watched. */
 export interface Snapshot {
@@ -49,13 +61,12 @@ export interface Commit {
   resetMarker?: string;
   /** A version to push on the record's history (with `record`: a write and its version are one event). */
   version?: Version;
-  /** An entry for the audit stream, put in the record's outbox and relayed after EXEC (audit.ts). */
+  /** An entry for the audit stream: appended in the MULTI on a single server, else put in the record's outbox and relayed after EXEC (audit.ts). */
   audit?: AuditEntry;
 }
 
-/** Everything a write changes in its record's slot, as the one command of its MULTI. */
+/** Everything a write changes in its record's slot, as the one command of its MULTI (its task and audit entry through the outbox: Redis Cluster). */
 const writeRecord = new RedisScript(new URL("./scripts/write-record-6.lua", import.meta.url));
-const WRITE_RECORD_KEYS = writeRecord.numberOfKeys;
 const writeRecordKeys = (app: string, owner: Owner) => [
   keys.record(app, owner),
   keys.etagLog(app, owner),
@@ -63,6 +74,16 @@ const writeRecordKeys = (app: string, owner: Owner) => [
   keys.jobClaim(app, owner),
   keys.resetPending(app, owner),
   keys.outbox(app, owner),
+];
+/** The same with the write's audit entry appended to the stream: a single server's write, whose task joins the MULTI beside it. */
+const writeRecordAudited = new RedisScript(new URL("./scripts/write-record-audited-6.lua", import.meta.url));
+const writeRecordAuditedKeys = (app: string, owner: Owner) => [
+  keys.record(app, owner),
+  keys.etagLog(app, owner),
+  keys.history(app, owner),
+  keys.jobClaim(app, owner),
+  keys.resetPending(app, owner),
+  keys.audit(),
 ];
 
 /** `[api] history_length` when unset: versions kept per record. */
@@ -131,6 +152,12 @@ export type Outcome<T> = { committed: true; value: T } | { committed: false };
 export interface RecordStoreOptions {
   /** Puts tasks on the queue (src/queue/queue.ts `addFor`), with the request that caused them. */
   enqueue: (ids: string[], requestId: string | undefined) => Promise<unknown>;
+  /**
+   * On a single server: queues the adds of `ids` in a write's MULTI (src/queue/queue.ts `addFor`
+   * with `{ within }`), one command per id, before the write's own. Unset, or throwing, the write's
+   * task and audit entry go through the record's outbox, as on a cluster.
+   */
+  enqueueWithin?: (transaction: ChainableCommander, ids: string[], requestId: string | undefined) => Promise<unknown>;
   /** Replicas that must have a write before it counts as done (`[redis] wait_replicas`). */
   waitReplicas?: number;
   /** How long WAIT waits for them. */
@@ -214,20 +241,19 @@ export class RecordStore {
    * `decide` returns `null` for "nothing to write"; it may throw an AppError (409, 404, ...).
    *
    * Two round trips on the transaction connection: the WATCH with every read (one pipeline), then
-   * the MULTI with everything the write changes in the record's slot (one pipeline ending in
-   * EXEC). The relay of its task and audit entry follows once the connection is back in the pool.
+   * the MULTI with everything the write changes (one pipeline ending in EXEC): on a single server
+   * its task and audit entry too. On a cluster their relay follows once the connection is back in
+   * the pool.
    */
   async attempt<T>(
     app: string,
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
   ): Promise<Outcome<T>> {
-    let owed: Owed | undefined;
+    const after: AfterExec = {};
     let outcome: Outcome<T>;
     try {
-      outcome = await this.pool.with(keys.record(app, owner), (connection, lease) =>
-        this.attemptOn(connection, lease, app, owner, decide, (landed) => (owed = landed)),
-      );
+      outcome = await this.pool.with(keys.record(app, owner), (connection, lease) => this.attemptOn(connection, lease, app, owner, decide, after));
     } catch (e) {
       // The slot moved (a failover): nothing ran, and the caller's next pass goes to the new master.
       if (isSlotMoved(e)) {
@@ -240,7 +266,8 @@ export class RecordStore {
     } finally {
       // A write that landed (also one whose replicas did not confirm it) relays what it owes.
       // Waited for, so that an answered write has nothing of it still in flight.
-      if (owed !== undefined) await this.outbox.relay(app, owner, owed, currentRequestId());
+      if (after.owed !== undefined) await this.outbox.relay(app, owner, after.owed, currentRequestId());
+      if (after.late !== undefined) await this.enqueueLate(app, owner, after.late);
     }
     return outcome;
   }
@@ -251,14 +278,14 @@ export class RecordStore {
     app: string,
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
-    owes: (owed: Owed) => void,
+    after: AfterExec,
   ): Promise<Outcome<T>> {
     const recordKey = keys.record(app, owner);
     const claimKey = keys.jobClaim(app, owner);
     // On a cluster the outbox index entry cannot join the MULTI: watching the outbox fence keeps
     // the EXEC from landing a task after that entry was removed (outbox.ts).
-    const indexOutsideMulti = this.pool.clustered;
-    const watched = indexOutsideMulti ? [recordKey, claimKey, keys.outboxFence(app, owner)] : [recordKey, claimKey];
+    const clustered = this.pool.clustered;
+    const watched = clustered ? [recordKey, claimKey, keys.outboxFence(app, owner)] : [recordKey, claimKey];
     // UNWATCH first when whoever borrowed this connection before may have returned it watching.
     const reads = connection.pipeline();
     if (lease.mayBeWatching) reads.unwatch();
@@ -271,12 +298,36 @@ export class RecordStore {
     if (decision.commit === null) return { committed: true, value: decision.value };
 
     const { record, enqueue, audit } = decision.commit;
-    const owed = enqueue === undefined && audit === undefined ? undefined : owedFor(enqueue, audit);
-    // Indexed before the EXEC can land, after the WATCH (outbox.ts).
-    if (owed !== undefined && indexOutsideMulti) await this.outbox.index(app, owner, owed);
-    const multi = connection.multi();
-    multi.evalsha(writeRecord.sha, WRITE_RECORD_KEYS, ...writeRecordKeys(app, owner), ...this.writeRecordArguments(app, owner, snapshot, decision.commit, owed));
-    if (owed !== undefined && !indexOutsideMulti) indexWithin(multi, app, owner, owed);
+    const tasks = enqueue === undefined ? [] : [enqueue];
+    let multi = connection.multi();
+    // On a single server the task joins the MULTI through the queue's own add, and the audit entry
+    // the write's script: nothing is left for after EXEC. On a cluster (or with a queue that cannot
+    // add within a MULTI) both go through the record's outbox.
+    let direct = false;
+    if (!clustered && this.options.enqueueWithin !== undefined) {
+      direct = true;
+      if (tasks.length > 0) {
+        try {
+          await this.options.enqueueWithin(multi, tasks, currentRequestId());
+        } catch {
+          direct = false;
+          multi = connection.multi();
+        }
+      }
+    }
+    // The write script's reply follows the adds'.
+    const adds = direct ? tasks.length : 0;
+    const script = direct ? writeRecordAudited : writeRecord;
+    let owed: Owed | undefined;
+    if (direct) {
+      multi.evalsha(script.sha, script.numberOfKeys, ...writeRecordAuditedKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), ...this.auditArguments(audit));
+    } else {
+      owed = tasks.length === 0 && audit === undefined ? undefined : owedFor(enqueue, audit);
+      // Indexed before the EXEC can land, after the WATCH (outbox.ts).
+      if (owed !== undefined && clustered) await this.outbox.index(app, owner, owed);
+      multi.evalsha(script.sha, script.numberOfKeys, ...writeRecordKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), owed?.members.length ?? 0, ...(owed?.members ?? []));
+      if (owed !== undefined && !clustered) indexWithin(multi, app, owner, owed);
+    }
 
     // Write-through: this replica shows the new record at once, unless a newer write's
     // invalidation passes before EXEC answers.
@@ -296,27 +347,45 @@ export class RecordStore {
         // still sit in the server's input buffer), then the ETag log says which.
         await this.pool.fence(connection);
         if (!(await this.wasCommitted(app, owner, record.etag, snapshot.record?.etag ?? null, sentAt))) throw e;
+        // It did, and its tasks with it, unless the add script met NOSCRIPT there: added again
+        // (a task added twice is only pending once).
+        if (direct) after.late = tasks;
         results = [];
       }
       if (results === null) return { committed: false };
-      if (replyCodeOf(results[0]?.[0]) === "NOSCRIPT") {
-        // Nothing of the write ran (an index entry alone is harmless: the resync finds its outbox
-        // empty). Load the script where this connection's node will find it, and try again.
-        await lease.deadline(connection.script("LOAD", writeRecord.lua));
-        return { committed: false };
+      if (results.length > 0) {
+        if (replyCodeOf(results[adds]?.[0]) === "NOSCRIPT") {
+          // Nothing of the write ran (an index entry or a task alone is harmless: the resync finds
+          // the outbox empty, the reconcile the record unchanged). Load the script where this
+          // connection's node will find it, and try again.
+          await lease.deadline(connection.script("LOAD", script.lua));
+          return { committed: false };
+        }
+        for (const [error] of results.slice(adds)) if (error) throw error;
+        // The write landed; a task its add missed (NOSCRIPT: a flushed script cache) is added
+        // after EXEC, by the queue's own path (and the resync would find its record anyway).
+        if (results.slice(0, adds).some(([error]) => error !== null)) after.late = tasks;
       }
-      for (const [error] of results) if (error) throw error;
       landed = true;
     } finally {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
-    if (owed !== undefined) owes(owed);
+    after.owed = owed;
     if (record) await this.awaitReplicas(connection, lease);
     return { committed: true, value: decision.value };
   }
 
-  /** The arguments of write-record-6.lua for `commit` (see the script for their order). */
-  private writeRecordArguments(app: string, owner: Owner, snapshot: Snapshot, commit: Commit, owed: Owed | undefined): (string | number)[] {
+  /** Puts on the queue, after EXEC, tasks the write's MULTI may not have added; a failure is logged (the resync reconciles every record). */
+  private async enqueueLate(app: string, owner: Owner, tasks: string[]): Promise<void> {
+    try {
+      await this.options.enqueue(tasks, currentRequestId());
+    } catch (e) {
+      this.options.log?.("warn", "a write's task waits for the next resync", { app, owner, tasks, error: String(e) });
+    }
+  }
+
+  /** The arguments of _write-record.lua for `commit` (see the script for their order): the part both write scripts share. */
+  private writeArguments(app: string, owner: Owner, snapshot: Snapshot, commit: Commit): (string | number)[] {
     const { record, releaseClaim, resetMarker, version } = commit;
     const args: (string | number)[] = [];
     if (record) {
@@ -333,8 +402,13 @@ export class RecordStore {
     }
     args.push(version ? JSON.stringify(version) : "", this.historyLength);
     args.push(releaseClaim ? "1" : "", resetMarker ?? "");
-    args.push(owed?.members.length ?? 0, ...(owed?.members ?? []));
     return args;
+  }
+
+  /** write-record-audited-6.lua's own arguments: the stream's cap, then the entry (if any) as its fields. */
+  private auditArguments(audit: AuditEntry | undefined): (string | number)[] {
+    const maxLength = this.options.auditMaxLength ?? DEFAULT_AUDIT_MAX_LENGTH;
+    return audit === undefined ? [maxLength, 0] : [maxLength, 1, ...auditFields(audit)];
   }
 
   /**

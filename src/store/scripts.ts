@@ -19,8 +19,9 @@
 // Also here: the two small scripts more than one store module uses (a key's value compared, then
 // the key deleted or its expiry set).
 //
-// One script (records.ts's write-record) is sent as a plain EVALSHA inside a MULTI instead, where
-// ioredis' re-send on NOSCRIPT would run it outside the transaction: its caller handles NOSCRIPT.
+// The scripts a write's MULTI holds (records.ts's write-record scripts, and on a single server the
+// queue's add) are sent as plain EVALSHAs there instead, where ioredis' re-send on NOSCRIPT would
+// run them outside the transaction: records.ts handles NOSCRIPT among the EXEC's replies.
 //
 // Imports node:crypto, node:fs and ioredis' types only.
 

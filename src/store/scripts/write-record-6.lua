@@ -3,6 +3,9 @@
 -- only if no watched key changed. One command instead of up to ten: each command a client sends
 -- costs it more than the server. The caller's MULTI may hold other commands only where this
 -- script, should it not be loaded (NOSCRIPT), lands nothing they depend on.
+-- The write's task and audit entry join the record's outbox, for the relay after EXEC (outbox.ts):
+-- the path of a Redis Cluster, where the queue and the audit stream live in other slots. On a
+-- single server a write uses write-record-audited-6.lua instead.
 --
 -- KEYS[1] the record (hash)
 -- KEYS[2] the record's ETag log (list, newest first)
@@ -10,49 +13,14 @@
 -- KEYS[4] the record's job claim
 -- KEYS[5] the record's reset marker
 -- KEYS[6] the record's outbox (set)
--- ARGV, read in order:
---   n, then n field/value pairs of the record to set (n = 0: the record is not written)
---   m, then m fields of the record to delete (a field the new version does not have)
---   the new ETag ('' : none), how many ETags the log keeps, its expiry in milliseconds
---   the invalidation channel, the invalidation message ('' : none)
---   the version to push on the history ('' : none), how many versions the history keeps
---   '1' to delete the job claim, else ''
---   the reset marker to set ('' : none)
+-- ARGV, read in order: the write's own (see _write-record.lua), then
 --   k, then k members to add to the outbox
 --
 -- Returns 1.
 
-local record, etagLog, history, claim, resetMarker, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local at = 1
-local function take()
-  local value = ARGV[at]
-  at = at + 1
-  return value
-end
+--- @include "_write-record.lua"
 
-local fieldValues = 2 * tonumber(take())
-if fieldValues > 0 then redis.call('HSET', record, unpack(ARGV, at, at + fieldValues - 1)) end
-at = at + fieldValues
-local drops = tonumber(take())
-if drops > 0 then redis.call('HDEL', record, unpack(ARGV, at, at + drops - 1)) end
-at = at + drops
-
-local etag, etagLogLength, etagLogTtl = take(), take(), take()
-if etag ~= '' then
-  redis.call('LPUSH', etagLog, etag)
-  redis.call('LTRIM', etagLog, 0, tonumber(etagLogLength) - 1)
-  redis.call('PEXPIRE', etagLog, etagLogTtl)
-end
-local channel, message = take(), take()
-if message ~= '' then redis.call('PUBLISH', channel, message) end
-local version, historyLength = take(), take()
-if version ~= '' then
-  redis.call('LPUSH', history, version)
-  redis.call('LTRIM', history, 0, tonumber(historyLength) - 1)
-end
-if take() == '1' then redis.call('DEL', claim) end
-local marker = take()
-if marker ~= '' then redis.call('SET', resetMarker, marker) end
-local members = tonumber(take())
-if members > 0 then redis.call('SADD', outbox, unpack(ARGV, at, at + members - 1)) end
+local at = writeRecord(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], 1)
+local members = tonumber(ARGV[at])
+if members > 0 then redis.call('SADD', KEYS[6], unpack(ARGV, at + 1, at + members)) end
 return 1
