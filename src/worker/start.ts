@@ -100,9 +100,11 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
   const gateway = KubernetesGateway.fromSettings({ ...config.kubernetes, simulatorUrl });
   const reconciler = reconcilerFor(context, gateway);
   let watchTrouble = false;
+  // Once the worker runs, it takes an event's reconcile at once when it has room (Worker.offer).
+  let worker: Worker | null = null;
   const enqueueFor = (tag: string | undefined) => {
     const task = tag === undefined ? null : reconcileTaskOf(tag);
-    if (task !== null) context.queue.add(task).catch(() => {});
+    if (task !== null) (worker ? worker.offer(task) : context.queue.add(task)).catch(() => {});
   };
   const caches = gateway.startCaches({
     selectLabel: LABELS.app,
@@ -125,7 +127,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
   });
   const check = resyncCheck(context, gateway, reconciler, caches);
   // The first reconcile waits for the caches: an empty cache would read as "no pod".
-  const worker = startWorker(context, {
+  worker = startWorker(context, {
     reconcile: async (app, owner, signal) => {
       await caches;
       return reconciler.reconcile(app, owner, signal);
@@ -136,7 +138,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
     },
   }, check);
   return {
-    worker,
+    worker: worker!,
     gateway,
     async stop() {
       const stopped = await worker.stop(config.worker.shutdown_timeout);

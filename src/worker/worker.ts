@@ -112,13 +112,12 @@ export class Worker {
         continue;
       }
       try {
-        const leases = await queue.take(free, leaseMs, `${this.id}:${++this.takes}`);
+        const { leases, drained } = await queue.takeSome(free, leaseMs, `${this.id}:${++this.takes}`);
         failures = 0;
-        if (leases.length === 0) {
-          await queue.waitForWork(this.options.blocking, 1000);
-          continue;
-        }
         for (const lease of leases) this.process(lease);
+        // Nothing left pending: a take now would find nothing; a task made pending since comes
+        // with a wake-up token, so wait for one (issue 13: an empty take was 4 commands a task).
+        if (drained) await queue.waitForWork(this.options.blocking, 1000);
       } catch (e) {
         if (this.stopping) break;
         failures++;
@@ -126,6 +125,23 @@ export class Worker {
         await sleep(Math.min(50 * 2 ** failures, 2000));
       }
     }
+  }
+
+  /**
+   * Puts a task of the worker's own making on the queue (a watch event's reconcile), taking it
+   * at once when it is neither pending nor running and this worker has room for it (the queue's
+   * claim: the lease, the tag and an expired lease's hand-over as for a take); else it is added
+   * for whichever worker takes it. Errors are the caller's (the resync converges meanwhile).
+   */
+  async offer(id: string): Promise<void> {
+    const { queue, concurrency, leaseMs } = this.options;
+    if (this.stopping || this.inFlight.size >= concurrency || this.inFlight.has(id)) {
+      await queue.add(id);
+      return;
+    }
+    const lease = await queue.claim(id, leaseMs, `${this.id}:${++this.takes}:1`);
+    // Stopping meanwhile, the task runs anyway (the lease is ours), as a taken one does.
+    if (lease !== null) this.process(lease);
   }
 
   private process(lease: Lease) {

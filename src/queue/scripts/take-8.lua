@@ -14,7 +14,9 @@
 -- ARGV[2] the token prefix, unique per call (a token is the prefix, ':' and a counter)
 -- ARGV[3] how many tasks to take at most
 --
--- Returns a flat array: task id, lease token, request id ('' for none), for each task taken.
+-- Returns a flat array: 1 when it emptied the pending list (a worker then waits for a wake-up
+-- token rather than take again: every task pushed since came with one), else 0; then the task id,
+-- lease token and request id ('' for none) of each task taken.
 
 local pending, dirty, active, leases, wake, busy, parked, requestIds = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 -- At most 1000 at once: each key's command takes them all as arguments.
@@ -34,7 +36,7 @@ end
 -- commands are most of what a reconcile costs Redis): only a tag's claim is per task. A task
 -- parked on the way counts against `wanted`; the worker takes again when it has room.
 local popped = redis.call('LPOP', pending, wanted)
-local out = {}
+local out = {1}
 if not popped then
   -- Wake-up tokens only say "something is pending"; with nothing pending they would make idle
   -- workers spin through empty takes.
@@ -54,7 +56,7 @@ for _, id in ipairs(popped) do
     activeArgs[#activeArgs + 1] = id
   end
 end
-if #popped < wanted then redis.call('DEL', wake) end
+if #popped < wanted then redis.call('DEL', wake) else out[1] = 0 end
 if #taken == 0 then return out end
 redis.call('SREM', dirty, unpack(taken))
 redis.call('ZADD', active, unpack(activeArgs))
