@@ -195,9 +195,22 @@ export class TaskQueue {
   }
 
   async complete(lease: Lease): Promise<boolean> {
+    return (await this.finish(lease)).held;
+  }
+
+  /**
+   * Ends a run successfully (`complete`); with `rerun` (a lease's length and a new, unique token),
+   * a task added again while it ran is not put back on the pending list but kept under that new
+   * lease for the caller to run at once (`rerun`), unless a task of its (app, owner) waits.
+   */
+  async finish(lease: Lease, rerun?: { leaseMs: number; token: string }): Promise<{ held: boolean; rerun: Lease | null }> {
     const redis = await this.redis();
-    const keyNames = taskKeys();
-    return (await scripts.complete.run(redis, keyNames, [lease.id, lease.token, lease.requestId === undefined ? "" : "1"])) === 1;
+    const args = [lease.id, lease.token, lease.requestId === undefined ? "" : "1"];
+    if (rerun) args.push(String(rerun.leaseMs), rerun.token);
+    const reply = (await scripts.complete.run(redis, taskKeys(), args)) as number | [number, string | number];
+    if (!Array.isArray(reply)) return { held: reply === 1, rerun: null };
+    const requestId = String(reply[1]);
+    return { held: true, rerun: { id: lease.id, token: rerun!.token, ...(requestId === "" ? {} : { requestId }) } };
   }
 
   /** Records a failed attempt: answers what became of the task. */

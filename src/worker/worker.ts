@@ -154,11 +154,16 @@ export class Worker {
     this.inFlight.set(lease.id, task);
   }
 
-  private execute(lease: Lease): Promise<void> {
-    return withRequestId(lease.requestId, () => this.runTask(lease));
+  /** Runs a task, and once more at once for as long as it was added again while it ran. */
+  private async execute(lease: Lease): Promise<void> {
+    for (let next: Lease | null = lease; next !== null; ) {
+      const current: Lease = next;
+      next = await withRequestId(current.requestId, () => this.runTask(current));
+    }
   }
 
-  private async runTask(lease: Lease): Promise<void> {
+  /** One run of a task and its outcome reported; the lease to run it once more under, or null. */
+  private async runTask(lease: Lease): Promise<Lease | null> {
     const { queue, handlers, leaseMs, log } = this.options;
     const task = parseTaskId(lease.id);
     const kind = task?.kind ?? "unknown";
@@ -199,9 +204,12 @@ export class Worker {
     for (let attempt = 0; ; attempt++) {
       try {
         if (error === null) {
-          const held = await queue.complete(lease);
+          // Added again while it ran: this worker runs it again at once, unless it is stopping.
+          const rerun = this.stopping ? undefined : { leaseMs, token: `${this.id}:${++this.takes}:1` };
+          const { held, rerun: again } = await queue.finish(lease, rerun);
           metrics.taskDuration.observe({ kind, outcome: held ? "done" : "lease-lost" }, seconds);
-          log("debug", "task done", { task: lease.id, seconds });
+          log("debug", "task done", { task: lease.id, seconds, ...(again ? { again: true } : {}) });
+          return again;
         } else {
           const outcome = await queue.fail(lease, error);
           const counted = outcome === "dead" ? "dead" : outcome === "lease-lost" ? "lease-lost" : "retry";
@@ -210,11 +218,11 @@ export class Worker {
           if (counted === "dead") metrics.taskDeadLetters.inc({ kind });
           log(outcome === "dead" ? "error" : "warn", "task failed", { task: lease.id, error, outcome });
         }
-        return;
+        return null;
       } catch (e) {
         if (Date.now() > deadline) {
           log("error", "could not report a task's outcome; it will run again when its lease expires", { task: lease.id, error: String(e) });
-          return;
+          return null;
         }
         await sleep(Math.min(50 * 2 ** attempt, 1000));
       }
