@@ -114,6 +114,9 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
       if (kind === "pod") {
         // A change the reconciler decides nothing on (a status detail) brings no reconcile.
         if (!deleted && previous !== null && !podChangeMatters(previous as V1Pod, object as V1Pod)) return;
+        // Nor does the first sight of a pod a reconcile of this worker is creating, when the watch
+        // is quicker than the create's answer (else the reconcile's cache write drops the event).
+        if (!deleted && previous === null && (await reconciler.creatingNow(object as V1Pod))) return;
         return enqueueFor(object.metadata?.annotations?.[ANNOTATIONS.owner]);
       }
       // A service or policy gone from under its pod: the pod's record puts it back.
