@@ -70,6 +70,8 @@ export interface Lease {
   token: string;
   /** The latest request that asked for this task, when one did (not a resync or a pod event). */
   requestId?: string;
+  /** True when it was taken known to have no failed attempts (its complete has none to forget). */
+  clean?: boolean;
 }
 
 export interface DeadLetter {
@@ -183,9 +185,9 @@ export class TaskQueue {
       keys.queueDelayed(),
       keys.queueRequestIds(),
     ];
-    const [held, requestId] = (await scripts.claim.run(redis, keyNames, [id, leaseMs, token])) as [number, string | number];
+    const [held, requestId, failed] = (await scripts.claim.run(redis, keyNames, [id, leaseMs, token])) as [number, string | number, number?];
     if (held !== 1) return null;
-    return { id, token, ...(requestId === "" ? {} : { requestId: String(requestId) }) };
+    return { id, token, ...(requestId === "" ? {} : { requestId: String(requestId) }), ...(failed === 0 ? { clean: true } : {}) };
   }
 
   /** Extends a lease; false when the lease is no longer ours (it expired and was handed out). */
@@ -205,12 +207,13 @@ export class TaskQueue {
    */
   async finish(lease: Lease, rerun?: { leaseMs: number; token: string }): Promise<{ held: boolean; rerun: Lease | null }> {
     const redis = await this.redis();
-    const args = [lease.id, lease.token, lease.requestId === undefined ? "" : "1"];
+    const args = [lease.id, lease.token, lease.requestId === undefined ? "" : "1", lease.clean === true ? "" : "1"];
     if (rerun) args.push(String(rerun.leaseMs), rerun.token);
     const reply = (await scripts.complete.run(redis, taskKeys(), args)) as number | [number, string | number];
     if (!Array.isArray(reply)) return { held: reply === 1, rerun: null };
     const requestId = String(reply[1]);
-    return { held: true, rerun: { id: lease.id, token: rerun!.token, ...(requestId === "" ? {} : { requestId }) } };
+    // Its failed attempts (if any) were forgotten just now.
+    return { held: true, rerun: { id: lease.id, token: rerun!.token, ...(requestId === "" ? {} : { requestId }), clean: true } };
   }
 
   /** Records a failed attempt: answers what became of the task. */

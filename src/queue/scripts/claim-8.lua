@@ -17,8 +17,9 @@
 -- ARGV[2] the lease, in milliseconds
 -- ARGV[3] the lease token (unique)
 --
--- Returns {1, request id ('' for none)} when the caller holds the task now, else {0, what
--- add-6.lua returns}: 1 pending now, 0 pending already, 2 being processed (it runs again after).
+-- Returns {1, request id ('' for none), 1 when it may have failed attempts (it was waiting out a
+-- retry's backoff) else 0} when the caller holds the task now, else {0, what add-6.lua returns}:
+-- 1 pending now, 0 pending already, 2 being processed (it runs again after).
 
 local pending, dirty, active, leases, wake, busy, delayed, requestIds = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id, leaseMs, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -40,7 +41,8 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZADD', active, now + leaseMs, id)
 redis.call('HSET', leases, id, token)
--- Waiting out a retry's backoff, it runs now, with the request that asked for it (if any).
-local requestId = ''
-if redis.call('ZREM', delayed, id) == 1 then requestId = redis.call('HGET', requestIds, id) or '' end
-return {1, requestId}
+-- Waiting out a retry's backoff (or a check's time), it runs now, with the request that asked for
+-- it (if any). Out of the delayed set, it has no failed attempts: fail-12.lua and promote-12.lua
+-- leave a task with some either there, or dirty.
+if redis.call('ZREM', delayed, id) == 1 then return {1, redis.call('HGET', requestIds, id) or '', 1} end
+return {1, '', 0}

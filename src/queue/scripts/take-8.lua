@@ -5,7 +5,8 @@
 -- KEYS[1] pending: list of the task ids waiting to be taken
 -- KEYS[2] dirty: set of the task ids added and not taken since
 -- KEYS[3] active: sorted set of the task ids taken, by the time their lease ends
--- KEYS[4] leases: hash of task id -> the token of its current lease
+-- KEYS[4] leases: hash of task id -> the token of its current lease (' parked' after it while a
+--         task of its (app, owner) is parked)
 -- KEYS[5] wake: list of wake-up tokens idle workers block on
 -- KEYS[6] busy: hash of (app, owner) tag -> the task id running for it
 -- KEYS[7] parked: hash of (app, owner) tag -> a task id waiting for that tag to be free
@@ -43,15 +44,28 @@ if not popped then
   redis.call('DEL', wake)
   return out
 end
-local taken, leaseArgs, activeArgs = {}, {}, {}
+local taken, leaseArgs, activeArgs, inBatch = {}, {}, {}, {}
+-- A task parked behind a running one marks that one's lease (' parked' after its token), so that
+-- completing it looks for a parked task only when there is one (complete-12.lua).
+local function markParked(running)
+  local at = inBatch[running]
+  if at then
+    leaseArgs[at] = string.gsub(leaseArgs[at], ' parked$', '') .. ' parked'
+    return
+  end
+  local held = redis.call('HGET', leases, running)
+  if held and string.sub(held, -7) ~= ' parked' then redis.call('HSET', leases, running, held .. ' parked') end
+end
 for _, id in ipairs(popped) do
   if redis.call('HSETNX', busy, tagOf(id), id) == 0 then
     redis.call('HSET', parked, tagOf(id), id)
+    markParked(redis.call('HGET', busy, tagOf(id)))
   else
     local token = tokenPrefix .. ':' .. (#taken + 1)
     taken[#taken + 1] = id
     leaseArgs[#leaseArgs + 1] = id
     leaseArgs[#leaseArgs + 1] = token
+    inBatch[id] = #leaseArgs
     activeArgs[#activeArgs + 1] = now + leaseMs
     activeArgs[#activeArgs + 1] = id
   end
@@ -64,7 +78,7 @@ redis.call('HSET', leases, unpack(leaseArgs))
 local requested = redis.call('HMGET', requestIds, unpack(taken))
 for i, id in ipairs(taken) do
   out[#out + 1] = id
-  out[#out + 1] = leaseArgs[2 * i]
+  out[#out + 1] = tokenPrefix .. ':' .. i
   out[#out + 1] = requested[i] or ''
 end
 return out
