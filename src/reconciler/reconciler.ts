@@ -6,6 +6,8 @@
 // `check` runs the very same decisions read-only ("would you change anything?"): what the
 // periodic resync asks of every record before it puts a reconcile on the queue, so the check
 // can never disagree with the reconcile; every change to the world is refused with WouldChange.
+// `creatingNow` tells the worker's watch whether a pod it sees first is one a create of this
+// reconciler is answered with (its ADDED event then brings no reconcile).
 // Imports src/apps, src/store, src/ucloud/jobs.ts, src/kubernetes/gateway.ts, src/metrics and this folder.
 
 import type { V1Pod, V1Volume } from "@kubernetes/client-node";

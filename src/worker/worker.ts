@@ -1,6 +1,8 @@
 // The worker: takes tasks from the queue and calls the task handlers (the reconciler) for them,
 // at most `concurrency` at once, renewing each task's lease while it runs. It also promotes due
-// retries, hands out tasks whose lease expired, and runs the periodic resync. Whatever Redis
+// retries, hands out tasks whose lease expired, and runs the periodic resync. A task its watch
+// events ask for it claims at once when it has room (`offer`), and a task added again while it
+// ran it runs again at once (the queue keeps it under a new lease). Whatever Redis
 // does, the loop keeps going: errors are logged and retried, never thrown out of the worker.
 // A task runs with the id of the request that added it as the current request id, so its log
 // lines (the reconciler's too) carry it; its duration and outcome go to the metrics.
