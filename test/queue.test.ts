@@ -328,6 +328,86 @@ describe("resync and shutdown", () => {
   }, 30_000);
 });
 
+describe("a worker's own tasks and reruns (issue 13: fewer commands per task)", () => {
+  test("claim takes a task at once when it is neither pending nor running and its owner is free; otherwise it is an add", async () => {
+    const lease = await context.queue.claim(task(1), 10_000, "c:1");
+    expect(lease).toMatchObject({ id: task(1), token: "c:1", clean: true });
+    expect(await context.queue.stats()).toMatchObject({ pending: 0, active: 1 });
+    // Running: added again, it runs once more afterwards.
+    expect(await context.queue.claim(task(1), 10_000, "c:2")).toBeNull();
+    expect(await context.queue.take(1, 10_000, "t")).toEqual([]);
+    expect(await context.queue.complete(lease!)).toBe(true);
+    expect((await context.queue.take(1, 10_000, "u")).map((l) => l.id)).toEqual([task(1)]);
+
+    // Pending already: stays pending, once.
+    await context.queue.add(task(2));
+    expect(await context.queue.claim(task(2), 10_000, "c:3")).toBeNull();
+    expect(await redis.admin.lrange(keys.queuePending(), 0, -1)).toEqual([task(2)]);
+
+    // Its owner busy with a restart: pending, and parked behind it once taken.
+    const restart = "restart:syncthing:user-3";
+    await context.queue.add(restart);
+    const taken = await context.queue.take(5, 10_000, "v");
+    expect(taken.map((l) => l.id)).toEqual([task(2), restart]);
+    expect(await context.queue.claim(task(3), 10_000, "c:4")).toBeNull();
+    expect(await context.queue.take(5, 10_000, "w")).toEqual([]);
+    expect(await redis.admin.hget(keys.queueParked(), "syncthing:user-3")).toBe(task(3));
+    expect(await context.queue.complete(taken[1]!)).toBe(true);
+    expect((await context.queue.take(5, 10_000, "x")).map((l) => l.id)).toEqual([task(3)]);
+  });
+
+  test("a claimed task whose lease expires is handed out again", async () => {
+    const lease = await context.queue.claim(task(1), 1, "c:1");
+    expect(lease).not.toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((await context.queue.promote()).expired).toBe(1);
+    expect((await context.queue.take(1, 10_000, "t")).map((l) => l.id)).toEqual([task(1)]);
+    expect(await context.queue.complete(lease!)).toBe(false);
+  });
+
+  test("a task added while it ran is kept for its worker under a new token; the old one cannot end it", async () => {
+    await context.queue.add(task(1));
+    const [lease] = await context.queue.take(1, 10_000, "t");
+    await context.queue.addFor("request-2", [task(1)]);
+    const { held, rerun } = await context.queue.finish(lease!, { leaseMs: 10_000, token: "r:1" });
+    expect(held).toBe(true);
+    expect(rerun).toEqual({ id: task(1), token: "r:1", requestId: "request-2", clean: true });
+    expect(await context.queue.stats()).toMatchObject({ pending: 0, active: 1 });
+    // A retried complete of the first run (its reply lost) finds the lease gone.
+    expect(await context.queue.complete(lease!)).toBe(false);
+    expect(await context.queue.renew(rerun!, 10_000)).toBe(true);
+    // Not added again: done with, its request id forgotten.
+    expect(await context.queue.finish(rerun!, { leaseMs: 10_000, token: "r:2" })).toEqual({ held: true, rerun: null });
+    expect(await queueIdle()).toBe(true);
+    expect(await redis.admin.hlen(keys.queueRequestIds())).toBe(0);
+    expect(await redis.admin.hlen(keys.queueBusy())).toBe(0);
+  });
+
+  test("a task parked behind a running one goes first: the running one is not kept for a rerun", async () => {
+    const restart = "restart:syncthing:user-1";
+    await context.queue.add(task(1));
+    const [lease] = await context.queue.take(1, 10_000, "t");
+    await context.queue.add(restart);
+    expect(await context.queue.take(1, 10_000, "u")).toEqual([]);
+    // Its lease says a task waits, and it still renews and completes.
+    expect(await redis.admin.hget(keys.queueLeases(), task(1))).toBe(`${lease!.token} parked`);
+    expect(await context.queue.renew(lease!, 10_000)).toBe(true);
+    await context.queue.add(task(1));
+    expect(await context.queue.finish(lease!, { leaseMs: 10_000, token: "r:1" })).toEqual({ held: true, rerun: null });
+    expect((await context.queue.take(5, 10_000, "v")).map((l) => l.id)).toEqual([restart]);
+    expect(await redis.admin.hget(keys.queueParked(), "syncthing:user-1")).toBe(task(1));
+  });
+
+  test("a take says when it left nothing pending", async () => {
+    await context.queue.add(task(1), task(2));
+    expect((await context.queue.takeSome(5, 10_000, "t")).drained).toBe(true);
+    await context.queue.add(task(3), task(4), task(5));
+    const some = await context.queue.takeSome(2, 10_000, "u");
+    expect(some.leases.map((l) => l.id)).toEqual([task(3), task(4)]);
+    expect(some.drained).toBe(false);
+  });
+});
+
 describe("operator CLI", () => {
   test("queue stats, dead, replay and purge-dead", async () => {
     const cli = async (...args: string[]) => {

@@ -9,8 +9,9 @@
 //
 // Lists and sorted sets moved by Lua scripts, rather than streams: every transition touches the
 // dirty set, the lease and the retry state together, and a script makes each one atomic and
-// named (add, take, renew, complete, fail, promote; and stats, which tells a retry's wait from a
-// check scheduled on purpose): src/queue/scripts/<verb>-<number of keys>.lua.
+// named (add, take, renew, complete, fail, promote; claim, an add that takes the task at once for
+// a worker with room for it; and stats, which tells a retry's wait from a check scheduled on
+// purpose): src/queue/scripts/<verb>-<number of keys>.lua.
 // Times come from the Redis server's clock, so workers on machines with skewed clocks agree on
 // leases and backoffs.
 //
@@ -26,6 +27,7 @@ import { RedisScript } from "../store/scripts.ts";
 const scripts = {
   add: queueScript("add-6.lua"),
   take: queueScript("take-8.lua"),
+  claim: queueScript("claim-8.lua"),
   renew: queueScript("renew-2.lua"),
   complete: queueScript("complete-12.lua"),
   fail: queueScript("fail-12.lua"),
@@ -69,6 +71,8 @@ export interface Lease {
   token: string;
   /** The latest request that asked for this task, when one did (not a resync or a pod event). */
   requestId?: string;
+  /** True when it was taken known to have no failed attempts (its complete has none to forget). */
+  clean?: boolean;
 }
 
 export interface DeadLetter {
@@ -144,6 +148,14 @@ export class TaskQueue {
 
   /** Takes up to `count` tasks under a lease of `leaseMs`; `tokenPrefix` must be unique per call. */
   async take(count: number, leaseMs: number, tokenPrefix: string): Promise<Lease[]> {
+    return (await this.takeSome(count, leaseMs, tokenPrefix)).leases;
+  }
+
+  /**
+   * `take`, and whether it left nothing pending (`drained`): then a worker waits for a wake-up
+   * token rather than take again at once, since every task made pending since came with one.
+   */
+  async takeSome(count: number, leaseMs: number, tokenPrefix: string): Promise<{ leases: Lease[]; drained: boolean }> {
     const redis = await this.redis();
     const keyNames = [
       keys.queuePending(),
@@ -155,13 +167,36 @@ export class TaskQueue {
       keys.queueParked(),
       keys.queueRequestIds(),
     ];
-    const reply = (await scripts.take.run(redis, keyNames, [leaseMs, tokenPrefix, count])) as string[];
+    const reply = (await scripts.take.run(redis, keyNames, [leaseMs, tokenPrefix, count])) as (string | number)[];
     const leases: Lease[] = [];
-    for (let i = 0; i < reply.length; i += 3) {
-      const requestId = reply[i + 2]!;
-      leases.push({ id: reply[i]!, token: reply[i + 1]!, ...(requestId === "" ? {} : { requestId }) });
+    for (let i = 1; i < reply.length; i += 3) {
+      const requestId = String(reply[i + 2]);
+      leases.push({ id: String(reply[i]), token: String(reply[i + 1]), ...(requestId === "" ? {} : { requestId }) });
     }
-    return leases;
+    return { leases, drained: reply[0] === 1 };
+  }
+
+  /**
+   * Adds a task as `add` does, but when it is neither pending nor running and its (app, owner) is
+   * free, takes it at once under a lease of `leaseMs` with `token` (unique): the lease, or null
+   * when it was only added (or was pending already). For a worker's own tasks (a watch event's
+   * reconcile) while it has room to run them: no wake-up, no take.
+   */
+  async claim(id: string, leaseMs: number, token: string): Promise<Lease | null> {
+    const redis = await this.redis();
+    const keyNames = [
+      keys.queuePending(),
+      keys.queueDirty(),
+      keys.queueActive(),
+      keys.queueLeases(),
+      keys.queueWake(),
+      keys.queueBusy(),
+      keys.queueDelayed(),
+      keys.queueRequestIds(),
+    ];
+    const [held, requestId, failed] = (await scripts.claim.run(redis, keyNames, [id, leaseMs, token])) as [number, string | number, number?];
+    if (held !== 1) return null;
+    return { id, token, ...(requestId === "" ? {} : { requestId: String(requestId) }), ...(failed === 0 ? { clean: true } : {}) };
   }
 
   /** Extends a lease; false when the lease is no longer ours (it expired and was handed out). */
@@ -171,9 +206,23 @@ export class TaskQueue {
   }
 
   async complete(lease: Lease): Promise<boolean> {
+    return (await this.finish(lease)).held;
+  }
+
+  /**
+   * Ends a run successfully (`complete`); with `rerun` (a lease's length and a new, unique token),
+   * a task added again while it ran is not put back on the pending list but kept under that new
+   * lease for the caller to run at once (`rerun`), unless a task of its (app, owner) waits.
+   */
+  async finish(lease: Lease, rerun?: { leaseMs: number; token: string }): Promise<{ held: boolean; rerun: Lease | null }> {
     const redis = await this.redis();
-    const keyNames = taskKeys();
-    return (await scripts.complete.run(redis, keyNames, [lease.id, lease.token, lease.requestId === undefined ? "" : "1"])) === 1;
+    const args = [lease.id, lease.token, lease.requestId === undefined ? "" : "1", lease.clean === true ? "" : "1"];
+    if (rerun) args.push(String(rerun.leaseMs), rerun.token);
+    const reply = (await scripts.complete.run(redis, taskKeys(), args)) as number | [number, string | number];
+    if (!Array.isArray(reply)) return { held: reply === 1, rerun: null };
+    const requestId = String(reply[1]);
+    // Its failed attempts (if any) were forgotten just now.
+    return { held: true, rerun: { id: lease.id, token: rerun!.token, ...(requestId === "" ? {} : { requestId }), clean: true } };
   }
 
   /** Records a failed attempt: answers what became of the task. */

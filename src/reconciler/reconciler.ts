@@ -6,6 +6,8 @@
 // `check` runs the very same decisions read-only ("would you change anything?"): what the
 // periodic resync asks of every record before it puts a reconcile on the queue, so the check
 // can never disagree with the reconcile; every change to the world is refused with WouldChange.
+// `creatingNow` tells the worker's watch whether a pod it sees first is one a create of this
+// reconciler is answered with (its ADDED event then brings no reconcile).
 // Imports src/apps, src/store, src/ucloud/jobs.ts, src/kubernetes/gateway.ts, src/metrics and this folder.
 
 import type { V1Pod, V1Volume } from "@kubernetes/client-node";
@@ -80,7 +82,23 @@ export interface ReconcileResult {
 }
 
 export class Reconciler {
+  /** The pods this reconciler is creating right now, by name: what the create answers. */
+  private readonly creating = new Map<string, Promise<V1Pod>>();
+
   constructor(private readonly options: ReconcilerOptions) {}
+
+  /**
+   * Whether `pod` (a watch's first sight of it) is the very pod one of this reconciler's creates
+   * in flight answers with (same uid and resourceVersion): the reconcile creating it acts on it
+   * already, so its ADDED event, when the watch is quicker than the create's answer, brings
+   * nothing to reconcile. False for anything else (another version, another pod, a failed create).
+   */
+  async creatingNow(pod: V1Pod): Promise<boolean> {
+    const create = this.creating.get(pod.metadata?.name ?? "");
+    if (create === undefined) return false;
+    const created = await create.catch(() => null);
+    return created !== null && created.metadata?.uid === pod.metadata?.uid && created.metadata?.resourceVersion === pod.metadata?.resourceVersion;
+  }
 
   async reconcile(appName: string, owner: Owner, signal?: AbortSignal): Promise<ReconcileResult> {
     // Only enabled apps name a series: a task id naming anything else cannot add one.
@@ -206,7 +224,13 @@ export class Reconciler {
     let created: V1Pod;
     try {
       stop();
-      created = await gateway.createPod(buildPod(app, context, tag));
+      const create = gateway.createPod(buildPod(app, context, tag));
+      this.creating.set(name, create);
+      try {
+        created = await create;
+      } finally {
+        this.creating.delete(name);
+      }
     } catch (e) {
       // Another worker (a restart racing a reconcile) created it first: its events bring us back.
       if (statusOf(e) === 409) return done("in-sync");

@@ -100,9 +100,11 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
   const gateway = KubernetesGateway.fromSettings({ ...config.kubernetes, simulatorUrl });
   const reconciler = reconcilerFor(context, gateway);
   let watchTrouble = false;
+  // Once the worker runs, it takes an event's reconcile at once when it has room (Worker.offer).
+  let worker: Worker | null = null;
   const enqueueFor = (tag: string | undefined) => {
     const task = tag === undefined ? null : reconcileTaskOf(tag);
-    if (task !== null) context.queue.add(task).catch(() => {});
+    if (task !== null) (worker ? worker.offer(task) : context.queue.add(task)).catch(() => {});
   };
   const caches = gateway.startCaches({
     selectLabel: LABELS.app,
@@ -112,6 +114,9 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
       if (kind === "pod") {
         // A change the reconciler decides nothing on (a status detail) brings no reconcile.
         if (!deleted && previous !== null && !podChangeMatters(previous as V1Pod, object as V1Pod)) return;
+        // Nor does the first sight of a pod a reconcile of this worker is creating, when the watch
+        // is quicker than the create's answer (else the reconcile's cache write drops the event).
+        if (!deleted && previous === null && (await reconciler.creatingNow(object as V1Pod))) return;
         return enqueueFor(object.metadata?.annotations?.[ANNOTATIONS.owner]);
       }
       // A service or policy gone from under its pod: the pod's record puts it back.
@@ -125,7 +130,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
   });
   const check = resyncCheck(context, gateway, reconciler, caches);
   // The first reconcile waits for the caches: an empty cache would read as "no pod".
-  const worker = startWorker(context, {
+  worker = startWorker(context, {
     reconcile: async (app, owner, signal) => {
       await caches;
       return reconciler.reconcile(app, owner, signal);
@@ -136,7 +141,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
     },
   }, check);
   return {
-    worker,
+    worker: worker!,
     gateway,
     async stop() {
       const stopped = await worker.stop(config.worker.shutdown_timeout);

@@ -1,6 +1,8 @@
 // The worker: takes tasks from the queue and calls the task handlers (the reconciler) for them,
 // at most `concurrency` at once, renewing each task's lease while it runs. It also promotes due
-// retries, hands out tasks whose lease expired, and runs the periodic resync. Whatever Redis
+// retries, hands out tasks whose lease expired, and runs the periodic resync. A task its watch
+// events ask for it claims at once when it has room (`offer`), and a task added again while it
+// ran it runs again at once (the queue keeps it under a new lease). Whatever Redis
 // does, the loop keeps going: errors are logged and retried, never thrown out of the worker.
 // A task runs with the id of the request that added it as the current request id, so its log
 // lines (the reconciler's too) carry it; its duration and outcome go to the metrics.
@@ -112,13 +114,12 @@ export class Worker {
         continue;
       }
       try {
-        const leases = await queue.take(free, leaseMs, `${this.id}:${++this.takes}`);
+        const { leases, drained } = await queue.takeSome(free, leaseMs, `${this.id}:${++this.takes}`);
         failures = 0;
-        if (leases.length === 0) {
-          await queue.waitForWork(this.options.blocking, 1000);
-          continue;
-        }
         for (const lease of leases) this.process(lease);
+        // Nothing left pending: a take now would find nothing; a task made pending since comes
+        // with a wake-up token, so wait for one (issue 13: an empty take was 4 commands a task).
+        if (drained) await queue.waitForWork(this.options.blocking, 1000);
       } catch (e) {
         if (this.stopping) break;
         failures++;
@@ -126,6 +127,23 @@ export class Worker {
         await sleep(Math.min(50 * 2 ** failures, 2000));
       }
     }
+  }
+
+  /**
+   * Puts a task of the worker's own making on the queue (a watch event's reconcile), taking it
+   * at once when it is neither pending nor running and this worker has room for it (the queue's
+   * claim: the lease, the tag and an expired lease's hand-over as for a take); else it is added
+   * for whichever worker takes it. Errors are the caller's (the resync converges meanwhile).
+   */
+  async offer(id: string): Promise<void> {
+    const { queue, concurrency, leaseMs } = this.options;
+    if (this.stopping || this.inFlight.size >= concurrency || this.inFlight.has(id)) {
+      await queue.add(id);
+      return;
+    }
+    const lease = await queue.claim(id, leaseMs, `${this.id}:${++this.takes}:1`);
+    // Stopping meanwhile, the task runs anyway (the lease is ours), as a taken one does.
+    if (lease !== null) this.process(lease);
   }
 
   private process(lease: Lease) {
@@ -138,11 +156,16 @@ export class Worker {
     this.inFlight.set(lease.id, task);
   }
 
-  private execute(lease: Lease): Promise<void> {
-    return withRequestId(lease.requestId, () => this.runTask(lease));
+  /** Runs a task, and once more at once for as long as it was added again while it ran. */
+  private async execute(lease: Lease): Promise<void> {
+    for (let next: Lease | null = lease; next !== null; ) {
+      const current: Lease = next;
+      next = await withRequestId(current.requestId, () => this.runTask(current));
+    }
   }
 
-  private async runTask(lease: Lease): Promise<void> {
+  /** One run of a task and its outcome reported; the lease to run it once more under, or null. */
+  private async runTask(lease: Lease): Promise<Lease | null> {
     const { queue, handlers, leaseMs, log } = this.options;
     const task = parseTaskId(lease.id);
     const kind = task?.kind ?? "unknown";
@@ -183,9 +206,12 @@ export class Worker {
     for (let attempt = 0; ; attempt++) {
       try {
         if (error === null) {
-          const held = await queue.complete(lease);
+          // Added again while it ran: this worker runs it again at once, unless it is stopping.
+          const rerun = this.stopping ? undefined : { leaseMs, token: `${this.id}:${++this.takes}:1` };
+          const { held, rerun: again } = await queue.finish(lease, rerun);
           metrics.taskDuration.observe({ kind, outcome: held ? "done" : "lease-lost" }, seconds);
-          log("debug", "task done", { task: lease.id, seconds });
+          log("debug", "task done", { task: lease.id, seconds, ...(again ? { again: true } : {}) });
+          return again;
         } else {
           const outcome = await queue.fail(lease, error);
           const counted = outcome === "dead" ? "dead" : outcome === "lease-lost" ? "lease-lost" : "retry";
@@ -194,11 +220,11 @@ export class Worker {
           if (counted === "dead") metrics.taskDeadLetters.inc({ kind });
           log(outcome === "dead" ? "error" : "warn", "task failed", { task: lease.id, error, outcome });
         }
-        return;
+        return null;
       } catch (e) {
         if (Date.now() > deadline) {
           log("error", "could not report a task's outcome; it will run again when its lease expires", { task: lease.id, error: String(e) });
-          return;
+          return null;
         }
         await sleep(Math.min(50 * 2 ** attempt, 1000));
       }

@@ -1,5 +1,6 @@
--- Included (`--- @include "_free.lua"`) by the scripts that end a task's run: complete-12.lua,
--- fail-12.lua, promote-12.lua. Expects `pending`, `wake`, `busy` and `parked` (their KEYS) in scope.
+-- Included (`--- @include "_free.lua"`) by the scripts that end a task's run: complete-12.lua
+-- (which frees the tag itself, knowing from the lease whether a task is parked), fail-12.lua,
+-- promote-12.lua. Expects `pending`, `wake`, `busy` and `parked` (their KEYS) in scope.
 
 -- Wake one idle worker; the token list is capped, since one token may start many tasks.
 local function wakeOne()

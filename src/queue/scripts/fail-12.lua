@@ -5,7 +5,7 @@
 -- KEYS[1] pending: list of the task ids waiting to be taken
 -- KEYS[2] dirty: set of the task ids added and not taken since
 -- KEYS[3] active: sorted set of the task ids taken, by the time their lease ends
--- KEYS[4] leases: hash of task id -> the token of its current lease
+-- KEYS[4] leases: hash of task id -> the token of its current lease (' parked' after it: take-8.lua)
 -- KEYS[5] wake: list of wake-up tokens idle workers block on
 -- KEYS[6] attempts: hash of task id -> failed attempts so far
 -- KEYS[7] errors: hash of task id -> the error of its last failed attempt
@@ -31,7 +31,9 @@ local busy, parked, requestIds = KEYS[10], KEYS[11], KEYS[12]
 local maxAttempts, backoffBaseMs, backoffMaxMs, jitter = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local id, token, err = ARGV[5], ARGV[6], ARGV[7]
 
-if redis.call('HGET', leases, id) ~= token then return 0 end
+-- The token, with ' parked' after it while a task of its (app, owner) waits (take-8.lua).
+local held = redis.call('HGET', leases, id)
+if held ~= token and held ~= token .. ' parked' then return 0 end
 
 -- The Redis server's clock: workers on machines with skewed clocks agree on leases and backoffs.
 local time = redis.call('TIME')

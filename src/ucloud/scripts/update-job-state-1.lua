@@ -14,17 +14,23 @@
 local job = KEYS[1]
 local state, status, updatedAt = ARGV[1], ARGV[2], ARGV[3]
 
-local current = redis.call('HGET', job, 'state')
+-- One read for both fields, and no HDEL of a status that is not there (issue 13: a job's state is
+-- set twice as its owner is created, IN_QUEUE then RUNNING).
+local fields = redis.call('HMGET', job, 'state', 'status')
+local current, previous = fields[1], fields[2]
 if not current or current == 'SUCCESS' or current == 'FAILURE' or current == 'EXPIRED' then return 0 end
-local previous = redis.call('HGET', job, 'status')
-redis.call('HSET', job, 'state', state, 'updatedAt', updatedAt)
-if status == '' then redis.call('HDEL', job, 'status') else redis.call('HSET', job, 'status', status) end
+if status == '' then
+  redis.call('HSET', job, 'state', state, 'updatedAt', updatedAt)
+  if previous then redis.call('HDEL', job, 'status') end
+else
+  redis.call('HSET', job, 'state', state, 'status', status, 'updatedAt', updatedAt)
+end
 -- A status longer than 64 bytes (Redis's default hash-max-listpack-value) made the hash a hash
 -- table, and Redis never makes it compact again by itself: once it is gone, the job is written
 -- anew (a listpack again, when every other value is short).
 if previous and #previous > 64 and #status <= 64 then
-  local fields = redis.call('HGETALL', job)
+  local all = redis.call('HGETALL', job)
   redis.call('DEL', job)
-  redis.call('HSET', job, unpack(fields))
+  redis.call('HSET', job, unpack(all))
 end
 return 1
