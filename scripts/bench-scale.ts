@@ -89,6 +89,10 @@ async function until<T>(what: string, seconds: number, check: () => Promise<T | 
  */
 const SCRAPE_MS = 2000;
 
+/** A process's resident memory, in bytes (VmRSS). */
+function residentBytes(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+}
 /** utime + stime of a process, in seconds. */
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
@@ -137,6 +141,7 @@ try {
   await until("the simulator", 30, async () => (await fetch(`http://127.0.0.1:${simulatorPort}/version`)).ok);
   let worker = role("worker", PROFILE && join(PROFILE, "passes"));
   await until("the worker", 30, async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok);
+  const simulatorEmpty = residentBytes(simulator.pid!);
 
   // N owners, each with a folder in its home drive and (unless --no-pods) a device.
   for (let i = 0; i < OWNERS; i++) mkdirSync(join(storage, `home-owner${i}`, "A"), { recursive: true });
@@ -171,6 +176,11 @@ try {
   say(`  by command (server side): ${topCommands(statsBefore, await commandStats(), OWNERS)}`);
   const reconciles = await Promise.all(["created", "in-sync", "waiting", "replaced", "blocked", "stopped"].map(async (o) => `${o} ${((await workerMetric("iapps_reconcile_total", `app="syncthing",outcome="${o}"`)) / OWNERS).toFixed(2)}`));
   say(`  reconciles per created record, by outcome: ${reconciles.join(", ")}`);
+  if (!NO_PODS) {
+    // Each owner's pod, its two services and its network policy, as the simulator holds them.
+    const held = residentBytes(simulator.pid!);
+    say(`simulator memory (RSS): ${(simulatorEmpty / 2 ** 20).toFixed(0)} MiB empty, ${(held / 2 ** 20).toFixed(0)} MiB with every pod: ${((held - simulatorEmpty) / OWNERS / 1024).toFixed(1)} KiB per owner (pod, 2 services, policy)`);
+  }
 
   // Idle passes: from one resync round to the P-th after it.
   const gauge = () => workerMetric("iapps_resync_last_completed_timestamp_seconds");
