@@ -264,3 +264,39 @@ export class Directory {
     await this.handle.close();
   }
 }
+
+/**
+ * Directories held open for the calls in flight that use them, by a key the caller chooses: the
+ * first call opens, the others share its handle, and it is closed once none uses it, on the next
+ * turn of the timers (so calls made one after another in the same turn, as a check reads a
+ * folder and then the state folder of one home, share it too). A failed open is not kept.
+ */
+export class SharedDirectories {
+  private readonly held = new Map<string, { directory: Promise<Directory>; users: number; closing: ReturnType<typeof setTimeout> | null }>();
+
+  async using<T>(key: string, open: () => Promise<Directory>, use: (directory: Directory) => Promise<T>): Promise<T> {
+    let entry = this.held.get(key);
+    if (entry === undefined) {
+      const opened = { directory: open(), users: 0, closing: null };
+      entry = opened;
+      this.held.set(key, opened);
+      opened.directory.catch(() => {
+        if (this.held.get(key) === opened) this.held.delete(key);
+      });
+    }
+    if (entry.closing !== null) clearTimeout(entry.closing);
+    entry.closing = null;
+    entry.users++;
+    const shared = entry;
+    try {
+      return await use(await shared.directory);
+    } finally {
+      if (--shared.users === 0) {
+        shared.closing = setTimeout(() => {
+          if (this.held.get(key) === shared) this.held.delete(key);
+          shared.directory.then((directory) => directory.close()).catch(() => {});
+        }, 0);
+      }
+    }
+  }
+}
