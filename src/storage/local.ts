@@ -6,8 +6,9 @@
 // drive id that is a plain folder name. Then it is walked one component at a time from the
 // storage root, refusing a symbolic link at every step (directory.ts): a user can make any folder
 // in their drive a link, and a link would lead the service, or a pod's mount, anywhere. Bad input
-// gives access "none" with a reason; only unexpected I/O errors throw.
-// Imports src/storage/* and src/store/keys.ts (types) only.
+// gives access "none" with a reason; only unexpected I/O errors throw. The root and the drives
+// are held open for the calls in flight (a resync checks many records at once), not per call.
+// Imports src/base/directory.ts, src/domain (types) and src/store/drives.ts (its error) only.
 
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
