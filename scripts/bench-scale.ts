@@ -8,7 +8,11 @@
 // src/main.ts <role>`), on free ports, in a temporary folder. `--no-pods` gives the owners no
 // device (no pod runs): the memory and Redis figures at sizes the simulator would not hold.
 //
-// Usage: npm run bench:scale -- --owners N [--passes P] [--interval S] [--no-pods] [--profile DIR]
+// The worker's CPU per record per pass is given whole, and less what the idle worker spends (its
+// queue's clock, the benchmark's scrapes), measured for 10 s before any owner exists; the
+// simulator's resident memory per owner once every pod runs.
+//
+// Usage: npm run bench:scale -- --owners N [--passes P] [--interval S] [--no-pods] [--no-restart] [--profile DIR]
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -23,6 +27,10 @@ const OWNERS = option("owners", "BENCH_OWNERS", 1000);
 const PASSES = option("passes", "BENCH_PASSES", 2);
 const INTERVAL_S = option("interval", "BENCH_INTERVAL", 30);
 const NO_PODS = process.argv.includes("--no-pods");
+/** `--no-restart`: skip the restart of role all (at 100,000 pods it takes longer than the rest). */
+const NO_RESTART = process.argv.includes("--no-restart");
+/** How long the idle worker's own CPU (its clock, the scrapes) is measured before any owner exists. */
+const IDLE_S = 10;
 /** `--profile DIR`: the workers write CPU profiles to DIR/passes (the idle passes) and DIR/restart (the restart), on SIGTERM. */
 const PROFILE = process.argv.includes("--profile") ? resolve(process.argv[process.argv.indexOf("--profile") + 1]!) : undefined;
 const CONCURRENCY = 64;
@@ -70,7 +78,7 @@ async function stop(child: ChildProcess) {
   child.kill("SIGKILL");
   await exited;
 }
-async function until<T>(what: string, seconds: number, check: () => Promise<T | false | null>): Promise<T> {
+async function until<T>(what: string, seconds: number, check: () => Promise<T | false | null>, everyMs = 250): Promise<T> {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
     const value = await check().catch(() => null);
@@ -79,10 +87,20 @@ async function until<T>(what: string, seconds: number, check: () => Promise<T | 
       const [pending, active, delayed] = await Promise.all([redis.llen("iapps:{queue}:pending"), redis.zcard("iapps:{queue}:active"), redis.zcard("iapps:{queue}:delayed")]);
       throw new Error(`${what}: not within ${seconds} s (queue: ${pending} pending, ${active} active, ${delayed} delayed)`);
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+/**
+ * How often the passes' end is looked for in the worker's metrics: every scrape costs the worker
+ * CPU (its queue's gauges read from Redis), which a scrape every 250 ms made a sixth of what
+ * the passes measured at 10,000 owners.
+ */
+const SCRAPE_MS = 2000;
 
+/** A process's resident memory, in bytes (VmRSS). */
+function residentBytes(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+}
 /** utime + stime of a process, in seconds. */
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
@@ -113,11 +131,18 @@ async function workerMetric(name: string, labels = ""): Promise<number> {
   for (const line of text.split("\n")) if (line.startsWith(`${name}{${labels}`) || line.startsWith(`${name} `)) total += Number(line.split(" ").at(-1));
   return total;
 }
+/**
+ * Pods Running: all of them less those that are not, each a list by metadata only (a list of
+ * 100,000 whole pods every 250 ms would be the busiest thing the simulator did).
+ */
 async function runningPods(): Promise<number> {
-  const list = (await (await fetch(`http://127.0.0.1:${simulatorPort}/api/v1/namespaces/${NAMESPACE}/pods?labelSelector=ucloud.dk/iapp-name`)).json()) as {
-    items: { status?: { phase?: string } }[];
+  const count = async (fieldSelector: string) => {
+    const url = `http://127.0.0.1:${simulatorPort}/api/v1/namespaces/${NAMESPACE}/pods?labelSelector=ucloud.dk/iapp-name${fieldSelector}`;
+    const answer = await fetch(url, { headers: { accept: "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1" } });
+    return ((await answer.json()) as { items: unknown[] }).items.length;
   };
-  return list.items.filter((pod) => pod.status?.phase === "Running").length;
+  const [all, notRunning] = await Promise.all([count(""), count("&fieldSelector=status.phase!%3DRunning")]);
+  return all - notRunning;
 }
 async function queueIdle(): Promise<boolean> {
   const [pending, active] = await Promise.all([redis.llen("iapps:{queue}:pending"), redis.zcard("iapps:{queue}:active")]);
@@ -131,6 +156,11 @@ try {
   await until("the simulator", 30, async () => (await fetch(`http://127.0.0.1:${simulatorPort}/version`)).ok);
   let worker = role("worker", PROFILE && join(PROFILE, "passes"));
   await until("the worker", 30, async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok);
+  const simulatorEmpty = residentBytes(simulator.pid!);
+  // The worker's CPU with nothing to do (its queue's clock, the scrapes): taken out of the passes' below.
+  const idleFrom = { cpu: cpuSeconds(worker.pid!), at: performance.now() };
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+  const idleRate = (cpuSeconds(worker.pid!) - idleFrom.cpu) / ((performance.now() - idleFrom.at) / 1000);
 
   // N owners, each with a folder in its home drive and (unless --no-pods) a device.
   for (let i = 0; i < OWNERS; i++) mkdirSync(join(storage, `home-owner${i}`, "A"), { recursive: true });
@@ -156,7 +186,7 @@ try {
     }),
   );
   const createSeconds = (performance.now() - created) / 1000;
-  if (!NO_PODS) await until("every pod Running", 60 + OWNERS / 50, async () => (await runningPods()) >= OWNERS);
+  if (!NO_PODS) await until("every pod Running", 60 + OWNERS / 50, async () => (await runningPods()) >= OWNERS, OWNERS > 20_000 ? 2000 : 250);
   await until("the queue drains", 60 + OWNERS / 50, queueIdle);
   const allRunning = (performance.now() - created) / 1000;
   const createCommands = (await redisCommands()) - commandsBefore;
@@ -165,16 +195,27 @@ try {
   say(`  by command (server side): ${topCommands(statsBefore, await commandStats(), OWNERS)}`);
   const reconciles = await Promise.all(["created", "in-sync", "waiting", "replaced", "blocked", "stopped"].map(async (o) => `${o} ${((await workerMetric("iapps_reconcile_total", `app="syncthing",outcome="${o}"`)) / OWNERS).toFixed(2)}`));
   say(`  reconciles per created record, by outcome: ${reconciles.join(", ")}`);
+  if (!NO_PODS) {
+    // Each owner's pod, its two services and its network policy, as the simulator holds them.
+    const held = residentBytes(simulator.pid!);
+    say(`simulator memory (RSS): ${(simulatorEmpty / 2 ** 20).toFixed(0)} MiB empty, ${(held / 2 ** 20).toFixed(0)} MiB with every pod: ${((held - simulatorEmpty) / OWNERS / 1024).toFixed(1)} KiB per owner (pod, 2 services, policy)`);
+  }
 
   // Idle passes: from one resync round to the P-th after it.
   const gauge = () => workerMetric("iapps_resync_last_completed_timestamp_seconds");
   // The first round after the owners were made reads each drive's metadata once: measure from the one after it.
-  const warm = await until("a resync round", INTERVAL_S * 2 + 30, async () => (await gauge()) > 0 && (await gauge()));
-  const start = await until("a second resync round", INTERVAL_S * 3 + 30, async () => {
-    const now = await gauge();
-    return now > warm && now;
-  });
+  const warm = await until("a resync round", INTERVAL_S * 2 + 30, async () => (await gauge()) > 0 && (await gauge()), SCRAPE_MS);
+  const start = await until(
+    "a second resync round",
+    INTERVAL_S * 3 + 30,
+    async () => {
+      const now = await gauge();
+      return now > warm && now;
+    },
+    SCRAPE_MS,
+  );
   const passStats = await commandStats();
+  const passesFrom = performance.now();
   const before = {
     kube: await workerMetric("iapps_kubernetes_requests_total"),
     redis: await redisCommands(),
@@ -185,10 +226,15 @@ try {
   const passTimes: string[] = [];
   let rounds = start;
   for (let p = 0; p < PASSES; p++) {
-    rounds = await until(`resync pass ${p + 1}`, INTERVAL_S * 3 + 30, async () => {
-      const now = await gauge();
-      return now > rounds && now;
-    });
+    rounds = await until(
+      `resync pass ${p + 1}`,
+      INTERVAL_S * 3 + 30,
+      async () => {
+        const now = await gauge();
+        return now > rounds && now;
+      },
+      SCRAPE_MS,
+    );
     const [seconds, busy] = [await workerMetric("iapps_resync_last_duration_seconds"), await workerMetric("iapps_resync_last_busy_seconds")];
     await until("the pass's tasks done", INTERVAL_S * 3, queueIdle);
     passTimes.push(`${seconds.toFixed(1)} s (busy ${busy.toFixed(1)} s)`);
@@ -202,6 +248,7 @@ try {
     simulatorCpu: cpuSeconds(simulator.pid!),
   };
   const per = (delta: number) => delta / (OWNERS * PASSES);
+  const idleCpu = idleRate * ((performance.now() - passesFrom) / 1000);
   // Memory: every key the service keeps, by kind (the part of the key name before its tag).
   const bytes = new Map<string, number>();
   let cursor = "0";
@@ -223,6 +270,7 @@ try {
   say(`| Kubernetes calls (worker) | ${per(after.kube - before.kube).toFixed(3)} |`);
   say(`| Redis commands (all processes) | ${per(after.redis - before.redis).toFixed(2)} |`);
   say(`| worker CPU | ${((per(after.workerCpu - before.workerCpu)) * 1e6).toFixed(1)} µs |`);
+  say(`| worker CPU of the passes (less the idle worker's, ${(idleRate * 100).toFixed(1)} % of a core) | ${((per(after.workerCpu - before.workerCpu - idleCpu)) * 1e6).toFixed(1)} µs |`);
   say(`| simulator CPU | ${((per(after.simulatorCpu - before.simulatorCpu)) * 1e6).toFixed(1)} µs |`);
   say(`  Redis by command (server side): ${passBreakdown}`);
   say(`one pass (paced over half the interval; busy: not waiting for its pace): ${passTimes.join(", ")}; records enqueued by passes since the worker started: ${enqueued}`);
@@ -236,7 +284,7 @@ try {
     worker.kill("SIGTERM");
     await exited;
   }
-  if (!NO_PODS) {
+  if (!NO_PODS && !NO_RESTART) {
     await stop(worker);
     await stop(simulator);
     const restarted = performance.now();

@@ -13,7 +13,7 @@
 // same guarantee. Imports node:fs only.
 
 import { randomBytes } from "node:crypto";
-import { constants, promises as fs } from "node:fs";
+import { constants, promises as fs, type Stats } from "node:fs";
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
 
@@ -106,6 +106,44 @@ export class Directory {
     }
     // An empty walk is this directory again, as a handle of its own to close.
     return current === this ? new Directory(await fs.open(this.self, O_RDONLY | O_DIRECTORY)) : current;
+  }
+
+  /**
+   * Whether `components` below this one name a folder, reached as `walk` reaches it (every
+   * component before the last opened with O_NOFOLLOW), but the last one only looked at (lstat,
+   * which does not follow a link there either) rather than opened: for a check that keeps no
+   * handle, two calls fewer. Throws the WalkError `walk` would; an empty path is this folder.
+   * With `create`, a missing last folder is made (mkdir never follows a link), then looked at.
+   */
+  async isFolder(components: string[], options: { create?: boolean } = {}): Promise<void> {
+    if (components.length === 0) return;
+    const last = components.length - 1;
+    const parent = last === 0 ? this : await this.walk(components.slice(0, last));
+    try {
+      const path = parent.at(components[last]!);
+      let stats: Stats;
+      try {
+        stats = await fs.lstat(path);
+      } catch (error) {
+        const code = errorCode(error);
+        if (code === "ENOENT" && options.create) {
+          await parent.makeFolder(components[last]!);
+          stats = await fs.lstat(path).catch((again) => {
+            throw errorCode(again) === "ENOENT" ? new WalkError("missing", last, "ENOENT") : again;
+          });
+        } else if (code === "ENOENT") {
+          throw new WalkError("missing", last, code);
+        } else if (code === "ENAMETOOLONG") {
+          throw new WalkError("too-long", last, code);
+        } else {
+          throw error;
+        }
+      }
+      if (stats.isSymbolicLink()) throw new WalkError("symlink", last, "ELOOP");
+      if (!stats.isDirectory()) throw new WalkError("not-a-folder", last, "ENOTDIR");
+    } finally {
+      if (parent !== this) await parent.close();
+    }
   }
 
   private async openChild(name: string, index: number, create: boolean): Promise<Directory> {
@@ -224,5 +262,41 @@ export class Directory {
 
   async close(): Promise<void> {
     await this.handle.close();
+  }
+}
+
+/**
+ * Directories held open for the calls in flight that use them, by a key the caller chooses: the
+ * first call opens, the others share its handle, and it is closed once none uses it, on the next
+ * turn of the timers (so calls made one after another in the same turn, as a check reads a
+ * folder and then the state folder of one home, share it too). A failed open is not kept.
+ */
+export class SharedDirectories {
+  private readonly held = new Map<string, { directory: Promise<Directory>; users: number; closing: ReturnType<typeof setTimeout> | null }>();
+
+  async using<T>(key: string, open: () => Promise<Directory>, use: (directory: Directory) => Promise<T>): Promise<T> {
+    let entry = this.held.get(key);
+    if (entry === undefined) {
+      const opened = { directory: open(), users: 0, closing: null };
+      entry = opened;
+      this.held.set(key, opened);
+      opened.directory.catch(() => {
+        if (this.held.get(key) === opened) this.held.delete(key);
+      });
+    }
+    if (entry.closing !== null) clearTimeout(entry.closing);
+    entry.closing = null;
+    entry.users++;
+    const shared = entry;
+    try {
+      return await use(await shared.directory);
+    } finally {
+      if (--shared.users === 0) {
+        shared.closing = setTimeout(() => {
+          if (this.held.get(key) === shared) this.held.delete(key);
+          shared.directory.then((directory) => directory.close()).catch(() => {});
+        }, 0);
+      }
+    }
   }
 }

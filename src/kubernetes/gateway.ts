@@ -13,6 +13,7 @@ import {
   CoreV1Api,
   KubeConfig,
   NetworkingV1Api,
+  setHeaderOptions,
   type V1NetworkPolicy,
   type V1Pod,
   type V1Service,
@@ -51,6 +52,12 @@ export interface CacheOptions {
   onChange?: (kind: "pod" | "service" | "networkpolicy", object: V1Pod | V1Service | V1NetworkPolicy, deleted: boolean, previous: V1Pod | V1Service | V1NetworkPolicy | null) => void;
   onError?: (kind: string, error: unknown) => void;
 }
+
+/**
+ * What a relist asks for: metadata only (as `kubectl get --show-kind -o name` and client-go's
+ * metadata informers do), else plain JSON from a server that cannot give that.
+ */
+const METADATA_ONLY = setHeaderOptions("Accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json");
 
 /** Calls that change something in the cluster, as counted in `calls`. */
 export const CHANGING_VERBS = ["create", "delete"] as const;
@@ -122,17 +129,23 @@ export class KubernetesGateway {
       pods: new InformerCache<V1Pod>(this.kubeConfig, {
         path: `/api/v1/namespaces/${namespace}/pods`,
         list: () => this.core.listNamespacedPod({ namespace, labelSelector: selector }),
+        listMetadata: () => this.core.listNamespacedPod({ namespace, labelSelector: selector }, METADATA_ONLY),
+        read: (name) => this.getPod(name),
         indexLabel: options.indexLabel,
         ...common<V1Pod>("pod", "list pod", "watch pod"),
       }),
       services: new InformerCache<V1Service>(this.kubeConfig, {
         path: `/api/v1/namespaces/${namespace}/services`,
         list: () => this.core.listNamespacedService({ namespace, labelSelector: selector }),
+        listMetadata: () => this.core.listNamespacedService({ namespace, labelSelector: selector }, METADATA_ONLY),
+        read: (name) => this.getService(name),
         ...common<V1Service>("service", "list service", "watch service"),
       }),
       policies: new InformerCache<V1NetworkPolicy>(this.kubeConfig, {
         path: `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies`,
         list: () => this.networking.listNamespacedNetworkPolicy({ namespace, labelSelector: selector }),
+        listMetadata: () => this.networking.listNamespacedNetworkPolicy({ namespace, labelSelector: selector }, METADATA_ONLY),
+        read: (name) => this.getNetworkPolicy(name),
         ...common<V1NetworkPolicy>("networkpolicy", "list networkpolicy", "watch networkpolicy"),
       }),
     };
@@ -152,7 +165,8 @@ export class KubernetesGateway {
   }
 
   /**
-   * Lists every cache again (three list calls), for what their watches may have missed: the
+   * Lists every cache again (three list calls, by metadata: names and resourceVersions; a read
+   * of each object the cache lacks the version of), for what their watches may have missed: the
    * resync's safety net. Answers how many cached objects changed; nothing without caches.
    */
   async relistCaches(): Promise<number> {

@@ -9,18 +9,33 @@
 // once (`wrote`, `deleted`), so a second reconcile right after a create never creates twice, and
 // an event older than a write never undoes it (resourceVersions are compared); the event of the
 // version a write already put here changes nothing and is not passed on. `relist` lists again
-// outside the watch (the resync's safety net for an event the watch never delivered).
+// outside the watch (the resync's safety net for an event the watch never delivered): by
+// metadata only when it can (`listMetadata`: names and resourceVersions), reading in full just
+// the objects whose version it does not have.
 // Imports @kubernetes/client-node only.
 
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, makeInformer } from "@kubernetes/client-node";
 
 type Listed<T extends KubernetesObject> = () => Promise<KubernetesListObject<T>>;
 
+/**
+ * Above this many objects newer than the cache in a metadata relist, one full list rather than a
+ * read of each (a watch that missed that much missed a lot; a read each would be slower).
+ */
+const READS_PER_RELIST = 32;
+
 export interface InformerOptions<T extends KubernetesObject> {
   /** The API path of the collection, e.g. `/api/v1/namespaces/<ns>/pods`. */
   path: string;
   list: Listed<T>;
   labelSelector: string;
+  /**
+   * The same list with metadata only (Kubernetes' `PartialObjectMetadataList`): what `relist`
+   * uses, with `read`, when given. A server that answers it with whole objects is fine too.
+   */
+  listMetadata?: Listed<KubernetesObject>;
+  /** One object by name, null when there is none: for what a metadata relist finds newer. */
+  read?: (name: string) => Promise<T | null>;
   /** A label to index objects by (the record's owner label of pods), for `byIndex`. */
   indexLabel?: string;
   /** Every change seen (added, modified or deleted), after the cache has it, with what it had before (null: nothing). */
@@ -156,26 +171,58 @@ export class InformerCache<T extends KubernetesObject> {
   /**
    * Lists again, outside the watch, and takes in what the watch missed: objects gone (their
    * DELETED event never arrived) and newer versions. An object the cache has in a version newer
-   * than the list (an event or a write that came meanwhile) stays. Answers how many objects it
+   * than the list (an event or a write that came meanwhile) stays. With `listMetadata` the list
+   * carries names and resourceVersions only (a pass over 100,000 pods must not parse 100,000
+   * pods: the cache has nearly all of them already), and only the objects whose version the
+   * cache lacks are read in full (one full list when there are many). Answers how many objects it
    * changed; tells `onChange` nothing (whoever relists looks at the cache afterwards).
    */
   async relist(): Promise<number> {
     this.options.onConnect?.();
-    const list = await this.options.list();
+    const { listMetadata, read } = this.options;
+    const byMetadata = listMetadata !== undefined && read !== undefined;
+    const list = byMetadata ? await listMetadata() : await this.options.list();
+    const partial = byMetadata && list.kind === "PartialObjectMetadataList";
     const listedAt = version(list);
     const names = new Set<string>();
+    const missing = new Map<string, number | null>();
     let changed = 0;
     for (const item of list.items) {
       const name = item.metadata?.name;
       if (!name) continue;
       names.add(name);
-      const known = this.objects.get(name);
-      const rv = version(item);
-      if (known && rv !== null && (version(known) ?? 0) >= rv) continue;
-      const tomb = this.tombstones.get(name);
-      if (tomb !== undefined && rv !== null && rv <= tomb) continue;
-      this.put(name, item);
-      changed++;
+      if (!this.wants(name, version(item))) continue;
+      if (partial) {
+        missing.set(name, version(item));
+      } else {
+        this.put(name, item as T);
+        changed++;
+      }
+    }
+    if (missing.size > READS_PER_RELIST) {
+      for (const item of (await this.options.list()).items) {
+        const name = item.metadata?.name;
+        if (!name || !missing.has(name) || !this.wants(name, version(item))) continue;
+        this.put(name, item);
+        changed++;
+      }
+    } else {
+      for (const [name, listed] of missing) {
+        const object = await read!(name);
+        if (object === null) {
+          // Gone since the list: what the cache has of it is older than the list, unless newer came meanwhile.
+          const known = this.objects.get(name);
+          const rv = version(known);
+          if (known && !(listed !== null && rv !== null && rv > listed)) {
+            this.remove(name);
+            changed++;
+          }
+          continue;
+        }
+        if (!this.wants(name, version(object))) continue;
+        this.put(name, object);
+        changed++;
+      }
     }
     for (const [name, known] of [...this.objects]) {
       if (names.has(name)) continue;
@@ -185,6 +232,14 @@ export class InformerCache<T extends KubernetesObject> {
       changed++;
     }
     return changed;
+  }
+
+  /** Whether a version `rv` of `name` is news to the cache: newer than it has, and than this process's delete. */
+  private wants(name: string, rv: number | null): boolean {
+    const known = this.objects.get(name);
+    if (known && rv !== null && (version(known) ?? 0) >= rv) return false;
+    const tomb = this.tombstones.get(name);
+    return !(tomb !== undefined && rv !== null && rv <= tomb);
   }
 
   private replaceAll(items: T[]) {

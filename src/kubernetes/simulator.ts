@@ -24,7 +24,9 @@
 //   (the log keeps the last EVENT_LOG_CAPACITY events; older is 410 Gone, reason Expired). An
 //   object that stops matching a watch's selectors arrives as DELETED, one that starts
 //   matching as ADDED. A watch ends after `timeoutSeconds`, else when the client leaves.
-// - Lists ignore `limit` and `continue`: they answer everything at once.
+// - Lists ignore `limit` and `continue`: they answer everything at once. An Accept of
+//   `application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1` gets metadata only (as
+//   from Kubernetes: the worker's relists ask for it); watches always carry whole objects.
 // - `pods/<name>/exec` over WebSocket (v5/v4.channel.k8s.io) runs the command for real, in a
 //   bubblewrap sandbox with the pod's hostPath mounts (./simulator/exec.ts).
 
@@ -101,7 +103,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Running
 }
 
 /** What GET answers with: the objects as JSON, or a `meta.k8s.io` Table of them for kubectl. */
-type Presentation = { table: false } | { table: true; apiVersion: string; includeObject: IncludeObject };
+type Presentation = { table: false; metadataOnly?: boolean } | { table: true; apiVersion: string; includeObject: IncludeObject };
 
 class SimulatedApi {
   serverAddress = "";
@@ -202,6 +204,7 @@ class SimulatedApi {
         if (watch) return this.watch(request, url, type, namespace, (object) => object.metadata.name === name);
         const object = this.state.get(type, namespace, name);
         const presentation = presentationFor(request, url);
+        if (!presentation.table && presentation.metadataOnly) return json(partialMetadata(object));
         return json(presentation.table ? this.tableOf(type.table, [object], presentation) : object);
       }
       case "PUT":
@@ -231,6 +234,7 @@ class SimulatedApi {
     const resourceVersion = this.state.resourceVersion;
     const presentation = presentationFor(request, url);
     if (presentation.table) return json(this.tableOf(type.table, items, presentation, resourceVersion));
+    if (presentation.metadataOnly) return json({ kind: "PartialObjectMetadataList", apiVersion: "meta.k8s.io/v1", metadata: { resourceVersion }, items: items.map(partialMetadata) });
     return json({ kind: `${type.kind}List`, apiVersion: type.apiVersion, metadata: { resourceVersion }, items });
   }
 
@@ -356,9 +360,15 @@ function asSeenBy(event: ChangeEvent, inScope: (object: KubeObject | undefined) 
   return undefined;
 }
 
+/** An object as `PartialObjectMetadata`: its metadata only (what a relist by metadata asks for). */
+function partialMetadata(object: KubeObject) {
+  return { kind: "PartialObjectMetadata", apiVersion: "meta.k8s.io/v1", metadata: object.metadata };
+}
+
 /**
  * A Table when the Accept header prefers one (kubectl sends
- * `application/json;as=Table;v=v1;g=meta.k8s.io,...,application/json`), JSON otherwise.
+ * `application/json;as=Table;v=v1;g=meta.k8s.io,...,application/json`), metadata only for
+ * `as=PartialObjectMetadata` (or `...List`, as client-go's metadata informers ask), JSON otherwise.
  */
 function presentationFor(request: Request, url: URL): Presentation {
   for (const entry of (request.headers.get("accept") ?? "").split(",")) {
@@ -372,6 +382,9 @@ function presentationFor(request: Request, url: URL): Presentation {
     );
     const as = parameters.get("as");
     if (as === undefined) return { table: false };
+    if ((as === "PartialObjectMetadataList" || as === "PartialObjectMetadata") && parameters.get("g") === "meta.k8s.io" && ["v1", "v1beta1"].includes(parameters.get("v") ?? "")) {
+      return { table: false, metadataOnly: true };
+    }
     if (as === "Table" && parameters.get("g") === "meta.k8s.io" && ["v1", "v1beta1"].includes(parameters.get("v") ?? "")) {
       return {
         table: true,

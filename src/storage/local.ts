@@ -6,14 +6,15 @@
 // drive id that is a plain folder name. Then it is walked one component at a time from the
 // storage root, refusing a symbolic link at every step (directory.ts): a user can make any folder
 // in their drive a link, and a link would lead the service, or a pod's mount, anywhere. Bad input
-// gives access "none" with a reason; only unexpected I/O errors throw.
-// Imports src/storage/* and src/store/keys.ts (types) only.
+// gives access "none" with a reason; only unexpected I/O errors throw. The root and the drives
+// are held open for the calls in flight (a resync checks many records at once), not per call.
+// Imports src/base/directory.ts, src/domain (types) and src/store/drives.ts (its error) only.
 
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import { InvalidDriveMetadata } from "../store/drives.ts";
 import type { Owner } from "../domain/owner.ts";
-import { Directory, isPlainName, WalkError } from "../base/directory.ts";
+import { Directory, isPlainName, SharedDirectories, WalkError } from "../base/directory.ts";
 import type { Access, DriveDirectory, DriveMetadata, FolderAccess, Sensitivity, ServiceFolder, Storage } from "../domain/storage.ts";
 
 export const HOME_PREFIX = "home-";
@@ -105,14 +106,26 @@ export class LocalStorage implements Storage {
 
   /** Made once per process when missing: the operator's folder, so its own path may be followed. */
   private rootMade: Promise<unknown> | null = null;
+  /**
+   * The root and the drives, open, shared by the calls in flight (a resync checks 64 records at
+   * once, each its folder and then its state folder in the same home): an open and a close for
+   * all of them rather than for each call (a pass over 100,000 records made 400,000 of each).
+   */
+  private readonly shared = new SharedDirectories();
 
-  private async openRoot(): Promise<Directory> {
+  /** Runs `use` with the storage root open (shared by the calls in flight). */
+  private async withRoot<T>(use: (root: Directory) => Promise<T>): Promise<T> {
     this.rootMade ??= mkdir(this.root, { recursive: true }).catch((error) => {
       this.rootMade = null;
       throw error;
     });
     await this.rootMade;
-    return Directory.open(this.root);
+    return this.shared.using("", () => Directory.open(this.root), use);
+  }
+
+  /** Runs `use` with the owner's home drive open (shared by the calls in flight), created on first need. */
+  private withHome<T>(root: Directory, owner: Owner, use: (home: Directory) => Promise<T>): Promise<T> {
+    return this.shared.using(`home:${owner.createdBy}`, () => this.openHome(root, owner), use);
   }
 
   /** The owner's home drive, open, created on first need; refused when it is a link or a file. */
@@ -123,18 +136,24 @@ export class LocalStorage implements Storage {
   }
 
   async serviceFolder(owner: Owner, name: string): Promise<ServiceFolder> {
-    await Directory.using(this.openServiceFolder(owner, name), async () => {});
+    // Made when missing and looked at, not opened: nothing is done inside it here.
+    await this.inHome(owner, name, (home) => home.isFolder([name], { create: true }));
     const subPath = `${HOME_PREFIX}${owner.createdBy}/${name}`;
     return { subPath, internalPath: `${this.root}/${subPath}` };
   }
 
   /** `<home>/<name>`, open, created when missing; a link or a file there is refused, never followed. */
-  private async openServiceFolder(owner: Owner, name: string): Promise<Directory> {
+  private openServiceFolder(owner: Owner, name: string): Promise<Directory> {
+    return this.inHome(owner, name, (home) => openOrCreate(home, name));
+  }
+
+  /** `reach` the folder `name` from the owner's home, open: a link or a file there is refused with the error users see. */
+  private async inHome<T>(owner: Owner, name: string, reach: (home: Directory) => Promise<T>): Promise<T> {
     if (!isPlainName(name) || name.includes("\\")) throw new Error(`not a folder name: '${name}'`);
-    return Directory.using(this.openRoot(), (root) =>
-      Directory.using(this.openHome(root, owner), async (home) => {
+    return this.withRoot((root) =>
+      this.withHome(root, owner, async (home) => {
         try {
-          return await openOrCreate(home, name);
+          return await reach(home);
         } catch (error) {
           if (error instanceof WalkError && (error.reason === "symlink" || error.reason === "not-a-folder")) {
             throw new Error(`${HOME_PREFIX}${owner.createdBy}/${name} is not a plain folder (a symlink or a file); remove it so that it can be recreated`);
@@ -158,8 +177,8 @@ export class LocalStorage implements Storage {
 
   async wipeServiceFolder(owner: Owner, name: string): Promise<void> {
     if (!isPlainName(name) || name.includes("\\")) throw new Error(`not a folder name: '${name}'`);
-    await Directory.using(this.openRoot(), (root) =>
-      Directory.using(this.openHome(root, owner), async (home) => {
+    await this.withRoot((root) =>
+      this.withHome(root, owner, async (home) => {
         await home.remove(name);
         await home.makeFolder(name);
       }),
@@ -221,12 +240,55 @@ export class LocalStorage implements Storage {
     const display = `/${[driveId, ...rest].join("/")}`;
     const username = owner.createdBy;
 
-    const root = await this.openRoot();
-    try {
-      // The drive: the owner's own home drive appears on first need.
-      let drive: Directory;
+    // Who may use the drive, and the folder in it: an error opening the drive is answered below.
+    const folderIn = async (drive: Directory): Promise<FolderAccess> => {
+      // Who may use it: its metadata (outside the drive), never a file inside it.
+      const metadata = await metadataOf(driveId);
+      if (typeof metadata === "string") return none(`the drive ${driveId} is not usable: ${metadata}`, driveId);
+      if (metadata === null) return none(`the drive ${driveId} is not usable: it has no metadata (an operator gives it some with 'drive create')`, driveId);
+      const role: Access = metadata.owner === username ? "write" : Object.hasOwn(metadata.members, username) ? metadata.members[username]! : "none";
+      if (role === "none") return none(`you have no access to drive ${driveId}`, driveId);
+      if (metadata.locked) return none(`the drive ${driveId} is locked`, driveId);
+
+      // The folder: an existing directory, reached from the drive (open, and no link) without
+      // following a link (each folder on the way opened, the last one looked at); the drive
+      // itself needs no second look.
+      if (rest.length > 0) {
+        try {
+          await drive.isFolder(rest);
+        } catch (error) {
+          if (!(error instanceof WalkError)) throw error;
+          // Components counted from the drive's: the drive is component 0.
+          const index = error.index + 1;
+          const at = `/${[driveId, ...rest].slice(0, index + 1).join("/")}`;
+          if (error.reason === "missing") return none(`the folder ${display} does not exist`, driveId, true);
+          if (error.reason === "too-long") return none(`the path ${display} is too long`, driveId);
+          if (error.reason === "symlink") {
+            return none(`${at} is a symbolic link: links are not followed, since they can lead outside the drive ${driveId}`, driveId);
+          }
+          // A file where a folder should be: the last component is not a folder; through it, nothing exists.
+          return index === rest.length ? none(`${display} is not a folder`, driveId, true) : none(`the folder ${display} does not exist`, driveId, true);
+        }
+      }
+
+      const subPath = [driveId, ...rest].join("/");
+      const sensitivity = restrictionOf(metadata, rest);
+      return {
+        ucloudPath,
+        driveId,
+        internalPath: `${this.root}/${subPath}`,
+        subPath,
+        access: role,
+        ...(sensitivity === null ? {} : { sensitivity }),
+      };
+    };
+
+    return this.withRoot(async (root) => {
+      // The drive: the owner's own home drive appears on first need. Open, shared by the calls
+      // in flight; an error opening it is the drive's, one inside is the folder's (`folderIn`).
+      const home = driveId === HOME_PREFIX + username;
       try {
-        drive = driveId === HOME_PREFIX + username ? await this.openHome(root, owner) : await root.child(driveId);
+        return await (home ? this.withHome(root, owner, folderIn) : this.shared.using(`drive:${driveId}`, () => root.child(driveId), folderIn));
       } catch (error) {
         if (error instanceof UnsafeUsername) return none(error.message, driveId);
         if (!(error instanceof WalkError)) throw error;
@@ -235,50 +297,6 @@ export class LocalStorage implements Storage {
         if (error.reason === "symlink") return none(`the drive ${driveId} is a symbolic link, which is not followed`, driveId);
         return none(`the drive ${driveId} is not a folder`, driveId);
       }
-      try {
-        // Who may use it: its metadata (outside the drive), never a file inside it.
-        const metadata = await metadataOf(driveId);
-        if (typeof metadata === "string") return none(`the drive ${driveId} is not usable: ${metadata}`, driveId);
-        if (metadata === null) return none(`the drive ${driveId} is not usable: it has no metadata (an operator gives it some with 'drive create')`, driveId);
-        const role: Access = metadata.owner === username ? "write" : Object.hasOwn(metadata.members, username) ? metadata.members[username]! : "none";
-        if (role === "none") return none(`you have no access to drive ${driveId}`, driveId);
-        if (metadata.locked) return none(`the drive ${driveId} is locked`, driveId);
-
-        // The folder: an existing directory, reached from the drive (open, and no link) without
-        // following a link; the drive itself needs no second look.
-        if (rest.length > 0) {
-          try {
-            await (await drive.walk(rest)).close();
-          } catch (error) {
-            if (!(error instanceof WalkError)) throw error;
-            // Components counted from the drive's: the drive is component 0.
-            const index = error.index + 1;
-            const at = `/${[driveId, ...rest].slice(0, index + 1).join("/")}`;
-            if (error.reason === "missing") return none(`the folder ${display} does not exist`, driveId, true);
-            if (error.reason === "too-long") return none(`the path ${display} is too long`, driveId);
-            if (error.reason === "symlink") {
-              return none(`${at} is a symbolic link: links are not followed, since they can lead outside the drive ${driveId}`, driveId);
-            }
-            // A file where a folder should be: the last component is not a folder; through it, nothing exists.
-            return index === rest.length ? none(`${display} is not a folder`, driveId, true) : none(`the folder ${display} does not exist`, driveId, true);
-          }
-        }
-
-        const subPath = [driveId, ...rest].join("/");
-        const sensitivity = restrictionOf(metadata, rest);
-        return {
-          ucloudPath,
-          driveId,
-          internalPath: `${this.root}/${subPath}`,
-          subPath,
-          access: role,
-          ...(sensitivity === null ? {} : { sensitivity }),
-        };
-      } finally {
-        await drive.close();
-      }
-    } finally {
-      await root.close();
-    }
+    });
   }
 }

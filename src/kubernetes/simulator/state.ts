@@ -110,9 +110,13 @@ export class ClusterState {
       if (!keys) return [];
       if (keys.size < (Array.isArray(candidates) ? candidates.length : objects.size)) candidates = [...keys].map((k) => objects.get(k)!);
     }
+    // Ordered as etcd orders keys (by their bytes; names are ASCII), as a Kubernetes list is:
+    // a plain comparison, since localeCompare made a list of 100,000 pods cost seconds.
     return [...candidates]
       .filter((object) => (namespace === null || object.metadata.namespace === namespace) && matches(object))
-      .sort((a, b) => key(a.metadata.namespace, a.metadata.name).localeCompare(key(b.metadata.namespace, b.metadata.name)));
+      .map((object) => [key(object.metadata.namespace, object.metadata.name), object] as const)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, object]) => object);
   }
 
   /** Namespaces exist implicitly: "default" and every one that holds an object. */
