@@ -199,10 +199,17 @@ function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
   });
 }
 
-/** One promise and one timer per command (not a race of two promises and a `finally`: a read's share of them was as large as the read's). */
-function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+/**
+ * `promise`, or a RedisUnavailableError once `ms` passed without it (after `onExpired`, such as
+ * closing the connection). One promise and one timer per command (not a race of two promises and
+ * a `finally`: a read's share of them was as large as the read's).
+ */
+export function deadline<T>(promise: Promise<T>, ms: number, onExpired?: () => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`)), ms);
+    const timer = setTimeout(() => {
+      onExpired?.();
+      reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`));
+    }, ms);
     // Its own failure, if it comes after the deadline, is no news: handled here, and ignored.
     promise.then(
       (value) => {

@@ -13,7 +13,7 @@
 import { Redis } from "ioredis";
 import { AppError } from "../base/errors.ts";
 import { maskSecrets } from "../base/secrets.ts";
-import { type NodeOptions, nodeOptions, noQueueNoReplay, type RedisSettings } from "./connections.ts";
+import { deadline, type NodeOptions, nodeOptions, noQueueNoReplay, type RedisSettings } from "./connections.ts";
 import { PoolExhaustedError, RedisUnavailableError } from "./redis-errors.ts";
 import type { TransactionRouter } from "./routing.ts";
 import { defineLoadedScripts } from "./scripts.ts";
@@ -127,7 +127,7 @@ class NodePool {
     const lease: Lease = {
       mayBeWatching: !this.unwatched.delete(connection),
       leftUnwatched: false,
-      deadline: (reply) => withDeadline(connection, reply, timeoutMs),
+      deadline: (reply) => deadline(reply, timeoutMs, () => connection.disconnect()),
     };
     let healthy = false;
     try {
@@ -260,24 +260,4 @@ class NodePool {
       await connection.quit().catch(() => connection.disconnect());
     }
   }
-}
-
-/** `reply`, or a RedisUnavailableError and the connection closed once `ms` passed without it. */
-function withDeadline<T>(connection: Redis, reply: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      connection.disconnect();
-      reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`));
-    }, ms);
-    reply.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
