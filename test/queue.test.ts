@@ -373,8 +373,11 @@ describe("a worker's own tasks and reruns (issue 13: fewer commands per task)", 
     expect(held).toBe(true);
     expect(rerun).toEqual({ id: task(1), token: "r:1", requestId: "request-2", clean: true });
     expect(await context.queue.stats()).toMatchObject({ pending: 0, active: 1 });
-    // A retried complete of the first run (its reply lost) finds the lease gone.
+    // A retried complete of the first run (its reply lost) finds the lease gone...
     expect(await context.queue.complete(lease!)).toBe(false);
+    // ...unless it asks with the same rerun token, as the worker's retries do: that lease is its own.
+    expect(await context.queue.finish(lease!, { leaseMs: 10_000, token: "r:1" })).toEqual({ held: true, rerun });
+    expect(await context.queue.stats()).toMatchObject({ pending: 0, active: 1 });
     expect(await context.queue.renew(rerun!, 10_000)).toBe(true);
     // Not added again: done with, its request id forgotten.
     expect(await context.queue.finish(rerun!, { leaseMs: 10_000, token: "r:2" })).toEqual({ held: true, rerun: null });

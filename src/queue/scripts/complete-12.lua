@@ -1,8 +1,8 @@
 -- Ends a task's run successfully. Its (app, owner) is free again; the task runs once more when
 -- it was added while it ran (it is dirty), else it is done with. A worker that can run it once
--- more at once (ARGV[4]) keeps it instead, under a fresh lease with a new token (ARGV[5]; a
--- retried call whose first reply was lost finds the lease gone, and the task is handed out again
--- when its lease expires, never lost): no pending list, wake-up or take between the two runs
+-- more at once (ARGV[5]) keeps it instead, under a fresh lease with a new token (ARGV[6]; a
+-- retried call whose first reply was lost finds that lease its own and is told to run it):
+-- no pending list, wake-up or take between the two runs
 -- (unless a task of its tag is parked: that one goes first).
 --
 -- KEYS[1] pending: list of the task ids waiting to be taken
@@ -39,6 +39,10 @@ local rerunMs, rerunToken = tonumber(ARGV[5] or ''), ARGV[6]
 --- @include "_free.lua"
 
 local held = redis.call('HGET', leases, id)
+-- A retried call whose first reply was lost, after that one kept the task for its rerun.
+if rerunToken and rerunToken ~= '' and (held == rerunToken or held == rerunToken .. ' parked') then
+  return {2, redis.call('HGET', requestIds, id) or ''}
+end
 if held ~= token and held ~= token .. ' parked' then return 0 end
 -- A last error is kept only beside failed attempts (fail-12.lua, promote-12.lua set both).
 if mayHaveAttempts and redis.call('HDEL', attempts, id) == 1 then redis.call('HDEL', errors, id) end
