@@ -47,6 +47,8 @@ export class Worker {
   private readonly inFlight = new Map<string, Promise<void>>();
   private stopping = false;
   private takes = 0;
+  /** Claims sent and not yet answered (`offer`). */
+  private claiming = 0;
   private loop: Promise<void> | null = null;
   private timers: Timer[] = [];
   private slotFreed: (() => void) | null = null;
@@ -137,11 +139,18 @@ export class Worker {
    */
   async offer(id: string): Promise<void> {
     const { queue, concurrency, leaseMs } = this.options;
-    if (this.stopping || this.inFlight.size >= concurrency || this.inFlight.has(id)) {
+    // Claims still in flight count as running: events in one round trip must not overrun `concurrency`.
+    if (this.stopping || this.inFlight.size + this.claiming >= concurrency || this.inFlight.has(id)) {
       await queue.add(id);
       return;
     }
-    const lease = await queue.claim(id, leaseMs, `${this.id}:${++this.takes}:1`);
+    this.claiming++;
+    let lease: Lease | null;
+    try {
+      lease = await queue.claim(id, leaseMs, `${this.id}:${++this.takes}:1`);
+    } finally {
+      this.claiming--;
+    }
     // Stopping meanwhile, the task runs anyway (the lease is ours), as a taken one does.
     if (lease !== null) this.process(lease);
   }
@@ -203,11 +212,12 @@ export class Worker {
     const seconds = (performance.now() - started) / 1000;
     // Reporting the outcome must reach Redis; until the lease runs out, keep trying.
     const deadline = Date.now() + leaseMs;
+    // Added again while it ran: this worker runs it again at once, unless it is stopping. One
+    // token for every attempt, so that a retry whose first reply was lost finds its own rerun.
+    const rerun = this.stopping ? undefined : { leaseMs, token: `${this.id}:${++this.takes}:1` };
     for (let attempt = 0; ; attempt++) {
       try {
         if (error === null) {
-          // Added again while it ran: this worker runs it again at once, unless it is stopping.
-          const rerun = this.stopping ? undefined : { leaseMs, token: `${this.id}:${++this.takes}:1` };
           const { held, rerun: again } = await queue.finish(lease, rerun);
           metrics.taskDuration.observe({ kind, outcome: held ? "done" : "lease-lost" }, seconds);
           log("debug", "task done", { task: lease.id, seconds, ...(again ? { again: true } : {}) });
