@@ -199,24 +199,29 @@ export class InformerCache<T extends KubernetesObject> {
         changed++;
       }
     }
+    // Gone since the metadata list: what the cache has of it is older than the list, unless newer came meanwhile.
+    const goneSince = (name: string, listed: number | null) => {
+      const known = this.objects.get(name);
+      const rv = version(known);
+      if (!known || (listed !== null && rv !== null && rv > listed)) return;
+      this.remove(name);
+      changed++;
+    };
     if (missing.size > READS_PER_RELIST) {
+      const full = new Set<string>();
       for (const item of (await this.options.list()).items) {
         const name = item.metadata?.name;
+        if (name) full.add(name);
         if (!name || !missing.has(name) || !this.wants(name, version(item))) continue;
         this.put(name, item);
         changed++;
       }
+      for (const [name, listed] of missing) if (!full.has(name)) goneSince(name, listed);
     } else {
       for (const [name, listed] of missing) {
         const object = await read!(name);
         if (object === null) {
-          // Gone since the list: what the cache has of it is older than the list, unless newer came meanwhile.
-          const known = this.objects.get(name);
-          const rv = version(known);
-          if (known && !(listed !== null && rv !== null && rv > listed)) {
-            this.remove(name);
-            changed++;
-          }
+          goneSince(name, listed);
           continue;
         }
         if (!this.wants(name, version(object))) continue;
