@@ -375,12 +375,24 @@ export class RecordStore {
     return { committed: true, value: decision.value };
   }
 
-  /** Puts on the queue, after EXEC, tasks the write's MULTI may not have added; a failure is logged (the resync reconciles every record). */
+  /**
+   * Puts on the queue, after EXEC, tasks the write's MULTI may not have added: tried for about a
+   * second (a Redis that just restarted, which is when a script cache is empty, may still be
+   * unsteady), then logged; the resync's check finds the record's pod out of date and reconciles it.
+   */
   private async enqueueLate(app: string, owner: Owner, tasks: string[]): Promise<void> {
-    try {
-      await this.options.enqueue(tasks, currentRequestId());
-    } catch (e) {
-      this.options.log?.("warn", "a write's task waits for the next resync", { app, owner, tasks, error: String(e) });
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.options.enqueue(tasks, currentRequestId());
+        return;
+      } catch (e) {
+        if (attempt < 3) {
+          await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+          continue;
+        }
+        this.options.log?.("warn", "a write's task waits for the next resync", { app, owner, tasks, error: String(e) });
+        return;
+      }
     }
   }
 
