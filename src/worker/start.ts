@@ -102,6 +102,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
   let watchTrouble = false;
   // Once the worker runs, it takes an event's reconcile at once when it has room (Worker.offer).
   let worker: Worker | null = null;
+  let stopping = false;
   const enqueueFor = (tag: string | undefined) => {
     const task = tag === undefined ? null : reconcileTaskOf(tag);
     if (task !== null) (worker ? worker.offer(task) : context.queue.add(task)).catch(() => {});
@@ -124,6 +125,8 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
       if (deleted && jobId) enqueueFor((await gateway.cachedPod(podName(jobId)))?.metadata?.annotations?.[ANNOTATIONS.owner]);
     },
     onError: (kind, error) => {
+      // The watches' own end, as the worker stops, is no trouble.
+      if (stopping) return;
       if (!watchTrouble) log("warn", `the ${kind} watch failed; retrying (the resync still converges meanwhile)`, { error: String(error) });
       watchTrouble = true;
     },
@@ -144,6 +147,7 @@ export function startReconcilingWorker(context: ServiceContext, simulatorUrl?: s
     worker: worker!,
     gateway,
     async stop() {
+      stopping = true;
       const stopped = await worker.stop(config.worker.shutdown_timeout);
       await gateway.stopCaches();
       return stopped;
