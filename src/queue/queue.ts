@@ -37,6 +37,9 @@ const scripts = {
   stats: queueScript("stats-5.lua"),
 };
 
+/** The scripts the queue runs on a connection of its caller's (`addFor`'s `on`), which must be defined there. */
+export const scriptsOnCallersConnection: readonly RedisScript[] = [scripts.add];
+
 function queueScript(file: string): RedisScript {
   return new RedisScript(new URL(`./scripts/${file}`, import.meta.url));
 }

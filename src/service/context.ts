@@ -11,7 +11,7 @@ import type { Config } from "../settings/config.ts";
 import { log } from "../base/log.ts";
 import { RecordCache } from "../cache/record-cache.ts";
 import { InvalidationSubscriber } from "../cache/subscriber.ts";
-import { TaskQueue } from "../queue/queue.ts";
+import { scriptsOnCallersConnection, TaskQueue } from "../queue/queue.ts";
 import { LocalStorage } from "../storage/local.ts";
 import { RedisDriveDirectory } from "../store/drives.ts";
 import { RedisActivityLeases } from "../store/leases.ts";
@@ -84,7 +84,9 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     onError: (message: string) => log("warn", message),
   };
   const redis = createCommandConnection(settings);
-  const pool = new TransactionPool(settings, routerFor(settings, redis), nodeConnectionFor(settings, redis));
+  // A pool connection runs the queue's add by name (enqueueFor, with wait_replicas) and no other
+  // script: a write's scripts go in its MULTI as plain EVALSHAs.
+  const pool = new TransactionPool(settings, routerFor(settings, redis), nodeConnectionFor(settings, redis), scriptsOnCallersConnection);
   const commands = readyConnection(redis, settings.commandTimeoutMs);
   const cacheMaxBytes = config.api.cache_max_bytes;
   const cache =

@@ -8,7 +8,7 @@
 // connection factories define every script loaded so far on each client they make, before it
 // sends anything (`defineLoadedScripts`): connections.ts's (the shared command connection, a
 // single server's or a Cluster's, whose deadline proxy passes the defined commands on) and
-// transaction-pool.ts's.
+// transaction-pool.ts's (only the scripts its borrowers run by name: see TransactionPool).
 // Never later, on first use: an auto-pipeline the client made before the definition would lack
 // the command, and ioredis then loses track of which reply is whose. A script run on a client
 // that does not have it fails, saying so.
@@ -47,9 +47,14 @@ export function loadedScripts(): readonly RedisScript[] {
   return [...loaded.values()];
 }
 
-/** Defines every script loaded so far on a client that has sent nothing yet (see above); answers the client. */
-export function defineLoadedScripts<C extends ScriptClient>(client: C): C {
-  for (const { name, lua, numberOfKeys } of loaded.values()) {
+/**
+ * Defines every script loaded so far (or only `only`) on a client that has sent nothing yet (see
+ * above); answers the client. Every script defined on a client costs each of its pipelines and
+ * MULTIs a copy (ioredis' Pipeline copies the client's defined commands onto itself): a client
+ * whose users run few scripts by name is better off with only those.
+ */
+export function defineLoadedScripts<C extends ScriptClient>(client: C, only?: readonly RedisScript[]): C {
+  for (const { name, lua, numberOfKeys } of only ?? loaded.values()) {
     if (typeof definedOn(client, name) !== "function") client.defineCommand(name, { lua, numberOfKeys });
   }
   return client;

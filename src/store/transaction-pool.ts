@@ -16,7 +16,7 @@ import { maskSecrets } from "../base/secrets.ts";
 import { deadline, type NodeOptions, nodeOptions, noQueueNoReplay, type RedisSettings } from "./connections.ts";
 import { PoolExhaustedError, RedisUnavailableError } from "./redis-errors.ts";
 import type { TransactionRouter } from "./routing.ts";
-import { defineLoadedScripts } from "./scripts.ts";
+import { defineLoadedScripts, type RedisScript } from "./scripts.ts";
 
 /**
  * What a borrower knows of its connection's WATCH: `mayBeWatching` when it was handed out (the
@@ -51,10 +51,17 @@ export class TransactionPool {
     return (this.settings.cluster?.length ?? 0) > 0;
   }
 
+  /**
+   * `scripts`: the scripts a borrower runs by name on a pool connection (RedisScript.run or
+   * queue), the only ones defined on them; every script loaded when not given. A write's own
+   * scripts go in its MULTI as plain EVALSHAs and need no definition, and each defined script
+   * costs every pipeline and MULTI of the connection a copy of it (two per write).
+   */
   constructor(
     private readonly settings: RedisSettings,
     private readonly route: TransactionRouter = async () => settings.url,
     private readonly nodeConnection: (url: string) => Redis | null = () => null,
+    private readonly scripts?: readonly RedisScript[],
   ) {
     this.connectionOptions = nodeOptions(settings);
   }
@@ -65,7 +72,7 @@ export class TransactionPool {
     const url = await this.route(key);
     let pool = this.pools.get(url);
     if (!pool) {
-      pool = new NodePool(url, this.settings, this.connectionOptions);
+      pool = new NodePool(url, this.settings, this.connectionOptions, this.scripts);
       this.pools.set(url, pool);
     }
     const owner = pool;
@@ -118,6 +125,7 @@ class NodePool {
     readonly url: string,
     private readonly settings: RedisSettings,
     private readonly connectionOptions: NodeOptions,
+    private readonly scripts?: readonly RedisScript[],
   ) {}
 
   /** Runs `body` on a connection of its own; a connection that failed in any way is discarded. */
@@ -189,6 +197,7 @@ class NodePool {
         retryStrategy: () => null,
         connectionName: "iapps-tx",
       }),
+      this.scripts,
     );
     // No error log here: a pooled connection that fails is dropped, and the request that used
     // it answers 503; the command connection reports the outage once.
