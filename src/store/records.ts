@@ -67,24 +67,18 @@ export interface Commit {
 
 /** Everything a write changes in its record's slot, as the one command of its MULTI (its task and audit entry through the outbox: Redis Cluster). */
 const writeRecord = new RedisScript(new URL("./scripts/write-record-6.lua", import.meta.url));
-const writeRecordKeys = (app: string, owner: Owner) => [
+/** The five keys both write scripts share (scripts/_write-record.lua), in their order. */
+const recordSlotKeys = (app: string, owner: Owner) => [
   keys.record(app, owner),
   keys.etagLog(app, owner),
   keys.history(app, owner),
   keys.jobClaim(app, owner),
   keys.resetPending(app, owner),
-  keys.outbox(app, owner),
 ];
+const writeRecordKeys = (app: string, owner: Owner) => [...recordSlotKeys(app, owner), keys.outbox(app, owner)];
 /** The same with the write's audit entry appended to the stream: a single server's write, whose task joins the MULTI beside it. */
 const writeRecordAudited = new RedisScript(new URL("./scripts/write-record-audited-6.lua", import.meta.url));
-const writeRecordAuditedKeys = (app: string, owner: Owner) => [
-  keys.record(app, owner),
-  keys.etagLog(app, owner),
-  keys.history(app, owner),
-  keys.jobClaim(app, owner),
-  keys.resetPending(app, owner),
-  keys.audit(),
-];
+const writeRecordAuditedKeys = (app: string, owner: Owner) => [...recordSlotKeys(app, owner), keys.audit()];
 
 /** `[api] history_length` when unset: versions kept per record. */
 export const DEFAULT_HISTORY_LENGTH = 20;
