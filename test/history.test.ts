@@ -222,6 +222,10 @@ describe("the audit stream iapps:audit (spec §11)", () => {
     dying.context.queue.addFor = async () => {
       throw new Error("the writer died before it could relay");
     };
+    // Nor within the write's MULTI.
+    dying.context.queue.addCommands = () => {
+      throw new Error("the writer died before it could relay");
+    };
     const response = await publicCall(dying, "alice", "POST", "syncthing/update", { config: syncthingConfig(1) });
     expect(response.status).toBe(200);
     const restarted = await publicCall(dying, "alice", "POST", "syncthing/restart", {});

@@ -27,6 +27,10 @@ function writerThatDiesAfterExec() {
   api.context.queue.addFor = async () => {
     throw new Error("the writer died before it could relay its task");
   };
+  // Nor within the write's MULTI.
+  api.context.queue.addCommands = () => {
+    throw new Error("the writer died before it could relay its task");
+  };
   return api;
 }
 
@@ -102,10 +106,11 @@ describe("the outbox index (issue 13)", () => {
   test("the fence: a writer watching it cannot land a task after an empty outbox was looked at", async () => {
     const who = owner("dave");
     await context.pool.with(keys.record("syncthing", who), async (connection) => {
-      await connection.watch(keys.outboxFence("syncthing", who));
+      await connection.send([["WATCH", keys.outboxFence("syncthing", who)]]);
       // The look (a resync, or another writer's relay) finds the outbox empty and touches the fence.
       expect(await unindex(await context.commands(), "syncthing", who, "whatever")).toBe(0);
-      expect(await connection.multi().sadd(keys.outbox("syncthing", who), "reconcile:syncthing:dave n").exec()).toBeNull();
+      const replies = await connection.send([["MULTI"], ["SADD", keys.outbox("syncthing", who), "reconcile:syncthing:dave n"], ["EXEC"]]);
+      expect(replies.at(-1)).toBeNull();
     });
     expect(await redis.admin.exists(keys.outbox("syncthing", who))).toBe(0);
     expect(await redis.admin.exists(keys.outboxFence("syncthing", who))).toBe(0);

@@ -112,6 +112,10 @@ describe("adding tasks (client-go workqueue rules)", () => {
       api.context.queue.addFor = async () => {
         throw new Error("the queue cannot be reached");
       };
+      // Nor within the write's MULTI.
+      api.context.queue.addCommands = () => {
+        throw new Error("the queue cannot be reached");
+      };
       const owner = { createdBy: "alice", project: null };
       expect((await providerCall(api, "syncthing", "update", { principal: owner, config: syncthingConfig(1) })).status).toBe(200);
       expect(await redis.admin.llen(keys.queuePending())).toBe(0);

@@ -16,12 +16,12 @@
 // leases and backoffs.
 //
 // Imports src/store/keys.ts, the script loader src/store/scripts.ts, the connection types of
-// src/store/connections.ts and ioredis' transaction type only.
+// src/store/connections.ts and src/store/resp.ts only.
 
-import type { ChainableCommander } from "ioredis";
 import { keys } from "../store/keys.ts";
 import type { CommandConnection, RedisClient } from "../store/connections.ts";
-import { RedisScript } from "../store/scripts.ts";
+import type { RespCommand, RespConnection } from "../store/resp.ts";
+import { RedisScript, runOn } from "../store/scripts.ts";
 
 /** The queue's transitions, one script each (in ./scripts, with their KEYS and ARGV). */
 const scripts = {
@@ -36,9 +36,6 @@ const scripts = {
   addAfter: queueScript("add-after-2.lua"),
   stats: queueScript("stats-5.lua"),
 };
-
-/** The scripts the queue runs on a connection of its caller's (`addFor`'s `on`), which must be defined there. */
-export const scriptsOnCallersConnection: readonly RedisScript[] = [scripts.add];
 
 function queueScript(file: string): RedisScript {
   return new RedisScript(new URL(`./scripts/${file}`, import.meta.url));
@@ -125,22 +122,27 @@ export class TaskQueue {
   /**
    * Adds tasks on behalf of a request: `requestId` replaces the one stored for each task, since
    * several requests may coalesce into one task and its run is logged with the latest of them.
-   * `on`: a connection of the caller's to the queue's node (to WAIT for replicas on it after), or
-   * `{ within }`: a MULTI of the caller's on a single server, where the adds land with its EXEC or
-   * not at all. They are queued there at once, one plain EVALSHA of the add script per task (ioredis
-   * would re-send a script that met NOSCRIPT outside the transaction: the caller finds NOSCRIPT
-   * among its EXEC's replies), and this answers 0: their replies come with the EXEC.
+   * `on`: a transaction connection of the caller's to the queue's node (to WAIT for replicas on
+   * it after).
    */
-  async addFor(requestId: string | undefined, ids: string[], on?: RedisClient | { within: ChainableCommander }): Promise<number> {
+  async addFor(requestId: string | undefined, ids: string[], on?: RespConnection): Promise<number> {
     if (ids.length === 0) return 0;
-    if (on !== undefined && "within" in on) {
-      for (const id of ids) on.within.evalsha(scripts.add.sha, scripts.add.numberOfKeys, ...addKeys(), ...addArgs(id, requestId));
-      return 0;
-    }
-    const redis = on ?? (await this.redis());
     // One script per task: the request id is never seen without its task.
-    const replies = await Promise.all(ids.map((id) => scripts.add.run(redis, addKeys(), addArgs(id, requestId))));
+    const replies =
+      on === undefined
+        ? await Promise.all(ids.map(async (id) => scripts.add.run(await this.redis(), addKeys(), addArgs(id, requestId))))
+        : await Promise.all(ids.map((id) => runOn(on, scripts.add, addKeys(), addArgs(id, requestId))));
     return replies.filter((value) => value !== 0).length;
+  }
+
+  /**
+   * The commands that add tasks on behalf of a request (as addFor) within a MULTI of the caller's
+   * on a single server, where the adds land with its EXEC or not at all: one plain EVALSHA of the
+   * add script per task. Their replies come with the EXEC; a NOSCRIPT among them is the caller's
+   * to handle (no client re-sends a script outside the transaction).
+   */
+  addCommands(requestId: string | undefined, ids: string[]): RespCommand[] {
+    return ids.map((id) => ["EVALSHA", scripts.add.sha, scripts.add.numberOfKeys, ...addKeys(), ...addArgs(id, requestId)]);
   }
 
   /** Adds a task to run in `delayMs` (unless it is pending anyway): a check at a known time. */

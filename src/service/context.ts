@@ -11,7 +11,7 @@ import type { Config } from "../settings/config.ts";
 import { log } from "../base/log.ts";
 import { RecordCache } from "../cache/record-cache.ts";
 import { InvalidationSubscriber } from "../cache/subscriber.ts";
-import { scriptsOnCallersConnection, TaskQueue } from "../queue/queue.ts";
+import { TaskQueue } from "../queue/queue.ts";
 import { LocalStorage } from "../storage/local.ts";
 import { RedisDriveDirectory } from "../store/drives.ts";
 import { RedisActivityLeases } from "../store/leases.ts";
@@ -84,9 +84,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
     onError: (message: string) => log("warn", message),
   };
   const redis = createCommandConnection(settings);
-  // A pool connection runs the queue's add by name (enqueueFor, with wait_replicas) and no other
-  // script: a write's scripts go in its MULTI as plain EVALSHAs.
-  const pool = new TransactionPool(settings, routerFor(settings, redis), nodeConnectionFor(settings, redis), scriptsOnCallersConnection);
+  const pool = new TransactionPool(settings, routerFor(settings, redis), nodeConnectionFor(settings, redis));
   const commands = readyConnection(redis, settings.commandTimeoutMs);
   const cacheMaxBytes = config.api.cache_max_bytes;
   const cache =
@@ -100,7 +98,7 @@ export function createContext(config: Config, options: ContextOptions = {}): Ser
   const store = new RecordStore(commands, pool, {
     enqueue: enqueueFor(config, pool, queue, settings),
     // On a single server a write's task joins its MULTI (the record's WAIT then covers it too).
-    enqueueWithin: (transaction, ids, requestId) => queue.addFor(requestId, ids, { within: transaction }),
+    enqueueWithin: (ids, requestId) => queue.addCommands(requestId, ids),
     waitReplicas: config.redis.wait_replicas,
     historyLength: config.api.history_length,
     auditMaxLength: config.api.audit_max_length,
@@ -180,7 +178,8 @@ function enqueueFor(config: Config, pool: TransactionPool, queue: TaskQueue, set
   return (ids: string[], requestId: string | undefined) =>
     pool.with(keys.queuePending(), async (connection, lease) => {
       await lease.deadline(queue.addFor(requestId, ids, connection));
-      const acknowledged = Number(await lease.deadline(connection.wait(wanted, timeoutMs)).catch(() => 0));
+      const [reply] = await lease.deadline(connection.send([["WAIT", wanted, timeoutMs]])).catch(() => [0]);
+      const acknowledged = reply instanceof Error ? 0 : Number(reply);
       if (acknowledged < wanted) {
         throw new RedisUnavailableError(`the tasks reached the queue's master but only ${acknowledged} of ${wanted} replicas confirmed them`);
       }

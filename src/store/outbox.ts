@@ -44,15 +44,16 @@
 // those keys live in three slots, the same three steps go one by one.
 //
 // Imports src/store/keys.ts, src/store/scripts.ts, src/store/audit.ts, the connection type of
-// src/store/connections.ts, the Owner and AuditEntry types of src/domain and ioredis' types.
+// src/store/connections.ts, the command type of src/store/resp.ts and the Owner and AuditEntry
+// types of src/domain.
 
 import { randomBytes } from "node:crypto";
-import type { ChainableCommander } from "ioredis";
 import type { Owner } from "../domain/owner.ts";
 import type { AuditEntry } from "../domain/record.ts";
 import { appendAudit, auditFields, auditOfPayload, auditPayload, DEFAULT_AUDIT_MAX_LENGTH } from "./audit.ts";
 import type { CommandConnection, RedisClient } from "./connections.ts";
 import { keys, recordTag } from "./keys.ts";
+import type { RespCommand } from "./resp.ts";
 import { RedisScript } from "./scripts.ts";
 
 /** Takes members out of an outbox; answers how many are left (and touches the fence when none). */
@@ -104,12 +105,12 @@ export function splitOutboxMembers(members: string[]): { tasks: string[]; audit:
 }
 
 /**
- * Writes the record's index entry as part of a write's `multi`, on a single server (its members
- * join the outbox in the same MULTI: records.ts). On Redis Cluster the writer wrote the entry
- * before (`OutboxRelay.index`) and watches the outbox fence.
+ * The command that writes the record's index entry as part of a write's MULTI, on a single server
+ * (its members join the outbox in the same MULTI: records.ts). On Redis Cluster the writer wrote
+ * the entry before (`OutboxRelay.index`) and watches the outbox fence.
  */
-export function indexWithin(multi: ChainableCommander, app: string, owner: Owner, owed: Owed): void {
-  multi.hset(keys.outboxIndex(), recordTag(app, owner), owed.version);
+export function indexWithin(app: string, owner: Owner, owed: Owed): RespCommand {
+  return ["HSET", keys.outboxIndex(), recordTag(app, owner), owed.version];
 }
 
 /** One record the index names, and the version its entry held when read. */

@@ -23,7 +23,6 @@
 // remembers) and the record and owner types of src/domain.
 
 import { randomBytes } from "node:crypto";
-import type { ChainableCommander, Redis } from "ioredis";
 import type { Owner } from "../domain/owner.ts";
 import type { AuditEntry, StoredRecord, Version } from "../domain/record.ts";
 import { currentRequestId } from "../base/request-id.ts";
@@ -34,6 +33,7 @@ import { keys } from "./keys.ts";
 import { auditFields, DEFAULT_AUDIT_MAX_LENGTH } from "./audit.ts";
 import { indexWithin, type Owed, OutboxRelay, owedFor } from "./outbox.ts";
 import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError, replyCodeOf } from "./redis-errors.ts";
+import { hashOf, type Reply, type RespCommand, type RespConnection } from "./resp.ts";
 import { compareAndDelete, RedisScript } from "./scripts.ts";
 import type { Lease, TransactionPool } from "./transaction-pool.ts";
 
@@ -147,11 +147,11 @@ export interface RecordStoreOptions {
   /** Puts tasks on the queue (src/queue/queue.ts `addFor`), with the request that caused them. */
   enqueue: (ids: string[], requestId: string | undefined) => Promise<unknown>;
   /**
-   * On a single server: queues the adds of `ids` in a write's MULTI (src/queue/queue.ts `addFor`
-   * with `{ within }`), one command per id, before the write's own. Unset, or throwing, the write's
+   * On a single server: the commands that add `ids` within a write's MULTI (src/queue/queue.ts
+   * `addCommands`), one per id, queued before the write's own. Unset, or throwing, the write's
    * task and audit entry go through the record's outbox, as on a cluster.
    */
-  enqueueWithin?: (transaction: ChainableCommander, ids: string[], requestId: string | undefined) => Promise<unknown>;
+  enqueueWithin?: (ids: string[], requestId: string | undefined) => RespCommand[];
   /** Replicas that must have a write before it counts as done (`[redis] wait_replicas`). */
   waitReplicas?: number;
   /** How long WAIT waits for them. */
@@ -267,7 +267,7 @@ export class RecordStore {
   }
 
   private async attemptOn<T>(
-    connection: Redis,
+    connection: RespConnection,
     lease: Lease,
     app: string,
     owner: Owner,
@@ -279,21 +279,21 @@ export class RecordStore {
     // On a cluster the outbox index entry cannot join the MULTI: watching the outbox fence keeps
     // the EXEC from landing a task after that entry was removed (outbox.ts).
     const clustered = this.pool.clustered;
-    const watched = clustered ? [recordKey, claimKey, keys.outboxFence(app, owner)] : [recordKey, claimKey];
+    const watch: RespCommand = clustered ? ["WATCH", recordKey, claimKey, keys.outboxFence(app, owner)] : ["WATCH", recordKey, claimKey];
     // UNWATCH first when whoever borrowed this connection before may have returned it watching.
-    const reads = connection.pipeline();
-    if (lease.mayBeWatching) reads.unwatch();
-    const first = lease.mayBeWatching ? 2 : 1;
-    const replies = await lease.deadline(reads.watch(...watched).hgetall(recordKey).get(claimKey).exec());
-    const [hash, claim] = [replyOf(replies, first) as Record<string, string>, replyOf(replies, first + 1) as string | null];
-    const snapshot: Snapshot = { record: decodeRecord(hash), claim };
+    const reads: RespCommand[] = lease.mayBeWatching ? [["UNWATCH"], watch] : [watch];
+    const first = reads.length;
+    reads.push(["HGETALL", recordKey], ["GET", claimKey]);
+    const replies = await lease.deadline(connection.send(reads));
+    for (const reply of replies) if (reply instanceof Error) throw reply;
+    const snapshot: Snapshot = { record: decodeRecord(hashOf(replies[first]!)), claim: replies[first + 1] as string | null };
 
     const decision = await decide(snapshot);
     if (decision.commit === null) return { committed: true, value: decision.value };
 
     const { record, enqueue, audit } = decision.commit;
     const tasks = enqueue === undefined ? [] : [enqueue];
-    let multi = connection.multi();
+    const multi: RespCommand[] = [["MULTI"]];
     // On a single server the task joins the MULTI through the queue's own add, and the audit entry
     // the write's script: nothing is left for after EXEC. On a cluster (or with a queue that cannot
     // add within a MULTI) both go through the record's outbox.
@@ -302,37 +302,38 @@ export class RecordStore {
       direct = true;
       if (tasks.length > 0) {
         try {
-          await this.options.enqueueWithin(multi, tasks, currentRequestId());
+          multi.push(...this.options.enqueueWithin(tasks, currentRequestId()));
         } catch {
           direct = false;
-          multi = connection.multi();
+          multi.length = 1;
         }
       }
     }
     // The write script's reply follows the adds'.
-    const adds = direct ? tasks.length : 0;
+    const adds = multi.length - 1;
     const script = direct ? writeRecordAudited : writeRecord;
     let owed: Owed | undefined;
     if (direct) {
-      multi.evalsha(script.sha, script.numberOfKeys, ...writeRecordAuditedKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), ...this.auditArguments(audit));
+      multi.push(["EVALSHA", script.sha, script.numberOfKeys, ...writeRecordAuditedKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), ...this.auditArguments(audit)]);
     } else {
       owed = tasks.length === 0 && audit === undefined ? undefined : owedFor(enqueue, audit);
       // Indexed before the EXEC can land, after the WATCH (outbox.ts).
       if (owed !== undefined && clustered) await this.outbox.index(app, owner, owed);
-      multi.evalsha(script.sha, script.numberOfKeys, ...writeRecordKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), owed?.members.length ?? 0, ...(owed?.members ?? []));
-      if (owed !== undefined && !clustered) indexWithin(multi, app, owner, owed);
+      multi.push(["EVALSHA", script.sha, script.numberOfKeys, ...writeRecordKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), owed?.members.length ?? 0, ...(owed?.members ?? [])]);
+      if (owed !== undefined && !clustered) multi.push(indexWithin(app, owner, owed));
     }
+    multi.push(["EXEC"]);
 
     // Write-through: this replica shows the new record at once, unless a newer write's
     // invalidation passes before EXEC answers.
     const ticket = record && this.cache ? this.cache.open(recordKey, record.etag) : null;
     let landed = false;
     try {
-      let results: [Error | null, unknown][] | null;
+      let results: Reply[] | null;
       await this.options.beforeExec?.(recordKey);
       const sentAt = Date.now();
       try {
-        results = await lease.deadline(multi.exec());
+        results = execResults(await lease.deadline(connection.send(multi)));
         // EXEC ends every WATCH, whether it ran the transaction or not.
         lease.leftUnwatched = true;
       } catch (e) {
@@ -348,17 +349,18 @@ export class RecordStore {
       }
       if (results === null) return { committed: false };
       if (results.length > 0) {
-        if (replyCodeOf(results[adds]?.[0]) === "NOSCRIPT") {
+        if (replyCodeOf(results[adds]) === "NOSCRIPT") {
           // Nothing of the write ran (an index entry or a task alone is harmless: the resync finds
           // the outbox empty, the reconcile the record unchanged). Load the script where this
           // connection's node will find it, and try again.
-          await lease.deadline(connection.script("LOAD", script.lua));
+          const [loaded] = await lease.deadline(connection.send([["SCRIPT", "LOAD", script.lua]]));
+          if (loaded instanceof Error) throw loaded;
           return { committed: false };
         }
-        for (const [error] of results.slice(adds)) if (error) throw error;
+        for (const result of results.slice(adds)) if (result instanceof Error) throw result;
         // The write landed; a task its add missed (NOSCRIPT: a flushed script cache) is added
         // after EXEC, by the queue's own path (and the resync would find its record anyway).
-        if (results.slice(0, adds).some(([error]) => error !== null)) after.late = tasks;
+        if (results.slice(0, adds).some((result) => result instanceof Error)) after.late = tasks;
       }
       landed = true;
     } finally {
@@ -421,12 +423,14 @@ export class RecordStore {
    * With `[redis] wait_replicas`, a write counts as done only once that many replicas have it. A
    * write the master has but no replica confirmed may survive or not: the caller is told so.
    */
-  private async awaitReplicas(connection: Redis, lease: Lease) {
+  private async awaitReplicas(connection: RespConnection, lease: Lease) {
     const wanted = this.options.waitReplicas ?? 0;
     if (wanted === 0) return;
     let acknowledged = 0;
     try {
-      acknowledged = Number(await lease.deadline(connection.wait(wanted, this.options.waitTimeoutMs ?? 500)));
+      const [reply] = await lease.deadline(connection.send([["WAIT", wanted, this.options.waitTimeoutMs ?? 500]]));
+      if (reply instanceof Error) throw reply;
+      acknowledged = Number(reply);
     } catch {
       // The master went away, or was demoted under WAIT ("UNBLOCKED force unblock", "WAIT cannot
       // be used with replica instances"): the write is on it, and no replica confirmed it.
@@ -485,15 +489,9 @@ export class RecordStore {
         // On a fresh connection of the pool, to the node that ran the EXEC: the shared client may
         // itself be recovering from what cut the EXEC off (a cluster client takes longest).
         const [position, previousPosition, length] = await this.pool.with(keys.record(app, owner), async (connection, lease) => {
-          const replies = await lease.deadline(
-            connection
-              .pipeline()
-              .lpos(log, etag)
-              .lpos(log, previous ?? etag)
-              .llen(log)
-              .exec(),
-          );
-          return [replyOf(replies, 0) as number | null, previous === null ? null : (replyOf(replies, 1) as number | null), replyOf(replies, 2) as number];
+          const replies = await lease.deadline(connection.send([["LPOS", log, etag], ["LPOS", log, previous ?? etag], ["LLEN", log]]));
+          for (const reply of replies) if (reply instanceof Error) throw reply;
+          return [replies[0] as number | null, previous === null ? null : (replies[1] as number | null), replies[2] as number];
         });
         if (Date.now() - sentAt > ETAG_LOG_HORIZON_MS) throw unknown("the record's ETag log may have expired since");
         if (position !== null) return true;
@@ -535,10 +533,17 @@ export class RecordStore {
   }
 }
 
-function replyOf(replies: [Error | null, unknown][] | null, index: number): unknown {
-  const reply = replies?.[index];
-  if (!reply) throw new RedisUnavailableError("Redis answered a transaction's read incompletely");
-  if (reply[0]) throw reply[0];
-  return reply[1];
+/**
+ * The EXEC's results from the replies of MULTI ... EXEC: null when a watched key changed (nothing
+ * ran). A MULTI that Redis refused to queue (EXECABORT: a MOVED, say) throws its EXEC's error,
+ * with the queueing errors that caused it as `previousErrors` (as ioredis raises it).
+ */
+function execResults(replies: Reply[]): Reply[] | null {
+  const exec = replies.at(-1);
+  if (exec instanceof Error) {
+    (exec as Error & { previousErrors?: Error[] }).previousErrors = replies.slice(0, -1).filter((reply): reply is Error => reply instanceof Error);
+    throw exec;
+  }
+  if (replies[0] instanceof Error) throw replies[0];
+  return exec === null ? null : (exec as Reply[]);
 }
-

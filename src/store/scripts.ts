@@ -23,11 +23,16 @@
 // queue's add) are sent as plain EVALSHAs there instead, where ioredis' re-send on NOSCRIPT would
 // run them outside the transaction: records.ts handles NOSCRIPT among the EXEC's replies.
 //
-// Imports node:crypto, node:fs and ioredis' types only.
+// On a transaction connection (resp.ts), which defines nothing, `runOn` sends EVALSHA, and EVAL
+// once on NOSCRIPT.
+//
+// Imports node:crypto, node:fs, ioredis' types, src/store/redis-errors.ts and src/store/resp.ts only.
 
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { ChainableCommander, Cluster, Redis } from "ioredis";
+import { replyCodeOf } from "./redis-errors.ts";
+import type { RespConnection } from "./resp.ts";
 
 export type ScriptArgument = string | number;
 
@@ -113,6 +118,15 @@ export class RedisScript {
   private checkKeys(keys: readonly string[]) {
     if (keys.length !== this.numberOfKeys) throw new Error(`the Redis script ${this.name} takes ${this.numberOfKeys} keys, not ${keys.length}`);
   }
+}
+
+/** Runs `script` on a transaction connection: EVALSHA, and EVAL when the server lacks it (a restarted or flushed server). */
+export async function runOn(connection: RespConnection, script: RedisScript, keys: readonly string[], args: readonly ScriptArgument[] = []): Promise<unknown> {
+  if (keys.length !== script.numberOfKeys) throw new Error(`the Redis script ${script.name} takes ${script.numberOfKeys} keys, not ${keys.length}`);
+  let [reply] = await connection.send([["EVALSHA", script.sha, keys.length, ...keys, ...args]]);
+  if (replyCodeOf(reply) === "NOSCRIPT") [reply] = await connection.send([["EVAL", script.lua, keys.length, ...keys, ...args]]);
+  if (reply instanceof Error) throw reply;
+  return reply;
 }
 
 function definedOn(client: ScriptClient | ChainableCommander, name: string): DefinedScript | undefined {

@@ -7,16 +7,18 @@
 // A borrower may leave a connection watching keys (it decided not to write): the pool remembers
 // which connections a borrower said it left without a WATCH, so that the next one sends UNWATCH
 // only when it is needed (a command fewer on every write).
-// Imports ioredis, src/base/errors.ts, src/base/secrets.ts and src/store/* (connections,
-// redis-errors, routing's types, scripts) only.
+// The connections speak RESP themselves (resp.ts): a transaction's two round trips are two socket
+// writes, with no client library's bookkeeping per command.
+// Imports ioredis' types, src/base/errors.ts, src/base/secrets.ts and src/store/* (connections,
+// redis-errors, resp, routing's types) only.
 
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { AppError } from "../base/errors.ts";
 import { maskSecrets } from "../base/secrets.ts";
-import { deadline, type NodeOptions, nodeOptions, noQueueNoReplay, type RedisSettings } from "./connections.ts";
+import { deadline, type NodeOptions, nodeOptions, type RedisSettings } from "./connections.ts";
 import { PoolExhaustedError, RedisUnavailableError } from "./redis-errors.ts";
+import { RespConnection } from "./resp.ts";
 import type { TransactionRouter } from "./routing.ts";
-import { defineLoadedScripts, type RedisScript } from "./scripts.ts";
 
 /**
  * What a borrower knows of its connection's WATCH: `mayBeWatching` when it was handed out (the
@@ -41,7 +43,7 @@ export interface Lease {
  */
 export class TransactionPool {
   private readonly pools = new Map<string, NodePool>();
-  private readonly poolOf = new WeakMap<Redis, NodePool>();
+  private readonly poolOf = new WeakMap<RespConnection, NodePool>();
   private closed = false;
   /** Credentials and TLS of every node connection (a cluster's; a single server's URL has its own). */
   private readonly connectionOptions: NodeOptions;
@@ -51,28 +53,22 @@ export class TransactionPool {
     return (this.settings.cluster?.length ?? 0) > 0;
   }
 
-  /**
-   * `scripts`: the scripts a borrower runs by name on a pool connection (RedisScript.run or
-   * queue), the only ones defined on them; every script loaded when not given. A write's own
-   * scripts go in its MULTI as plain EVALSHAs and need no definition, and each defined script
-   * costs every pipeline and MULTI of the connection a copy of it (two per write).
-   */
+  /** `nodeConnection`: a node's shared connection, to fence a pool connection with (CLIENT KILL ID). */
   constructor(
     private readonly settings: RedisSettings,
     private readonly route: TransactionRouter = async () => settings.url,
     private readonly nodeConnection: (url: string) => Redis | null = () => null,
-    private readonly scripts?: readonly RedisScript[],
   ) {
     this.connectionOptions = nodeOptions(settings);
   }
 
   /** Runs `body` on a connection of its own to the master of `key`; a connection that failed in any way is discarded. */
-  async with<T>(key: string, body: (connection: Redis, lease: Lease) => Promise<T>): Promise<T> {
+  async with<T>(key: string, body: (connection: RespConnection, lease: Lease) => Promise<T>): Promise<T> {
     if (this.closed) throw new RedisUnavailableError("the Redis pool is closed");
     const url = await this.route(key);
     let pool = this.pools.get(url);
     if (!pool) {
-      pool = new NodePool(url, this.settings, this.connectionOptions, this.scripts);
+      pool = new NodePool(url, this.settings, this.connectionOptions);
       this.pools.set(url, pool);
     }
     const owner = pool;
@@ -83,11 +79,11 @@ export class TransactionPool {
   }
 
   /** Closes a transaction connection on the server's side too, so nothing more it sent can run. */
-  async fence(connection: Redis): Promise<void> {
+  async fence(connection: RespConnection): Promise<void> {
     const pool = this.poolOf.get(connection);
-    const id = pool?.clientIdOf(connection);
-    connection.disconnect();
-    if (pool === undefined || id === undefined) return;
+    const id = connection.id;
+    connection.close();
+    if (pool === undefined) return;
     try {
       await this.nodeConnection(pool.url)?.client("KILL", "ID", String(id));
     } catch {
@@ -113,29 +109,27 @@ export class TransactionPool {
 
 /** The transaction connections to one node. */
 class NodePool {
-  private readonly idle: Redis[] = [];
+  private readonly idle: RespConnection[] = [];
   private open = 0;
-  private readonly waiters: { resolve: (r: Redis) => void; reject: (e: Error) => void; timer: Timer }[] = [];
+  private readonly waiters: { resolve: (r: RespConnection) => void; reject: (e: Error) => void; timer: Timer }[] = [];
   private closed = false;
-  private readonly clientIds = new WeakMap<Redis, number>();
   /** Connections whose last borrower said it left no WATCH behind (Lease.leftUnwatched). */
-  private readonly unwatched = new WeakSet<Redis>();
+  private readonly unwatched = new WeakSet<RespConnection>();
 
   constructor(
     readonly url: string,
     private readonly settings: RedisSettings,
     private readonly connectionOptions: NodeOptions,
-    private readonly scripts?: readonly RedisScript[],
   ) {}
 
   /** Runs `body` on a connection of its own; a connection that failed in any way is discarded. */
-  async with<T>(body: (connection: Redis, lease: Lease) => Promise<T>): Promise<T> {
+  async with<T>(body: (connection: RespConnection, lease: Lease) => Promise<T>): Promise<T> {
     const connection = await this.acquire();
     const timeoutMs = this.settings.commandTimeoutMs;
     const lease: Lease = {
       mayBeWatching: !this.unwatched.delete(connection),
       leftUnwatched: false,
-      deadline: (reply) => deadline(reply, timeoutMs, () => connection.disconnect()),
+      deadline: (reply) => deadline(reply, timeoutMs, () => connection.close()),
     };
     let healthy = false;
     try {
@@ -154,11 +148,11 @@ class NodePool {
     }
   }
 
-  private async acquire(): Promise<Redis> {
+  private async acquire(): Promise<RespConnection> {
     if (this.closed) throw new RedisUnavailableError("the Redis pool is closed");
     while (this.idle.length > 0) {
       const connection = this.idle.pop()!;
-      if (connection.status === "ready" && connection.stream?.writable !== false) return connection;
+      if (connection.usable) return connection;
       this.drop(connection);
     }
     if (this.open < this.settings.poolSize) {
@@ -171,7 +165,7 @@ class NodePool {
         throw new RedisUnavailableError(`cannot connect to Redis: ${maskSecrets((e as Error).message)}`);
       }
     }
-    return new Promise<Redis>((resolve, reject) => {
+    return new Promise<RespConnection>((resolve, reject) => {
       const waiter = {
         resolve,
         reject,
@@ -186,47 +180,15 @@ class NodePool {
     });
   }
 
-  private async connect(): Promise<Redis> {
-    const connection = defineLoadedScripts(
-      new Redis(this.url, {
-        ...noQueueNoReplay,
-        ...this.connectionOptions,
-        lazyConnect: true,
-        connectTimeout: this.settings.commandTimeoutMs,
-        // No commandTimeout: borrowers put each round trip under one deadline (Lease.deadline).
-        retryStrategy: () => null,
-        connectionName: "iapps-tx",
-      }),
-      this.scripts,
-    );
+  /** A new connection, named iapps-tx, its client id known up front (so that a transaction whose fate is unclear can be fenced). */
+  private connect(): Promise<RespConnection> {
     // No error log here: a pooled connection that fails is dropped, and the request that used
     // it answers 503; the command connection reports the outage once.
-    connection.on("error", () => {});
-    // connectTimeout covers the TCP handshake only; a frozen server would hold the ready check.
-    let timer: Timer | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RedisUnavailableError("Redis did not accept a connection in time")), this.settings.commandTimeoutMs);
-    });
-    try {
-      await Promise.race([connection.connect(), timeout]);
-      // Known up front, so that a transaction whose fate is unclear can be fenced (CLIENT KILL ID).
-      this.clientIds.set(connection, Number(await Promise.race([connection.client("ID"), timeout])));
-    } catch (e) {
-      connection.disconnect();
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
-    return connection;
+    return RespConnection.open(this.url, { name: "iapps-tx", connectTimeoutMs: this.settings.commandTimeoutMs, ...this.connectionOptions });
   }
 
-  /** The server-side id of a pooled connection (for CLIENT KILL ID). */
-  clientIdOf(connection: Redis): number | undefined {
-    return this.clientIds.get(connection);
-  }
-
-  private release(connection: Redis, healthy: boolean) {
-    if (!healthy || connection.status !== "ready" || this.closed) {
+  private release(connection: RespConnection, healthy: boolean) {
+    if (!healthy || !connection.usable || this.closed) {
       this.drop(connection);
       this.handOverCapacity();
       return;
@@ -253,9 +215,9 @@ class NodePool {
     });
   }
 
-  private drop(connection: Redis) {
+  private drop(connection: RespConnection) {
     this.open--;
-    connection.disconnect();
+    connection.close();
   }
 
   async close() {
@@ -266,7 +228,7 @@ class NodePool {
     }
     for (const connection of this.idle.splice(0)) {
       this.open--;
-      await connection.quit().catch(() => connection.disconnect());
+      await connection.quit();
     }
   }
 }

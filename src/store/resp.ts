@@ -1,0 +1,241 @@
+// A Redis connection that speaks RESP2 itself, for the transaction pool's hot path
+// (transaction-pool.ts): a WATCH with its reads, then a MULTI to EXEC, each one socket write and
+// one batch of replies. ioredis stays the service's client everywhere else (the shared command
+// connection, the subscriber, a Redis Cluster's slot map); on this path it cost an update more CPU
+// than the transaction itself (a Command object, a promise and an encoding per command, a
+// Pipeline per batch with a copy of every defined script, a timer per command), and the
+// transaction connections use none of what it adds: they never reconnect, never queue while
+// disconnected, and run no command outside the batches their borrower builds (issue 14).
+//
+// What it does: connect (TCP, or TLS for rediss:// or a `tls` option), authenticate, select the
+// URL's database, name itself and learn its client id, in one round trip; then `send` writes a
+// batch of commands at once and answers their replies in order. Error replies are redis-errors'
+// ReplyError (as ioredis' are: redis-errors.ts tells their codes); a connection that closes, or
+// fails to open, rejects everything it still owes with RedisUnavailableError. It never reconnects.
+// Imports node:net, node:tls, redis-errors (the reply error class), src/base/secrets.ts and
+// ./redis-errors.ts only.
+
+/// <reference path="./untyped-modules.d.ts" />
+import { connect as connectTcp, type Socket } from "node:net";
+import { connect as connectTls, type ConnectionOptions } from "node:tls";
+import redisErrors from "redis-errors";
+import { maskSecrets } from "../base/secrets.ts";
+import { RedisUnavailableError } from "./redis-errors.ts";
+
+const { ReplyError } = redisErrors;
+
+/** One argument of a command: sent as a bulk string. */
+export type Argument = string | number;
+/** One command: its name, then its arguments. */
+export type RespCommand = readonly Argument[];
+/** A reply: a simple or bulk string, an integer, a null (bulk or array), an error reply, or an array of replies. */
+export type Reply = string | number | null | Error | Reply[];
+
+export interface RespOptions {
+  /** `CLIENT SETNAME`: how `CLIENT LIST` shows the connection. */
+  name: string;
+  /** Bounds the TCP (and TLS) handshake and the opening round trip together. */
+  connectTimeoutMs: number;
+  /** Override the URL's credentials (a cluster's nodes share the seeds'). */
+  username?: string;
+  password?: string;
+  /** TLS options; TLS is also used for a rediss:// URL. */
+  tls?: ConnectionOptions;
+}
+
+interface Owed {
+  /** How many replies the batch still waits for. */
+  left: number;
+  replies: Reply[];
+  resolve: (replies: Reply[]) => void;
+  reject: (error: Error) => void;
+}
+
+const CR = 13;
+
+export class RespConnection {
+  /** The server's id of this connection (`CLIENT ID`), for `CLIENT KILL ID`. */
+  id = 0;
+  private closedBy: Error | null = null;
+  private readonly owed: Owed[] = [];
+  /** Unparsed bytes: a reply that has not fully arrived yet. */
+  private buffer: Buffer | null = null;
+  private offset = 0;
+
+  private constructor(private readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.received(chunk));
+    socket.on("error", (e: Error) => this.fail(new RedisUnavailableError(`the Redis connection failed: ${maskSecrets(e.message)}`)));
+    socket.on("close", () => this.fail(new RedisUnavailableError("the Redis connection closed")));
+  }
+
+  /** Opens a connection to `url` (redis:// or rediss://, with its user, password and database), ready for `send`. */
+  static async open(url: string, options: RespOptions): Promise<RespConnection> {
+    const parsed = new URL(url);
+    const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+    const port = Number(parsed.port || 6379);
+    const useTls = parsed.protocol === "rediss:" || options.tls !== undefined;
+    const username = options.username ?? decodeURIComponent(parsed.username);
+    const password = options.password ?? decodeURIComponent(parsed.password);
+    const database = Number(parsed.pathname.slice(1) || 0);
+
+    const socket = useTls ? connectTls({ host, port, servername: host, ...options.tls }) : connectTcp({ host, port });
+    const connection = new RespConnection(socket);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisUnavailableError("Redis did not accept a connection in time")), options.connectTimeoutMs);
+    });
+    try {
+      const connected = new Promise<void>((resolve, reject) => {
+        socket.once(useTls ? "secureConnect" : "connect", () => resolve());
+        socket.once("error", (e: Error) => reject(new RedisUnavailableError(maskSecrets(e.message))));
+        socket.once("close", () => reject(new RedisUnavailableError("the connection closed")));
+      });
+      await Promise.race([connected, timeout]);
+      const opening: RespCommand[] = [];
+      if (password !== "") opening.push(username === "" ? ["AUTH", password] : ["AUTH", username, password]);
+      if (database !== 0) opening.push(["SELECT", database]);
+      opening.push(["CLIENT", "SETNAME", options.name], ["CLIENT", "ID"]);
+      const replies = await Promise.race([connection.send(opening), timeout]);
+      const refused = replies.find((reply) => reply instanceof Error);
+      if (refused) throw new RedisUnavailableError(`Redis refused the connection: ${maskSecrets((refused as Error).message)}`);
+      connection.id = Number(replies.at(-1));
+      return connection;
+    } catch (e) {
+      connection.close();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Whether `send` may still be answered: the connection is open. */
+  get usable(): boolean {
+    return this.closedBy === null && !this.socket.destroyed;
+  }
+
+  /**
+   * Writes `commands` at once; answers their replies in order (an error reply as a ReplyError in
+   * its place). Rejects with RedisUnavailableError when the connection closes first.
+   */
+  send(commands: readonly RespCommand[]): Promise<Reply[]> {
+    if (this.closedBy !== null) return Promise.reject(this.closedBy);
+    let text = "";
+    for (const command of commands) text += encode(command);
+    return new Promise<Reply[]>((resolve, reject) => {
+      this.owed.push({ left: commands.length, replies: [], resolve, reject });
+      this.socket.write(text);
+    });
+  }
+
+  /** Closes the connection at once: whatever it still owes fails. */
+  close(): void {
+    this.fail(new RedisUnavailableError("the Redis connection was closed"));
+  }
+
+  /** Ends the connection politely (QUIT), or at once when Redis does not answer. */
+  async quit(): Promise<void> {
+    if (this.closedBy !== null) return;
+    await this.send([["QUIT"]]).catch(() => {});
+    this.close();
+  }
+
+  private fail(error: Error) {
+    if (this.closedBy === null) this.closedBy = error;
+    this.socket.destroy();
+    this.buffer = null;
+    for (const owed of this.owed.splice(0)) owed.reject(this.closedBy);
+  }
+
+  private received(chunk: Buffer) {
+    if (this.buffer === null || this.offset >= this.buffer.length) this.buffer = chunk;
+    else this.buffer = Buffer.concat([this.buffer.subarray(this.offset), chunk]);
+    this.offset = 0;
+    for (;;) {
+      const start = this.offset;
+      let reply: Reply | undefined;
+      try {
+        reply = this.parse();
+      } catch (e) {
+        this.fail(new RedisUnavailableError(`Redis sent a reply this client cannot read: ${(e as Error).message}`));
+        return;
+      }
+      if (reply === undefined) {
+        this.offset = start;
+        return;
+      }
+      const owed = this.owed[0];
+      if (owed === undefined) {
+        this.fail(new RedisUnavailableError("Redis sent a reply nobody asked for"));
+        return;
+      }
+      owed.replies.push(reply);
+      if (--owed.left === 0) {
+        this.owed.shift();
+        owed.resolve(owed.replies);
+      }
+      if (this.buffer === null) return;
+    }
+  }
+
+  /** One reply from `offset`, or undefined when it has not fully arrived (then `offset` means nothing). */
+  private parse(): Reply | undefined {
+    const buffer = this.buffer!;
+    if (this.offset >= buffer.length) return undefined;
+    const type = buffer[this.offset]!;
+    const end = buffer.indexOf(CR, this.offset + 1);
+    if (end < 0 || end + 1 >= buffer.length) return undefined;
+    const line = buffer.toString("latin1", this.offset + 1, end);
+    const lineStart = this.offset + 1;
+    this.offset = end + 2;
+    switch (type) {
+      case 0x2b: // + simple string
+        return line;
+      case 0x2d: // - error
+        return new ReplyError(buffer.toString("utf8", lineStart, end));
+      case 0x3a: // : integer
+        return Number(line);
+      case 0x24: {
+        // $ bulk string
+        const length = Number(line);
+        if (length < 0) return null;
+        if (this.offset + length + 2 > buffer.length) return undefined;
+        const value = buffer.toString("utf8", this.offset, this.offset + length);
+        this.offset += length + 2;
+        return value;
+      }
+      case 0x2a: {
+        // * array
+        const length = Number(line);
+        if (length < 0) return null;
+        const items: Reply[] = new Array(length);
+        for (let i = 0; i < length; i++) {
+          const item = this.parse();
+          if (item === undefined) return undefined;
+          items[i] = item;
+        }
+        return items;
+      }
+      default:
+        throw new Error(`unknown reply type ${JSON.stringify(String.fromCharCode(type))}`);
+    }
+  }
+}
+
+/** A command in RESP: an array of bulk strings. */
+function encode(command: RespCommand): string {
+  let text = `*${command.length}\r\n`;
+  for (const argument of command) {
+    const value = typeof argument === "string" ? argument : String(argument);
+    text += `$${Buffer.byteLength(value)}\r\n${value}\r\n`;
+  }
+  return text;
+}
+
+/** A flat HGETALL reply as an object. */
+export function hashOf(reply: Reply): Record<string, string> {
+  const hash: Record<string, string> = {};
+  if (!Array.isArray(reply)) return hash;
+  for (let i = 0; i + 1 < reply.length; i += 2) hash[reply[i] as string] = reply[i + 1] as string;
+  return hash;
+}
