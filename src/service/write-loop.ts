@@ -19,7 +19,7 @@ import { type Commit, newEtag, type RecordStore, type Snapshot } from "../store/
 import type { AuditEntry, AuditKind, StoredRecord, Version, VersionKind, Via } from "../domain/record.ts";
 import { currentRequestId } from "../base/request-id.ts";
 import { AmbiguousCommitError } from "../store/redis-errors.ts";
-import type { JobRegistry } from "../ucloud/jobs.ts";
+import type { AliveRead, JobRegistry } from "../ucloud/jobs.ts";
 import { checkPreconditions, type Preconditions } from "./preconditions.ts";
 import { orUnavailable } from "./unavailable.ts";
 
@@ -109,20 +109,28 @@ export class WriteLoop {
     const request: ChangeRequest = { app, owner, pre, intend, via };
     const state: LoopState = { claimToken: null, registeredJobId: null, jobsAlive: new Map() };
     const claimDeadline = Date.now() + this.options.jobClaimWaitMs;
-    // Whether the record's job is alive is asked of the registry before the transaction reads:
-    // an embedded registry's answer (one field in Redis) while the transaction's reads are in
-    // flight, UCloud/Core's (HTTP) before the transaction borrows a connection at all.
+    // Whether the record's job is alive is asked of the registry with the transaction's reads:
+    // an embedded registry's one field in Redis in the transaction's first round trip (on a
+    // single server; else while that round trip is in flight), UCloud/Core's (HTTP) before the
+    // transaction borrows a connection at all.
     const seen = await orUnavailable(store.read(app.name, owner));
+    const { jobs } = this.options;
+    let probe: { jobId: string; read: AliveRead } | null = null;
     if (seen?.state === "active" && seen.jobId !== "") {
-      const alive = this.jobAlive(seen.jobId);
-      if (this.options.jobs.aliveIsQuick) {
-        alive.catch(() => {}); // awaited by the first pass that needs it
-        state.jobsAlive.set(seen.jobId, alive);
+      if (jobs.aliveRead !== undefined && store.readsAlongside) {
+        probe = { jobId: seen.jobId, read: jobs.aliveRead };
       } else {
-        state.jobsAlive.set(seen.jobId, await orUnavailable(alive));
+        const alive = this.jobAlive(seen.jobId);
+        if (jobs.aliveIsQuick) {
+          alive.catch(() => {}); // awaited by the first pass that needs it
+          state.jobsAlive.set(seen.jobId, alive);
+        } else {
+          state.jobsAlive.set(seen.jobId, await orUnavailable(alive));
+        }
       }
     }
     const decideOn = async (snapshot: Snapshot) => {
+      if (probe !== null && snapshot.alongside !== undefined) state.jobsAlive.set(probe.jobId, probe.read.alive(snapshot.alongside));
       const jobId = snapshot.record?.jobId;
       const asked = jobId === undefined ? undefined : state.jobsAlive.get(jobId);
       if (asked instanceof Promise) state.jobsAlive.set(jobId!, await orUnavailable(asked));
@@ -131,7 +139,7 @@ export class WriteLoop {
     try {
       for (let pass = 0; ; pass++) {
         const outcome = await orUnavailable(
-          store.attempt<Written | Detour>(app.name, owner, decideOn).catch((e: unknown) => {
+          store.attempt<Written | Detour>(app.name, owner, decideOn, probe !== null && !state.jobsAlive.has(probe.jobId) ? probe.read.command(probe.jobId) : undefined).catch((e: unknown) => {
             // The record may now point at the job we registered: never retire it then.
             if (e instanceof AmbiguousCommitError) state.registeredJobId = null;
             throw e;

@@ -1,6 +1,6 @@
 // The audit stream `iapps:audit` (spec §11): an entry for every change and every restart, and
-// only for one that landed. On a single server the write's own script appends it in the write's
-// MULTI (write-record-audited-6.lua, records.ts): it lands exactly when the write does. On a
+// only for one that landed. On a single server the write's MULTI appends it (an XADD among the
+// write's own commands, records.ts): it lands exactly when the write does. On a
 // cluster the stream is one key, on one node, so it cannot join a record's MULTI: the MULTI puts
 // the entry in the record's outbox (outbox.ts) as a member of its own, next to the write's task,
 // and the relay after EXEC (or, when the writer died before it, the resync) appends it here. An

@@ -10,15 +10,16 @@
 // A write's version joins the record's history (`iapps:history:{…}`) in the same MULTI, and a
 // reset's owed side effects are marked there (cleared here when done). The task a write causes
 // and its audit entry (audit.ts) land in the same EXEC too:
-// - on a single server the MULTI holds the queue's own add script (src/queue/queue.ts `addFor`
-//   with `{ within }`, given as `enqueueWithin`) and write-record-audited-6.lua, which appends the
-//   entry to the audit stream: nothing is left for after EXEC;
+// - on a single server the MULTI holds the queue's own add script (src/queue/queue.ts
+//   `addCommands`, given as `enqueueWithin`) and the write's own plain commands, the audit
+//   stream's XADD among them: nothing is left for after EXEC;
 // - on a Redis Cluster, where the queue and the stream live in other slots, the MULTI puts both in
 //   the record's outbox (outbox.ts, write-record-6.lua), relayed once the connection is back in
 //   the pool. So does a single server's write whose queue cannot add within a MULTI.
 // Every key a cluster's transaction touches is in the record's hash slot. The job claim a
 // transaction watches is taken and given up by job-claims.ts.
-// Imports ioredis' types, src/store/* (keys, invalidations, connections, the transaction pool,
+// The transaction's connection speaks RESP itself (resp.ts): each round trip is one socket write.
+// Imports src/store/* (keys, invalidations, connections, the transaction pool, resp,
 // redis-errors, scripts, outbox, audit, job-claims), src/base/request-id.ts (the request a task
 // remembers) and the record and owner types of src/domain.
 
@@ -33,7 +34,7 @@ import { keys } from "./keys.ts";
 import { auditFields, DEFAULT_AUDIT_MAX_LENGTH } from "./audit.ts";
 import { indexWithin, type Owed, OutboxRelay, owedFor } from "./outbox.ts";
 import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError, replyCodeOf } from "./redis-errors.ts";
-import { hashOf, type Reply, type RespCommand, type RespConnection } from "./resp.ts";
+import { type Argument, hashOf, type Reply, type RespCommand, type RespConnection } from "./resp.ts";
 import { compareAndDelete, RedisScript } from "./scripts.ts";
 import type { Lease, TransactionPool } from "./transaction-pool.ts";
 
@@ -48,6 +49,8 @@ export interface Snapshot {
   record: StoredRecord | null;
   /** The token of whoever is registering this record's first job, or null. */
   claim: string | null;
+  /** The reply of the read the caller asked to send alongside (`attempt`'s `alongside`), when it was sent. */
+  alongside?: Reply;
 }
 
 /** What a transaction commits. Every part is optional; all of it lands, or none of it. */
@@ -76,9 +79,6 @@ const recordSlotKeys = (app: string, owner: Owner) => [
   keys.resetPending(app, owner),
 ];
 const writeRecordKeys = (app: string, owner: Owner) => [...recordSlotKeys(app, owner), keys.outbox(app, owner)];
-/** The same with the write's audit entry appended to the stream: a single server's write, whose task joins the MULTI beside it. */
-const writeRecordAudited = new RedisScript(new URL("./scripts/write-record-audited-6.lua", import.meta.url));
-const writeRecordAuditedKeys = (app: string, owner: Owner) => [...recordSlotKeys(app, owner), keys.audit()];
 
 /** `[api] history_length` when unset: versions kept per record. */
 export const DEFAULT_HISTORY_LENGTH = 20;
@@ -230,9 +230,20 @@ export class RecordStore {
   }
 
   /**
+   * Whether `attempt` sends a read of the caller's alongside its own (any key, on a single server;
+   * on a cluster the transaction's node may not serve it).
+   */
+  get readsAlongside(): boolean {
+    return !this.pool.clustered;
+  }
+
+  /**
    * One optimistic attempt: watch, read, let `decide` choose, commit. Returns `committed: false`
    * when another writer changed the record or claim in between (the caller retries).
    * `decide` returns `null` for "nothing to write"; it may throw an AppError (409, 404, ...).
+   *
+   * `alongside`: a read of the caller's that joins the first round trip (when `readsAlongside`);
+   * its reply is the snapshot's `alongside`.
    *
    * Two round trips on the transaction connection: the WATCH with every read (one pipeline), then
    * the MULTI with everything the write changes (one pipeline ending in EXEC): on a single server
@@ -243,11 +254,12 @@ export class RecordStore {
     app: string,
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
+    alongside?: RespCommand,
   ): Promise<Outcome<T>> {
     const after: AfterExec = {};
     let outcome: Outcome<T>;
     try {
-      outcome = await this.pool.with(keys.record(app, owner), (connection, lease) => this.attemptOn(connection, lease, app, owner, decide, after));
+      outcome = await this.pool.with(keys.record(app, owner), (connection, lease) => this.attemptOn(connection, lease, app, owner, decide, after, alongside));
     } catch (e) {
       // The slot moved (a failover): nothing ran, and the caller's next pass goes to the new master.
       if (isSlotMoved(e)) {
@@ -273,6 +285,7 @@ export class RecordStore {
     owner: Owner,
     decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
     after: AfterExec,
+    alongside: RespCommand | undefined,
   ): Promise<Outcome<T>> {
     const recordKey = keys.record(app, owner);
     const claimKey = keys.jobClaim(app, owner);
@@ -284,9 +297,12 @@ export class RecordStore {
     const reads: RespCommand[] = lease.mayBeWatching ? [["UNWATCH"], watch] : [watch];
     const first = reads.length;
     reads.push(["HGETALL", recordKey], ["GET", claimKey]);
+    const along = alongside !== undefined && this.readsAlongside;
+    if (along) reads.push(alongside);
     const replies = await lease.deadline(connection.send(reads));
     for (const reply of replies) if (reply instanceof Error) throw reply;
     const snapshot: Snapshot = { record: decodeRecord(hashOf(replies[first]!)), claim: replies[first + 1] as string | null };
+    if (along) snapshot.alongside = replies[first + 2];
 
     const decision = await decide(snapshot);
     if (decision.commit === null) return { committed: true, value: decision.value };
@@ -309,12 +325,12 @@ export class RecordStore {
         }
       }
     }
-    // The write script's reply follows the adds'.
+    // The write's replies follow the adds'.
     const adds = multi.length - 1;
-    const script = direct ? writeRecordAudited : writeRecord;
+    const script = writeRecord;
     let owed: Owed | undefined;
     if (direct) {
-      multi.push(["EVALSHA", script.sha, script.numberOfKeys, ...writeRecordAuditedKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), ...this.auditArguments(audit)]);
+      multi.push(...this.writeCommands(app, owner, snapshot, decision.commit));
     } else {
       owed = tasks.length === 0 && audit === undefined ? undefined : owedFor(enqueue, audit);
       // Indexed before the EXEC can land, after the WATCH (outbox.ts).
@@ -349,7 +365,7 @@ export class RecordStore {
       }
       if (results === null) return { committed: false };
       if (results.length > 0) {
-        if (replyCodeOf(results[adds]) === "NOSCRIPT") {
+        if (!direct && replyCodeOf(results[adds]) === "NOSCRIPT") {
           // Nothing of the write ran (an index entry or a task alone is harmless: the resync finds
           // the outbox empty, the reconcile the record unchanged). Load the script where this
           // connection's node will find it, and try again.
@@ -413,10 +429,34 @@ export class RecordStore {
     return args;
   }
 
-  /** write-record-audited-6.lua's own arguments: the stream's cap, then the entry (if any) as its fields. */
-  private auditArguments(audit: AuditEntry | undefined): (string | number)[] {
-    const maxLength = this.options.auditMaxLength ?? DEFAULT_AUDIT_MAX_LENGTH;
-    return audit === undefined ? [maxLength, 0] : [maxLength, 1, ...auditFields(audit)];
+  /**
+   * What a single server's write changes, as plain commands of its MULTI: what write-record-6.lua
+   * does in the record's slot (see _write-record.lua), and the audit entry appended to the stream.
+   * No script: nothing to load, and no script call's cost in Redis.
+   */
+  private writeCommands(app: string, owner: Owner, snapshot: Snapshot, commit: Commit): RespCommand[] {
+    const { record, releaseClaim, resetMarker, version, audit } = commit;
+    const commands: RespCommand[] = [];
+    if (record) {
+      const key = keys.record(app, owner);
+      const fields = encodeRecord(record);
+      const set: Argument[] = ["HSET", key];
+      for (const name in fields) set.push(name, fields[name]!);
+      commands.push(set);
+      // A field the new version does not have must not outlive the old one.
+      if (snapshot.record?.warnings !== undefined && fields.warnings === undefined) commands.push(["HDEL", key, "warnings"]);
+      const etagLog = keys.etagLog(app, owner);
+      commands.push(["LPUSH", etagLog, record.etag], ["LTRIM", etagLog, 0, ETAG_LOG_LENGTH - 1], ["PEXPIRE", etagLog, ETAG_LOG_TTL_MS]);
+      commands.push(["PUBLISH", keys.invalidations(), encodeInvalidation({ app, owner, etag: record.etag })]);
+    }
+    if (version) {
+      const history = keys.history(app, owner);
+      commands.push(["LPUSH", history, JSON.stringify(version)], ["LTRIM", history, 0, this.historyLength - 1]);
+    }
+    if (releaseClaim) commands.push(["DEL", keys.jobClaim(app, owner)]);
+    if (resetMarker) commands.push(["SET", keys.resetPending(app, owner), resetMarker]);
+    if (audit) commands.push(["XADD", keys.audit(), "MAXLEN", "~", this.options.auditMaxLength ?? DEFAULT_AUDIT_MAX_LENGTH, "*", ...auditFields(audit)]);
+    return commands;
   }
 
   /**

@@ -25,7 +25,7 @@ import type { JobSpecification } from "../domain/app.ts";
 import { keys } from "../store/keys.ts";
 import type { CommandConnection } from "../store/connections.ts";
 import { RedisScript } from "../store/scripts.ts";
-import { isFinal, type Job, type JobRegistry, type JobState } from "./jobs.ts";
+import { type AliveRead, isFinal, type Job, type JobRegistry, type JobState } from "./jobs.ts";
 
 const updateJobState = new RedisScript(new URL("./scripts/update-job-state-1.lua", import.meta.url));
 /** Rewrites a job of the encoding before in this one (see `retrieve`). */
@@ -172,11 +172,15 @@ export class EmbeddedJobRegistry implements JobRegistry {
   }
 
   async alive(jobId: string): Promise<boolean> {
-    // One field, not the whole job (its specification is most of it).
     const redis = await this.redis();
-    const state = (await redis.hget(keys.job(jobId), "state")) as JobState | null;
-    return state !== null && !isFinal(state);
+    return this.aliveRead.alive(await redis.hget(keys.job(jobId), "state"));
   }
+
+  /** One field, not the whole job (its specification is most of it). */
+  readonly aliveRead: AliveRead = {
+    command: (jobId) => ["HGET", keys.job(jobId), "state"],
+    alive: (reply) => typeof reply === "string" && !isFinal(reply as JobState),
+  };
 
   async updateState(jobId: string, state: JobState, status = ""): Promise<void> {
     // Only an existing job changes, and a final state is final (see the script).

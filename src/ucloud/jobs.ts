@@ -24,6 +24,12 @@ export interface Job {
   updatedAt: string;
 }
 
+/** How a job's liveness is read from Redis: the command, and what its reply means. */
+export interface AliveRead {
+  command(jobId: string): readonly (string | number)[];
+  alive(reply: unknown): boolean;
+}
+
 export interface JobRegistry {
   /** Registers one job and answers its id. */
   register(specification: JobSpecification, createdBy: string, project: string | null): Promise<string>;
@@ -40,6 +46,12 @@ export interface JobRegistry {
    * call (UCloud/Core): a writer asks it before it borrows a transaction connection.
    */
   readonly aliveIsQuick: boolean;
+  /**
+   * `alive` as one Redis command and how its reply reads, for a registry kept in Redis (the
+   * embedded one): a writer on a single server sends it in its transaction's first round trip
+   * instead of asking `alive` apart. Absent for UCloud/Core's.
+   */
+  readonly aliveRead?: AliveRead;
   /** Records a new state (and a human-readable status line). */
   updateState(jobId: string, state: JobState, status?: string): Promise<void>;
   /** Sends what is still queued (state updates sent in batches). */

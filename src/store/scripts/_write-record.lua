@@ -1,4 +1,4 @@
--- What every write script does in the record's hash slot (write-record-6.lua, write-record-audited-6.lua),
+-- What a write does in the record's hash slot (write-record-6.lua; records.ts `writeCommands` as plain commands),
 -- reading its ARGV from `at` on in this order:
 --   n, then n field/value pairs of the record to set (n = 0: the record is not written)
 --   m, then m fields of the record to delete (a field the new version does not have)

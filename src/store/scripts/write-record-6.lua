@@ -1,11 +1,11 @@
 -- Everything a write changes in its record's hash slot, as the one command of its MULTI
 -- (records.ts): the transaction stays WATCH, reads, MULTI, EXEC, and its EXEC runs this script
--- only if no watched key changed. One command instead of up to ten: each command a client sends
--- costs it more than the server. The caller's MULTI may hold other commands only where this
+-- only if no watched key changed. The caller's MULTI may hold other commands only where this
 -- script, should it not be loaded (NOSCRIPT), lands nothing they depend on.
 -- The write's task and audit entry join the record's outbox, for the relay after EXEC (outbox.ts):
 -- the path of a Redis Cluster, where the queue and the audit stream live in other slots. On a
--- single server a write uses write-record-audited-6.lua instead.
+-- single server a write sends the same changes as plain commands of its MULTI instead, with the
+-- audit entry's XADD (records.ts, `writeCommands`).
 --
 -- KEYS[1] the record (hash)
 -- KEYS[2] the record's ETag log (list, newest first)
