@@ -56,6 +56,13 @@ const CR = 13;
 export class RespConnection {
   /** The server's id of this connection (`CLIENT ID`), for `CLIENT KILL ID`. */
   id = 0;
+  /**
+   * Set on a subscriber's connection: the messages of its subscriptions (`message`, channel,
+   * payload), which come unasked for, between the replies it owes.
+   */
+  onMessage: ((channel: string, payload: string) => void) | null = null;
+  /** Called once, when the connection has closed (for whatever reason), after what it owed failed. */
+  onClose: ((error: Error) => void) | null = null;
   private closedBy: Error | null = null;
   private readonly owed: Owed[] = [];
   /** Unparsed bytes: a reply that has not fully arrived yet. */
@@ -128,9 +135,9 @@ export class RespConnection {
     });
   }
 
-  /** Closes the connection at once: whatever it still owes fails. */
-  close(): void {
-    this.fail(new RedisUnavailableError("the Redis connection was closed"));
+  /** Closes the connection at once: whatever it still owes fails (with `reason`, when given). */
+  close(reason?: Error): void {
+    this.fail(reason ?? new RedisUnavailableError("the Redis connection was closed"));
   }
 
   /** Ends the connection politely (QUIT), or at once when Redis does not answer. */
@@ -141,10 +148,12 @@ export class RespConnection {
   }
 
   private fail(error: Error) {
-    if (this.closedBy === null) this.closedBy = error;
+    const first = this.closedBy === null;
+    if (first) this.closedBy = error;
     this.socket.destroy();
     this.buffer = null;
-    for (const owed of this.owed.splice(0)) owed.reject(this.closedBy);
+    for (const owed of this.owed.splice(0)) owed.reject(this.closedBy!);
+    if (first) this.onClose?.(error);
   }
 
   private received(chunk: Buffer) {
@@ -163,6 +172,11 @@ export class RespConnection {
       if (reply === undefined) {
         this.offset = start;
         return;
+      }
+      if (this.onMessage !== null && Array.isArray(reply) && reply.length === 3 && reply[0] === "message") {
+        this.onMessage(reply[1] as string, reply[2] as string);
+        if (this.buffer === null) return;
+        continue;
       }
       const owed = this.owed[0];
       if (owed === undefined) {
