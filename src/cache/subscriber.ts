@@ -6,12 +6,13 @@
 // The subscription speaks RESP itself (src/store/resp.ts): every write of every replica, this
 // one's included, comes back to it as a message, and a client library's parsing and events per
 // message were a visible part of a write's cost (issue 14). It reconnects by itself.
-// Imports src/store/keys.ts, src/store/invalidations.ts, src/store/resp.ts,
+// Imports src/store/keys.ts, src/store/invalidations.ts, src/store/redis-errors.ts, src/store/resp.ts,
 // src/cache/record-cache.ts and src/metrics/metrics.ts.
 
 import { metrics } from "../metrics/metrics.ts";
 import { decodeInvalidation } from "../store/invalidations.ts";
 import { keys } from "../store/keys.ts";
+import { RedisTimeoutError } from "../store/redis-errors.ts";
 import { RespConnection, type RespOptions } from "../store/resp.ts";
 import type { RecordCache } from "./record-cache.ts";
 
@@ -45,24 +46,9 @@ export class InvalidationSubscriber {
     // A connection can die without a word (a NAT table flushed, a failover without RST): without
     // this check the cache would go on trusting a subscription that hears nothing.
     this.healthCheck = setInterval(() => {
+      // A PING unanswered within the timeout closes the connection (its command timeout): lost().
       const connection = this.connection;
-      if (connection === null || !this.cache.enabled) return;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const answered = connection.send([["PING"]]);
-      const silent = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error("no answer")), this.timeoutMs);
-      });
-      Promise.race([answered, silent])
-        .catch(() => {
-          if (this.connection !== connection) return;
-          if (this.cache.enabled) {
-            this.log("warn", "cache invalidations stopped answering; serving from Redis until resubscribed");
-            metrics.cacheSuspensions.inc();
-          }
-          this.cache.suspend();
-          connection.close();
-        })
-        .finally(() => clearTimeout(timer));
+      if (connection !== null && this.cache.enabled) connection.send([["PING"]]).catch(() => {});
     }, HEALTH_CHECK_MS);
   }
 
@@ -73,7 +59,7 @@ export class InvalidationSubscriber {
     const url = this.urls[this.next % this.urls.length]!;
     let connection: RespConnection | null = null;
     try {
-      connection = await RespConnection.open(url, { name: "iapps-invalidations", connectTimeoutMs: this.timeoutMs, ...this.nodeOptions });
+      connection = await RespConnection.open(url, { name: "iapps-invalidations", connectTimeoutMs: this.timeoutMs, commandTimeoutMs: this.timeoutMs, ...this.nodeOptions });
       if (this.closed) {
         connection.close();
         return;
@@ -81,7 +67,7 @@ export class InvalidationSubscriber {
       this.connection = connection;
       const opened = connection;
       connection.onMessage = (_channel, message) => this.apply(message);
-      connection.onClose = () => this.lost(opened);
+      connection.onClose = (error) => this.lost(opened, error);
       const [reply] = await connection.send([["SUBSCRIBE", keys.invalidations()]]);
       if (reply instanceof Error) throw reply;
       this.attempts = 0;
@@ -101,11 +87,12 @@ export class InvalidationSubscriber {
   }
 
   /** The subscription's connection closed: trust nothing until a new one is confirmed. */
-  private lost(connection: RespConnection) {
+  private lost(connection: RespConnection, error: Error) {
     if (this.connection !== connection) return;
     this.connection = null;
     if (this.cache.enabled) {
-      this.log("warn", "cache invalidations lost their connection; serving from Redis until resubscribed");
+      const what = error instanceof RedisTimeoutError ? "stopped answering" : "lost their connection";
+      this.log("warn", `cache invalidations ${what}; serving from Redis until resubscribed`);
       metrics.cacheSuspensions.inc();
     }
     this.cache.suspend();

@@ -176,9 +176,9 @@ function enqueueFor(config: Config, pool: TransactionPool, queue: TaskQueue, set
   if (wanted === 0) return (ids: string[], requestId: string | undefined) => queue.addFor(requestId, ids);
   const timeoutMs = Math.max(Math.floor(settings.commandTimeoutMs / 2), 1);
   return (ids: string[], requestId: string | undefined) =>
-    pool.with(keys.queuePending(), async (connection, lease) => {
-      await lease.deadline(queue.addFor(requestId, ids, connection));
-      const [reply] = await lease.deadline(connection.send([["WAIT", wanted, timeoutMs]])).catch(() => [0]);
+    pool.with(keys.queuePending(), async (connection) => {
+      await queue.addFor(requestId, ids, connection);
+      const [reply] = await connection.send([["WAIT", wanted, timeoutMs]]).catch(() => [0]);
       const acknowledged = reply instanceof Error ? 0 : Number(reply);
       if (acknowledged < wanted) {
         throw new RedisUnavailableError(`the tasks reached the queue's master but only ${acknowledged} of ${wanted} replicas confirmed them`);

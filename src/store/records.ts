@@ -299,7 +299,7 @@ export class RecordStore {
     reads.push(["HGETALL", recordKey], ["GET", claimKey]);
     const along = alongside !== undefined && this.readsAlongside;
     if (along) reads.push(alongside);
-    const replies = await lease.deadline(connection.send(reads));
+    const replies = await connection.send(reads);
     for (const reply of replies) if (reply instanceof Error) throw reply;
     const snapshot: Snapshot = { record: decodeRecord(hashOf(replies[first]!)), claim: replies[first + 1] as string | null };
     if (along) snapshot.alongside = replies[first + 2];
@@ -349,7 +349,7 @@ export class RecordStore {
       await this.options.beforeExec?.(recordKey);
       const sentAt = Date.now();
       try {
-        results = execResults(await lease.deadline(connection.send(multi)));
+        results = execResults(await connection.send(multi));
         // EXEC ends every WATCH, whether it ran the transaction or not.
         lease.leftUnwatched = true;
       } catch (e) {
@@ -369,7 +369,7 @@ export class RecordStore {
           // Nothing of the write ran (an index entry or a task alone is harmless: the resync finds
           // the outbox empty, the reconcile the record unchanged). Load the script where this
           // connection's node will find it, and try again.
-          const [loaded] = await lease.deadline(connection.send([["SCRIPT", "LOAD", script.lua]]));
+          const [loaded] = await connection.send([["SCRIPT", "LOAD", script.lua]]);
           if (loaded instanceof Error) throw loaded;
           return { committed: false };
         }
@@ -383,7 +383,7 @@ export class RecordStore {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
     after.owed = owed;
-    if (record) await this.awaitReplicas(connection, lease);
+    if (record) await this.awaitReplicas(connection);
     return { committed: true, value: decision.value };
   }
 
@@ -463,12 +463,12 @@ export class RecordStore {
    * With `[redis] wait_replicas`, a write counts as done only once that many replicas have it. A
    * write the master has but no replica confirmed may survive or not: the caller is told so.
    */
-  private async awaitReplicas(connection: RespConnection, lease: Lease) {
+  private async awaitReplicas(connection: RespConnection) {
     const wanted = this.options.waitReplicas ?? 0;
     if (wanted === 0) return;
     let acknowledged = 0;
     try {
-      const [reply] = await lease.deadline(connection.send([["WAIT", wanted, this.options.waitTimeoutMs ?? 500]]));
+      const [reply] = await connection.send([["WAIT", wanted, this.options.waitTimeoutMs ?? 500]]);
       if (reply instanceof Error) throw reply;
       acknowledged = Number(reply);
     } catch {
@@ -528,8 +528,8 @@ export class RecordStore {
       try {
         // On a fresh connection of the pool, to the node that ran the EXEC: the shared client may
         // itself be recovering from what cut the EXEC off (a cluster client takes longest).
-        const [position, previousPosition, length] = await this.pool.with(keys.record(app, owner), async (connection, lease) => {
-          const replies = await lease.deadline(connection.send([["LPOS", log, etag], ["LPOS", log, previous ?? etag], ["LLEN", log]]));
+        const [position, previousPosition, length] = await this.pool.with(keys.record(app, owner), async (connection) => {
+          const replies = await connection.send([["LPOS", log, etag], ["LPOS", log, previous ?? etag], ["LLEN", log]]);
           for (const reply of replies) if (reply instanceof Error) throw reply;
           return [replies[0] as number | null, previous === null ? null : (replies[1] as number | null), replies[2] as number];
         });

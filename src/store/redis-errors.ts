@@ -14,6 +14,11 @@ export class RedisUnavailableError extends Error {
   override name = "RedisUnavailableError";
 }
 
+/** Redis did not answer within `[redis] command_timeout` (the connection was closed for it). */
+export class RedisTimeoutError extends RedisUnavailableError {
+  override name = "RedisTimeoutError";
+}
+
 /** A write whose EXEC may or may not have run: its outcome could not be learned. */
 export class AmbiguousCommitError extends RedisUnavailableError {
   override name = "AmbiguousCommitError";

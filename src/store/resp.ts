@@ -20,7 +20,7 @@ import { connect as connectTcp, type Socket } from "node:net";
 import { connect as connectTls, type ConnectionOptions } from "node:tls";
 import redisErrors from "redis-errors";
 import { maskSecrets } from "../base/secrets.ts";
-import { RedisUnavailableError } from "./redis-errors.ts";
+import { RedisTimeoutError, RedisUnavailableError } from "./redis-errors.ts";
 
 const { ReplyError } = redisErrors;
 
@@ -34,6 +34,12 @@ export type Reply = string | number | null | Error | Reply[];
 export interface RespOptions {
   /** `CLIENT SETNAME`: how `CLIENT LIST` shows the connection. */
   name: string;
+  /**
+   * Every batch `send` writes is answered within this long, or the connection is closed (and
+   * everything it owes fails with RedisUnavailableError). Checked by one sweep for every
+   * connection every SWEEP_MS, not by a timer per batch: a late answer fails up to that much later.
+   */
+  commandTimeoutMs?: number;
   /** Bounds the TCP (and TLS) handshake and the opening round trip together. */
   connectTimeoutMs: number;
   /** Override the URL's credentials (a cluster's nodes share the seeds'). */
@@ -46,12 +52,29 @@ export interface RespOptions {
 interface Owed {
   /** How many replies the batch still waits for. */
   left: number;
+  /** When it was written (performance.now()). */
+  sentAt: number;
   replies: Reply[];
   resolve: (replies: Reply[]) => void;
   reject: (error: Error) => void;
 }
 
 const CR = 13;
+
+/** How often the connections with a command timeout are looked at (see RespOptions.commandTimeoutMs). */
+export const SWEEP_MS = 20;
+/** The open connections with a command timeout, and the one timer that looks at them all. */
+const timed = new Set<RespConnection>();
+let sweeper: ReturnType<typeof setInterval> | undefined;
+
+function sweep() {
+  const now = performance.now();
+  for (const connection of timed) connection.checkTimeout(now);
+  if (timed.size === 0) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
 
 export class RespConnection {
   /** The server's id of this connection (`CLIENT ID`), for `CLIENT KILL ID`. */
@@ -69,7 +92,10 @@ export class RespConnection {
   private buffer: Buffer | null = null;
   private offset = 0;
 
-  private constructor(private readonly socket: Socket) {
+  private constructor(
+    private readonly socket: Socket,
+    private readonly commandTimeoutMs: number | undefined,
+  ) {
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.received(chunk));
     socket.on("error", (e: Error) => this.fail(new RedisUnavailableError(`the Redis connection failed: ${maskSecrets(e.message)}`)));
@@ -87,7 +113,7 @@ export class RespConnection {
     const database = Number(parsed.pathname.slice(1) || 0);
 
     const socket = useTls ? connectTls({ host, port, servername: host, ...options.tls }) : connectTcp({ host, port });
-    const connection = new RespConnection(socket);
+    const connection = new RespConnection(socket, options.commandTimeoutMs);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new RedisUnavailableError("Redis did not accept a connection in time")), options.connectTimeoutMs);
@@ -107,6 +133,11 @@ export class RespConnection {
       const refused = replies.find((reply) => reply instanceof Error);
       if (refused) throw new RedisUnavailableError(`Redis refused the connection: ${maskSecrets((refused as Error).message)}`);
       connection.id = Number(replies.at(-1));
+      if (options.commandTimeoutMs !== undefined && connection.usable) {
+        timed.add(connection);
+        sweeper ??= setInterval(sweep, SWEEP_MS);
+        (sweeper as { unref?: () => void }).unref?.();
+      }
       return connection;
     } catch (e) {
       connection.close();
@@ -130,7 +161,7 @@ export class RespConnection {
     let text = "";
     for (const command of commands) text += encode(command);
     return new Promise<Reply[]>((resolve, reject) => {
-      this.owed.push({ left: commands.length, replies: [], resolve, reject });
+      this.owed.push({ left: commands.length, sentAt: performance.now(), replies: [], resolve, reject });
       this.socket.write(text);
     });
   }
@@ -147,9 +178,18 @@ export class RespConnection {
     this.close();
   }
 
+  /** Closes the connection when its oldest unanswered batch is older than its command timeout (the sweep's). */
+  checkTimeout(now: number) {
+    const oldest = this.owed[0];
+    if (oldest !== undefined && now - oldest.sentAt > this.commandTimeoutMs!) {
+      this.fail(new RedisTimeoutError(`Redis did not answer within ${this.commandTimeoutMs} ms`));
+    }
+  }
+
   private fail(error: Error) {
     const first = this.closedBy === null;
     if (first) this.closedBy = error;
+    timed.delete(this);
     this.socket.destroy();
     this.buffer = null;
     for (const owed of this.owed.splice(0)) owed.reject(this.closedBy!);

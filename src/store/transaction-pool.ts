@@ -15,7 +15,7 @@
 import type { Redis } from "ioredis";
 import { AppError } from "../base/errors.ts";
 import { maskSecrets } from "../base/secrets.ts";
-import { deadline, type NodeOptions, nodeOptions, type RedisSettings } from "./connections.ts";
+import { type NodeOptions, nodeOptions, type RedisSettings } from "./connections.ts";
 import { PoolExhaustedError, RedisUnavailableError } from "./redis-errors.ts";
 import { RespConnection } from "./resp.ts";
 import type { TransactionRouter } from "./routing.ts";
@@ -28,13 +28,6 @@ import type { TransactionRouter } from "./routing.ts";
 export interface Lease {
   readonly mayBeWatching: boolean;
   leftUnwatched: boolean;
-  /**
-   * `reply`, unless it takes longer than `[redis] command_timeout`: then the connection is closed
-   * (whatever else it waits for fails with it) and this rejects with RedisUnavailableError. Pool
-   * connections have no per-command timeout of their own (ioredis would arm a timer for every
-   * command of a pipeline): a borrower puts each round trip under one deadline.
-   */
-  deadline<T>(reply: Promise<T>): Promise<T>;
 }
 
 /**
@@ -125,12 +118,7 @@ class NodePool {
   /** Runs `body` on a connection of its own; a connection that failed in any way is discarded. */
   async with<T>(body: (connection: RespConnection, lease: Lease) => Promise<T>): Promise<T> {
     const connection = await this.acquire();
-    const timeoutMs = this.settings.commandTimeoutMs;
-    const lease: Lease = {
-      mayBeWatching: !this.unwatched.delete(connection),
-      leftUnwatched: false,
-      deadline: (reply) => deadline(reply, timeoutMs, () => connection.close()),
-    };
+    const lease: Lease = { mayBeWatching: !this.unwatched.delete(connection), leftUnwatched: false };
     let healthy = false;
     try {
       const result = await body(connection, lease);
@@ -184,7 +172,10 @@ class NodePool {
   private connect(): Promise<RespConnection> {
     // No error log here: a pooled connection that fails is dropped, and the request that used
     // it answers 503; the command connection reports the outage once.
-    return RespConnection.open(this.url, { name: "iapps-tx", connectTimeoutMs: this.settings.commandTimeoutMs, ...this.connectionOptions });
+    // Each round trip a borrower sends is answered within [redis] command_timeout, or the
+    // connection is closed and the borrower's wait fails (RedisUnavailableError).
+    const timeoutMs = this.settings.commandTimeoutMs;
+    return RespConnection.open(this.url, { name: "iapps-tx", connectTimeoutMs: timeoutMs, commandTimeoutMs: timeoutMs, ...this.connectionOptions });
   }
 
   private release(connection: RespConnection, healthy: boolean) {
