@@ -92,44 +92,38 @@ export class RespConnection {
   private buffer: Buffer | null = null;
   private offset = 0;
 
-  private constructor(
-    private readonly socket: Socket,
-    private readonly commandTimeoutMs: number | undefined,
-  ) {
-    socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => this.received(chunk));
-    socket.on("error", (e: Error) => this.fail(new RedisUnavailableError(`the Redis connection failed: ${maskSecrets(e.message)}`)));
-    socket.on("close", () => this.fail(new RedisUnavailableError("the Redis connection closed")));
-  }
+  private constructor(private readonly commandTimeoutMs: number | undefined) {}
+
+  /** The socket, once open (set by `open`). */
+  private transport!: Transport;
 
   /** Opens a connection to `url` (redis:// or rediss://, with its user, password and database), ready for `send`. */
   static async open(url: string, options: RespOptions): Promise<RespConnection> {
     const parsed = new URL(url);
     const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
     const port = Number(parsed.port || 6379);
-    const useTls = parsed.protocol === "rediss:" || options.tls !== undefined;
+    const tls = parsed.protocol === "rediss:" || options.tls !== undefined ? (options.tls ?? {}) : undefined;
     const username = options.username ?? decodeURIComponent(parsed.username);
     const password = options.password ?? decodeURIComponent(parsed.password);
     const database = Number(parsed.pathname.slice(1) || 0);
 
-    const socket = useTls ? connectTls({ host, port, servername: host, ...options.tls }) : connectTcp({ host, port });
-    const connection = new RespConnection(socket, options.commandTimeoutMs);
+    const connection = new RespConnection(options.commandTimeoutMs);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new RedisUnavailableError("Redis did not accept a connection in time")), options.connectTimeoutMs);
     });
+    const opening = openTransport(host, port, tls, {
+      data: (chunk) => connection.received(chunk),
+      error: (e) => connection.fail(new RedisUnavailableError(`the Redis connection failed: ${maskSecrets(e.message)}`)),
+      close: () => connection.fail(new RedisUnavailableError("the Redis connection closed")),
+    });
     try {
-      const connected = new Promise<void>((resolve, reject) => {
-        socket.once(useTls ? "secureConnect" : "connect", () => resolve());
-        socket.once("error", (e: Error) => reject(new RedisUnavailableError(maskSecrets(e.message))));
-        socket.once("close", () => reject(new RedisUnavailableError("the connection closed")));
-      });
-      await Promise.race([connected, timeout]);
-      const opening: RespCommand[] = [];
-      if (password !== "") opening.push(username === "" ? ["AUTH", password] : ["AUTH", username, password]);
-      if (database !== 0) opening.push(["SELECT", database]);
-      opening.push(["CLIENT", "SETNAME", options.name], ["CLIENT", "ID"]);
-      const replies = await Promise.race([connection.send(opening), timeout]);
+      connection.transport = await Promise.race([opening, timeout]);
+      const hello: RespCommand[] = [];
+      if (password !== "") hello.push(username === "" ? ["AUTH", password] : ["AUTH", username, password]);
+      if (database !== 0) hello.push(["SELECT", database]);
+      hello.push(["CLIENT", "SETNAME", options.name], ["CLIENT", "ID"]);
+      const replies = await Promise.race([connection.send(hello), timeout]);
       const refused = replies.find((reply) => reply instanceof Error);
       if (refused) throw new RedisUnavailableError(`Redis refused the connection: ${maskSecrets((refused as Error).message)}`);
       connection.id = Number(replies.at(-1));
@@ -141,6 +135,8 @@ export class RespConnection {
       return connection;
     } catch (e) {
       connection.close();
+      // A socket that opens after the timeout is closed at once.
+      opening.then((transport) => transport.destroy()).catch(() => {});
       throw e;
     } finally {
       clearTimeout(timer);
@@ -149,7 +145,7 @@ export class RespConnection {
 
   /** Whether `send` may still be answered: the connection is open. */
   get usable(): boolean {
-    return this.closedBy === null && !this.socket.destroyed;
+    return this.closedBy === null;
   }
 
   /**
@@ -162,7 +158,7 @@ export class RespConnection {
     for (const command of commands) text += encode(command);
     return new Promise<Reply[]>((resolve, reject) => {
       this.owed.push({ left: commands.length, sentAt: performance.now(), replies: [], resolve, reject });
-      this.socket.write(text);
+      this.transport.write(text);
     });
   }
 
@@ -186,17 +182,19 @@ export class RespConnection {
     }
   }
 
+  /** Fails everything owed and closes the socket; the first reason is the one kept. */
   private fail(error: Error) {
     const first = this.closedBy === null;
     if (first) this.closedBy = error;
     timed.delete(this);
-    this.socket.destroy();
+    this.transport?.destroy();
     this.buffer = null;
     for (const owed of this.owed.splice(0)) owed.reject(this.closedBy!);
     if (first) this.onClose?.(error);
   }
 
   private received(chunk: Buffer) {
+    if (this.closedBy !== null) return;
     if (this.buffer === null || this.offset >= this.buffer.length) this.buffer = chunk;
     else this.buffer = Buffer.concat([this.buffer.subarray(this.offset), chunk]);
     this.offset = 0;
@@ -210,7 +208,9 @@ export class RespConnection {
         return;
       }
       if (reply === undefined) {
-        this.offset = start;
+        // Kept for the next chunk: a copy, as a socket may reuse the memory it handed over.
+        this.buffer = Buffer.from(this.buffer!.subarray(start));
+        this.offset = 0;
         return;
       }
       if (this.onMessage !== null && Array.isArray(reply) && reply.length === 3 && reply[0] === "message") {
@@ -274,6 +274,114 @@ export class RespConnection {
         throw new Error(`unknown reply type ${JSON.stringify(String.fromCharCode(type))}`);
     }
   }
+}
+
+/** What a connection hears from its socket. */
+interface TransportEvents {
+  data(chunk: Buffer): void;
+  error(error: Error): void;
+  close(): void;
+}
+
+/** What a connection needs of its socket. */
+interface Transport {
+  write(text: string): void;
+  destroy(): void;
+}
+
+/**
+ * A socket to `host:port`, open: Bun's own (Bun.connect) for plain TCP on Bun, where a round
+ * trip through it costs half the CPU of node:net's emulation; node:net (or node:tls) otherwise.
+ */
+function openTransport(host: string, port: number, tls: ConnectionOptions | undefined, events: TransportEvents): Promise<Transport> {
+  const bun = (globalThis as { Bun?: BunSockets }).Bun;
+  if (tls === undefined && bun !== undefined) return openBunTransport(bun, host, port, events);
+  return new Promise<Transport>((resolve, reject) => {
+    const socket: Socket = tls === undefined ? connectTcp({ host, port }) : connectTls({ host, port, servername: host, ...tls });
+    socket.setNoDelay(true);
+    const opened = () => {
+      socket.off("error", refused);
+      socket.on("error", events.error);
+      socket.on("close", events.close);
+      socket.on("data", events.data);
+      resolve({ write: (text) => void socket.write(text), destroy: () => socket.destroy() });
+    };
+    const refused = (e: Error) => {
+      socket.destroy();
+      reject(new RedisUnavailableError(maskSecrets(e.message)));
+    };
+    socket.once(tls === undefined ? "connect" : "secureConnect", opened);
+    socket.once("error", refused);
+  });
+}
+
+/** Bun's TCP client, as far as used here. */
+interface BunSocket {
+  write(data: string | Uint8Array): number;
+  end(): void;
+  terminate?(): void;
+  setNoDelay?(noDelay: boolean): void;
+}
+interface BunSockets {
+  connect(options: {
+    hostname: string;
+    port: number;
+    socket: {
+      data(socket: BunSocket, data: Buffer): void;
+      drain(socket: BunSocket): void;
+      close(socket: BunSocket): void;
+      error(socket: BunSocket, error: Error): void;
+    };
+  }): Promise<BunSocket>;
+}
+
+/** A Bun socket: what it could not take at once (backpressure) waits for its drain, in order. */
+async function openBunTransport(bun: BunSockets, host: string, port: number, events: TransportEvents): Promise<Transport> {
+  let pending: Buffer | null = null;
+  let closed = false;
+  const flush = (socket: BunSocket) => {
+    if (pending === null) return;
+    const written = socket.write(pending);
+    pending = written >= pending.length ? null : pending.subarray(Math.max(written, 0));
+  };
+  let socket: BunSocket;
+  try {
+    socket = await bun.connect({
+      hostname: host,
+      port,
+      socket: {
+        data: (_socket, data) => events.data(data),
+        drain: (s) => flush(s),
+        close: () => {
+          if (closed) return;
+          closed = true;
+          events.close();
+        },
+        error: (_socket, error) => events.error(error),
+      },
+    });
+  } catch (e) {
+    throw new RedisUnavailableError(maskSecrets((e as Error).message));
+  }
+  socket.setNoDelay?.(true);
+  return {
+    write(text) {
+      if (pending !== null) {
+        pending = Buffer.concat([pending, Buffer.from(text)]);
+        return;
+      }
+      const written = socket.write(text);
+      if (written < Buffer.byteLength(text)) pending = Buffer.from(text).subarray(Math.max(written, 0));
+    },
+    destroy() {
+      if (closed) return;
+      closed = true;
+      pending = null;
+      // At once, sending nothing more (end() would flush first).
+      if (socket.terminate) socket.terminate();
+      else socket.end();
+    },
+  };
 }
 
 /** A command in RESP: an array of bulk strings. */
