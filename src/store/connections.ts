@@ -189,6 +189,7 @@ const WITHOUT_DEADLINE = new Set(["pipeline", "multi", "sendCommand", "on", "onc
  * run beside the pipeline instead of in it.
  */
 function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
+  const deadlines = new Deadlines(timeoutMs);
   const wrapped = new Map<PropertyKey, unknown>();
   return new Proxy(client, {
     get(target, property, receiver) {
@@ -201,7 +202,7 @@ function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
           ? command.bind(target)
           : (...args: unknown[]) => {
               const result = command.apply(target, args);
-              return result instanceof Promise ? deadline(result, timeoutMs) : result;
+              return result instanceof Promise ? deadlines.of(result) : result;
             };
         wrapped.set(property, bound);
       }
@@ -233,6 +234,97 @@ export function deadline<T>(promise: Promise<T>, ms: number, onExpired?: () => v
       },
     );
   });
+}
+
+/**
+ * `deadline(promise, ms)` for every command of a connection, with one timer for them all instead
+ * of one per command: the timer's setTimeout and clearTimeout were most of what the deadline cost
+ * a cache-off retrieve. Deadlines of one length expire in the order they were set, so the timer
+ * waits only for the oldest command still unanswered; and one connection answers its commands in
+ * order, so the answered ones leave from the front.
+ */
+class Deadlines {
+  /** When each command was issued (performance.now()), oldest first. */
+  private readonly issued: number[] = [];
+  /** Each command's rejection; undefined once it was answered or failed at its deadline. */
+  private readonly rejects: (((error: Error) => void) | undefined)[] = [];
+  /** Every entry before this index is done. */
+  private first = 0;
+  /** The sequence number of the entry at index 0. */
+  private dropped = 0;
+  /** Set while any command is pending, to fire no later than the oldest one's deadline. */
+  private timer: Timer | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  /** `promise`, or a RedisUnavailableError once `ms` passed without it. */
+  of<T>(promise: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const sequence = this.dropped + this.rejects.length;
+      this.issued.push(performance.now());
+      this.rejects.push(reject);
+      this.timer ??= setTimeout(this.expire, this.ms);
+      // Its own failure, if it comes after the deadline, is no news: handled here, and ignored.
+      promise.then(
+        (value) => {
+          this.done(sequence);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.done(sequence);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private done(sequence: number): void {
+    const index = sequence - this.dropped;
+    if (index < this.first) return; // failed at its deadline before
+    this.rejects[index] = undefined;
+    if (index === this.first) this.advance();
+  }
+
+  /** Moves past the done entries at the front; drops them once they are all or most. */
+  private advance(): void {
+    const { issued, rejects } = this;
+    let first = this.first;
+    while (first < rejects.length && rejects[first] === undefined) first++;
+    if (first === rejects.length) {
+      this.dropped += first;
+      issued.length = 0;
+      rejects.length = 0;
+      this.first = 0;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    } else if (first >= 1024 && first * 2 >= rejects.length) {
+      this.dropped += first;
+      issued.splice(0, first);
+      rejects.splice(0, first);
+      this.first = 0;
+    } else {
+      this.first = first;
+    }
+  }
+
+  private readonly expire = () => {
+    this.timer = undefined;
+    const now = performance.now();
+    const { issued, rejects } = this;
+    for (let i = this.first; i < rejects.length; i++) {
+      const reject = rejects[i];
+      if (reject === undefined) continue;
+      const left = issued[i]! + this.ms - now;
+      if (left > 0) {
+        // A timer may fire a fraction of a millisecond early: never fail a command before its time.
+        this.timer = setTimeout(this.expire, Math.ceil(left));
+        break;
+      }
+      rejects[i] = undefined;
+      reject(new RedisUnavailableError(`Redis did not answer within ${this.ms} ms`));
+    }
+    this.advance();
+  };
 }
 
 function reportErrors(redis: RedisClient, what: string, onError?: (message: string) => void) {
