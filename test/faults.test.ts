@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { keys } from "../src/store/keys.ts";
 import { eventually } from "./support/eventually.ts";
 import { startHarness } from "./support/harness.ts";
-import { alice, providerCall, publicCall, syncthingConfig } from "./support/service.ts";
+import { alice, providerCall, publicCall, startInstance, syncthingConfig } from "./support/service.ts";
 
 // Before each test the harness also resumes a Redis a failed test left frozen.
 const { redis, api } = await startHarness();
@@ -67,6 +67,31 @@ describe("Redis down", () => {
     await eventually(async () => (await update(4)).status === 200, 10, "an update answers 200");
     const config = JSON.parse((await redis.admin.hget(keys.record("syncthing", alice), "config"))!);
     expect(config).toEqual(syncthingConfig(4));
+  });
+
+  test("with the cache off, a retrieve on a frozen Redis answers 503 at its own command timeout, also one sent while another waits", async () => {
+    const uncached = startInstance(redis.url, { api: { cache_max_entries: 0 } });
+    const timeoutMs = uncached.context.config.redis.command_timeout;
+    const uncachedRetrieve = () => publicCall(uncached, "alice", "GET", "syncthing/retrieve");
+    try {
+      expect((await uncachedRetrieve()).status).toBe(200);
+      await redis.pause();
+      try {
+        const first = timed(uncachedRetrieve);
+        await Bun.sleep(timeoutMs / 2);
+        const second = timed(uncachedRetrieve);
+        for (const answer of await Promise.all([first, second])) {
+          expect(answer).toMatchObject({ status: 503, errorCode: "UNAVAILABLE" });
+          expect(answer.ms).toBeGreaterThanOrEqual(timeoutMs - 1);
+          expect(answer.ms).toBeLessThan(timeoutMs * 1.25);
+        }
+      } finally {
+        redis.resume();
+      }
+      await eventually(async () => (await uncachedRetrieve()).status === 200, 10, "a retrieve answers 200");
+    } finally {
+      await uncached.close();
+    }
   });
 });
 

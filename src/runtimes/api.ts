@@ -70,7 +70,19 @@ export function createApi(config: Config): Api {
         answered();
         throw error;
       }
-      if (answer instanceof Promise) return answer.finally(answered);
+      // Not `finally`: it costs two promises more per request than a `then` with both callbacks.
+      if (answer instanceof Promise) {
+        return answer.then(
+          (response) => {
+            answered();
+            return response;
+          },
+          (error: unknown) => {
+            answered();
+            throw error;
+          },
+        );
+      }
       answered();
       return answer;
     },

@@ -19,7 +19,7 @@ import { INITIAL_ETAG, type Preconditions } from "./preconditions.ts";
 import type { ShellSession } from "../store/shell-sessions.ts";
 import { openShellSession, type ShellSessionSettings } from "./shell.ts";
 import { openTerminal, type Terminal, type TerminalOpened, terminalActivity } from "./terminal.ts";
-import { orUnavailable } from "./unavailable.ts";
+import { orUnavailable, rethrowUnavailable } from "./unavailable.ts";
 import { validateConfig } from "./validation.ts";
 import { WriteLoop } from "./write-loop.ts";
 
@@ -75,9 +75,18 @@ export class ConfigurationService {
     return app;
   }
 
-  async retrieve(appName: string, owner: Owner): Promise<View> {
-    const app = this.configurableApp(appName);
-    return viewOf(app, owner, await orUnavailable(this.options.store.read(app.name, owner)));
+  /**
+   * Never throws: a refused app is a rejected promise. One `.then` on the read rather than async
+   * and await: with the cache off the read is one HGETALL, and every promise around it counts.
+   */
+  retrieve(appName: string, owner: Owner): Promise<View> {
+    let app: IntegratedApp<unknown>;
+    try {
+      app = this.configurableApp(appName);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.options.store.read(app.name, owner).then((record) => viewOf(app, owner, record), rethrowUnavailable);
   }
 
   /**

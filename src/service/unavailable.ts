@@ -11,12 +11,17 @@ export async function orUnavailable<T>(promise: Promise<T>): Promise<T> {
   try {
     return await promise;
   } catch (e) {
-    if (e instanceof AppError) throw e;
-    if (e instanceof PoolExhaustedError) {
-      // Busy, not broken: the client may well succeed in a second.
-      throw new AppError(503, "UNAVAILABLE", "This replica has too many changes in flight right now; try again in a moment.", { cause: e, retryAfterSeconds: 1 });
-    }
-    if (isRedisUnavailable(e)) throw unavailable("The configuration store cannot be reached right now; try again in a moment.", e);
-    throw e;
+    rethrowUnavailable(e);
   }
+}
+
+/** Throws `e`, or the 503 it stands for: orUnavailable's answer to a failure, for a `.then`. */
+export function rethrowUnavailable(e: unknown): never {
+  if (e instanceof AppError) throw e;
+  if (e instanceof PoolExhaustedError) {
+    // Busy, not broken: the client may well succeed in a second.
+    throw new AppError(503, "UNAVAILABLE", "This replica has too many changes in flight right now; try again in a moment.", { cause: e, retryAfterSeconds: 1 });
+  }
+  if (isRedisUnavailable(e)) throw unavailable("The configuration store cannot be reached right now; try again in a moment.", e);
+  throw e;
 }

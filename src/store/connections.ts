@@ -134,16 +134,26 @@ export function createCommandConnection(settings: RedisSettings): RedisClient {
 }
 
 /** Hands out the shared connection once it is ready: waits through a reconnect for up to `timeoutMs`, then fails. */
-export type CommandConnection = () => Promise<RedisClient>;
+export interface CommandConnection {
+  (): Promise<RedisClient>;
+  /**
+   * The connection, when a command issued now is written at once; else undefined (call the
+   * connection to wait for it). For a caller with one command to send: no turn spent on a promise.
+   * readyConnection's have it; a connection made otherwise (a test's) need not.
+   */
+  now?(): RedisClient | undefined;
+}
 
 export function readyConnection(client: RedisClient, timeoutMs: number): CommandConnection {
   const redis = client;
-  const ready = Promise.resolve(withDeadlines(client, timeoutMs));
+  const withDeadline = withDeadlines(client, timeoutMs);
+  const ready = Promise.resolve(withDeadline);
+  const writable = () => !(redis instanceof Redis) || redis.stream?.writable !== false;
   // One listener for all callers waiting on the same reconnect.
   let reconnected: Promise<RedisClient> | null = null;
-  return () => {
+  const connection = (): Promise<RedisClient> => {
     if (redis.status === "ready") {
-      if (!(redis instanceof Redis) || redis.stream?.writable !== false) return ready;
+      if (writable()) return ready;
       // The socket is gone but ioredis has not handled its close event yet. A command sent now
       // fails at once, and a caller that retries in a loop would never let that event through:
       // yield to the event loop first.
@@ -162,6 +172,7 @@ export function readyConnection(client: RedisClient, timeoutMs: number): Command
     });
     return Promise.race([reconnected, timeout]).finally(() => clearTimeout(timer));
   };
+  return Object.assign(connection, { now: () => (redis.status === "ready" && writable() ? withDeadline : undefined) });
 }
 
 /** Methods whose result is not a command's promise: builders and event plumbing. */
@@ -178,6 +189,7 @@ const WITHOUT_DEADLINE = new Set(["pipeline", "multi", "sendCommand", "on", "onc
  * run beside the pipeline instead of in it.
  */
 function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
+  const deadlines = new Deadlines(timeoutMs);
   const wrapped = new Map<PropertyKey, unknown>();
   return new Proxy(client, {
     get(target, property, receiver) {
@@ -190,7 +202,7 @@ function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
           ? command.bind(target)
           : (...args: unknown[]) => {
               const result = command.apply(target, args);
-              return result instanceof Promise ? deadline(result, timeoutMs) : result;
+              return result instanceof Promise ? deadlines.of(result) : result;
             };
         wrapped.set(property, bound);
       }
@@ -222,6 +234,97 @@ export function deadline<T>(promise: Promise<T>, ms: number, onExpired?: () => v
       },
     );
   });
+}
+
+/**
+ * `deadline(promise, ms)` for every command of a connection, with one timer for them all instead
+ * of one per command: the timer's setTimeout and clearTimeout were most of what the deadline cost
+ * a cache-off retrieve. Deadlines of one length expire in the order they were set, so the timer
+ * waits only for the oldest command still unanswered; and one connection answers its commands in
+ * order, so the answered ones leave from the front.
+ */
+class Deadlines {
+  /** When each command was issued (performance.now()), oldest first. */
+  private readonly issued: number[] = [];
+  /** Each command's rejection; undefined once it was answered or failed at its deadline. */
+  private readonly rejects: (((error: Error) => void) | undefined)[] = [];
+  /** Every entry before this index is done. */
+  private first = 0;
+  /** The sequence number of the entry at index 0. */
+  private dropped = 0;
+  /** Set while any command is pending, to fire no later than the oldest one's deadline. */
+  private timer: Timer | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  /** `promise`, or a RedisUnavailableError once `ms` passed without it. */
+  of<T>(promise: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const sequence = this.dropped + this.rejects.length;
+      this.issued.push(performance.now());
+      this.rejects.push(reject);
+      this.timer ??= setTimeout(this.expire, this.ms);
+      // Its own failure, if it comes after the deadline, is no news: handled here, and ignored.
+      promise.then(
+        (value) => {
+          this.done(sequence);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.done(sequence);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private done(sequence: number): void {
+    const index = sequence - this.dropped;
+    if (index < this.first) return; // failed at its deadline before
+    this.rejects[index] = undefined;
+    if (index === this.first) this.advance();
+  }
+
+  /** Moves past the done entries at the front; drops them once they are all or most. */
+  private advance(): void {
+    const { issued, rejects } = this;
+    let first = this.first;
+    while (first < rejects.length && rejects[first] === undefined) first++;
+    if (first === rejects.length) {
+      this.dropped += first;
+      issued.length = 0;
+      rejects.length = 0;
+      this.first = 0;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    } else if (first >= 1024 && first * 2 >= rejects.length) {
+      this.dropped += first;
+      issued.splice(0, first);
+      rejects.splice(0, first);
+      this.first = 0;
+    } else {
+      this.first = first;
+    }
+  }
+
+  private readonly expire = () => {
+    this.timer = undefined;
+    const now = performance.now();
+    const { issued, rejects } = this;
+    for (let i = this.first; i < rejects.length; i++) {
+      const reject = rejects[i];
+      if (reject === undefined) continue;
+      const left = issued[i]! + this.ms - now;
+      if (left > 0) {
+        // A timer may fire a fraction of a millisecond early: never fail a command before its time.
+        this.timer = setTimeout(this.expire, Math.ceil(left));
+        break;
+      }
+      rejects[i] = undefined;
+      reject(new RedisUnavailableError(`Redis did not answer within ${this.ms} ms`));
+    }
+    this.advance();
+  };
 }
 
 function reportErrors(redis: RedisClient, what: string, onError?: (message: string) => void) {
