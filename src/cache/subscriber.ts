@@ -70,6 +70,8 @@ export class InvalidationSubscriber {
       connection.onClose = (error) => this.lost(opened, error);
       const [reply] = await connection.send([["SUBSCRIBE", keys.invalidations()]]);
       if (reply instanceof Error) throw reply;
+      // Only a subscription that is still this one's, and still open, is trusted.
+      if (this.closed || this.connection !== opened || !opened.usable) return;
       this.attempts = 0;
       this.cache.resume();
     } catch {

@@ -16,7 +16,7 @@
 // ./redis-errors.ts only.
 
 /// <reference path="./untyped-modules.d.ts" />
-import { connect as connectTcp, type Socket } from "node:net";
+import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls, type ConnectionOptions } from "node:tls";
 import redisErrors from "redis-errors";
 import { maskSecrets } from "../base/secrets.ts";
@@ -103,16 +103,18 @@ export class RespConnection {
     const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
     const port = Number(parsed.port || 6379);
     const tls = parsed.protocol === "rediss:" || options.tls !== undefined ? (options.tls ?? {}) : undefined;
+    // As ioredis reads a URL: the path's database, else `?db=`; the user info's password, else `?password=`.
+    const query = parsed.searchParams;
     const username = options.username ?? decodeURIComponent(parsed.username);
-    const password = options.password ?? decodeURIComponent(parsed.password);
-    const database = Number(parsed.pathname.slice(1) || 0);
+    const password = options.password ?? (decodeURIComponent(parsed.password) || (query.get("password") ?? ""));
+    const database = Number(parsed.pathname.slice(1) || query.get("db") || 0);
 
     const connection = new RespConnection(options.commandTimeoutMs);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new RedisUnavailableError("Redis did not accept a connection in time")), options.connectTimeoutMs);
     });
-    const opening = openTransport(host, port, tls, {
+    const { opening, abort } = openTransport(host, port, tls, {
       data: (chunk) => connection.received(chunk),
       error: (e) => connection.fail(new RedisUnavailableError(`the Redis connection failed: ${maskSecrets(e.message)}`)),
       close: () => connection.fail(new RedisUnavailableError("the Redis connection closed")),
@@ -120,11 +122,17 @@ export class RespConnection {
     try {
       connection.transport = await Promise.race([opening, timeout]);
       const hello: RespCommand[] = [];
-      if (password !== "") hello.push(username === "" ? ["AUTH", password] : ["AUTH", username, password]);
+      const auth = password !== "";
+      if (auth) hello.push(username === "" ? ["AUTH", password] : ["AUTH", username, password]);
       if (database !== 0) hello.push(["SELECT", database]);
       hello.push(["CLIENT", "SETNAME", options.name], ["CLIENT", "ID"]);
       const replies = await Promise.race([connection.send(hello), timeout]);
-      const refused = replies.find((reply) => reply instanceof Error);
+      // As ioredis does: a password for a server that has none is no error, and a name it
+      // refuses only leaves the connection unnamed.
+      const refused = replies.find(
+        (reply, i) =>
+          reply instanceof Error && !(auth && i === 0 && reply.message.includes("without any password configured")) && i !== replies.length - 2,
+      );
       if (refused) throw new RedisUnavailableError(`Redis refused the connection: ${maskSecrets((refused as Error).message)}`);
       connection.id = Number(replies.at(-1));
       if (options.commandTimeoutMs !== undefined && connection.usable) {
@@ -135,7 +143,8 @@ export class RespConnection {
       return connection;
     } catch (e) {
       connection.close();
-      // A socket that opens after the timeout is closed at once.
+      // A socket still connecting is given up; one that opens after all is closed at once.
+      abort();
       opening.then((transport) => transport.destroy()).catch(() => {});
       throw e;
     } finally {
@@ -154,6 +163,7 @@ export class RespConnection {
    */
   send(commands: readonly RespCommand[]): Promise<Reply[]> {
     if (this.closedBy !== null) return Promise.reject(this.closedBy);
+    if (commands.length === 0) return Promise.resolve([]);
     let text = "";
     for (const command of commands) text += encode(command);
     return new Promise<Reply[]>((resolve, reject) => {
@@ -293,11 +303,19 @@ interface Transport {
  * A socket to `host:port`, open: Bun's own (Bun.connect) for plain TCP on Bun, where a round
  * trip through it costs half the CPU of node:net's emulation; node:net (or node:tls) otherwise.
  */
-function openTransport(host: string, port: number, tls: ConnectionOptions | undefined, events: TransportEvents): Promise<Transport> {
+function openTransport(
+  host: string,
+  port: number,
+  tls: ConnectionOptions | undefined,
+  events: TransportEvents,
+): { opening: Promise<Transport>; abort: () => void } {
   const bun = (globalThis as { Bun?: BunSockets }).Bun;
-  if (tls === undefined && bun !== undefined) return openBunTransport(bun, host, port, events);
-  return new Promise<Transport>((resolve, reject) => {
-    const socket: Socket = tls === undefined ? connectTcp({ host, port }) : connectTls({ host, port, servername: host, ...tls });
+  // Bun.connect cannot be cancelled: a socket that opens late is closed by the caller then.
+  if (tls === undefined && bun !== undefined) return { opening: openBunTransport(bun, host, port, events), abort: () => {} };
+  // A server name is for a host name only (Bun refuses an IP address there; Node warns).
+  const socket: Socket =
+    tls === undefined ? connectTcp({ host, port }) : connectTls({ host, port, ...(isIP(host) === 0 ? { servername: host } : {}), ...tls });
+  const opening = new Promise<Transport>((resolve, reject) => {
     socket.setNoDelay(true);
     const opened = () => {
       socket.off("error", refused);
@@ -313,6 +331,7 @@ function openTransport(host: string, port: number, tls: ConnectionOptions | unde
     socket.once(tls === undefined ? "connect" : "secureConnect", opened);
     socket.once("error", refused);
   });
+  return { opening, abort: () => socket.destroy() };
 }
 
 /** Bun's TCP client, as far as used here. */
