@@ -37,11 +37,16 @@ export function auditFields(entry: AuditEntry): string[] {
   return FIELDS.flatMap((field) => [field, entry[field]]);
 }
 
+/** XADD's arguments that append `entry`, trimming the stream to about `maxLength` (MAXLEN ~). */
+export function auditXaddArguments(entry: AuditEntry, maxLength: number): [string, "MAXLEN", "~", number, "*", ...string[]] {
+  return [keys.audit(), "MAXLEN", "~", maxLength, "*", ...auditFields(entry)];
+}
+
 /** Appends `entries`, in order, trimming the stream to about `maxLength` (MAXLEN ~). */
 export async function appendAudit(client: RedisClient, entries: AuditEntry[], maxLength: number): Promise<void> {
   if (entries.length === 0) return;
   const pipeline = client.pipeline();
-  for (const entry of entries) pipeline.xadd(keys.audit(), "MAXLEN", "~", maxLength, "*", ...auditFields(entry));
+  for (const entry of entries) pipeline.xadd(...auditXaddArguments(entry, maxLength));
   const replies = await pipeline.exec();
   for (const [error] of replies ?? []) if (error) throw error;
 }

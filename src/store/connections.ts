@@ -212,33 +212,8 @@ function withDeadlines<T extends RedisClient>(client: T, timeoutMs: number): T {
 }
 
 /**
- * `promise`, or a RedisUnavailableError once `ms` passed without it (after `onExpired`, such as
- * closing the connection). One promise and one timer per command (not a race of two promises and
- * a `finally`: a read's share of them was as large as the read's).
- */
-export function deadline<T>(promise: Promise<T>, ms: number, onExpired?: () => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      onExpired?.();
-      reject(new RedisUnavailableError(`Redis did not answer within ${ms} ms`));
-    }, ms);
-    // Its own failure, if it comes after the deadline, is no news: handled here, and ignored.
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
-}
-
-/**
- * `deadline(promise, ms)` for every command of a connection, with one timer for them all instead
- * of one per command: the timer's setTimeout and clearTimeout were most of what the deadline cost
+ * A deadline of `ms` for every command of a connection (each fails with RedisUnavailableError
+ * once `ms` passed without its answer), with one timer for them all instead of one per command: the timer's setTimeout and clearTimeout were most of what the deadline cost
  * a cache-off retrieve. Deadlines of one length expire in the order they were set, so the timer
  * waits only for the oldest command still unanswered; and one connection answers its commands in
  * order, so the answered ones leave from the front.

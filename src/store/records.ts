@@ -31,7 +31,7 @@ import type { CommandConnection } from "./connections.ts";
 import { encodeInvalidation } from "./invalidations.ts";
 import { JobClaims } from "./job-claims.ts";
 import { keys } from "./keys.ts";
-import { auditFields, DEFAULT_AUDIT_MAX_LENGTH } from "./audit.ts";
+import { auditXaddArguments, DEFAULT_AUDIT_MAX_LENGTH } from "./audit.ts";
 import { indexWithin, type Owed, OutboxRelay, owedFor } from "./outbox.ts";
 import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError, replyCodeOf } from "./redis-errors.ts";
 import { type Argument, hashOf, type Reply, type RespCommand, type RespConnection } from "./resp.ts";
@@ -319,7 +319,7 @@ export class RecordStore {
     const tasks = enqueue === undefined ? [] : [enqueue];
     const multi: RespCommand[] = [["MULTI"]];
     // On a single server the task joins the MULTI through the queue's own add, and the audit entry
-    // the write's script: nothing is left for after EXEC. On a cluster (or with a queue that cannot
+    // the write's own XADD: nothing is left for after EXEC. On a cluster (or with a queue that cannot
     // add within a MULTI) both go through the record's outbox.
     let direct = false;
     if (!clustered && this.options.enqueueWithin !== undefined) {
@@ -335,7 +335,6 @@ export class RecordStore {
     }
     // The write's replies follow the adds'.
     const adds = multi.length - 1;
-    const script = writeRecord;
     let owed: Owed | undefined;
     if (direct) {
       multi.push(...this.writeCommands(app, owner, snapshot, decision.commit));
@@ -343,7 +342,7 @@ export class RecordStore {
       owed = tasks.length === 0 && audit === undefined ? undefined : owedFor(enqueue, audit);
       // Indexed before the EXEC can land, after the WATCH (outbox.ts).
       if (owed !== undefined && clustered) await this.outbox.index(app, owner, owed);
-      multi.push(["EVALSHA", script.sha, script.numberOfKeys, ...writeRecordKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), owed?.members.length ?? 0, ...(owed?.members ?? [])]);
+      multi.push(["EVALSHA", writeRecord.sha, writeRecord.numberOfKeys, ...writeRecordKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), owed?.members.length ?? 0, ...(owed?.members ?? [])]);
       if (owed !== undefined && !clustered) multi.push(indexWithin(app, owner, owed));
     }
     multi.push(["EXEC"]);
@@ -377,7 +376,7 @@ export class RecordStore {
           // Nothing of the write ran (an index entry or a task alone is harmless: the resync finds
           // the outbox empty, the reconcile the record unchanged). Load the script where this
           // connection's node will find it, and try again.
-          const [loaded] = await connection.send([["SCRIPT", "LOAD", script.lua]]);
+          const [loaded] = await connection.send([["SCRIPT", "LOAD", writeRecord.lua]]);
           if (loaded instanceof Error) throw loaded;
           return { committed: false };
         }
@@ -463,7 +462,7 @@ export class RecordStore {
     }
     if (releaseClaim) commands.push(["DEL", keys.jobClaim(app, owner)]);
     if (resetMarker) commands.push(["SET", keys.resetPending(app, owner), resetMarker]);
-    if (audit) commands.push(["XADD", keys.audit(), "MAXLEN", "~", this.options.auditMaxLength ?? DEFAULT_AUDIT_MAX_LENGTH, "*", ...auditFields(audit)]);
+    if (audit) commands.push(["XADD", ...auditXaddArguments(audit, this.options.auditMaxLength ?? DEFAULT_AUDIT_MAX_LENGTH)]);
     return commands;
   }
 
