@@ -36,6 +36,16 @@ async function get<T>(path: string, accept = "application/json"): Promise<T> {
   return (await answer.json()) as T;
 }
 
+/** Until each pod has become Running (the simulator's MODIFIED after startDelayMs: a new version of it). */
+async function untilRunning(names: string[]) {
+  for (const name of names) {
+    for (let i = 0; (await get<V1Pod>(`${pods}/${name}`)).status?.phase !== "Running"; i++) {
+      if (i > 500) throw new Error(`pod ${name} never became Running`);
+      await Bun.sleep(2);
+    }
+  }
+}
+
 /** A cache that never watches (so it misses everything), counting what its relists ask for. */
 function unwatchedCache() {
   const asked = { lists: 0, metadataLists: 0, reads: 0 };
@@ -81,6 +91,8 @@ describe("a relist by metadata", () => {
 
   test("reads only what the cache lacks or has older; drops what is gone; an unchanged cluster costs one list", async () => {
     for (const name of ["r-1", "r-2", "r-3"]) await cluster.createPod(pod(name));
+    // Settled first: a pod turning Running between two relists is a change, and would be read.
+    await untilRunning(["r-1", "r-2", "r-3"]);
     const { cache, asked } = unwatchedCache();
     expect(await cache.relist()).toBe(3);
     expect(asked).toEqual({ lists: 0, metadataLists: 1, reads: 3 });
