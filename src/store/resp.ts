@@ -164,11 +164,10 @@ export class RespConnection {
   send(commands: readonly RespCommand[]): Promise<Reply[]> {
     if (this.closedBy !== null) return Promise.reject(this.closedBy);
     if (commands.length === 0) return Promise.resolve([]);
-    let text = "";
-    for (const command of commands) text += encode(command);
+    const bytes = encode(commands);
     return new Promise<Reply[]>((resolve, reject) => {
       this.owed.push({ left: commands.length, sentAt: performance.now(), replies: [], resolve, reject });
-      this.transport.write(text);
+      this.transport.write(bytes);
     });
   }
 
@@ -242,26 +241,30 @@ export class RespConnection {
     }
   }
 
-  /** One reply from `offset`, or undefined when it has not fully arrived (then `offset` means nothing). */
+  /**
+   * One reply from `offset`, or undefined when it has not fully arrived (then `offset` means
+   * nothing). Lines are scanned and numbers read here, byte by byte (they are short); only a
+   * string is made by Buffer, and the two simple strings a transaction hears most (OK, QUEUED)
+   * are not made at all.
+   */
   private parse(): Reply | undefined {
     const buffer = this.buffer!;
-    if (this.offset >= buffer.length) return undefined;
-    const type = buffer[this.offset]!;
-    const end = buffer.indexOf(CR, this.offset + 1);
-    if (end < 0 || end + 1 >= buffer.length) return undefined;
-    const line = buffer.toString("latin1", this.offset + 1, end);
     const lineStart = this.offset + 1;
+    let end = lineStart;
+    while (end < buffer.length && buffer[end] !== CR) end++;
+    if (end + 1 >= buffer.length) return undefined;
+    const type = buffer[this.offset]!;
     this.offset = end + 2;
     switch (type) {
       case 0x2b: // + simple string
-        return line;
+        return simpleString(buffer, lineStart, end);
       case 0x2d: // - error
         return new ReplyError(buffer.toString("utf8", lineStart, end));
       case 0x3a: // : integer
-        return Number(line);
+        return integer(buffer, lineStart, end);
       case 0x24: {
         // $ bulk string
-        const length = Number(line);
+        const length = integer(buffer, lineStart, end);
         if (length < 0) return null;
         if (this.offset + length + 2 > buffer.length) return undefined;
         const value = buffer.toString("utf8", this.offset, this.offset + length);
@@ -270,7 +273,7 @@ export class RespConnection {
       }
       case 0x2a: {
         // * array
-        const length = Number(line);
+        const length = integer(buffer, lineStart, end);
         if (length < 0) return null;
         const items: Reply[] = new Array(length);
         for (let i = 0; i < length; i++) {
@@ -286,6 +289,36 @@ export class RespConnection {
   }
 }
 
+/** The integer in `buffer` from `start` to `end` (an optional minus, then digits). */
+function integer(buffer: Buffer, start: number, end: number): number {
+  const negative = buffer[start] === 0x2d;
+  let n = 0;
+  for (let i = negative ? start + 1 : start; i < end; i++) {
+    const digit = buffer[i]! - 0x30;
+    if (digit < 0 || digit > 9) throw new Error(`not an integer: ${JSON.stringify(buffer.toString("latin1", start, end))}`);
+    n = n * 10 + digit;
+  }
+  return negative ? -n : n;
+}
+
+/** A simple string: OK and QUEUED without making a string. */
+function simpleString(buffer: Buffer, start: number, end: number): string {
+  const length = end - start;
+  if (length === 2 && buffer[start] === 0x4f && buffer[start + 1] === 0x4b) return "OK";
+  if (
+    length === 6 &&
+    buffer[start] === 0x51 &&
+    buffer[start + 1] === 0x55 &&
+    buffer[start + 2] === 0x45 &&
+    buffer[start + 3] === 0x55 &&
+    buffer[start + 4] === 0x45 &&
+    buffer[start + 5] === 0x44
+  ) {
+    return "QUEUED";
+  }
+  return buffer.toString("latin1", start, end);
+}
+
 /** What a connection hears from its socket. */
 interface TransportEvents {
   data(chunk: Buffer): void;
@@ -295,7 +328,8 @@ interface TransportEvents {
 
 /** What a connection needs of its socket. */
 interface Transport {
-  write(text: string): void;
+  /** `bytes` is the encoder's buffer: reused by the next `send`, so whatever is kept must be copied. */
+  write(bytes: Buffer): void;
   destroy(): void;
 }
 
@@ -322,7 +356,8 @@ function openTransport(
       socket.on("error", events.error);
       socket.on("close", events.close);
       socket.on("data", events.data);
-      resolve({ write: (text) => void socket.write(text), destroy: () => socket.destroy() });
+      // node:net keeps a buffer it cannot send at once: it gets a copy of its own.
+      resolve({ write: (bytes) => void socket.write(Buffer.from(bytes)), destroy: () => socket.destroy() });
     };
     const refused = (e: Error) => {
       socket.destroy();
@@ -384,13 +419,13 @@ async function openBunTransport(bun: BunSockets, host: string, port: number, eve
   }
   socket.setNoDelay?.(true);
   return {
-    write(text) {
+    write(bytes) {
       if (pending !== null) {
-        pending = Buffer.concat([pending, Buffer.from(text)]);
+        pending = Buffer.concat([pending, bytes]);
         return;
       }
-      const written = socket.write(text);
-      if (written < Buffer.byteLength(text)) pending = Buffer.from(text).subarray(Math.max(written, 0));
+      const written = socket.write(bytes);
+      if (written < bytes.length) pending = Buffer.from(bytes.subarray(Math.max(written, 0)));
     },
     destroy() {
       if (closed) return;
@@ -403,14 +438,82 @@ async function openBunTransport(bun: BunSockets, host: string, port: number, eve
   };
 }
 
-/** A command in RESP: an array of bulk strings. */
-function encode(command: RespCommand): string {
-  let text = `*${command.length}\r\n`;
-  for (const argument of command) {
-    const value = typeof argument === "string" ? argument : String(argument);
-    text += `$${Buffer.byteLength(value)}\r\n${value}\r\n`;
+// The encoder: every batch is written into one buffer, byte by byte for short arguments and with
+// one Buffer write for long ASCII ones, and handed to the socket as it is. Building a string
+// instead (a rope of a few hundred pieces) and converting it cost the socket write more than the
+// encoding: about a third of an update's RESP work under Bun (measured: 11 µs against 4).
+
+/** The encoder's buffer, shared by every connection (a `send` encodes and writes in one go); grown when a batch needs more. */
+let out = Buffer.allocUnsafe(16 * 1024);
+const NOT_ASCII = /[^\x00-\x7f]/;
+/** Arguments longer than this are checked with NOT_ASCII and copied in one Buffer write; shorter ones byte by byte. */
+const LONG = 48;
+
+/** `commands` in RESP (each an array of bulk strings), in the encoder's buffer: valid until the next call. */
+function encode(commands: readonly RespCommand[]): Buffer {
+  let pos = 0;
+  for (const command of commands) {
+    pos = room(pos, 16);
+    out[pos++] = 0x2a; // *
+    pos = digits(command.length, pos);
+    for (const argument of command) {
+      const value = typeof argument === "string" ? argument : String(argument);
+      const length = value.length;
+      // At most 3 bytes per UTF-16 unit, and the header and CRLF around it.
+      pos = room(pos, 3 * length + 32);
+      out[pos++] = 0x24; // $
+      if (length > LONG) {
+        if (NOT_ASCII.test(value)) pos = utf8(value, pos);
+        else {
+          pos = digits(length, pos);
+          pos += out.write(value, pos, "latin1");
+        }
+      } else {
+        // Optimistic: the header of an ASCII value, then the value; redone in UTF-8 when it is not.
+        const start = pos;
+        pos = digits(length, pos);
+        for (let i = 0; i < length; i++) {
+          const code = value.charCodeAt(i);
+          if (code > 0x7f) {
+            pos = utf8(value, start);
+            break;
+          }
+          out[pos++] = code;
+        }
+      }
+      out[pos++] = 0x0d;
+      out[pos++] = 0x0a;
+    }
   }
-  return text;
+  return out.subarray(0, pos);
+}
+
+/** Makes room for `more` bytes after `pos` (copying what is encoded so far into a bigger buffer). */
+function room(pos: number, more: number): number {
+  if (pos + more > out.length) {
+    const bigger = Buffer.allocUnsafe(Math.max(out.length * 2, pos + more));
+    out.copy(bigger, 0, 0, pos);
+    out = bigger;
+  }
+  return pos;
+}
+
+/** A non-negative integer and CRLF at `pos`. */
+function digits(n: number, pos: number): number {
+  if (n < 10) out[pos++] = 0x30 + n;
+  else {
+    const text = String(n);
+    for (let i = 0; i < text.length; i++) out[pos++] = text.charCodeAt(i);
+  }
+  out[pos++] = 0x0d;
+  out[pos++] = 0x0a;
+  return pos;
+}
+
+/** A value that is not ASCII: its UTF-8 length and CRLF, then its bytes, at `pos` (just after the `$`). */
+function utf8(value: string, pos: number): number {
+  pos = digits(Buffer.byteLength(value), pos);
+  return pos + out.write(value, pos, "utf8");
 }
 
 /** A flat HGETALL reply as an object. */
