@@ -21,7 +21,7 @@ import { currentRequestId } from "../base/request-id.ts";
 import { AmbiguousCommitError } from "../store/redis-errors.ts";
 import type { AliveRead, JobRegistry } from "../ucloud/jobs.ts";
 import { checkPreconditions, type Preconditions } from "./preconditions.ts";
-import { orUnavailable } from "./unavailable.ts";
+import { orUnavailable, rethrowUnavailable } from "./unavailable.ts";
 
 export interface WriteLoopOptions {
   store: RecordStore;
@@ -113,7 +113,9 @@ export class WriteLoop {
     // an embedded registry's one field in Redis in the transaction's first round trip (on a
     // single server; else while that round trip is in flight), UCloud/Core's (HTTP) before the
     // transaction borrows a connection at all.
-    const seen = await orUnavailable(store.read(app.name, owner));
+    // From this replica's cache without a turn of the event loop when it holds the record.
+    const cached = store.cached(app.name, owner);
+    const seen = cached !== undefined ? cached : await orUnavailable(store.read(app.name, owner));
     const { jobs } = this.options;
     let probe: { jobId: string; read: AliveRead } | null = null;
     if (seen?.state === "active" && seen.jobId !== "") {
@@ -129,22 +131,26 @@ export class WriteLoop {
         }
       }
     }
-    const decideOn = async (snapshot: Snapshot) => {
+    // A promise only when a registry's answer is still in flight.
+    const decideOn = (snapshot: Snapshot): Decision | Promise<Decision> => {
       if (probe !== null && snapshot.alongside !== undefined) state.jobsAlive.set(probe.jobId, probe.read.alive(snapshot.alongside));
       const jobId = snapshot.record?.jobId;
       const asked = jobId === undefined ? undefined : state.jobsAlive.get(jobId);
-      if (asked instanceof Promise) state.jobsAlive.set(jobId!, await orUnavailable(asked));
-      return decide(request, snapshot, state);
+      if (!(asked instanceof Promise)) return decide(request, snapshot, state);
+      return orUnavailable(asked).then((alive) => {
+        state.jobsAlive.set(jobId!, alive);
+        return decide(request, snapshot, state);
+      });
     };
     try {
       for (let pass = 0; ; pass++) {
-        const outcome = await orUnavailable(
-          store.attempt<Written | Detour>(app.name, owner, decideOn, probe !== null && !state.jobsAlive.has(probe.jobId) ? probe.read.command(probe.jobId) : undefined).catch((e: unknown) => {
+        const outcome = await store
+          .attempt<Written | Detour>(app.name, owner, decideOn, probe !== null && !state.jobsAlive.has(probe.jobId) ? probe.read.command(probe.jobId) : undefined)
+          .catch((e: unknown) => {
             // The record may now point at the job we registered: never retire it then.
             if (e instanceof AmbiguousCommitError) state.registeredJobId = null;
-            throw e;
-          }),
-        );
+            return rethrowUnavailable(e);
+          });
         if (!outcome.committed) {
           if (pass >= MAX_CONFLICT_RETRIES) throw unavailable("The configuration is being changed by many writers at once; try again.");
           await sleep(Math.random() * Math.min(2 ** pass, 50));
@@ -166,7 +172,7 @@ export class WriteLoop {
         return { etag: value.etag, jobId: value.jobId };
       }
     } finally {
-      await this.cleanUp(request, state);
+      if (state.claimToken !== null || state.registeredJobId !== null) await this.cleanUp(request, state);
     }
   }
 

@@ -143,6 +143,9 @@ export interface WriteThroughCache {
 
 export type Outcome<T> = { committed: true; value: T } | { committed: false };
 
+/** What `attempt`'s caller decided on a snapshot: what to commit (null: nothing), and its answer. */
+export type Decided<T> = { commit: Commit; value: T } | { commit: null; value: T };
+
 export interface RecordStoreOptions {
   /** Puts tasks on the queue (src/queue/queue.ts `addFor`), with the request that caused them. */
   enqueue: (ids: string[], requestId: string | undefined) => Promise<unknown>;
@@ -261,7 +264,7 @@ export class RecordStore {
   async attempt<T>(
     app: string,
     owner: Owner,
-    decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
+    decide: (snapshot: Snapshot) => Decided<T> | Promise<Decided<T>>,
     alongside?: RespCommand,
   ): Promise<Outcome<T>> {
     const after: AfterExec = {};
@@ -291,7 +294,7 @@ export class RecordStore {
     lease: Lease,
     app: string,
     owner: Owner,
-    decide: (snapshot: Snapshot) => Promise<{ commit: Commit; value: T } | { commit: null; value: T }>,
+    decide: (snapshot: Snapshot) => Decided<T> | Promise<Decided<T>>,
     after: AfterExec,
     alongside: RespCommand | undefined,
   ): Promise<Outcome<T>> {
@@ -312,7 +315,9 @@ export class RecordStore {
     const snapshot: Snapshot = { record: decodeRecord(hashOf(replies[first]!)), claim: replies[first + 1] as string | null };
     if (along) snapshot.alongside = replies[first + 2];
 
-    const decision = await decide(snapshot);
+    // Most decisions need nothing more than the snapshot: taken without a turn of the event loop.
+    const decided = decide(snapshot);
+    const decision = decided instanceof Promise ? await decided : decided;
     if (decision.commit === null) return { committed: true, value: decision.value };
 
     const { record, enqueue, audit } = decision.commit;
@@ -353,7 +358,7 @@ export class RecordStore {
     let landed = false;
     try {
       let results: Reply[] | null;
-      await this.options.beforeExec?.(recordKey);
+      if (this.options.beforeExec !== undefined) await this.options.beforeExec(recordKey);
       const sentAt = Date.now();
       try {
         results = execResults(await connection.send(multi));
@@ -390,7 +395,7 @@ export class RecordStore {
       if (ticket) this.cache!.close(ticket, landed ? record : undefined);
     }
     after.owed = owed;
-    if (record) await this.awaitReplicas(connection);
+    if (record && (this.options.waitReplicas ?? 0) > 0) await this.awaitReplicas(connection);
     return { committed: true, value: decision.value };
   }
 

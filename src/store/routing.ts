@@ -26,7 +26,7 @@ export async function scanEach(client: RedisClient, pattern: string, count: numb
  * always its URL; for a cluster, from the client's slot map (refreshed after a MOVED): the
  * node's address only, its connections take credentials and TLS from `nodeOptions`.
  */
-export type TransactionRouter = (key: string) => Promise<string>;
+export type TransactionRouter = (key: string) => string | Promise<string>;
 
 /** The URLs transactions are routed to now: the master of every slot. */
 export function mastersOf(client: Cluster): Set<string> {
@@ -41,15 +41,19 @@ function nodeUrl(node: string): string {
 }
 
 export function routerFor(settings: RedisSettings, client: RedisClient): TransactionRouter {
-  if (!(client instanceof Cluster)) return async () => settings.url;
+  // Answered at once when known (every time for a single server): no turn of the event loop per transaction.
+  if (!(client instanceof Cluster)) return () => settings.url;
   const ready = readyConnection(client, settings.commandTimeoutMs);
-  return async (key) => {
-    const slot = hashSlot(key);
-    // The slot map arrives with the cluster client's first connection.
-    if (client.slots[slot]?.[0] === undefined) await ready();
+  const known = (slot: number) => {
     const node = client.slots[slot]?.[0];
     if (node === undefined) throw new RedisUnavailableError("the cluster's slot map is not known yet");
     return nodeUrl(node);
+  };
+  return (key) => {
+    const slot = hashSlot(key);
+    // The slot map arrives with the cluster client's first connection.
+    if (client.slots[slot]?.[0] === undefined) return ready().then(() => known(slot));
+    return known(slot);
   };
 }
 
