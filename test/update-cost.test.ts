@@ -59,14 +59,15 @@ describe("the Redis commands of one update (issues 13 and 14)", () => {
     expect((await update(api, who, 1)).status).toBe(200);
     // Its task is still pending (no worker here): the second update's add finds it there.
     const commands = await commandsOf(async () => expect((await update(api, who, 2)).status).toBe(200));
-    // The transaction: WATCH with the reads and the job's state (one field), in one round trip;
-    // MULTI with the queue's add and the write's own plain commands (the audit entry's XADD
-    // among them), EXEC, in another. Nothing after EXEC.
+    // The record is in the replica's cache, so the transaction is one round trip: WATCH, the guard
+    // (a script that reads the record's ETag, state and job and the job's state: one field each),
+    // then MULTI with the queue's add and the write's own plain commands (the audit entry's XADD
+    // among them), EXEC. Nothing after EXEC.
     const single: Record<string, number> = {
-      hget: 1, // the job's state
       watch: 1,
-      hgetall: 1,
-      get: 1,
+      eval: 1, // the guard
+      hmget: 1, // the record's etag, state and jobId, in the guard
+      hget: 1, // the job's state, in the guard
       multi: 1,
       evalsha: 1, // the queue's add
       hset: 2, // the record, the task's request id

@@ -142,6 +142,22 @@ export class WriteLoop {
         return decide(request, snapshot, state);
       });
     };
+    // A record this replica's cache holds, whose job is alive: decided on the cached copy and written
+    // in one round trip, the read under WATCH done by a guard on the server (RecordStore.attemptAssuming).
+    // A record that changed meanwhile, or any decision but a commit, takes the passes below.
+    if (cached !== undefined && cached !== null && cached.state === "active" && cached.jobId !== "") {
+      const guard = probe !== null ? probe.read.guard(cached.jobId) : null;
+      if (guard !== null || state.jobsAlive.get(cached.jobId) === true) {
+        const assumed: LoopState = { ...state, jobsAlive: new Map([[cached.jobId, true]]) };
+        const fast = await store
+          .attemptAssuming<Written | Detour>(app.name, owner, cached, guard, (snapshot) => {
+            const decision = decide(request, snapshot, assumed);
+            return decision.commit === null ? null : decision;
+          })
+          .catch(rethrowUnavailable);
+        if (fast !== undefined && fast.committed && !("step" in fast.value)) return { etag: fast.value.etag, jobId: fast.value.jobId };
+      }
+    }
     try {
       for (let pass = 0; ; pass++) {
         const outcome = await store

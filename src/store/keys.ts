@@ -73,6 +73,12 @@ export const keys = {
    */
   outboxFence: (app: string, owner: Owner) => `${PREFIX}:outbox-fence:{${recordTag(app, owner)}}`,
   /**
+   * A key that never holds a value, in the record's slot: a write that decided on this replica's
+   * cached copy of the record watches it, and its guard script sets and deletes it when the record
+   * changed meanwhile, so that the write's EXEC fails (src/store/records.ts `attemptAssuming`).
+   */
+  writeGuard: (app: string, owner: Owner) => `${PREFIX}:guard:{${recordTag(app, owner)}}`,
+  /**
    * List of the record's last `[api] history_length` versions, newest first, each a JSON
    * `{etag, config, kind, changedBy, via, changedAt, requestId}`: pushed in the same MULTI as the
    * record (src/store/records.ts), so a write and its version are one event.
@@ -188,6 +194,7 @@ export const keyPatterns = {
   outboxPattern: `${PREFIX}:outbox:*`,
   outboxFence: `${PREFIX}:outbox-fence:{<app>:<createdBy>[:<project>]}`,
   outboxIndex: `${PREFIX}:{queue}:outboxes`,
+  writeGuard: `${PREFIX}:guard:{<app>:<createdBy>[:<project>]}`,
   history: `${PREFIX}:history:{<app>:<createdBy>[:<project>]}`,
   audit: `${PREFIX}:audit`,
   invalidations: `${PREFIX}:invalidations`,

@@ -68,6 +68,20 @@ export interface Commit {
   audit?: AuditEntry;
 }
 
+/** The read under WATCH of a write decided on a cached record (attemptAssuming), sent with EVAL: without the script in the server, EVALSHA would leave that write unchecked. */
+const guardRecord = new RedisScript(new URL("./scripts/guard-record-3.lua", import.meta.url));
+/** Its body without the comment lines: what EVAL sends (and Redis hashes) with every such write. */
+const GUARD_BODY = guardRecord.lua.replace(/^--.*\n/gm, "").trim();
+
+/**
+ * A job a write decided on a cached record relies on: alive while the field `state` of `key` is
+ * present and not one of `deadStates` (the embedded registry's jobs: src/ucloud/embedded-registry.ts).
+ */
+export interface JobGuard {
+  key: string;
+  deadStates: readonly string[];
+}
+
 /** Everything a write changes in its record's slot, as the one command of its MULTI (its task and audit entry through the outbox: Redis Cluster). */
 const writeRecord = new RedisScript(new URL("./scripts/write-record-6.lua", import.meta.url));
 /** The five keys both write scripts share (scripts/_write-record.lua), in their order. */
@@ -319,10 +333,95 @@ export class RecordStore {
     const decided = decide(snapshot);
     const decision = decided instanceof Promise ? await decided : decided;
     if (decision.commit === null) return { committed: true, value: decision.value };
+    return this.commitOn(connection, lease, app, owner, snapshot, decision.commit, decision.value, after, null);
+  }
 
-    const { record, enqueue, audit } = decision.commit;
+  /**
+   * The write of `attempt` in one round trip, for a record this replica's cache holds (`assumed`):
+   * `decide` decides on the cached copy, and the pipeline that carries the write reads it under
+   * WATCH on the server instead of here. It holds the WATCH of the record, its claim and its guard
+   * key, then guard-record-3.lua, then the MULTI: the guard finds the record still the version
+   * `assumed` is (ETag, state, job) and `job`, when given, still alive, or it touches the guard
+   * key and the EXEC fails. A write that lands is thus one `attempt` would have made on the same
+   * snapshot, with every guarantee of WATCH/MULTI/EXEC.
+   *
+   * Answers undefined when this cannot be done and nothing landed: on a cluster (the job's key is
+   * elsewhere), when `decide` commits nothing, takes a detour or throws (it may have judged a stale
+   * copy: a 409 or 412 is for `attempt` to find), or when the guard or the WATCH failed the EXEC.
+   * The caller then takes `attempt`. Its other failures are `attempt`'s.
+   */
+  async attemptAssuming<T>(
+    app: string,
+    owner: Owner,
+    assumed: StoredRecord,
+    job: JobGuard | null,
+    decide: (snapshot: Snapshot) => Decided<T> | null,
+  ): Promise<Outcome<T> | undefined> {
+    if (this.pool.clustered || this.options.enqueueWithin === undefined) return undefined;
+    let decision: Decided<T> | null;
+    const snapshot: Snapshot = { record: assumed, claim: null };
+    try {
+      decision = decide(snapshot);
+    } catch {
+      return undefined;
+    }
+    if (decision === null || decision.commit === null) return undefined;
+    const { commit, value } = decision;
+    const recordKey = keys.record(app, owner);
+    const guardKey = keys.writeGuard(app, owner);
+    const checkJob = job !== null;
+    const guard: RespCommand = [
+      "EVAL",
+      GUARD_BODY,
+      guardRecord.numberOfKeys,
+      recordKey,
+      guardKey,
+      checkJob ? job.key : recordKey,
+      assumed.etag,
+      assumed.state === "detached" ? "1" : "",
+      assumed.jobId,
+      checkJob ? "1" : "",
+      ...(checkJob ? job.deadStates : []),
+    ];
+    const after: AfterExec = {};
+    try {
+      const outcome = await this.pool.with(recordKey, (connection, lease) => {
+        const watch: RespCommand = ["WATCH", recordKey, keys.jobClaim(app, owner), guardKey];
+        const prefix: RespCommand[] = lease.mayBeWatching ? [["UNWATCH"], watch, guard] : [watch, guard];
+        return this.commitOn(connection, lease, app, owner, snapshot, commit, value, after, prefix);
+      });
+      return outcome.committed ? outcome : undefined;
+    } catch (e) {
+      // EXECABORT: Redis refused a command of the MULTI, and nothing of it ran.
+      if (replyCodeOf(e) === "EXECABORT") return undefined;
+      throw e;
+    } finally {
+      if (after.late !== undefined) await this.enqueueLate(app, owner, after.late);
+    }
+  }
+
+  /**
+   * Commits `commit` on `connection`, which holds the WATCH of the record (sent before, or in
+   * `prefix`: commands written ahead of the MULTI in the same round trip, the last of them the
+   * guard of `attemptAssuming`).
+   */
+  private async commitOn<T>(
+    connection: RespConnection,
+    lease: Lease,
+    app: string,
+    owner: Owner,
+    snapshot: Snapshot,
+    commit: Commit,
+    value: T,
+    after: AfterExec,
+    prefix: RespCommand[] | null,
+  ): Promise<Outcome<T>> {
+    const recordKey = keys.record(app, owner);
+    const clustered = this.pool.clustered;
+    const { record, enqueue, audit } = commit;
     const tasks = enqueue === undefined ? [] : [enqueue];
-    const multi: RespCommand[] = [["MULTI"]];
+    const ahead = prefix === null ? 0 : prefix.length;
+    const multi: RespCommand[] = prefix === null ? [["MULTI"]] : [...prefix, ["MULTI"]];
     // On a single server the task joins the MULTI through the queue's own add, and the audit entry
     // the write's own XADD: nothing is left for after EXEC. On a cluster (or with a queue that cannot
     // add within a MULTI) both go through the record's outbox.
@@ -333,21 +432,23 @@ export class RecordStore {
         try {
           multi.push(...this.options.enqueueWithin(tasks, currentRequestId()));
         } catch {
+          // A write decided on a cached copy has no outbox path: the caller takes `attempt`.
+          if (prefix !== null) return { committed: false };
           direct = false;
           multi.length = 1;
         }
       }
     }
     // The write's replies follow the adds'.
-    const adds = multi.length - 1;
+    const adds = multi.length - 1 - ahead;
     let owed: Owed | undefined;
     if (direct) {
-      multi.push(...this.writeCommands(app, owner, snapshot, decision.commit));
+      multi.push(...this.writeCommands(app, owner, snapshot, commit));
     } else {
       owed = tasks.length === 0 && audit === undefined ? undefined : owedFor(enqueue, audit);
       // Indexed before the EXEC can land, after the WATCH (outbox.ts).
       if (owed !== undefined && clustered) await this.outbox.index(app, owner, owed);
-      multi.push(["EVALSHA", writeRecord.sha, writeRecord.numberOfKeys, ...writeRecordKeys(app, owner), ...this.writeArguments(app, owner, snapshot, decision.commit), owed?.members.length ?? 0, ...(owed?.members ?? [])]);
+      multi.push(["EVALSHA", writeRecord.sha, writeRecord.numberOfKeys, ...writeRecordKeys(app, owner), ...this.writeArguments(app, owner, snapshot, commit), owed?.members.length ?? 0, ...(owed?.members ?? [])]);
       if (owed !== undefined && !clustered) multi.push(indexWithin(app, owner, owed));
     }
     multi.push(["EXEC"]);
@@ -361,9 +462,16 @@ export class RecordStore {
       if (this.options.beforeExec !== undefined) await this.options.beforeExec(recordKey);
       const sentAt = Date.now();
       try {
-        results = execResults(await connection.send(multi));
+        const replies = await connection.send(multi);
         // EXEC ends every WATCH, whether it ran the transaction or not.
         lease.leftUnwatched = true;
+        results = execResults(ahead === 0 ? replies : replies.slice(ahead));
+        // A write that landed had its WATCH and its guard's 1 (guard-record-3.lua fails the EXEC
+        // otherwise, and Redis refuses a MULTI's writes for whatever it refuses a script for):
+        // anything else is a bug to shout about, as the write is in.
+        if (ahead > 0 && results !== null && (replies[ahead - 1] !== 1 || replies.slice(0, ahead).some((reply) => reply instanceof Error))) {
+          this.options.log?.("warn", "a write decided on a cached record landed without its guard's consent", { app, owner, replies: replies.slice(0, ahead).map(String) });
+        }
       } catch (e) {
         if (!record || !isRedisUnavailable(e)) throw e;
         // The EXEC may or may not have run. First make sure it never will (a timed-out EXEC may
@@ -396,7 +504,7 @@ export class RecordStore {
     }
     after.owed = owed;
     if (record && (this.options.waitReplicas ?? 0) > 0) await this.awaitReplicas(connection);
-    return { committed: true, value: decision.value };
+    return { committed: true, value };
   }
 
   /**

@@ -25,7 +25,7 @@ import type { JobSpecification } from "../domain/app.ts";
 import { keys } from "../store/keys.ts";
 import type { CommandConnection } from "../store/connections.ts";
 import { RedisScript } from "../store/scripts.ts";
-import { type AliveRead, isFinal, type Job, type JobRegistry, type JobState } from "./jobs.ts";
+import { type AliveRead, FINAL_JOB_STATES, isFinal, type Job, type JobRegistry, type JobState } from "./jobs.ts";
 
 const updateJobState = new RedisScript(new URL("./scripts/update-job-state-1.lua", import.meta.url));
 /** Rewrites a job of the encoding before in this one (see `retrieve`). */
@@ -180,6 +180,7 @@ export class EmbeddedJobRegistry implements JobRegistry {
   readonly aliveRead: AliveRead = {
     command: (jobId) => ["HGET", keys.job(jobId), "state"],
     alive: (reply) => typeof reply === "string" && !isFinal(reply as JobState),
+    guard: (jobId) => ({ key: keys.job(jobId), deadStates: FINAL_JOB_STATES }),
   };
 
   async updateState(jobId: string, state: JobState, status = ""): Promise<void> {

@@ -7,7 +7,9 @@ import type { JobSpecification } from "../domain/app.ts";
 /** UCloud's JobState (orchestrators/jobs.go). */
 export type JobState = "IN_QUEUE" | "RUNNING" | "SUCCESS" | "FAILURE" | "EXPIRED" | "SUSPENDED";
 
-const FINAL_STATES: ReadonlySet<JobState> = new Set(["SUCCESS", "FAILURE", "EXPIRED"]);
+/** The states a job never leaves. */
+export const FINAL_JOB_STATES: readonly JobState[] = ["SUCCESS", "FAILURE", "EXPIRED"];
+const FINAL_STATES: ReadonlySet<JobState> = new Set(FINAL_JOB_STATES);
 
 export function isFinal(state: JobState): boolean {
   return FINAL_STATES.has(state);
@@ -28,7 +30,11 @@ export interface Job {
 export interface AliveRead {
   command(jobId: string): readonly (string | number)[];
   alive(reply: unknown): boolean;
+  /** The same, as a script checks it: alive while the field `state` of `key` is present and not one of `deadStates`. */
+  guard(jobId: string): { key: string; deadStates: readonly string[] };
 }
+
+
 
 export interface JobRegistry {
   /** Registers one job and answers its id. */
