@@ -83,6 +83,9 @@ describe.skipIf(CLUSTER_MODE)("a RESP connection", () => {
         `${"y".repeat(49)}ü`,
         `ü${"z".repeat(200)}`,
         "🙂".repeat(5000),
+        // More bytes than units, with a longer length to write: 60 units, 120 bytes; 9999 units, 10008 bytes.
+        "é".repeat(60),
+        `${"a".repeat(9990)}${"é".repeat(9)}`,
       ];
       const numbers = [0, 7, 10, -5, 1.5, 123456789];
       const echoed = await connection.send([...values, ...numbers].map((value) => ["ECHO", value]));
