@@ -1189,7 +1189,7 @@ async function coherence(
     log(`  not served within ${o.timeoutMs} ms: ${notSeen}; writer's own first read stale: ${ownStale}; replicas stale afterwards: ${diverged.length}`);
     const share = (seconds: number) => (Number.isFinite(seconds) ? `${((seconds / loadSeconds) * 100).toFixed(0)}%` : "?");
     log(`  CPU during the load (${loadSeconds.toFixed(1)} s; 100% = one core, ${availableParallelism()} cores): replicas ${cpu.slice(0, 3).map(share).join(" / ")}, redis-server ${share(cpu[3]!)}, this process (load + polls) ${share(cpu[4]!)}; machine ${Number.isFinite(machineBusy) ? `${(machineBusy * 100).toFixed(0)}% busy` : "?"}, ${share(outside * loadSeconds)} of a core outside this benchmark's processes`);
-    log(`  HGETALLs in Redis during the load: ${loadReads} (each update reads its record under WATCH; the rest are cache fills)`);
+    log(`  HGETALLs in Redis during the load: ${loadReads} (cache fills, and the reads under WATCH of updates whose replica did not hold the record or held an older one: an update of a cached record reads none)`);
   });
 }
 
