@@ -6,6 +6,7 @@
 
 import { describe, expect, test } from "bun:test";
 import type { Owner } from "../src/domain/owner.ts";
+import { registry } from "../src/metrics/metrics.ts";
 import { keys } from "../src/store/keys.ts";
 import { startHarness } from "./support/harness.ts";
 import { CLUSTER_MODE } from "./support/redis-server.ts";
@@ -18,6 +19,12 @@ const recordKey = (who: Owner) => keys.record("syncthing", who);
 const stored = async (who: Owner) => redis.admin.hgetall(recordKey(who));
 const update = (api: Instance, who: Owner, n: number, expectedETag: string | null = null) =>
   providerCall(api, "syncthing", "update", { principal: who, config: syncthingConfig(n), expectedETag });
+
+/** iapps_cached_writes_total{outcome} of this process (every instance here counts into it). */
+function cachedWrites(outcome: "landed" | "retried"): number {
+  const line = registry.expose().match(new RegExp(`^iapps_cached_writes_total\\{outcome="${outcome}"\\} (\\d+)$`, "m"));
+  return line ? Number(line[1]) : 0;
+}
 
 /** A replica with `who`'s record in its cache (written through it), and what Redis holds. */
 async function cachedRecord(name: string) {
@@ -35,8 +42,11 @@ describe.skipIf(CLUSTER_MODE)("a write decided on the cached record", () => {
     const { api, who, record } = await cachedRecord("behind-1");
     // Another writer's version, whose invalidation never reaches this replica.
     await redis.admin.hset(recordKey(who), { etag: "someone-elses", config: JSON.stringify(syncthingConfig(7)) });
+    const retried = cachedWrites("retried");
     const response = await update(api, who, 2, record.etag!);
     expect(response.status).toBe(409);
+    // Decided on the cached copy (the ETag matched it), refused by the guard, then decided again on the read.
+    expect(cachedWrites("retried")).toBe(retried + 1);
     const now = await stored(who);
     expect(now.etag).toBe("someone-elses");
     expect(JSON.parse(now.config!)).toEqual(syncthingConfig(7));
@@ -81,6 +91,7 @@ describe.skipIf(CLUSTER_MODE)("a write decided on the cached record", () => {
 
   test("with the cache current, the write lands as decided and the guard key never holds a value", async () => {
     const { api, who } = await cachedRecord("current-1");
+    const [landed, retried] = [cachedWrites("landed"), cachedWrites("retried")];
     for (let n = 2; n < 6; n++) {
       const before = (await stored(who)).etag!;
       const response = await update(api, who, n, before);
@@ -89,6 +100,7 @@ describe.skipIf(CLUSTER_MODE)("a write decided on the cached record", () => {
       expect(now.etag).toBe(response.headers.get("etag")!.slice(1, -1));
       expect(JSON.parse(now.config!)).toEqual(syncthingConfig(n));
     }
+    expect([cachedWrites("landed") - landed, cachedWrites("retried") - retried]).toEqual([4, 0]);
     // After a guard that failed, too.
     await redis.admin.hset(recordKey(who), { etag: "moved-on" });
     expect((await update(api, who, 9, "moved-on")).status).toBe(200);

@@ -22,6 +22,11 @@ export const metrics = {
   cacheEvictions: registry.counter("iapps_cache_evictions_total", "Cached records dropped to stay within [api] cache_max_entries and cache_max_bytes."),
   cacheInvalidations: registry.counter("iapps_cache_invalidations_total", "Invalidation messages received on iapps:invalidations."),
   cacheSuspensions: registry.counter("iapps_cache_suspensions_total", "Times the cache stopped being trusted because its subscription dropped or stopped answering."),
+  cachedWrites: registry.counter(
+    "iapps_cached_writes_total",
+    "Writes decided on this replica's cached record, by outcome: landed in one round trip, or retried the ordinary way (the record had changed: its guard failed the EXEC).",
+    ["outcome"],
+  ),
   cacheEntries: registry.gauge("iapps_cache_entries", "Records in this replica's cache, at scrape time."),
   cacheBytes: registry.gauge("iapps_cache_bytes", "Estimated bytes of the records in this replica's cache (as [api] cache_max_bytes counts them), at scrape time."),
   cacheLive: registry.gauge("iapps_cache_subscription_live", "1 while the invalidation subscription is confirmed (the cache is used), else 0."),

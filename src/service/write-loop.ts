@@ -155,7 +155,7 @@ export class WriteLoop {
             return decision.commit === null ? null : decision;
           })
           .catch(rethrowUnavailable);
-        if (fast !== undefined && fast.committed && !("step" in fast.value)) return { etag: fast.value.etag, jobId: fast.value.jobId };
+        if (fast?.committed && !("step" in fast.value)) return { etag: fast.value.etag, jobId: fast.value.jobId };
       }
     }
     try {

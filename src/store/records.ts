@@ -6,7 +6,9 @@
 // Reads go through the replica's cache when there is one; every write publishes its
 // invalidation in its own MULTI and updates this replica's cache at once.
 //
-// A write is two round trips on its connection (the WATCH with its reads, then MULTI to EXEC).
+// A write is two round trips on its connection (the WATCH with its reads, then MULTI to EXEC), or
+// one on a single server for a record this replica's cache holds (`attemptAssuming`: a guard
+// script reads it under the WATCH, on the server, in the pipeline that carries the MULTI).
 // A write's version joins the record's history (`iapps:history:{…}`) in the same MULTI, and a
 // reset's owed side effects are marked there (cleared here when done). The task a write causes
 // and its audit entry (audit.ts) land in the same EXEC too:
@@ -21,7 +23,8 @@
 // The transaction's connection speaks RESP itself (resp.ts): each round trip is one socket write.
 // Imports src/store/* (keys, invalidations, connections, the transaction pool, resp,
 // redis-errors, scripts, outbox, audit, job-claims), src/base/request-id.ts (the request a task
-// remembers) and the record and owner types of src/domain.
+// remembers), src/metrics/metrics.ts (how cached writes fare) and the record and owner types of
+// src/domain.
 
 import { randomBytes } from "node:crypto";
 import type { Owner } from "../domain/owner.ts";
@@ -36,6 +39,7 @@ import { indexWithin, type Owed, OutboxRelay, owedFor } from "./outbox.ts";
 import { AmbiguousCommitError, isRedisUnavailable, isSlotMoved, RedisUnavailableError, replyCodeOf } from "./redis-errors.ts";
 import { type Argument, hashOf, type Reply, type RespCommand, type RespConnection } from "./resp.ts";
 import { compareAndDelete, RedisScript } from "./scripts.ts";
+import { metrics } from "../metrics/metrics.ts";
 import type { Lease, TransactionPool } from "./transaction-pool.ts";
 
 /** What a write leaves for after its EXEC: a cluster's (or a fallback's) outbox to relay, or tasks its MULTI may have missed. */
@@ -67,6 +71,9 @@ export interface Commit {
   /** An entry for the audit stream: appended in the MULTI on a single server, else put in the record's outbox and relayed after EXEC (audit.ts). */
   audit?: AuditEntry;
 }
+
+const cachedWritesLanded = metrics.cachedWrites.bind({ outcome: "landed" });
+const cachedWritesRetried = metrics.cachedWrites.bind({ outcome: "retried" });
 
 /** The read under WATCH of a write decided on a cached record (attemptAssuming), sent with EVAL: without the script in the server, EVALSHA would leave that write unchecked. */
 const guardRecord = new RedisScript(new URL("./scripts/guard-record-3.lua", import.meta.url));
@@ -390,10 +397,14 @@ export class RecordStore {
         const prefix: RespCommand[] = lease.mayBeWatching ? [["UNWATCH"], watch, guard] : [watch, guard];
         return this.commitOn(connection, lease, app, owner, snapshot, commit, value, after, prefix);
       });
+      (outcome.committed ? cachedWritesLanded : cachedWritesRetried).inc();
       return outcome.committed ? outcome : undefined;
     } catch (e) {
       // EXECABORT: Redis refused a command of the MULTI, and nothing of it ran.
-      if (replyCodeOf(e) === "EXECABORT") return undefined;
+      if (replyCodeOf(e) === "EXECABORT") {
+        cachedWritesRetried.inc();
+        return undefined;
+      }
       throw e;
     } finally {
       if (after.late !== undefined) await this.enqueueLate(app, owner, after.late);
