@@ -107,4 +107,26 @@ describe.skipIf(CLUSTER_MODE)("a write decided on the cached record", () => {
     expect(await redis.admin.exists(keys.writeGuard("syncthing", who))).toBe(0);
     await api.close();
   });
+
+  test("a server that refuses the guard (an ACL without its key): writes of cached records take the ordinary path, and every one lands", async () => {
+    // Every key of the service but iapps:guard:{…}, as an operator who listed prefixes might grant.
+    await redis.admin.call("ACL", "SETUSER", "no-guard", "on", ">secret-pw", "~iapps:[a-f]*", "~iapps:[h-z]*", "~iapps:{*", "&iapps:*", "+@all");
+    const api = h.instance({ redis: { url: `redis://no-guard:secret-pw@127.0.0.1:${new URL(redis.url).port}` } });
+    await cacheLive(api);
+    const who: Owner = { createdBy: "no-guard-1", project: null };
+    expect((await update(api, who, 1)).status).toBe(200);
+    const landed = cachedWrites("landed");
+    for (let n = 2; n < 5; n++) {
+      const before = (await stored(who)).etag!;
+      const response = await update(api, who, n, before);
+      expect(response.status).toBe(200);
+      const now = await stored(who);
+      expect(now.etag).toBe(response.headers.get("etag")!.slice(1, -1));
+      expect(JSON.parse(now.config!)).toEqual(syncthingConfig(n));
+    }
+    // The probe found the WATCH refused: none of these went the one-round-trip way.
+    expect(cachedWrites("landed")).toBe(landed);
+    await api.close();
+    await redis.admin.call("ACL", "DELUSER", "no-guard");
+  });
 });

@@ -20,11 +20,15 @@ const owner = (name: string): Owner => ({ createdBy: name, project: null });
 const config = (n: number) => ({ folders: [], devices: n % 2 === 0 ? [] : syncthingConfig(n).devices });
 const update = (api: ReturnType<typeof h.instance>, who: Owner, n: number) => providerCall(api, "syncthing", "update", { principal: who, config: config(n) });
 
-/** An instance past its first requests (connections made, scripts loaded), its cache subscribed. */
+/**
+ * An instance past its first requests (connections made, scripts loaded, the first write of a
+ * cached record's probe of the server made: records.ts), its cache subscribed.
+ */
 async function warmInstance() {
   const api = h.instance();
   await cacheLive(api);
   for (let i = 0; i < 3; i++) expect((await update(api, owner(`warm-up-${i}`), i)).status).toBe(200);
+  expect((await update(api, owner("warm-up-0"), 3)).status).toBe(200);
   return api;
 }
 

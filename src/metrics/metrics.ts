@@ -24,7 +24,7 @@ export const metrics = {
   cacheSuspensions: registry.counter("iapps_cache_suspensions_total", "Times the cache stopped being trusted because its subscription dropped or stopped answering."),
   cachedWrites: registry.counter(
     "iapps_cached_writes_total",
-    "Writes decided on this replica's cached record, by outcome: landed in one round trip, or retried the ordinary way (the record had changed: its guard failed the EXEC).",
+    "Writes decided on this replica's cached record, by outcome: landed in one round trip, or retried the ordinary way (the record had changed: its guard, or another writer, failed the EXEC).",
     ["outcome"],
   ),
   cacheEntries: registry.gauge("iapps_cache_entries", "Records in this replica's cache, at scrape time."),

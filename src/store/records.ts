@@ -27,6 +27,7 @@
 // src/domain.
 
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { Owner } from "../domain/owner.ts";
 import type { AuditEntry, StoredRecord, Version } from "../domain/record.ts";
 import { currentRequestId } from "../base/request-id.ts";
@@ -75,10 +76,17 @@ export interface Commit {
 const cachedWritesLanded = metrics.cachedWrites.bind({ outcome: "landed" });
 const cachedWritesRetried = metrics.cachedWrites.bind({ outcome: "retried" });
 
-/** The read under WATCH of a write decided on a cached record (attemptAssuming), sent with EVAL: without the script in the server, EVALSHA would leave that write unchecked. */
-const guardRecord = new RedisScript(new URL("./scripts/guard-record-3.lua", import.meta.url));
-/** Its body without the comment lines: what EVAL sends (and Redis hashes) with every such write. */
-const GUARD_BODY = guardRecord.lua.replace(/^--.*\n/gm, "").trim();
+/**
+ * The read under WATCH of a write decided on a cached record (attemptAssuming), without its comment
+ * lines: sent with EVAL, as without the script in the server EVALSHA would leave that write
+ * unchecked. Read from its file, not loaded as a RedisScript: no ioredis client runs it, and every
+ * script defined on a client costs each of its pipelines a copy (scripts.ts).
+ */
+const GUARD_BODY = readFileSync(new URL("./scripts/guard-record-3.lua", import.meta.url), "utf8").replace(/^--.*\n/gm, "").trim();
+/** Its number of keys (the file's name says it). */
+const GUARD_KEYS = 3;
+/** The keys the first cached write's probe uses: in the service's own prefix, and never holding a value. */
+const PROBE_OWNER: Owner = { createdBy: ".probe", project: null };
 
 /**
  * A job a write decided on a cached record relies on: alive while the field `state` of `key` is
@@ -199,6 +207,13 @@ export class RecordStore {
   private readonly cache: WriteThroughCache | null;
   private readonly outbox: OutboxRelay;
   private readonly claims: JobClaims;
+  /**
+   * Whether writes of cached records take one round trip (attemptAssuming): unknown until the
+   * first one's probe answered, off when the server did not do what the guard needs (refused its
+   * WATCH or EVAL: an ACL, a renamed command) or a write landed without its guard's 1.
+   */
+  private cachedWrites: "unknown" | "on" | "off" = "unknown";
+  private probing: Promise<void> | null = null;
 
   constructor(
     private readonly commands: CommandConnection,
@@ -364,7 +379,15 @@ export class RecordStore {
     job: JobGuard | null,
     decide: (snapshot: Snapshot) => Decided<T> | null,
   ): Promise<Outcome<T> | undefined> {
-    if (this.pool.clustered || this.options.enqueueWithin === undefined) return undefined;
+    if (this.pool.clustered || this.options.enqueueWithin === undefined || this.cachedWrites === "off") return undefined;
+    if (this.cachedWrites === "unknown") {
+      this.probing ??= this.probeCachedWrites().finally(() => {
+        this.probing = null;
+      });
+      await this.probing;
+      // Set by the probe meanwhile (TypeScript keeps the narrowing from before the await).
+      if ((this.cachedWrites as string) !== "on") return undefined;
+    }
     let decision: Decided<T> | null;
     const snapshot: Snapshot = { record: assumed, claim: null };
     try {
@@ -380,7 +403,7 @@ export class RecordStore {
     const guard: RespCommand = [
       "EVAL",
       GUARD_BODY,
-      guardRecord.numberOfKeys,
+      GUARD_KEYS,
       recordKey,
       guardKey,
       checkJob ? job.key : recordKey,
@@ -409,6 +432,38 @@ export class RecordStore {
     } finally {
       if (after.late !== undefined) await this.enqueueLate(app, owner, after.late);
     }
+  }
+
+  /**
+   * Checks once that this server fails an EXEC as the guard means it to: WATCH and the guard's EVAL
+   * accepted, and the guard touching its key when the record is not the one assumed (here, a record
+   * that does not exist) so that the EXEC answers null. Anything else turns cached writes off, with
+   * a warning: they take the ordinary two round trips. A probe Redis did not answer decides nothing.
+   */
+  private async probeCachedWrites(): Promise<void> {
+    const record = keys.record(".probe", PROBE_OWNER);
+    const guard = keys.writeGuard(".probe", PROBE_OWNER);
+    let replies: Reply[];
+    try {
+      replies = await this.pool.with(record, async (connection, lease) => {
+        const sent: RespCommand[] = [["WATCH", record, guard], ["EVAL", GUARD_BODY, GUARD_KEYS, record, guard, record, "none", "", "", ""], ["MULTI"], ["PING"], ["EXEC"]];
+        const answer = await connection.send(lease.mayBeWatching ? [["UNWATCH"], ...sent] : sent);
+        lease.leftUnwatched = true;
+        return lease.mayBeWatching ? answer.slice(1) : answer;
+      });
+    } catch (e) {
+      if (isRedisUnavailable(e)) return;
+      replies = [e as Reply];
+    }
+    const [watched, guarded, , , exec] = replies;
+    if (watched === "OK" && guarded === 0 && exec === null) {
+      this.cachedWrites = "on";
+      return;
+    }
+    this.cachedWrites = "off";
+    this.options.log?.("warn", "writes of cached records take two round trips: Redis did not fail an EXEC as their guard needs (ACL or renamed commands?)", {
+      replies: replies.map(String),
+    });
   }
 
   /**
@@ -481,7 +536,14 @@ export class RecordStore {
         // otherwise, and Redis refuses a MULTI's writes for whatever it refuses a script for):
         // anything else is a bug to shout about, as the write is in.
         if (ahead > 0 && results !== null && (replies[ahead - 1] !== 1 || replies.slice(0, ahead).some((reply) => reply instanceof Error))) {
-          this.options.log?.("warn", "a write decided on a cached record landed without its guard's consent", { app, owner, replies: replies.slice(0, ahead).map(String) });
+          // It landed unchecked (the server refused the WATCH or the guard after the probe passed,
+          // or ran out of memory for the guard's touch): no more of those from this replica.
+          this.cachedWrites = "off";
+          this.options.log?.("warn", "a write decided on a cached record landed without its guard's consent: writes of cached records now take two round trips", {
+            app,
+            owner,
+            replies: replies.slice(0, ahead).map(String),
+          });
         }
       } catch (e) {
         if (!record || !isRedisUnavailable(e)) throw e;

@@ -34,8 +34,6 @@ export interface AliveRead {
   guard(jobId: string): { key: string; deadStates: readonly string[] };
 }
 
-
-
 export interface JobRegistry {
   /** Registers one job and answers its id. */
   register(specification: JobSpecification, createdBy: string, project: string | null): Promise<string>;

@@ -3,7 +3,8 @@
 -- the MULTI. When the record is no longer the version the writer decided on, or its job is no
 -- longer alive, it sets and deletes the guard key, which the writer's connection watches: its
 -- EXEC then fails, nothing of the write lands, and the writer takes the ordinary path (the read
--- under WATCH, then the MULTI). Any error on the way does the same: the write never lands unchecked.
+-- under WATCH, then the MULTI). An error in the checks does the same. (A server that refuses this
+-- script or the WATCH outright is for records.ts to notice: it probes before the first such write.)
 --
 -- KEYS[1] the record, KEYS[2] its guard key (never holds a value), KEYS[3] the job's hash (the
 --         record key again when the job is not checked here)
