@@ -26,6 +26,18 @@ function cachedWrites(outcome: "landed" | "retried"): number {
   return line ? Number(line[1]) : 0;
 }
 
+/** Updates `who` with configurations `from` to `to` - 1, each conditional on the ETag Redis holds: each lands as sent. */
+async function updatesInTurn(api: Instance, who: Owner, from: number, to: number) {
+  for (let n = from; n < to; n++) {
+    const before = (await stored(who)).etag!;
+    const response = await update(api, who, n, before);
+    expect(response.status).toBe(200);
+    const now = await stored(who);
+    expect(now.etag).toBe(response.headers.get("etag")!.slice(1, -1));
+    expect(JSON.parse(now.config!)).toEqual(syncthingConfig(n));
+  }
+}
+
 /** A replica with `who`'s record in its cache (written through it), and what Redis holds. */
 async function cachedRecord(name: string) {
   const api = h.instance();
@@ -92,14 +104,7 @@ describe.skipIf(CLUSTER_MODE)("a write decided on the cached record", () => {
   test("with the cache current, the write lands as decided and the guard key never holds a value", async () => {
     const { api, who } = await cachedRecord("current-1");
     const [landed, retried] = [cachedWrites("landed"), cachedWrites("retried")];
-    for (let n = 2; n < 6; n++) {
-      const before = (await stored(who)).etag!;
-      const response = await update(api, who, n, before);
-      expect(response.status).toBe(200);
-      const now = await stored(who);
-      expect(now.etag).toBe(response.headers.get("etag")!.slice(1, -1));
-      expect(JSON.parse(now.config!)).toEqual(syncthingConfig(n));
-    }
+    await updatesInTurn(api, who, 2, 6);
     expect([cachedWrites("landed") - landed, cachedWrites("retried") - retried]).toEqual([4, 0]);
     // After a guard that failed, too.
     await redis.admin.hset(recordKey(who), { etag: "moved-on" });
@@ -116,14 +121,7 @@ describe.skipIf(CLUSTER_MODE)("a write decided on the cached record", () => {
     const who: Owner = { createdBy: "no-guard-1", project: null };
     expect((await update(api, who, 1)).status).toBe(200);
     const landed = cachedWrites("landed");
-    for (let n = 2; n < 5; n++) {
-      const before = (await stored(who)).etag!;
-      const response = await update(api, who, n, before);
-      expect(response.status).toBe(200);
-      const now = await stored(who);
-      expect(now.etag).toBe(response.headers.get("etag")!.slice(1, -1));
-      expect(JSON.parse(now.config!)).toEqual(syncthingConfig(n));
-    }
+    await updatesInTurn(api, who, 2, 5);
     // The probe found the WATCH refused: none of these went the one-round-trip way.
     expect(cachedWrites("landed")).toBe(landed);
     await api.close();

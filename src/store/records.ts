@@ -535,7 +535,7 @@ export class RecordStore {
         // A write that landed had its WATCH and its guard's 1 (guard-record-3.lua fails the EXEC
         // otherwise, and Redis refuses a MULTI's writes for whatever it refuses a script for):
         // anything else is a bug to shout about, as the write is in.
-        if (ahead > 0 && results !== null && (replies[ahead - 1] !== 1 || replies.slice(0, ahead).some((reply) => reply instanceof Error))) {
+        if (ahead > 0 && results !== null && !consented(replies, ahead)) {
           // It landed unchecked (the server refused the WATCH or the guard after the probe passed,
           // or ran out of memory for the guard's touch): no more of those from this replica.
           this.cachedWrites = "off";
@@ -771,6 +771,12 @@ export class RecordStore {
  * ran). A MULTI that Redis refused to queue (EXECABORT: a MOVED, say) throws its EXEC's error,
  * with the queueing errors that caused it as `previousErrors` (as ioredis raises it).
  */
+/** Whether the `ahead` replies before a MULTI (UNWATCH?, WATCH, the guard) let its write land: no error, and the guard's 1 last. */
+function consented(replies: Reply[], ahead: number): boolean {
+  for (let i = 0; i < ahead; i++) if (replies[i] instanceof Error) return false;
+  return replies[ahead - 1] === 1;
+}
+
 function execResults(replies: Reply[]): Reply[] | null {
   const exec = replies.at(-1);
   if (exec instanceof Error) {
