@@ -150,12 +150,12 @@ export class WriteLoop {
       if (guard !== null || state.jobsAlive.get(cached.jobId) === true) {
         const assumed: LoopState = { ...state, jobsAlive: new Map([[cached.jobId, true]]) };
         const fast = await store
-          .attemptAssuming<Written | Detour>(app.name, owner, cached, guard, (snapshot) => {
+          .attemptAssuming<Written>(app.name, owner, cached, guard, (snapshot) => {
             const decision = decide(request, snapshot, assumed);
             return decision.commit === null ? null : decision;
           })
           .catch(rethrowUnavailable);
-        if (fast?.committed && !("step" in fast.value)) return { etag: fast.value.etag, jobId: fast.value.jobId };
+        if (fast?.committed) return { etag: fast.value.etag, jobId: fast.value.jobId };
       }
     }
     try {

@@ -340,8 +340,7 @@ export class RecordStore {
     // the EXEC from landing a task after that entry was removed (outbox.ts).
     const clustered = this.pool.clustered;
     const watch: RespCommand = clustered ? ["WATCH", recordKey, claimKey, keys.outboxFence(app, owner)] : ["WATCH", recordKey, claimKey];
-    // UNWATCH first when whoever borrowed this connection before may have returned it watching.
-    const reads: RespCommand[] = lease.mayBeWatching ? [["UNWATCH"], watch] : [watch];
+    const reads = unwatchedFirst(lease, [watch]);
     const first = reads.length;
     reads.push(["HGETALL", recordKey], ["GET", claimKey]);
     const along = alongside !== undefined && this.readsAlongside;
@@ -417,7 +416,7 @@ export class RecordStore {
     try {
       const outcome = await this.pool.with(recordKey, (connection, lease) => {
         const watch: RespCommand = ["WATCH", recordKey, keys.jobClaim(app, owner), guardKey];
-        const prefix: RespCommand[] = lease.mayBeWatching ? [["UNWATCH"], watch, guard] : [watch, guard];
+        const prefix = unwatchedFirst(lease, [watch, guard]);
         return this.commitOn(connection, lease, app, owner, snapshot, commit, value, after, prefix);
       });
       (outcome.committed ? cachedWritesLanded : cachedWritesRetried).inc();
@@ -447,7 +446,7 @@ export class RecordStore {
     try {
       replies = await this.pool.with(record, async (connection, lease) => {
         const sent: RespCommand[] = [["WATCH", record, guard], ["EVAL", GUARD_BODY, GUARD_KEYS, record, guard, record, "none", "", "", ""], ["MULTI"], ["PING"], ["EXEC"]];
-        const answer = await connection.send(lease.mayBeWatching ? [["UNWATCH"], ...sent] : sent);
+        const answer = await connection.send(unwatchedFirst(lease, sent));
         lease.leftUnwatched = true;
         return lease.mayBeWatching ? answer.slice(1) : answer;
       });
@@ -766,17 +765,22 @@ export class RecordStore {
   }
 }
 
-/**
- * The EXEC's results from the replies of MULTI ... EXEC: null when a watched key changed (nothing
- * ran). A MULTI that Redis refused to queue (EXECABORT: a MOVED, say) throws its EXEC's error,
- * with the queueing errors that caused it as `previousErrors` (as ioredis raises it).
- */
+/** `commands`, after an UNWATCH when whoever borrowed the lease's connection before may have returned it watching. */
+function unwatchedFirst(lease: Lease, commands: RespCommand[]): RespCommand[] {
+  return lease.mayBeWatching ? [["UNWATCH"], ...commands] : commands;
+}
+
 /** Whether the `ahead` replies before a MULTI (UNWATCH?, WATCH, the guard) let its write land: no error, and the guard's 1 last. */
 function consented(replies: Reply[], ahead: number): boolean {
   for (let i = 0; i < ahead; i++) if (replies[i] instanceof Error) return false;
   return replies[ahead - 1] === 1;
 }
 
+/**
+ * The EXEC's results from the replies of MULTI ... EXEC: null when a watched key changed (nothing
+ * ran). A MULTI that Redis refused to queue (EXECABORT: a MOVED, say) throws its EXEC's error,
+ * with the queueing errors that caused it as `previousErrors` (as ioredis raises it).
+ */
 function execResults(replies: Reply[]): Reply[] | null {
   const exec = replies.at(-1);
   if (exec instanceof Error) {
